@@ -1,0 +1,216 @@
+"""SQLAlchemy table definitions: the single source of truth for the `prodmatch` Postgres schema.
+
+Alembic's migrations in `migrations/` create exactly these tables (autogenerate compares against `metadata`).
+Everything lives in the Postgres schema `prodmatch` so it sits beside an application's own tables. The table and
+column names here are public: analysts and applications write SQL against them.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+SCHEMA = "prodmatch"
+
+metadata = MetaData(
+    schema=SCHEMA,
+    naming_convention={
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "ck": "%(table_name)s_%(constraint_name)s_check",
+        "fk": "%(table_name)s_%(column_0_name)s_fkey",
+        "pk": "%(table_name)s_pkey",
+    },
+)
+
+
+def _now() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+# What makes a product "changed": any field that can feed an embedding or a match. The hash is a generated
+# column, so rows written by an application's plain SQL get it too.
+CONTENT_HASH_SQL = (
+    "(md5(coalesce(title, '') || chr(31) || coalesce(description, '') || chr(31) || coalesce(brand, '')"
+    " || chr(31) || coalesce(category, '') || chr(31) || coalesce(price::text, '') || chr(31)"
+    " || coalesce(currency, '') || chr(31) || coalesce(image, '') || chr(31) || attributes::text))::uuid"
+)
+
+catalogs = Table(
+    "catalogs",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("description", Text),
+    _now(),
+    CheckConstraint("name <> ''", name="name_not_empty"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("catalog_id", BigInteger, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("title", Text),
+    Column("description", Text),
+    Column("brand", Text),
+    Column("category", Text),
+    Column("price", Numeric),
+    Column("currency", Text),
+    Column("image", Text),
+    Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("content_hash", UUID(as_uuid=True), Computed(CONTENT_HASH_SQL, persisted=True)),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("catalog_id", "external_id"),
+    CheckConstraint("external_id <> ''", name="external_id_not_empty"),
+    CheckConstraint("price >= 0", name="price_not_negative"),
+    CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
+)
+Index("products_catalog_id_brand_idx", products.c.catalog_id, products.c.brand)
+Index("products_catalog_id_category_idx", products.c.catalog_id, products.c.category)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, Identity(always=False), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("revision", Text),
+    Column("family", Text, nullable=False),
+    Column("dimension", Integer, nullable=False),
+    Column("fused_dimension", Integer, nullable=False),
+    Column("fusion", Text, nullable=False, server_default="mean"),
+    Column("image_weight", Float, nullable=False, server_default=text("0.5")),
+    Column("text_template", Text, nullable=False),
+    Column("settings", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _now(),
+    CheckConstraint("fusion IN ('mean', 'concat')", name="fusion_known"),
+    CheckConstraint("image_weight BETWEEN 0 AND 1", name="image_weight_range"),
+    CheckConstraint("dimension > 0 AND fused_dimension > 0", name="dimension_positive"),
+)
+
+EMBEDDING_STATUSES = ("pending", "done", "image_error", "failed")
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    # No fixed dimension: models of different sizes live side by side; each model gets its own partial
+    # expression HNSW indexes cast to its dimension (see prodmatch.models).
+    Column("image_vector", VECTOR()),
+    Column("text_vector", VECTOR()),
+    Column("fused_vector", VECTOR()),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("content_hash", UUID(as_uuid=True)),
+    Column("embedded_at", DateTime(timezone=True)),
+    # A worker's claim: which backend holds it and until when (a dead backend's claim is taken over).
+    Column("claimed_by", Text),
+    Column("claimed_pid", Integer),
+    Column("claim_expires_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("model_id", "product_id"),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in EMBEDDING_STATUSES) + ")", name="status_known"
+    ),
+)
+Index("embeddings_product_id_idx", embeddings.c.product_id)
+Index(
+    "embeddings_pending_idx",
+    embeddings.c.model_id,
+    embeddings.c.product_id,
+    postgresql_where=text("status = 'pending'"),
+)
+
+match_runs = Table(
+    "match_runs",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("kind", Text, nullable=False, server_default="link"),
+    Column("source_catalog_id", BigInteger, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("target_catalog_id", BigInteger, ForeignKey("catalogs.id", ondelete="CASCADE")),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _now(),
+    CheckConstraint("kind IN ('link', 'dedupe')", name="kind_known"),
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("match_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("source_product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("target_product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("rank", SmallInteger, nullable=False),
+    Column("fused_similarity", Float(precision=24)),
+    Column("image_similarity", Float(precision=24)),
+    Column("text_similarity", Float(precision=24)),
+    PrimaryKeyConstraint("run_id", "source_product_id", "target_product_id"),
+)
+Index("matches_target_product_id_idx", matches.c.target_product_id)
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("catalog_id", BigInteger, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("format", Text, nullable=False),
+    Column("options", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("inserted", Integer, nullable=False, server_default=text("0")),
+    Column("updated", Integer, nullable=False, server_default=text("0")),
+    Column("unchanged", Integer, nullable=False, server_default=text("0")),
+    Column("rejected", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+ingest_rejects = Table(
+    "ingest_rejects",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("ingest_run_id", BigInteger, ForeignKey("ingest_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("external_id", Text),
+    Column("field", Text),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text),
+)
+Index("ingest_rejects_ingest_run_id_idx", ingest_rejects.c.ingest_run_id)
+
+# Tables whose row counts `prodmatch db status` shows, in data-path order.
+STATUS_TABLES = (
+    "catalogs",
+    "products",
+    "models",
+    "embeddings",
+    "match_runs",
+    "matches",
+    "ingest_runs",
+    "ingest_rejects",
+)

@@ -1,0 +1,128 @@
+"""Database: migrations up, down and up again; status; the embedded default; URLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from click.testing import CliRunner
+
+from prodmatch import db
+from prodmatch.cli import main
+from prodmatch.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'prodmatch'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_migrations_up_down_up(empty_settings: Settings):
+    assert db.current_revision(empty_settings) is None
+    head = db.upgrade(empty_settings)
+    assert head == db.head_revision()
+    assert {"catalogs", "products", "models", "embeddings", "match_runs", "matches"} <= tables(
+        empty_settings.database_url
+    )
+    assert db.downgrade(empty_settings, "base") is None
+    assert tables(empty_settings.database_url) == {"alembic_version"}
+    assert db.upgrade(empty_settings) == head
+    with psycopg.connect(empty_settings.database_url) as conn:
+        triggers = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")}
+    assert {"products_inserted", "products_updated", "products_touch"} <= triggers
+
+
+def test_alembic_command_line_from_the_repository_root(empty_settings: Settings):
+    env = {**os.environ, "PRODMATCH_DATABASE_URL": empty_settings.database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert db.current_revision(empty_settings) == db.head_revision()
+
+
+def test_products_table_has_the_public_columns(settings: Settings):
+    with db.connection(settings) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = 'prodmatch' AND table_name = 'products' ORDER BY ordinal_position"
+            )
+        ]
+    assert columns == [
+        "id", "catalog_id", "external_id", "title", "description", "brand", "category", "price",
+        "currency", "image", "attributes", "content_hash", "created_at", "updated_at",
+    ]  # fmt: skip
+
+
+def test_db_status_json_reports_versions_revision_and_counts(settings: Settings):
+    result = CliRunner().invoke(main, ["--database-url", settings.database_url, "db", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["server_version"].startswith("18")
+    assert report["pgvector_version"] >= "0.7"
+    assert report["schema_revision"] == report["head_revision"] == db.head_revision()
+    assert report["row_counts"]["products"] == 0
+    assert report["embedded"] is False
+
+
+def test_cli_upgrade_and_downgrade(empty_settings: Settings):
+    runner = CliRunner()
+    base = ["--database-url", empty_settings.database_url, "db"]
+    up = runner.invoke(main, [*base, "upgrade"])
+    assert up.exit_code == 0 and db.head_revision() in up.output
+    down = runner.invoke(main, [*base, "downgrade", "base"])
+    assert down.exit_code == 0 and "base" in down.output
+
+
+def test_embedded_server_is_the_default_and_is_reused(tmp_path: Path):
+    home = tmp_path / "home"
+    code = (
+        "import json, sys; from prodmatch import db; from prodmatch.config import load_settings;"
+        "s = load_settings(); db.upgrade(s); st = db.status(s);"
+        "print(json.dumps([st.embedded, st.schema_revision, str(s.pgdata)]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PRODMATCH_DATABASE_URL"}
+    env["PRODMATCH_HOME"] = str(home)
+    for _ in range(2):  # the second run finds the data the first one left
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        embedded, revision, pgdata = json.loads(done.stdout)
+        assert embedded and revision == db.head_revision()
+        assert Path(pgdata) == home / "pgdata" and (home / "pgdata" / "PG_VERSION").exists()
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path):
+    url = "postgresql://someone:secret@127.0.0.1:1/nowhere"
+    result = CliRunner().invoke(main, ["--database-url", url, "db", "status"])
+    assert result.exit_code == 1
+    assert "cannot connect to postgresql://someone:***@127.0.0.1:1/nowhere" in result.output
+    assert "secret" not in result.output
+
+
+def test_settings_precedence():
+    env = {"PRODMATCH_DATABASE_URL": "postgresql://env/db", "PRODMATCH_HOME": "/env/home"}
+    assert load_settings(environ=env).database_url == "postgresql://env/db"
+    assert load_settings(environ=env).home == Path("/env/home")
+    flags = load_settings(database_url="postgresql://flag/db", environ=env)
+    assert flags.database_url == "postgresql://flag/db"
+    assert load_settings(environ={}).embedded
+
+
+def test_mask_url():
+    assert db.mask_url("postgresql://u:p@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert db.mask_url("host=h password=secret user=u") == "host=h password=*** user=u"

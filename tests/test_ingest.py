@@ -1,0 +1,356 @@
+"""Ingest: every file shape a real export comes in, bad rows, upsert semantics, bounded memory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tracemalloc
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from prodmatch.cli import main
+from prodmatch.errors import IngestError
+from prodmatch.ingest import IngestOptions, ingest_file, parse_price
+
+ROWS = [
+    {
+        "external_id": "A1",
+        "title": "Кроссовки беговые",
+        "brand": "Nike",
+        "price": "4 999,00",
+        "image": "img/a1.jpg",
+    },
+    {
+        "external_id": "A2",
+        "title": "Red shoe, size 42",
+        "brand": "Adidas",
+        "price": "12.50",
+        "image": "http://cdn.example/a2.jpg",
+    },
+    {"external_id": "A3", "title": 'Multi-line\n"quoted" title', "brand": "Puma", "price": "", "image": ""},
+]
+
+
+def write_csv(
+    path: Path, rows: list[dict], *, delimiter=",", encoding="utf-8", header=None, extra=None
+) -> Path:
+    header = header or ["external_id", "title", "brand", "price", "image", "colour"]
+    lines = [delimiter.join(header)]
+    for i, row in enumerate(rows):
+        values = [row.get(h, "") for h in ["external_id", "title", "brand", "price", "image"]]
+        values.append(extra[i] if extra else "red")
+        lines.append(delimiter.join(_quote(v, delimiter) for v in values))
+    data = ("\r\n".join(lines) + "\r\n").encode(encoding)
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def _quote(value: str, delimiter: str) -> str:
+    if any(c in value for c in (delimiter, '"', "\n")):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def write_jsonl(path: Path, objects: list, *, raw_lines: list[str] = ()) -> Path:
+    lines = [json.dumps(o, ensure_ascii=False) for o in objects] + list(raw_lines)
+    data = ("\n".join(lines) + "\n").encode()
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def products(conn, catalog="shop") -> dict[str, dict]:
+    cur = conn.execute(
+        "SELECT p.external_id, p.title, p.brand, p.price, p.currency, p.image, p.attributes, p.updated_at"
+        " FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s",
+        (catalog,),
+    )
+    names = [d.name for d in cur.description]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cur}
+
+
+@pytest.mark.parametrize(
+    "name, delimiter, encoding",
+    [
+        ("plain.csv", ",", "utf-8"),
+        ("bom.csv", ",", "utf-8-sig"),
+        ("legacy.csv", ";", "cp1251"),
+        ("tabs.tsv", "\t", "utf-8"),
+        ("pipes.txt", "|", "utf-8"),
+        ("packed.csv.gz", ";", "utf-8"),
+    ],
+)
+def test_csv_shapes_load_the_same_products(conn, tmp_path, name, delimiter, encoding):
+    path = write_csv(tmp_path / name, ROWS, delimiter=delimiter, encoding=encoding)
+    result = ingest_file(conn, path, "shop")
+    assert (result.inserted, result.rejected) == (3, 0)
+    assert result.delimiter == delimiter
+    got = products(conn)
+    assert got["A1"]["title"] == "Кроссовки беговые"
+    assert got["A1"]["price"] == Decimal("4999.00")
+    assert got["A2"]["price"] == Decimal("12.50")
+    assert got["A3"]["title"] == 'Multi-line\n"quoted" title'
+    assert got["A3"]["price"] is None
+    assert got["A1"]["attributes"] == {"colour": "red"}
+    assert got["A1"]["image"] == str(tmp_path / "img" / "a1.jpg")
+    assert got["A2"]["image"] == "http://cdn.example/a2.jpg"
+
+
+@pytest.mark.parametrize("name", ["items.jsonl", "items.jsonl.gz", "items.ndjson"])
+def test_jsonl_loads_nested_attributes_and_numeric_prices(conn, tmp_path, name):
+    objects = [
+        {"id": "J1", "title": "Lamp", "price": 19.99, "image": "/srv/img/j1.png", "size": {"h": 30}},
+        {"external_id": "J2", "title": "Chair", "price": "1.299,00 €", "attributes": {"wood": "oak"}},
+    ]
+    result = ingest_file(conn, write_jsonl(tmp_path / name, objects), "shop")
+    assert (result.format, result.inserted, result.rejected) == ("jsonl", 2, 0)
+    got = products(conn)
+    assert got["J1"]["price"] == Decimal("19.99")
+    assert got["J1"]["attributes"] == {"size": {"h": 30}}
+    assert got["J1"]["image"] == "/srv/img/j1.png"
+    assert (got["J2"]["price"], got["J2"]["currency"]) == (Decimal("1299.00"), "EUR")
+    assert got["J2"]["attributes"] == {"wood": "oak"}
+
+
+def test_map_reads_columns_named_in_another_language(conn, tmp_path):
+    path = tmp_path / "ru.csv"
+    path.write_text(
+        "Артикул;Наименование;Цена;Фото\nR1;Чайник;1 290,50 руб.;фото/r1.jpg\n", encoding="cp1251"
+    )
+    images = tmp_path / "pictures"
+    options = IngestOptions(
+        mapping={"external_id": "Артикул", "title": "Наименование", "price": "Цена", "image": "Фото"},
+        images_root=images,
+    )
+    result = ingest_file(conn, path, "ru", options)
+    assert result.encoding == "cp1251" and result.inserted == 1
+    row = products(conn, "ru")["R1"]
+    assert (row["title"], row["price"], row["currency"]) == ("Чайник", Decimal("1290.50"), "RUB")
+    assert row["image"] == str(images / "фото" / "r1.jpg")
+
+
+@pytest.mark.parametrize(
+    "text, decimal_comma, expected",
+    [
+        ("4 999,00", None, "4999.00"),
+        ("4\u00a0999,00 руб.", None, "4999.00"),
+        ("1,299.99", None, "1299.99"),
+        ("1.299,99", None, "1299.99"),
+        ("12,50", None, "12.50"),
+        ("12,500", None, "12500"),
+        ("12,500", True, "12.500"),
+        ("1.234.567", None, "1234567"),
+        ("$15", None, "15"),
+        ("0", None, "0"),
+    ],
+)
+def test_parse_price(text, decimal_comma, expected):
+    assert parse_price(text, decimal_comma)[0] == Decimal(expected)
+
+
+@pytest.mark.parametrize("text", ["abc", "12..5", "-5", "1,2,3.4.5", "12 34 56 x7,8.9,1"])
+def test_parse_price_refuses_what_is_not_a_price(text):
+    with pytest.raises(ValueError):
+        parse_price(text)
+
+
+BAD_CSV = (
+    "external_id,title,price\n"
+    "G1,good one,10\n"
+    ",no id,5\n"
+    "G2,bad price,twelve\n"
+    "G1,duplicate,7\n"
+    "G3,too,many,fields\n"
+    "G4,good two,11\n"
+)
+
+
+def test_bad_csv_rows_are_rejected_with_line_and_field_and_good_rows_load(conn, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    result = ingest_file(conn, path, "shop")
+    assert (result.inserted, result.rejected) == (2, 4)
+    assert set(products(conn)) == {"G1", "G4"}
+    by_line = {r.line: r for r in result.rejects}
+    assert (by_line[3].field, by_line[3].reason) == ("external_id", "missing external_id")
+    assert by_line[4].field == "price" and "twelve" in by_line[4].reason
+    assert by_line[5].field == "external_id" and "first seen on line 2" in by_line[5].reason
+    assert "4 fields but the header has 3" in by_line[6].reason
+    stored = conn.execute("SELECT line, field, file FROM prodmatch.ingest_rejects ORDER BY line").fetchall()
+    assert [(line, f) for line, f, _ in stored] == [
+        (3, "external_id"),
+        (4, "price"),
+        (5, "external_id"),
+        (6, None),
+    ]
+    assert all(file == str(path) for _, _, file in stored)
+
+
+def test_bad_jsonl_lines_are_rejected(conn, tmp_path):
+    path = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"id": "J1", "title": "ok"}],
+        raw_lines=[
+            '{"id": "J2", "title": "broken',
+            '["not", "an", "object"]',
+            '{"title": "no id"}',
+            '{"id": "J5", "title": {"x": 1}}',
+        ],
+    )
+    result = ingest_file(conn, path, "shop")
+    assert (result.inserted, result.rejected) == (1, 4)
+    reasons = {r.line: (r.field, r.reason) for r in result.rejects}
+    assert reasons[2][1].startswith("broken JSON")
+    assert reasons[3][1] == "expected a JSON object, got list"
+    assert reasons[4] == ("external_id", "missing external_id")
+    assert reasons[5][0] == "title"
+
+
+def test_undecodable_bytes_reject_only_their_row(conn, tmp_path):
+    path = tmp_path / "mixed.csv"
+    good = "external_id,title\n" + "".join(f"U{i},Ünïcödé {i}\n" for i in range(50))
+    path.write_bytes(good.encode() + b"U99,bad \xff\xfe bytes\n" + b"U100,fine\n")
+    result = ingest_file(conn, path, "shop")
+    assert result.encoding == "utf-8"
+    assert (result.inserted, result.rejected) == (51, 1)
+    assert result.rejects[0].line == 52 and "undecodable" in result.rejects[0].reason
+
+
+def test_missing_required_column_fails_before_writing(conn, tmp_path):
+    path = tmp_path / "nocol.csv"
+    path.write_text("sku,name\n1,x\n")
+    with pytest.raises(IngestError, match=r"missing required column\(s\) external_id, title.*--map"):
+        ingest_file(conn, path, "shop")
+    assert conn.execute("SELECT count(*) FROM prodmatch.catalogs").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("make", [lambda p: p, lambda p: (p.mkdir(), p)[1]])
+def test_unreadable_file_is_a_clear_error(conn, tmp_path, make):
+    path = make(tmp_path / "missing.csv")
+    with pytest.raises(IngestError, match="missing.csv"):
+        ingest_file(conn, path, "shop")
+
+
+def test_strict_loads_nothing_when_a_row_is_bad(conn, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    with pytest.raises(IngestError, match="4 of 6 rows rejected; --strict loaded nothing"):
+        ingest_file(conn, path, "shop", IngestOptions(strict=True))
+    assert conn.execute("SELECT count(*) FROM prodmatch.products").fetchone()[0] == 0
+
+
+def test_second_identical_ingest_changes_nothing(conn, tmp_path):
+    path = write_csv(tmp_path / "a.csv", ROWS)
+    ingest_file(conn, path, "shop")
+    before = products(conn)
+    again = ingest_file(conn, path, "shop")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+    assert products(conn) == before
+
+
+def test_changed_row_is_updated_and_marked_pending(conn, tmp_path):
+    ingest_file(conn, write_csv(tmp_path / "a.csv", ROWS), "shop")
+    model_id = _register_fake_model(conn)
+    conn.execute("UPDATE prodmatch.embeddings SET status = 'done'")
+    changed = [dict(ROWS[0], title="Кроссовки беговые v2"), *ROWS[1:]]
+    result = ingest_file(conn, write_csv(tmp_path / "b.csv", changed), "shop")
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 2)
+    status = dict(
+        conn.execute(
+            "SELECT p.external_id, e.status FROM prodmatch.embeddings e"
+            " JOIN prodmatch.products p ON p.id = e.product_id WHERE e.model_id = %s",
+            (model_id,),
+        ).fetchall()
+    )
+    assert status == {"A1": "pending", "A2": "done", "A3": "done"}
+
+
+def _register_fake_model(conn) -> int:
+    """A models row as `prodmatch models add` would write it, plus the pending rows it creates."""
+    model_id = conn.execute(
+        "INSERT INTO prodmatch.models (name, source, family, dimension, fused_dimension, text_template)"
+        " VALUES ('m', 'fake', 'clip', 4, 4, '{brand} {title}') RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO prodmatch.embeddings (model_id, product_id) SELECT %s, id FROM prodmatch.products",
+        (model_id,),
+    )
+    return model_id
+
+
+def test_plain_sql_insert_and_update_by_an_application_become_pending(conn, tmp_path):
+    model_id = _register_fake_model(conn)
+    catalog_id = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('app') RETURNING id").fetchone()[
+        0
+    ]
+    conn.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, price, image)"
+        " VALUES (%s, 'X1', 'Kettle', 'Bosch', 39.90, 'http://img/x1.jpg')"
+        " ON CONFLICT (catalog_id, external_id) DO UPDATE SET title = EXCLUDED.title",
+        (catalog_id,),
+    )
+    pending = "SELECT status FROM prodmatch.embeddings WHERE model_id = %s"
+    assert conn.execute(pending, (model_id,)).fetchall() == [("pending",)]
+    conn.execute("UPDATE prodmatch.embeddings SET status = 'done'")
+    conn.execute("UPDATE prodmatch.products SET price = 39.90 WHERE external_id = 'X1'")  # no real change
+    assert conn.execute(pending, (model_id,)).fetchall() == [("done",)]
+    conn.execute("UPDATE prodmatch.products SET title = 'Kettle 2' WHERE external_id = 'X1'")
+    assert conn.execute(pending, (model_id,)).fetchall() == [("pending",)]
+
+
+def test_large_file_streams_in_bounded_memory(conn, tmp_path):
+    path = tmp_path / "big.csv.gz"
+    description = "Lorem ipsum dolor sit amet; consectetur adipiscing elit " * 5
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as f:
+        f.write("external_id,title,description,brand,price,image\n")
+        for i in range(100_000):
+            f.write(f"P{i},Product {i},{description},Brand {i % 50},{i % 997},img/{i}.jpg\n")
+    text_size = len(description) * 100_000
+    tracemalloc.start()
+    try:
+        result = ingest_file(conn, path, "big")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.inserted == 100_000 and result.rejected == 0
+    assert conn.execute("SELECT count(*) FROM prodmatch.products").fetchone()[0] == 100_000
+    assert peak < 20 * 1024 * 1024 < text_size  # the file's text (28 MB) never sits in memory at once
+
+
+def test_cli_ingest_json_and_exit_codes(settings, tmp_path):
+    runner = CliRunner()
+    args = ["--database-url", settings.database_url, "ingest"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(BAD_CSV)
+    result = runner.invoke(main, [*args, str(bad), "--catalog", "shop", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["inserted"], report["rejected"]) == (2, 4)
+    assert {r["line"] for r in report["rejects"]} == {3, 4, 5, 6}
+
+    strict = runner.invoke(main, [*args, str(bad), "--catalog", "shop", "--strict"])
+    assert strict.exit_code == 1 and "--strict loaded nothing" in strict.output
+
+    hopeless = tmp_path / "hopeless.csv"
+    hopeless.write_text("external_id,title,price\n,x,1\nB,y,zzz\n")
+    nothing = runner.invoke(main, [*args, str(hopeless), "--catalog", "shop"])
+    assert nothing.exit_code == 1 and "nothing could be loaded" in nothing.output
+
+    missing = runner.invoke(main, [*args, str(tmp_path / "nope.csv"), "--catalog", "shop"])
+    assert missing.exit_code == 1 and "no such file" in missing.output
+    assert "Traceback" not in missing.output
+
+
+def test_cli_map_option_is_validated(settings, tmp_path):
+    path = write_csv(tmp_path / "a.csv", ROWS)
+    result = CliRunner().invoke(
+        main,
+        ["--database-url", settings.database_url, "ingest", str(path), "--catalog", "c", "--map", "colour"],
+    )
+    assert result.exit_code == 2 and "expected FIELD=COLUMN" in result.output
