@@ -103,6 +103,8 @@ def ingest_file(
     try:
         with conn.transaction():
             catalog_id = ensure_catalog(conn, catalog)
+            # One ingest per catalogue at a time: the upsert below may take the fast path for a new catalogue.
+            conn.execute("SELECT 1 FROM prodmatch.catalogs WHERE id = %s FOR UPDATE", (catalog_id,))
             run_id = _start_run(conn, catalog_id, source, options)
             _create_staging(conn)
             rows = _copy_to_staging(conn, source, options)
@@ -308,6 +310,7 @@ _BAD_BYTES = re.compile("[\udc80-\udcff]")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _WINDOWS_DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")
 _PRICE_NOISE = re.compile(r"[\s\u00a0\u2009\u202f'’`]|[^\d.,\-]")
+_PLAIN_NUMBER = re.compile(r"\d{1,15}(?:\.\d{1,6})?")
 _PRICE_SHAPE = re.compile(r"-?(\d[\d.,]*)")
 _CURRENCY_SIGNS = {
     "$": "USD",
@@ -386,33 +389,39 @@ class _RowBuilder:
 
     base_dir: str
     decimal_comma: bool | None
+    all_text: bool = False  # every value is a str (CSV): skip per-type checks
 
-    def build(self, line: int, values: dict[str, object], attributes: dict) -> tuple:
-        external_id = _text(values.get("external_id"), "external_id")
+    def build(self, line: int, values: list, attributes: dict) -> tuple:
+        """`values` are in FIELDS order; `attributes` are the row's other columns."""
+        if self.all_text:
+            texts = [v.strip() for v in values]
+        else:
+            texts = [None if n == "price" else _text(v, n) for v, n in zip(values, FIELDS, strict=True)]
+        external_id, title, description, brand, category, _, currency, image = texts
         if not external_id:
             raise _RowError("external_id", "missing external_id")
-        texts = {name: _text(values.get(name), name) for name in TEXT_FIELDS}
-        price, currency = self._price(values.get("price"))
-        image = texts["image"]
-        if image and not _URL.match(image) or image and _WINDOWS_DRIVE.match(image):
+        price, price_currency = self._price(values[5])
+        if image and (not _URL.match(image) or _WINDOWS_DRIVE.match(image)):
             image = os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(image)))
         return (
             line,
             external_id,
-            texts["title"],
-            texts["description"],
-            texts["brand"],
-            texts["category"],
+            title or None,
+            description or None,
+            brand or None,
+            category or None,
             price,
-            texts["currency"] or currency,
-            image,
+            currency or price_currency,
+            image or None,
             json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
             None,
             None,
             None,
         )
 
-    def _price(self, value: object) -> tuple[Decimal | None, str | None]:
+    def _price(self, value: object) -> tuple[Decimal | str | None, str | None]:
+        if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value):
+            return value, None  # the common case; Postgres parses it
         if value is None or isinstance(value, bool):
             if isinstance(value, bool):
                 raise _RowError("price", f"unparseable price {value!r}")
@@ -488,20 +497,25 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
     extra = [(i, h.strip()) for i, h in enumerate(header) if i not in mapped and h.strip()]
     attributes_column = next((i for i, h in extra if h.lower() == "attributes"), None)
     width = len(header)
+    indexes = [columns.get(name, width) for name in FIELDS]  # `width` points at the padding ""
+    id_index = columns["external_id"]
     line = reader.line_num + 1
     for record in reader:
         start, line = line, reader.line_num + 1
         if not record or record == [""]:
             continue
         raw = source.delimiter.join(record)
-        external_id = record[columns["external_id"]] if columns["external_id"] < len(record) else None
+        external_id = record[id_index] if id_index < len(record) else None
         try:
             if _BAD_BYTES.search(raw):
                 raise _RowError(None, f"undecodable bytes for encoding {source.encoding}")
-            if len(record) > width:
-                raise _RowError(None, f"{len(record)} fields but the header has {width}")
-            values = {f: record[i] if i < len(record) else None for f, i in columns.items()}
-            attributes = {h: record[i] for i, h in extra if i < len(record) and record[i] != ""}
+            if len(record) != width:
+                if len(record) > width:
+                    raise _RowError(None, f"{len(record)} fields but the header has {width}")
+                record += [""] * (width - len(record))  # short rows: trailing empty fields
+            record.append("")
+            values = [record[i] for i in indexes]
+            attributes = {h: record[i] for i, h in extra if record[i] != ""}
             if attributes_column is not None and "attributes" in attributes:
                 attributes.update(_json_object(attributes.pop("attributes")))
             yield builder.build(start, values, attributes)
@@ -545,7 +559,7 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                 else:
                     attributes[key] = value
             external_id = values.get("external_id")
-            yield builder.build(line, values, attributes)
+            yield builder.build(line, [values.get(name) for name in FIELDS], attributes)
         except _RowError as error:
             raw = text.rstrip("\r\n").encode("utf-8", "replace").decode()
             yield _reject_row(line, external_id, error, raw)
@@ -573,7 +587,7 @@ def _create_staging(conn: psycopg.Connection) -> None:
 
 def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
     base_dir = str((options.images_root or source.path.parent).expanduser().resolve())
-    builder = _RowBuilder(base_dir, options.decimal_comma)
+    builder = _RowBuilder(base_dir, options.decimal_comma, all_text=source.format == "csv")
     rows = (
         _csv_rows(source, options, builder)
         if source.format == "csv"
@@ -628,6 +642,21 @@ def _store_rejects(conn: psycopg.Connection, run_id: int, file: str) -> int:
 
 
 def _upsert(conn: psycopg.Connection, catalog_id: int) -> tuple[int, int]:
+    empty = conn.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM prodmatch.products WHERE catalog_id = %s)", (catalog_id,)
+    ).fetchone()[0]
+    if empty:  # a first load: nothing to conflict with (duplicates are already rejected), a plain INSERT
+        cur = conn.execute(
+            """
+            INSERT INTO prodmatch.products
+                   (catalog_id, external_id, title, description, brand, category, price, currency, image,
+                    attributes)
+            SELECT %s, external_id, title, description, brand, category, price, currency, image, attributes
+              FROM ingest_staging WHERE reject_reason IS NULL
+            """,
+            (catalog_id,),
+        )
+        return cur.rowcount, 0
     inserted, updated = conn.execute(
         """
         WITH upserted AS (

@@ -89,8 +89,6 @@ products = Table(
     CheckConstraint("price >= 0", name="price_not_negative"),
     CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
 )
-Index("products_catalog_id_brand_idx", products.c.catalog_id, products.c.brand)
-Index("products_catalog_id_category_idx", products.c.catalog_id, products.c.category)
 
 models = Table(
     "models",

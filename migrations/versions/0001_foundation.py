@@ -163,16 +163,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("catalog_id", "external_id", name=op.f("products_catalog_id_external_id_key")),
         schema="prodmatch",
     )
-    op.create_index(
-        "products_catalog_id_brand_idx", "products", ["catalog_id", "brand"], unique=False, schema="prodmatch"
-    )
-    op.create_index(
-        "products_catalog_id_category_idx",
-        "products",
-        ["catalog_id", "category"],
-        unique=False,
-        schema="prodmatch",
-    )
     op.create_table(
         "embeddings",
         sa.Column("product_id", sa.BigInteger(), nullable=False),
@@ -294,8 +284,6 @@ def downgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.drop_table("embeddings", schema="prodmatch")
-    op.drop_index("products_catalog_id_category_idx", table_name="products", schema="prodmatch")
-    op.drop_index("products_catalog_id_brand_idx", table_name="products", schema="prodmatch")
     op.drop_table("products", schema="prodmatch")
     op.drop_table("match_runs", schema="prodmatch")
     op.drop_table("ingest_runs", schema="prodmatch")

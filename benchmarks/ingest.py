@@ -1,0 +1,133 @@
+"""Ingest speed: `prodmatch ingest` of a generated catalogue vs a raw binary COPY of the same rows, one run.
+
+    python benchmarks/ingest.py [--rows 200000]
+
+Uses PRODMATCH_DATABASE_URL if set, else a throw-away embedded server. Prints rows/s for: raw binary COPY into a
+bare table (the ceiling), ingest of a new file (parse + validate + COPY to staging + upsert + triggers), and a
+re-ingest of the same file (everything unchanged), with their ratios to the raw COPY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prodmatch import db  # noqa: E402
+from prodmatch.config import Settings, load_settings  # noqa: E402
+from prodmatch.ingest import IngestOptions, ingest_file  # noqa: E402
+
+WORDS = (
+    "red blue running shoe kettle cotton shirt mug jacket leather bag steel black white size pro max".split()
+)
+BRANDS = ["Nike", "Adidas", "Bosch", "IKEA", "Sony", "Xiaomi", "Uniqlo", "Puma", "Columbia", "Philips"]
+
+
+def generate_rows(n: int, seed: int = 0) -> list[tuple]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        title = " ".join(rng.choices(WORDS, k=6))
+        description = " ".join(rng.choices(WORDS, k=30))
+        price = Decimal(rng.randrange(100, 1_000_000)) / 100
+        rows.append(
+            (
+                f"SKU-{i:07d}",
+                title,
+                description,
+                rng.choice(BRANDS),
+                rng.choice(["Shoes", "Kitchen", "Clothes", "Bags"]),
+                price,
+                "EUR",
+                f"/srv/images/{i % 1000}/{i}.jpg",
+                rng.choice(WORDS),
+            )
+        )
+    return rows
+
+
+def write_csv(rows: list[tuple], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("external_id,title,description,brand,category,price,currency,image,colour\n")
+        for r in rows:
+            f.write(",".join(str(v) for v in r) + "\n")
+
+
+def raw_copy(url: str, rows: list[tuple]) -> float:
+    """Seconds for a binary COPY of the same rows into a bare table (no indexes, no constraints)."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE bare (external_id text, title text, description text, brand text, category text,"
+            " price numeric, currency text, image text, colour text)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor().copy("COPY bare FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "text", "text", "text", "numeric", "text", "text", "text"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bare")
+    return seconds
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line)
+        flags = next(line for line in out.splitlines() if line.startswith("Flags"))
+        extras = [f for f in ("amx_bf16", "avx512_bf16", "avx512f") if f in flags.split()]
+        return f"{model} ({os.cpu_count()} cores; {', '.join(extras)})"
+    except Exception:
+        return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env_settings = load_settings()
+        settings = env_settings if env_settings.database_url else Settings(home=Path(tmp) / "home")
+        db.upgrade(settings)
+        url = db.database_url(settings)
+        rows = generate_rows(args.rows)
+        path = Path(tmp) / "catalogue.csv"
+        write_csv(rows, path)
+
+        raw_seconds = raw_copy(url, rows)
+        with db.connection(settings) as conn:
+            conn.execute("DELETE FROM prodmatch.catalogs WHERE name = 'bench'")
+            conn.commit()
+            first = ingest_file(conn, path, "bench", IngestOptions())
+            again = ingest_file(conn, path, "bench", IngestOptions())
+            conn.execute("DELETE FROM prodmatch.catalogs WHERE name = 'bench'")
+
+    n = args.rows
+    raw_rate = n / raw_seconds
+    print(f"CPU: {cpu_name()}")
+    print(f"rows: {n:,}  file: {path.name}")
+    print(f"raw binary COPY, bare table : {raw_rate:12,.0f} rows/s  ({raw_seconds:.2f} s)  = 1.00")
+    for label, result in (("ingest, new rows", first), ("re-ingest, unchanged", again)):
+        rate = n / result.seconds
+        print(
+            f"{label:<28}: {rate:12,.0f} rows/s  ({result.seconds:.2f} s)  = {rate / raw_rate:.2f} of raw COPY"
+            f"  [inserted {result.inserted:,}, unchanged {result.unchanged:,}, rejected {result.rejected}]"
+        )
+
+
+if __name__ == "__main__":
+    main()
