@@ -189,6 +189,168 @@ def ingest_command(
         raise click.ClickException(f"{file}: nothing could be loaded")
 
 
+# --- models -----------------------------------------------------------------------------------------------
+
+
+@main.group("models")
+def models_group() -> None:
+    """Register, list and drop embedding models (CLIP, SigLIP, ... through Hugging Face transformers)."""
+
+
+@models_group.command("add")
+@click.argument("model", required=False)
+@click.option("--name", help="Name to refer to it by (default: from MODEL).")
+@click.option("--revision", help="Hub revision (branch, tag or commit).")
+@click.option("--fusion", type=click.Choice(["mean", "concat"]), default="mean", show_default=True)
+@click.option(
+    "--image-weight", type=float, default=0.5, show_default=True, help="Weight w of the image vector."
+)
+@click.option(
+    "--text-template",
+    default=None,
+    help='Product text to embed, e.g. "{brand} {title} {attributes.colour}" [default: "{brand} {title}"].',
+)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def models_add(
+    model: str | None,
+    name: str | None,
+    revision: str | None,
+    fusion: str,
+    image_weight: float,
+    text_template: str | None,
+    precision: str | None,
+    as_json: bool,
+) -> None:
+    """Register MODEL (a hub id or a local folder; default openai/clip-vit-base-patch32) and queue every product."""
+    from prodmatch.models import DEFAULT_TEXT_TEMPLATE, add_model
+
+    settings = _settings()
+    with db.connection(settings) as conn:
+        registered = add_model(
+            conn,
+            model or settings.default_model,
+            name=name,
+            revision=revision,
+            fusion=fusion,
+            image_weight=image_weight,
+            text_template=text_template or DEFAULT_TEXT_TEMPLATE,
+            precision=precision or settings.precision,
+        )
+    if as_json:
+        _echo_json(registered.to_dict())
+    else:
+        click.echo(
+            f"registered {registered.name} ({registered.family}, {registered.dimension} dims, fusion "
+            f"{registered.fusion} w={registered.image_weight}, text {registered.text_template!r}); "
+            "run: prodmatch embed"
+        )
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def models_list(as_json: bool) -> None:
+    """Registered models and how many products each has embedded."""
+    from prodmatch.models import list_models
+
+    with db.connection(_settings()) as conn:
+        stats = list_models(conn)
+    if as_json:
+        _echo_json([s.to_dict() for s in stats])
+        return
+    if not stats:
+        click.echo("no models registered; add one with: prodmatch models add [MODEL]")
+    for s in stats:
+        m = s.model
+        counts = ", ".join(f"{k} {v:,}" for k, v in s.counts.items()) or "no products"
+        click.echo(
+            f"{m.name}: {m.source} ({m.family}, {m.dimension} dims, {m.fusion} w={m.image_weight}) — {counts}"
+        )
+
+
+@models_group.command("drop")
+@click.argument("name")
+@_errors_as_click
+def models_drop(name: str) -> None:
+    """Remove model NAME with its embeddings and indexes."""
+    from prodmatch.models import drop_model
+
+    with db.connection(_settings()) as conn:
+        drop_model(conn, name)
+    click.echo(f"dropped {name}")
+
+
+# --- embed ------------------------------------------------------------------------------------------------
+
+
+@main.command("embed")
+@click.option("--model", help="Model name (default: every registered model).")
+@click.option("--catalog", help="Only this catalogue.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Stop after this many products.")
+@click.option("--watch", is_flag=True, help="Keep running; wake up when products are added or changed.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: CUDA when present).")
+@click.option("--image-threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--retry-errors", is_flag=True, help="Re-queue products whose embedding failed before.")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@_errors_as_click
+def embed_command(
+    model: str | None,
+    catalog: str | None,
+    batch_size: int,
+    limit: int | None,
+    watch: bool,
+    precision: str | None,
+    device: str | None,
+    image_threads: int,
+    retry_errors: bool,
+    as_json: bool,
+) -> None:
+    """Embed pending products: image, text and fused vectors."""
+    import signal
+    import threading
+
+    from prodmatch.worker import EmbedOptions, embed
+
+    settings = _settings()
+    options = EmbedOptions(
+        model=model,
+        catalog=catalog,
+        batch_size=batch_size,
+        limit=limit,
+        watch=watch,
+        precision=precision or settings.precision,
+        device=device,
+        image_threads=image_threads,
+        retry_errors=retry_errors,
+        progress=not as_json,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo(
+            f"\n{signal.Signals(signum).name}: finishing the current batch, releasing the rest", err=True
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    summaries = embed(settings, options, stop=stop)
+    if as_json:
+        _echo_json([s.to_dict() for s in summaries] if len(summaries) != 1 else summaries[0].to_dict())
+        return
+    for s in summaries:
+        click.echo(
+            f"{s.model}: embedded {s.embedded:,}, image errors {s.image_errors:,}, failed {s.failed:,}, "
+            f"skipped {s.skipped:,} in {s.seconds:.1f} s ({s.products_per_second:.1f} products/s)"
+        )
+
+
 def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
     from prodmatch.ingest import ALIASES, FIELDS
 

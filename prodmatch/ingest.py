@@ -574,6 +574,8 @@ _STAGING_COLUMNS = (
 
 
 def _create_staging(conn: psycopg.Connection) -> None:
+    # The caller's transaction may still be open (ours is then a savepoint, and ON COMMIT has not fired).
+    conn.execute("DROP TABLE IF EXISTS pg_temp.ingest_staging")
     conn.execute(
         """
         CREATE TEMP TABLE ingest_staging (

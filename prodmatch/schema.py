@@ -130,6 +130,7 @@ embeddings = Table(
     # A worker's claim: which backend holds it and until when (a dead backend's claim is taken over).
     Column("claimed_by", Text),
     Column("claimed_pid", Integer),
+    Column("claimed_at", DateTime(timezone=True)),
     Column("claim_expires_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("model_id", "product_id"),
     CheckConstraint(

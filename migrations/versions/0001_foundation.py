@@ -177,6 +177,7 @@ def upgrade() -> None:
         sa.Column("embedded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("claimed_by", sa.Text(), nullable=True),
         sa.Column("claimed_pid", sa.Integer(), nullable=True),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("claim_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('pending', 'done', 'image_error', 'failed')",

@@ -1,0 +1,265 @@
+"""Registered embedding models: add, list, drop, their HNSW indexes and their text templates.
+
+A model row in `prodmatch.models` says where the weights come from (hub id or local folder), the vector size,
+how image and text are fused, and which product fields make its text. Registering a model creates its partial
+expression HNSW indexes (one per vector kind, cast to the model's dimension, so models of different sizes live
+side by side in one `embeddings` table) and marks every product pending for it. `worker.py` fills the vectors;
+`matching.py` queries them through the same index expressions (`vector_expression`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from prodmatch.errors import ConfigError
+from prodmatch.fusion import fused_dimension
+
+DEFAULT_TEXT_TEMPLATE = "{brand} {title}"
+TEMPLATE_FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "catalog")
+SPACES = ("image", "text", "fused")
+HNSW_MAX_VECTOR_DIM = 2000  # pgvector: vector indexes up to 2,000 dimensions, halfvec up to 4,000
+HNSW_MAX_HALFVEC_DIM = 4000
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([^{}\[\]]+)|\[([^{}\[\]]+)\])?\}")
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row of prodmatch.models."""
+
+    id: int
+    name: str
+    source: str
+    revision: str | None
+    family: str
+    dimension: int
+    fused_dimension: int
+    fusion: str
+    image_weight: float
+    text_template: str
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """A model and how far its embeddings are."""
+
+    model: Model
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {**self.model.to_dict(), "embeddings": self.counts}
+
+
+def add_model(
+    conn: psycopg.Connection,
+    source: str,
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    fusion: str = "mean",
+    image_weight: float = 0.5,
+    text_template: str = DEFAULT_TEXT_TEMPLATE,
+    precision: str = "auto",
+) -> Model:
+    """Load `source` to read its family and dimension, register it, index it and queue every product."""
+    from prodmatch.encoders import Encoder
+
+    check_template(text_template)
+    fused_dimension(1, fusion)  # validates the method
+    if not 0.0 <= image_weight <= 1.0:
+        raise ConfigError(f"--image-weight must be between 0 and 1, got {image_weight}")
+    name = name or default_name(source)
+    if find_model(conn, name) is not None:
+        raise ConfigError(f"a model named {name!r} is already registered; pick another --name")
+    info = Encoder.load(source, revision=revision, precision=precision).info
+    fused = fused_dimension(info.dimension, fusion)
+    if fused > HNSW_MAX_HALFVEC_DIM:
+        raise ConfigError(
+            f"{source}: fused vectors of {fused} dimensions exceed pgvector's HNSW limit "
+            f"({HNSW_MAX_HALFVEC_DIM}); use --fusion mean"
+        )
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO prodmatch.models (name, source, revision, family, dimension, fused_dimension, fusion,"
+            " image_weight, text_template, settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING id",
+            (
+                name,
+                source,
+                revision,
+                info.family,
+                info.dimension,
+                fused,
+                fusion,
+                image_weight,
+                text_template,
+                psycopg.types.json.Jsonb({"max_text_tokens": info.max_text_tokens}),
+            ),
+        ).fetchone()
+        model = get_model(conn, name)
+        assert model.id == row[0]
+        create_indexes(conn, model)
+        conn.execute(
+            "INSERT INTO prodmatch.embeddings (model_id, product_id) SELECT %s, id FROM prodmatch.products",
+            (model.id,),
+        )
+        conn.execute("SELECT pg_notify('prodmatch_pending', 'model')")
+    return model
+
+
+def list_models(conn: psycopg.Connection) -> list[ModelStats]:
+    """Every registered model with its embedding counts by status."""
+    counts: dict[int, dict[str, int]] = {}
+    for model_id, status, n in conn.execute(
+        "SELECT model_id, status, count(*) FROM prodmatch.embeddings GROUP BY 1, 2 ORDER BY 1, 2"
+    ):
+        counts.setdefault(model_id, {})[status] = n
+    return [ModelStats(m, counts.get(m.id, {})) for m in _all_models(conn)]
+
+
+def get_model(conn: psycopg.Connection, name: str | None = None) -> Model:
+    """The model called `name`; without a name, the only registered model."""
+    if name is not None:
+        model = find_model(conn, name)
+        if model is None:
+            known = ", ".join(m.name for m in _all_models(conn)) or "none"
+            raise ConfigError(
+                f"no model named {name!r} (registered: {known}); add one with: prodmatch models add"
+            )
+        return model
+    models = _all_models(conn)
+    if not models:
+        raise ConfigError("no model is registered yet; add one with: prodmatch models add [MODEL]")
+    if len(models) > 1:
+        raise ConfigError(
+            f"several models are registered ({', '.join(m.name for m in models)}); pick one with --model"
+        )
+    return models[0]
+
+
+def find_model(conn: psycopg.Connection, name: str) -> Model | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {_MODEL_COLUMNS} FROM prodmatch.models WHERE name = %s", (name,)
+        ).fetchone()
+    return Model(**row) if row else None
+
+
+def drop_model(conn: psycopg.Connection, name: str) -> Model:
+    """Remove a model, its embeddings and its indexes."""
+    model = get_model(conn, name)
+    with conn.transaction():
+        for space in SPACES:
+            conn.execute(
+                sql.SQL("DROP INDEX IF EXISTS {}").format(
+                    sql.Identifier("prodmatch", index_name(model, space))
+                )
+            )
+        conn.execute("DELETE FROM prodmatch.models WHERE id = %s", (model.id,))
+    return model
+
+
+def update_settings(conn: psycopg.Connection, model: Model, values: dict) -> Model:
+    """Merge `values` into the model's settings (e.g. a recommended threshold)."""
+    conn.execute(
+        "UPDATE prodmatch.models SET settings = settings || %s WHERE id = %s",
+        (psycopg.types.json.Jsonb(values), model.id),
+    )
+    return get_model(conn, model.name)
+
+
+def default_name(source: str) -> str:
+    """A short name from a hub id or folder: openai/clip-vit-base-patch32 -> clip-vit-base-patch32."""
+    tail = Path(source.rstrip("/\\")).name or source
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", tail).strip("-") or "model"
+
+
+def vector_type(dimension: int) -> str:
+    """The type the index casts to: `vector` up to 2,000 dimensions, `halfvec` above."""
+    return "vector" if dimension <= HNSW_MAX_VECTOR_DIM else "halfvec"
+
+
+def space_dimension(model: Model, space: str) -> int:
+    if space not in SPACES:
+        raise ConfigError(f"unknown space {space!r}; choose one of {', '.join(SPACES)}")
+    return model.fused_dimension if space == "fused" else model.dimension
+
+
+def vector_expression(model: Model, space: str, alias: str | None = "e") -> sql.Composed:
+    """`(e.fused_vector::vector(512))`: the expression the model's HNSW index is built on."""
+    dim = space_dimension(model, space)
+    column = sql.Identifier(alias, f"{space}_vector") if alias else sql.Identifier(f"{space}_vector")
+    return sql.SQL("({}::{}({}))").format(column, sql.SQL(vector_type(dim)), sql.Literal(dim))
+
+
+def index_name(model: Model, space: str) -> str:
+    return f"embeddings_model_{model.id}_{space}_hnsw"
+
+
+def create_indexes(conn: psycopg.Connection, model: Model) -> None:
+    """One partial HNSW cosine index per vector kind, on this model's rows only."""
+    for space in SPACES:
+        dim = space_dimension(model, space)
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {index} ON prodmatch.embeddings USING hnsw ({expr} {ops})"
+                " WHERE model_id = {model_id}"
+            ).format(
+                index=sql.Identifier(index_name(model, space)),
+                expr=vector_expression(model, space, alias=None),
+                ops=sql.SQL(f"{vector_type(dim)}_cosine_ops"),
+                model_id=sql.Literal(model.id),
+            )
+        )
+
+
+def check_template(template: str) -> None:
+    """Refuse a text template that names unknown fields."""
+    if not template or not template.strip():
+        raise ConfigError("the text template must not be empty")
+    for match in _PLACEHOLDER.finditer(template):
+        name, dotted, bracketed = match.groups()
+        if name == "attributes" and (dotted or bracketed):
+            continue
+        if name not in TEMPLATE_FIELDS or dotted or bracketed:
+            raise ConfigError(
+                f"text template {template!r}: unknown field {match.group(0)}; use "
+                + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+                + " or {attributes.NAME}"
+            )
+    leftover = _PLACEHOLDER.sub("", template)
+    if "{" in leftover or "}" in leftover:
+        raise ConfigError(f"text template {template!r}: unbalanced or malformed braces")
+
+
+def render_text(template: str, product: dict) -> str:
+    """The model's text for one product: the template filled in, missing fields empty, spaces collapsed."""
+
+    def fill(match: re.Match) -> str:
+        name, dotted, bracketed = match.groups()
+        if name == "attributes":
+            value = (product.get("attributes") or {}).get(dotted or bracketed)
+        else:
+            value = product.get(name)
+        return "" if value is None else str(value)
+
+    return " ".join(_PLACEHOLDER.sub(fill, template).split())
+
+
+_MODEL_COLUMNS = "id, name, source, revision, family, dimension, fused_dimension, fusion, image_weight, text_template, settings"
+
+
+def _all_models(conn: psycopg.Connection) -> list[Model]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT {_MODEL_COLUMNS} FROM prodmatch.models ORDER BY id").fetchall()
+    return [Model(**r) for r in rows]

@@ -1,0 +1,481 @@
+"""The embedding worker: vectors, bad images, concurrency, crashes, --watch, staleness, models."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+from prodmatch import db
+from prodmatch.cli import main
+from prodmatch.errors import ConfigError
+from prodmatch.ingest import ingest_file
+from prodmatch.models import add_model, drop_model, get_model, list_models, render_text
+from prodmatch.worker import EmbedOptions, embed
+
+COLOURS = ["red", "green", "blue", "orange", "purple", "black", "yellow", "cyan"]
+
+
+def product_image(path: Path, i: int, fmt: str = "JPEG", size=(96, 96)) -> Path:
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([10 + i % 7, 10, 60 + i % 13, 70], fill=COLOURS[i % len(COLOURS)])
+    draw.ellipse([40, 40 + i % 11, 90, 90], fill=COLOURS[(i * 3) % len(COLOURS)])
+    image.save(path, fmt)
+    return path
+
+
+def write_catalog(tmp_path: Path, name: str, n: int, image_ref=None, title=None) -> Path:
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    lines = ["external_id,title,brand,price,image"]
+    for i in range(n):
+        path = images / f"{i}.jpg"
+        if not path.exists():
+            product_image(path, i)
+        ref = image_ref(i) if image_ref else f"images/{i}.jpg"
+        lines.append(
+            f"{name}-{i},{title(i) if title else f'Product {i} {COLOURS[i % 8]}'},Brand{i % 5},{i + 1},{ref}"
+        )
+    csv = tmp_path / f"{name}.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def vectors(conn, catalog: str, model_id: int) -> dict[str, dict]:
+    rows = conn.execute(
+        "SELECT p.external_id, e.image_vector, e.text_vector, e.fused_vector, e.status, e.error, e.attempts"
+        " FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
+        " JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s AND e.model_id = %s",
+        (catalog, model_id),
+    ).fetchall()
+    keys = ("image", "text", "fused", "status", "error", "attempts")
+    as_array = [lambda v: None if v is None else v.to_numpy()] * 3 + [lambda v: v] * 3
+    return {r[0]: {k: f(v) for k, f, v in zip(keys, as_array, r[1:], strict=True)} for r in rows}
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.fixture
+def clip_model(settings, tiny_clip_dir):
+    with db.connection(settings) as conn:
+        return add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_same_product_in_two_catalogues_gets_the_same_vectors(settings, tmp_path, family, request):
+    model_dir = request.getfixturevalue(f"tiny_{family}_dir")
+    with db.connection(settings) as conn:
+        model = add_model(
+            conn, str(model_dir), name=family, fusion="concat", image_weight=0.6, precision="fp32"
+        )
+        ingest_file(conn, write_catalog(tmp_path, "shop", 12), "shop")
+        ingest_file(conn, write_catalog(tmp_path, "rival", 12), "rival")  # same images and titles
+    [summary] = embed(settings, EmbedOptions(batch_size=5))
+    assert (summary.embedded, summary.image_errors, summary.failed) == (24, 0, 0)
+    with db.connection(settings) as conn:
+        shop, rival = vectors(conn, "shop", model.id), vectors(conn, "rival", model.id)
+    assert model.fused_dimension == 2 * model.dimension
+    for i in range(12):
+        a, b = shop[f"shop-{i}"], rival[f"rival-{i}"]
+        for space in ("image", "text", "fused"):
+            assert len(a[space]) == (model.fused_dimension if space == "fused" else model.dimension)
+            assert cosine(a[space], b[space]) >= 0.999
+    # different products get different vectors
+    assert cosine(shop["shop-0"]["image"], shop["shop-1"]["image"]) < 0.999
+    assert cosine(shop["shop-0"]["text"], shop["shop-1"]["text"]) < 0.999
+    # concat fusion: fused cosine is the weighted mean of the two modality cosines
+    a, b = shop["shop-0"], shop["shop-3"]
+    expected = 0.6 * cosine(a["image"], b["image"]) + 0.4 * cosine(a["text"], b["text"])
+    assert cosine(a["fused"], b["fused"]) == pytest.approx(expected, abs=1e-4)
+
+
+BAD_IMAGES = {
+    "zero_bytes": (lambda p: p.write_bytes(b""), "image_error", "empty"),
+    "truncated_jpeg": (lambda p: p.write_bytes(_jpeg_bytes()[:300]), "image_error", None),
+    "html_page": (
+        lambda p: p.write_text("<!DOCTYPE html><html><title>Not found</title></html>"),
+        "image_error",
+        "HTML",
+    ),
+    "garbage": (lambda p: p.write_bytes(os.urandom(2000)), "image_error", None),
+    "missing_file": (lambda p: None, "image_error", None),
+    "cmyk": (lambda p: Image.new("CMYK", (64, 64), (0, 255, 255, 0)).save(p, "JPEG"), "done", None),
+    "palette_alpha": (lambda p: _palette_with_transparency(p), "done", None),
+    "sixteen_bit": (lambda p: Image.new("I;16", (64, 64), 40000).save(p, "PNG"), "done", None),
+    "animated_gif": (lambda p: _animated_gif(p), "done", None),
+    "webp": (lambda p: Image.new("RGB", (64, 64), "red").save(p, "WEBP"), "done", None),
+    "exif_rotated": (lambda p: _exif_rotated(p), "done", None),
+    "bomb_header": (lambda p: _bomb_png(p), "image_error", "decompression bomb"),
+}
+
+
+def _jpeg_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), "blue").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _palette_with_transparency(path: Path) -> None:
+    image = Image.new("P", (64, 64), 0)
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    image.save(path, "PNG", transparency=0)
+
+
+def _animated_gif(path: Path) -> None:
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue")]
+    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def _exif_rotated(path: Path) -> None:
+    image = Image.new("RGB", (80, 40), "green")
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(path, "JPEG", exif=exif.tobytes())
+
+
+def _bomb_png(path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def test_every_bad_image_ends_as_a_recorded_error_or_a_correct_decode(settings, clip_model, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    lines = ["external_id,title,image"]
+    for name, (make, _, _) in BAD_IMAGES.items():
+        path = folder / f"{name}.img"
+        make(path)
+        lines.append(f"{name},Product {name},{path}")
+    lines += ["ftp_url,Product ftp,ftp://example.com/a.jpg", "no_image,Product without image,"]
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    with db.connection(settings) as conn:
+        ingest_file(conn, tmp_path / "bad.csv", "shop")
+    [summary] = embed(settings, EmbedOptions(batch_size=4))
+    with db.connection(settings) as conn:
+        got = vectors(conn, "shop", clip_model.id)
+    expected_errors = sum(1 for _, status, _ in BAD_IMAGES.values() if status == "image_error") + 1
+    assert summary.image_errors == expected_errors and summary.failed == 0
+    assert summary.embedded == len(got) - expected_errors
+    for name, (_, status, fragment) in BAD_IMAGES.items():
+        row = got[name]
+        assert row["status"] == status, (name, row["error"])
+        assert row["text"] is not None and row["fused"] is not None  # text still embedded
+        if status == "image_error":
+            assert (
+                row["image"] is None and row["error"] and name.split("_")[0] in row["error"] or row["error"]
+            )
+            if fragment:
+                assert fragment.lower() in row["error"].lower(), row["error"]
+        else:
+            assert row["image"] is not None and row["error"] is None
+    assert got["ftp_url"]["status"] == "image_error" and "scheme" in got["ftp_url"]["error"]
+    assert got["no_image"]["status"] == "done" and got["no_image"]["image"] is None
+    # without an image the fused vector is the text vector (mean fusion, documented)
+    assert cosine(got["no_image"]["fused"], got["no_image"]["text"]) == pytest.approx(1.0, abs=1e-5)
+    # the errors show in `db status`
+    report = db.status(settings)
+    assert report.embedding_status["clip"]["image_error"] == expected_errors
+    assert any(e["external_id"] == "zero_bytes" for e in report.recent_errors)
+
+
+class SlowImages(http.server.SimpleHTTPRequestHandler):
+    delay = 0.05
+
+    def do_GET(self):
+        time.sleep(self.delay)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def slow_image_server(tmp_path):
+    folder = tmp_path / "served"
+    folder.mkdir()
+    for i in range(8):
+        product_image(folder / f"{i}.jpg", i)
+    handler = lambda *a, **k: SlowImages(*a, directory=str(folder), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _slow_catalog(settings, tmp_path, base_url: str, n: int, name: str = "shop") -> None:
+    csv = write_catalog(tmp_path, name, n, image_ref=lambda i: f"{base_url}/{i % 8}.jpg")
+    with db.connection(settings) as conn:
+        ingest_file(conn, csv, name)
+
+
+def _counts(settings, model_id: int) -> dict[str, int]:
+    with db.connection(settings) as conn:
+        return dict(
+            conn.execute(
+                "SELECT status, count(*) FROM prodmatch.embeddings WHERE model_id = %s GROUP BY 1",
+                (model_id,),
+            ).fetchall()
+        )
+
+
+def _worker_process(settings, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PRODMATCH_DATABASE_URL": settings.database_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "prodmatch.cli", "embed", "--json", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _attempts(settings, model_id: int) -> list[int]:
+    with db.connection(settings) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT attempts FROM prodmatch.embeddings WHERE model_id = %s", (model_id,)
+            )
+        ]
+
+
+def test_worker_killed_mid_run_then_restarted_embeds_every_product_exactly_once(
+    settings, clip_model, tmp_path, slow_image_server
+):
+    n = 160
+    _slow_catalog(settings, tmp_path, slow_image_server, n)
+    worker = _worker_process(settings, "--batch-size", "8", "--image-threads", "2")
+    deadline = time.monotonic() + 60
+    while _counts(settings, clip_model.id).get("done", 0) < 16 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    done_before = _counts(settings, clip_model.id).get("done", 0)
+    assert 0 < done_before < n, "the kill must land mid-run"
+    restart = _worker_process(settings, "--batch-size", "16", "--image-threads", "8")
+    out, err = restart.communicate(timeout=120)
+    assert restart.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["embedded"] == n - done_before  # the restart did only what was left
+    assert _counts(settings, clip_model.id) == {"done": n}
+    assert sorted(set(_attempts(settings, clip_model.id))) == [1]  # nobody wrote a product twice
+
+
+def test_two_concurrent_workers_share_the_work_without_duplicates(
+    settings, clip_model, tmp_path, slow_image_server
+):
+    n = 120
+    _slow_catalog(settings, tmp_path, slow_image_server, n)
+    workers = [_worker_process(settings, "--batch-size", "6", "--image-threads", "2") for _ in range(2)]
+    results = [w.communicate(timeout=120) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [r[1] for r in results]
+    embedded = [json.loads(out)["embedded"] for out, _ in results]
+    assert sum(embedded) == n and all(e > 0 for e in embedded), embedded
+    assert _counts(settings, clip_model.id) == {"done": n}
+    assert sorted(set(_attempts(settings, clip_model.id))) == [1]
+
+
+def test_sigterm_stops_cleanly_and_releases_claims(settings, clip_model, tmp_path, slow_image_server):
+    _slow_catalog(settings, tmp_path, slow_image_server, 200)
+    worker = _worker_process(settings, "--batch-size", "8", "--image-threads", "2")
+    while _counts(settings, clip_model.id).get("done", 0) < 8:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    summary = json.loads(out)
+    counts = _counts(settings, clip_model.id)
+    assert counts["done"] == summary["embedded"] < 200
+    with db.connection(settings) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM prodmatch.embeddings WHERE claimed_pid IS NOT NULL"
+        ).fetchone()[0]
+    assert held == 0
+
+
+def test_watch_picks_up_a_row_inserted_by_plain_sql(settings, clip_model, tmp_path):
+    stop = threading.Event()
+    summaries = []
+    options = EmbedOptions(
+        model="clip", watch=True, watch_poll_seconds=120
+    )  # only NOTIFY can wake it in time
+    thread = threading.Thread(target=lambda: summaries.extend(embed(settings, options, stop=stop)))
+    thread.start()
+    try:
+        time.sleep(1.0)  # let it find nothing and start waiting
+        image = product_image(tmp_path / "new.jpg", 3)
+        with db.connection(settings) as conn:
+            conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('app')")
+            conn.execute(
+                "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, image)"
+                " SELECT id, 'APP-1', 'Kettle', 'Bosch', %s FROM prodmatch.catalogs WHERE name = 'app'",
+                (str(image),),
+            )
+        deadline = time.monotonic() + 20
+        while _counts(settings, clip_model.id).get("done", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _counts(settings, clip_model.id) == {"done": 1}
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert summaries[0].embedded == 1
+
+
+def test_dropped_database_connection_is_retried(settings, clip_model, tmp_path, slow_image_server):
+    n = 80
+    _slow_catalog(settings, tmp_path, slow_image_server, n)
+    result = []
+    options = EmbedOptions(batch_size=8, image_threads=2, retry_backoff=0.05)
+    thread = threading.Thread(target=lambda: result.extend(embed(settings, options)))
+    thread.start()
+    while _counts(settings, clip_model.id).get("done", 0) < 8:
+        time.sleep(0.05)
+    with db.connection(settings) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'prodmatch-worker'"
+        ).fetchone()[0]
+    thread.join(timeout=120)
+    assert killed == 1 and not thread.is_alive()
+    assert _counts(settings, clip_model.id) == {"done": n}
+    assert sorted(set(_attempts(settings, clip_model.id))) == [1]
+
+
+def test_changed_product_is_re_embedded_and_new_model_queues_everything(
+    settings, clip_model, tiny_siglip_dir, tmp_path
+):
+    with db.connection(settings) as conn:
+        ingest_file(conn, write_catalog(tmp_path, "shop", 4), "shop")
+    embed(settings)
+    with db.connection(settings) as conn:
+        before = vectors(conn, "shop", clip_model.id)["shop-0"]
+        conn.execute(
+            "UPDATE prodmatch.products SET title = 'Completely different' WHERE external_id = 'shop-0'"
+        )
+        conn.commit()
+        assert vectors(conn, "shop", clip_model.id)["shop-0"]["status"] == "pending"
+        siglip = add_model(conn, str(tiny_siglip_dir), name="siglip", precision="fp32")
+        conn.commit()
+        assert _counts(settings, siglip.id) == {"pending": 4}
+    [clip_summary] = embed(settings, EmbedOptions(model="clip"))
+    assert clip_summary.embedded == 1
+    with db.connection(settings) as conn:
+        after = vectors(conn, "shop", clip_model.id)["shop-0"]
+        assert (
+            after["status"] == "done" and after["attempts"] == 1
+        )  # attempts count tries of the current content
+        assert cosine(before["text"], after["text"]) < 0.999
+        assert cosine(before["image"], after["image"]) > 0.999
+        drop_model(conn, "siglip")
+        assert [s.model.name for s in list_models(conn)] == ["clip"]
+        assert not conn.execute(
+            "SELECT 1 FROM pg_indexes WHERE indexname LIKE 'embeddings_model_%%_hnsw' AND indexname LIKE %s",
+            (f"%model_{siglip.id}_%",),
+        ).fetchall()
+        # the clip vectors are untouched by the other model's life
+        assert vectors(conn, "shop", clip_model.id)["shop-1"]["status"] == "done"
+
+
+def test_model_registration_creates_three_hnsw_indexes_the_planner_uses(settings, clip_model):
+    with db.connection(settings) as conn:
+        indexes = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'prodmatch' AND indexname LIKE %s",
+            (f"embeddings_model_{clip_model.id}_%",),
+        ).fetchall()
+        assert len(indexes) == 3
+        assert all(
+            "hnsw" in d and "vector_cosine_ops" in d and f"model_id = {clip_model.id}" in d
+            for (d,) in indexes
+        )
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                f"EXPLAIN SELECT product_id FROM prodmatch.embeddings WHERE model_id = {clip_model.id}"
+                f" ORDER BY fused_vector::vector({clip_model.dimension}) <=> %s::vector({clip_model.dimension})"
+                " LIMIT 5",
+                (np.ones(clip_model.dimension, dtype=np.float32),),
+            )
+        )
+    assert f"embeddings_model_{clip_model.id}_fused_hnsw" in plan
+
+
+def test_text_template_and_long_descriptions(settings, tiny_clip_dir, tmp_path):
+    with db.connection(settings) as conn:
+        model = add_model(
+            conn,
+            str(tiny_clip_dir),
+            name="t",
+            text_template="{brand} {title} {attributes.colour} {description}",
+        )
+        csv = tmp_path / "long.csv"
+        csv.write_text(
+            "external_id,title,brand,description,colour\nL1,Lamp,IKEA," + "very long text " * 800 + ",red\n"
+        )
+        ingest_file(conn, csv, "shop")
+    [summary] = embed(settings)
+    assert summary.embedded == 1
+    assert render_text(
+        model.text_template, {"brand": "IKEA", "title": "Lamp", "attributes": {"colour": "red"}}
+    ) == ("IKEA Lamp red")
+    with pytest.raises(ConfigError, match="unknown field"), db.connection(settings) as conn:
+        add_model(conn, str(tiny_clip_dir), name="bad", text_template="{brand} {nonsense}")
+
+
+def test_cli_models_and_embed(settings, tiny_clip_dir, tmp_path):
+    runner = CliRunner()
+    base = ["--database-url", settings.database_url]
+    csv = write_catalog(tmp_path, "shop", 6)
+    assert runner.invoke(main, [*base, "ingest", str(csv), "--catalog", "shop", "--json"]).exit_code == 0
+    added = runner.invoke(
+        main, [*base, "models", "add", str(tiny_clip_dir), "--name", "tiny", "--fusion", "concat"]
+    )
+    assert added.exit_code == 0, added.output
+    listed = json.loads(runner.invoke(main, [*base, "models", "list", "--json"]).stdout)
+    assert listed[0]["name"] == "tiny" and listed[0]["fused_dimension"] == 2 * listed[0]["dimension"]
+    assert listed[0]["embeddings"] == {"pending": 6}
+    result = runner.invoke(main, [*base, "embed", "--model", "tiny", "--limit", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["embedded"] == 4 and {"failed", "skipped", "seconds", "products_per_second"} <= set(
+        summary
+    )
+    rest = json.loads(runner.invoke(main, [*base, "embed", "--json"]).stdout)
+    assert rest["embedded"] == 2
+    assert runner.invoke(main, [*base, "models", "drop", "tiny"]).exit_code == 0
+    with db.connection(settings) as conn, pytest.raises(ConfigError, match="no model is registered"):
+        get_model(conn)
+
+
+def test_unloadable_model_says_how_to_pass_a_local_folder(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    base = ["--database-url", settings.database_url]
+    for source in (str(tmp_path / "no-such-folder"), "someone/not-a-real-model"):
+        result = runner.invoke(main, [*base, "models", "add", source])
+        assert result.exit_code == 1
+        assert "local" in result.output.lower() and "Traceback" not in result.output
