@@ -110,6 +110,16 @@ def db_status(as_json: bool) -> None:
             )
 
 
+@db_group.command("grant-reader")
+@click.argument("role")
+@_errors_as_click
+def db_grant_reader(role: str) -> None:
+    """Give database ROLE read-only use of the prodmatch views, tables and functions."""
+    with db.connection(_settings()) as conn:
+        db.grant_reader(conn, role)
+    click.echo(f"{role} may now read prodmatch (SELECT on tables and views, EXECUTE on functions)")
+
+
 # --- ingest -----------------------------------------------------------------------------------------------
 
 
@@ -349,6 +359,231 @@ def embed_command(
             f"{s.model}: embedded {s.embedded:,}, image errors {s.image_errors:,}, failed {s.failed:,}, "
             f"skipped {s.skipped:,} in {s.seconds:.1f} s ({s.products_per_second:.1f} products/s)"
         )
+
+
+# --- matching ---------------------------------------------------------------------------------------------
+
+SPACE = click.Choice(["fused", "image", "text"])
+
+
+@main.command("similar")
+@click.argument("product")
+@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--space", type=SPACE, default="fused", show_default=True)
+@click.option("--model", help="Model name (default: the only registered one).")
+@click.option("--in-catalog", help="Only candidates from this catalogue.")
+@click.option("--other-catalog", is_flag=True, help="Only candidates from other catalogues.")
+@click.option("--same-category", is_flag=True)
+@click.option("--same-brand", is_flag=True)
+@click.option("--min-price-ratio", type=float)
+@click.option("--max-price-ratio", type=float)
+@click.option("--unmatched-only", is_flag=True, help="Skip products already best-matched by a link run.")
+@click.option("--ef-search", type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def similar_command(
+    product: str,
+    k: int,
+    space: str,
+    model: str | None,
+    in_catalog: str | None,
+    other_catalog: bool,
+    same_category: bool,
+    same_brand: bool,
+    min_price_ratio: float | None,
+    max_price_ratio: float | None,
+    unmatched_only: bool,
+    ef_search: int | None,
+    as_json: bool,
+) -> None:
+    """Products most similar to PRODUCT, given as CATALOG:EXTERNAL_ID (SQL: prodmatch.similar)."""
+    from prodmatch import matching
+
+    catalog, external_id = matching.parse_product_ref(product)
+    with db.connection(_settings()) as conn:
+        product_id = matching.find_product(conn, catalog, external_id)
+        rows = matching.similar(
+            conn,
+            product_id,
+            k=k,
+            space=space,
+            model=model,
+            in_catalog=in_catalog,
+            other_catalog=other_catalog,
+            same_category=same_category,
+            same_brand=same_brand,
+            min_price_ratio=min_price_ratio,
+            max_price_ratio=max_price_ratio,
+            unmatched_only=unmatched_only,
+            ef_search=ef_search,
+        )
+    if as_json:
+        _echo_json([r.__dict__ for r in rows])
+        return
+    click.echo(f"{'fused':>6} {'image':>6} {'text':>6}  product")
+    for r in rows:
+        click.echo(
+            f"{_sim(r.fused_similarity)} {_sim(r.image_similarity)} {_sim(r.text_similarity)}  "
+            f"{r.catalog}:{r.external_id}  {r.brand or ''} {r.title or ''}  {r.price if r.price is not None else ''}"
+        )
+
+
+@main.command("search")
+@click.argument("text")
+@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--space", type=SPACE, default="image", show_default=True, help="image: text-to-image search.")
+@click.option("--model", help="Model name (default: the only registered one).")
+@click.option("--in-catalog", help="Only products of this catalogue.")
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def search_command(
+    text: str, k: int, space: str, model: str | None, in_catalog: str | None, as_json: bool
+) -> None:
+    """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search)."""
+    from prodmatch import matching
+
+    settings = _settings()
+    with db.connection(settings) as conn:
+        hits = matching.search(
+            conn, text, k=k, space=space, model=model, in_catalog=in_catalog, precision=settings.precision
+        )
+    if as_json:
+        _echo_json([h.__dict__ for h in hits])
+        return
+    for h in hits:
+        click.echo(f"{_sim(h.similarity)}  {h.catalog}:{h.external_id}  {h.brand or ''} {h.title or ''}")
+
+
+@main.command("link")
+@click.option("--source", required=True, help="Catalogue whose products get candidates.")
+@click.option("--target", required=True, help="Catalogue the candidates come from.")
+@click.option("--k", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option(
+    "--threshold", type=float, help="Keep pairs at least this similar (default: the model's saved one)."
+)
+@click.option(
+    "--one-to-one", is_flag=True, help="Mutual assignment: no target used twice (greedy, best first)."
+)
+@click.option(
+    "--mode", type=click.Choice(["exact", "ann"]), help="Default: exact when the vectors fit in memory."
+)
+@click.option("--space", type=SPACE, default="fused", show_default=True)
+@click.option("--model", help="Model name (default: the only registered one).")
+@click.option("--ef-search", type=click.IntRange(1, 1000), help="HNSW search breadth for --mode ann.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the pairs (.csv or .jsonl)."
+)
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def link_command(
+    source: str,
+    target: str,
+    k: int,
+    threshold: float | None,
+    one_to_one: bool,
+    mode: str | None,
+    space: str,
+    model: str | None,
+    ef_search: int | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Find every SOURCE product's best candidates in TARGET and store them as a match run."""
+    from prodmatch import matching
+
+    with db.connection(_settings()) as conn:
+        result = matching.link(
+            conn,
+            source,
+            target,
+            k=k,
+            threshold=threshold,
+            one_to_one=one_to_one,
+            mode=mode,
+            space=space,
+            model=model,
+            ef_search=ef_search,
+            out=out,
+            progress=not as_json,
+        )
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(
+        f"run {result.run_id}: {result.source} -> {result.target} ({result.mode}, {result.model}): "
+        f"{result.pairs:,} pairs for {result.matched_sources:,} of {result.sources:,} products "
+        f"in {result.seconds:.1f} s" + (f"; written to {result.out}" if result.out else "")
+    )
+    click.echo(f"  SELECT * FROM prodmatch.matches_v WHERE run_id = {result.run_id} ORDER BY rank;")
+
+
+@main.command("dedupe")
+@click.option("--catalog", required=True)
+@click.option(
+    "--threshold", type=float, required=True, help="Cosine similarity that makes two products duplicates."
+)
+@click.option("--space", type=SPACE, default="fused", show_default=True)
+@click.option("--model", help="Model name (default: the only registered one).")
+@click.option(
+    "--k", type=click.IntRange(1, 1000), default=20, show_default=True, help="Neighbours per product."
+)
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def dedupe_command(
+    catalog: str, threshold: float, space: str, model: str | None, k: int, as_json: bool
+) -> None:
+    """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold)."""
+    from prodmatch import matching
+
+    with db.connection(_settings()) as conn:
+        result = matching.dedupe(
+            conn, catalog, threshold, model=model, space=space, k=k, progress=not as_json
+        )
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(
+        f"run {result.run_id}: {result.clusters:,} clusters, {result.duplicates:,} of {result.products:,} "
+        f"products (largest {result.largest}) in {result.seconds:.1f} s"
+    )
+    click.echo(f"  SELECT * FROM prodmatch.duplicates_v WHERE run_id = {result.run_id} ORDER BY cluster_id;")
+
+
+@main.group("index")
+def index_group() -> None:
+    """Inspect the HNSW indexes."""
+
+
+@index_group.command("check")
+@click.option("--model", help="Model name (default: the only registered one).")
+@click.option("--space", type=SPACE, default="fused", show_default=True)
+@click.option("--sample", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def index_check_command(model: str | None, space: str, sample: int, k: int, as_json: bool) -> None:
+    """Recall@k of the HNSW index against exact search, and the ef_search that reaches 0.99."""
+    from prodmatch import matching
+
+    with db.connection(_settings()) as conn:
+        report = matching.check_index(conn, model=model, space=space, sample=sample, k=k)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(f"{report.model} / {report.space}: recall@{report.k} over {report.sample} sampled products")
+    for row in report.rows:
+        click.echo(
+            f"  ef_search {row['ef_search']:>4}: recall {row['recall']:.3f}  "
+            f"p50 {row['p50_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms"
+        )
+    if report.recommended_ef_search:
+        click.echo(f"ef_search {report.recommended_ef_search} reaches recall {report.target_recall}")
+    else:
+        click.echo(f"no ef_search tried reaches recall {report.target_recall}; the index is losing matches")
+
+
+def _sim(value: float | None) -> str:
+    return f"{value:6.3f}" if value is not None else "     -"
 
 
 def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:

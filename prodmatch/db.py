@@ -209,6 +209,7 @@ def resource_dir(name: str) -> Path:
 
 def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:
     from alembic import command
+    from alembic.util import CommandError
     from sqlalchemy import create_engine
 
     url = database_url(settings)
@@ -221,6 +222,8 @@ def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:
             getattr(command, command_name)(config, revision)
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to {mask_url(url)}: {exc}") from exc
+    except CommandError as exc:
+        raise DatabaseError(f"{command_name} {revision}: {exc}") from exc
     finally:
         engine.dispose()
 
@@ -282,4 +285,25 @@ def _embedded_server(pgdata: Path):
 def apply_sql_file(bind, name: str) -> None:
     """Run one file of `sql/` (functions, views, triggers) on a migration's connection."""
     text = (resource_dir("sql") / name).read_text(encoding="utf-8")
-    bind.exec_driver_sql(text)
+    # Straight to psycopg with no parameters, so `%` in format() strings is not taken for a placeholder.
+    bind.connection.driver_connection.execute(text)
+
+
+def grant_reader(conn: psycopg.Connection, role: str) -> None:
+    """Give an existing database role read-only use of prodmatch's tables, views and functions."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if exists is None:
+        raise DatabaseError(
+            f"there is no database role {role!r}; create it first, e.g. CREATE ROLE {role} LOGIN PASSWORD '...'"
+        )
+    name = sql.Identifier(role)
+    schema = sql.Identifier(SCHEMA)
+    for statement in (
+        "GRANT USAGE ON SCHEMA {schema} TO {role}",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {role}",
+        # tables and views added by later migrations are readable too
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {role}",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT EXECUTE ON FUNCTIONS TO {role}",
+    ):
+        conn.execute(sql.SQL(statement).format(schema=schema, role=name))

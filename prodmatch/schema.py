@@ -10,6 +10,7 @@ from __future__ import annotations
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Computed,
@@ -29,7 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
 
 SCHEMA = "prodmatch"
 
@@ -157,6 +158,17 @@ match_runs = Table(
     _now(),
     CheckConstraint("kind IN ('link', 'dedupe')", name="kind_known"),
 )
+# Re-running link or dedupe with the same parameters replaces the run instead of adding a second one.
+Index(
+    "match_runs_identity_idx",
+    match_runs.c.kind,
+    match_runs.c.source_catalog_id,
+    match_runs.c.target_catalog_id,
+    match_runs.c.model_id,
+    match_runs.c.params,
+    unique=True,
+    postgresql_nulls_not_distinct=True,
+)
 
 matches = Table(
     "matches",
@@ -165,12 +177,26 @@ matches = Table(
     Column("source_product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
     Column("target_product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
     Column("rank", SmallInteger, nullable=False),
-    Column("fused_similarity", Float(precision=24)),
-    Column("image_similarity", Float(precision=24)),
-    Column("text_similarity", Float(precision=24)),
+    Column("fused_similarity", REAL),
+    Column("image_similarity", REAL),
+    Column("text_similarity", REAL),
     PrimaryKeyConstraint("run_id", "source_product_id", "target_product_id"),
 )
 Index("matches_target_product_id_idx", matches.c.target_product_id)
+
+duplicate_clusters = Table(
+    "duplicate_clusters",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("match_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("cluster_id", Integer, nullable=False),
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("is_centre", Boolean, nullable=False, server_default=text("false")),
+    Column("similarity", REAL),
+    PrimaryKeyConstraint("run_id", "product_id"),
+)
+Index(
+    "duplicate_clusters_run_id_cluster_id_idx", duplicate_clusters.c.run_id, duplicate_clusters.c.cluster_id
+)
 
 ingest_runs = Table(
     "ingest_runs",
@@ -210,6 +236,7 @@ STATUS_TABLES = (
     "embeddings",
     "match_runs",
     "matches",
+    "duplicate_clusters",
     "ingest_runs",
     "ingest_rejects",
 )
