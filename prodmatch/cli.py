@@ -582,6 +582,226 @@ def index_check_command(model: str | None, space: str, sample: int, k: int, as_j
         click.echo(f"no ef_search tried reaches recall {report.target_recall}; the index is losing matches")
 
 
+# --- evaluation, fine-tuning, demo -------------------------------------------------------------------------
+
+
+@main.command("eval")
+@click.option(
+    "--gold",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV: source_catalog,source_id,target_catalog,target_id[,label].",
+)
+@click.option("--model", help="Model name (default: the only registered one).")
+@click.option("--source", help="Only gold pairs from this catalogue.")
+@click.option("--target", help="Only gold pairs into this catalogue.")
+@click.option(
+    "--min-precision", type=click.FloatRange(0, 1), help="Pick the threshold reaching this precision."
+)
+@click.option("--plots", type=click.Path(file_okay=False, path_type=Path), help="Folder for the PNG plots.")
+@click.option("--save", is_flag=True, help="Store the recommendation with the model; link then uses it.")
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def eval_command(
+    gold: Path,
+    model: str | None,
+    source: str | None,
+    target: str | None,
+    min_precision: float | None,
+    plots: Path | None,
+    save: bool,
+    as_json: bool,
+) -> None:
+    """How good are the matches: recall@k, MRR, precision/recall/F1 per threshold, per space and fusion weight."""
+    from dataclasses import replace
+
+    from prodmatch.evaluate import evaluate, save_recommendation
+
+    with db.connection(_settings()) as conn:
+        report = evaluate(
+            conn,
+            gold,
+            model=model,
+            source=source,
+            target=target,
+            min_precision=min_precision,
+            plots_dir=plots,
+        )
+        if save:
+            if report.recommendation.get("threshold") is None:
+                raise click.ClickException("nothing to save: no threshold could be recommended")
+            save_recommendation(conn, report)
+            report = replace(report, saved=True)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(
+        f"{report.model}: {report.pairs} gold pairs ({report.positives} matches, {report.negatives} "
+        f"non-matches) for {report.sources} products"
+    )
+    click.echo(f"{'space':<14}{'recall@1':>9}{'@5':>7}{'@10':>7}{'MRR':>7}{'best F1':>9}{'threshold':>11}")
+    best_fused = max(report.weight_grid, key=lambda r: (r.best_f1, r.recall_at_1), default=None)
+    for r in [*report.spaces, *([best_fused] if best_fused else [])]:
+        name = r.space if r.space != "fused" else f"fused w={r.image_weight:g}"
+        threshold = f"{r.best_threshold:.4f}" if r.best_threshold is not None else "-"
+        click.echo(
+            f"{name:<14}{r.recall_at_1:>9.3f}{r.recall_at_5:>7.3f}{r.recall_at_10:>7.3f}{r.mrr:>7.3f}"
+            f"{r.best_f1:>9.3f}{threshold:>11}"
+        )
+    rec = report.recommendation
+    if rec.get("threshold") is not None:
+        weight = f" w={rec['image_weight']:g}" if rec["space"] == "fused" else ""
+        click.echo(
+            f"recommended: {rec['space']}{weight}, threshold {rec['threshold']:.4f} "
+            f"(precision {rec['precision']:.3f}, recall {rec['recall']:.3f}, F1 {rec['f1']:.3f})"
+            + ("; saved with the model" if report.saved else "; --save to store it for link")
+        )
+    else:
+        click.echo(f"no recommendation: {rec.get('note', '')}")
+    for path in report.plots.values():
+        click.echo(f"plot: {path}")
+    for line in report.unknown:
+        click.echo(f"skipped: {line}", err=True)
+
+
+@main.command("finetune")
+@click.option(
+    "--gold",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV of known pairs: source_catalog,source_id,target_catalog,target_id[,label].",
+)
+@click.option("--base", required=True, help="Registered model name, hub id or local folder to start from.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the fine-tuned model (loadable by from_pretrained).",
+)
+@click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(2), default=16, show_default=True)
+@click.option("--lr", type=float, help="Learning rate (default: the library's).")
+@click.option(
+    "--train-layers",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Train the last N transformer layers of each tower (+ projections).",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0.05, 0.9),
+    default=0.2,
+    show_default=True,
+    help="Share of pairs kept out of training to measure the result.",
+)
+@click.option("--name", help="Name to register the new model under (default: BASE-ft).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def finetune_command(
+    gold: Path,
+    base: str,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    lr: float | None,
+    train_layers: int,
+    holdout: float,
+    name: str | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Fine-tune a model's image and text towers on your matched pairs, then register it as a new model."""
+    from dataclasses import replace
+
+    from prodmatch.finetune import FinetuneOptions, finetune
+
+    settings = _settings()
+    options = FinetuneOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        train_layers=train_layers,
+        holdout=holdout,
+        name=name,
+        seed=seed,
+        precision=settings.precision,
+        progress=not as_json,
+    )
+    if lr is not None:
+        options = replace(options, lr=lr)
+    with db.connection(settings) as conn:
+        result = finetune(conn, gold, base, out, options)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(
+        f"fine-tuned {result.base} on {result.train_pairs} pairs ({result.holdout_pairs} held out) "
+        f"in {result.seconds:.0f} s -> {result.out}, registered as {result.model_name}"
+    )
+    for key in sorted(set(result.before) | set(result.after)):
+        click.echo(f"  hold-out {key}: {result.before.get(key)} -> {result.after.get(key)}")
+    click.echo(
+        f"next: prodmatch embed --model {result.model_name}; compare with prodmatch eval --model "
+        f"{result.model_name} before switching"
+    )
+
+
+@main.command("demo")
+@click.option(
+    "--model",
+    help="Model to use (default: PRODMATCH_MODEL or openai/clip-vit-base-patch32; "
+    "a small random-weight CLIP when it cannot be loaded).",
+)
+@click.option("--size", type=click.IntRange(8, 100000), default=200, show_default=True, help="Shop products.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--folder", type=click.Path(file_okay=False, path_type=Path), help="Default: PRODMATCH_HOME/demo."
+)
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def demo_command(model: str | None, size: int, seed: int, folder: Path | None, as_json: bool) -> None:
+    """Generate two catalogues and run the whole pipeline: ingest, embed, evaluate, link, dedupe."""
+    from prodmatch.demo import run_demo
+
+    report = run_demo(_settings(), model=model, size=size, seed=seed, folder=folder, progress=not as_json)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    if report.model_note:
+        click.echo(f"note: {report.model_note}", err=True)
+    click.echo(f"demo in {report.folder} with model {report.model}")
+    for catalog, counts in report.ingested.items():
+        click.echo(f"  ingested {catalog}: {counts['rows']} rows, {counts['rejected']} rejected")
+    e = report.embedded
+    click.echo(
+        f"  embedded {e['embedded']} products ({e['image_errors']} image errors) "
+        f"at {e['products_per_second']:.1f} products/s"
+    )
+    for space in report.evaluation["spaces"]:
+        click.echo(
+            f"  {space['space']:<6} recall@1 {space['recall_at_1']:.3f}  MRR {space['mrr']:.3f}  "
+            f"best F1 {space['best_f1']:.3f}"
+        )
+    rec = report.evaluation["recommendation"]
+    if rec.get("threshold") is not None:
+        click.echo(
+            f"  recommended: {rec['space']} (w={rec['image_weight']}), threshold {rec['threshold']:.4f}, "
+            f"F1 {rec['f1']:.3f} — saved with the model"
+        )
+    click.echo(
+        f"  link run {report.link['run_id']}: {report.link['pairs']} pairs for "
+        f"{report.link['matched_sources']} of {report.link['sources']} products -> {report.link['out']}"
+    )
+    click.echo(f"  dedupe run {report.dedupe['run_id']}: {report.dedupe['clusters']} duplicate clusters")
+    for m in report.sample_matches:
+        click.echo(f"    {m['similarity']}  {m['source']}  <->  {m['target']}")
+    for name, path in report.plots.items():
+        click.echo(f"  plot {name}: {path}")
+    click.echo("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.steps.items()))
+    click.echo("  try: prodmatch db status; SELECT * FROM prodmatch.matches_v LIMIT 10; sql/examples/*.sql")
+
+
 def _sim(value: float | None) -> str:
     return f"{value:6.3f}" if value is not None else "     -"
 

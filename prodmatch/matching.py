@@ -230,15 +230,19 @@ def link(
     threshold: float | None = None,
     one_to_one: bool = False,
     mode: str | None = None,
-    space: str = "fused",
+    space: str | None = None,
     model: str | None = None,
     ef_search: int | None = None,
     out: Path | None = None,
     progress: bool = False,
 ) -> LinkResult:
-    """Every product of `source` gets its best candidates in `target`, stored as one match run."""
+    """Every product of `source` gets its best candidates in `target`, stored as one match run.
+
+    Without a threshold or space, the ones `prodmatch eval --save` stored with the model are used.
+    """
     started = time.perf_counter()
     registered = get_model(conn, model)
+    space = space or registered.settings.get("space", "fused")
     space_dimension(registered, space)
     if k < 1:
         raise ConfigError("k must be at least 1")

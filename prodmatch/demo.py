@@ -1,0 +1,161 @@
+"""The end-to-end demo, the README's main job: generate two catalogues, then ingest, embed, evaluate, link, dedupe.
+
+`synthetic.py` draws the catalogues (product images, noisy Russian/English titles, price jitter, gold pairs and
+decoys); this module runs them through the same library functions the CLI uses, on whatever database the
+settings name (the embedded one by default), and returns a short report with the plot paths. When the requested
+model cannot be loaded (no network, no local copy), it says so and goes on with a small random-weight CLIP built
+locally, so the pipeline can be seen end to end anywhere; its scores then show the machinery, not real quality.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prodmatch import db, matching
+from prodmatch.config import Settings
+from prodmatch.errors import ModelLoadError
+from prodmatch.evaluate import evaluate, save_recommendation
+from prodmatch.ingest import IngestOptions, ingest_file
+from prodmatch.models import add_model, default_name, find_model
+from prodmatch.worker import EmbedOptions, embed
+
+FALLBACK_MODEL = "demo-random-clip"
+
+
+@dataclass
+class DemoReport:
+    """What the demo did, step by step, and where to look next."""
+
+    folder: str
+    model: str
+    model_note: str | None
+    steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    ingested: dict[str, dict] = field(default_factory=dict)
+    embedded: dict = field(default_factory=dict)
+    evaluation: dict = field(default_factory=dict)
+    link: dict = field(default_factory=dict)
+    dedupe: dict = field(default_factory=dict)
+    plots: dict[str, str] = field(default_factory=dict)
+    sample_matches: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    model: str | None = None,
+    size: int = 200,
+    seed: int = 0,
+    folder: Path | None = None,
+    progress: bool = False,
+) -> DemoReport:
+    """Generate the demo catalogues and run the whole pipeline on them."""
+    from prodmatch.synthetic import generate
+
+    folder = Path(folder or settings.home / "demo")
+    clock = _Clock()
+    with clock("migrate"):
+        db.upgrade(settings)
+    with clock("generate"):
+        files = generate(folder / "data", size, seed=seed)
+    with db.connection(settings) as conn:
+        with clock("ingest"):
+            shop = ingest_file(conn, files.shop, files.shop_catalog, IngestOptions(progress=progress))
+            rival = ingest_file(
+                conn, files.competitor, files.competitor_catalog, IngestOptions(progress=progress)
+            )
+            conn.commit()
+        with clock("register model"):
+            name, note = _register(conn, settings, model)
+            conn.commit()
+    report = DemoReport(folder=str(folder), model=name, model_note=note)
+    report.ingested = {
+        r.catalog: {"rows": r.rows, "inserted": r.inserted, "updated": r.updated, "unchanged": r.unchanged,
+                    "rejected": r.rejected}
+        for r in (shop, rival)
+    }  # fmt: skip
+    with clock("embed"):
+        [summary] = embed(settings, EmbedOptions(model=name, precision=settings.precision, progress=progress))
+    report.embedded = summary.to_dict()
+    with db.connection(settings) as conn:
+        with clock("evaluate"):
+            evaluation = evaluate(conn, files.gold, model=name, plots_dir=folder / "plots")
+            if evaluation.recommendation.get("threshold") is not None:
+                save_recommendation(conn, evaluation)
+            conn.commit()
+        report.evaluation = {
+            "spaces": [s.summary() for s in evaluation.spaces],
+            "recommendation": evaluation.recommendation,
+            "unknown": evaluation.unknown,
+        }
+        report.plots = evaluation.plots
+        with clock("link"):
+            linked = matching.link(
+                conn,
+                files.shop_catalog,
+                files.competitor_catalog,
+                k=5,
+                model=name,
+                out=folder / "matches.csv",
+                progress=progress,
+            )
+            conn.commit()
+        report.link = linked.to_dict()
+        with clock("dedupe"):
+            threshold = max(float(evaluation.recommendation.get("threshold") or 0.95), 0.95)
+            deduped = matching.dedupe(conn, files.shop_catalog, threshold, model=name, progress=progress)
+            conn.commit()
+        report.dedupe = deduped.to_dict()
+        report.sample_matches = [
+            dict(zip(("source", "target", "similarity", "source_price", "target_price"), row, strict=True))
+            for row in conn.execute(
+                "SELECT source_title, target_title, round(fused_similarity::numeric, 3), source_price, target_price"
+                " FROM prodmatch.matches_v WHERE run_id = %s AND rank = 1 ORDER BY fused_similarity DESC LIMIT 5",
+                (linked.run_id,),
+            )
+        ]
+    report.steps = clock.steps
+    return report
+
+
+def _register(conn, settings: Settings, model: str | None) -> tuple[str, str | None]:
+    """Register the requested model (or reuse it); fall back to a local random-weight CLIP when it cannot load."""
+    source = model or settings.default_model
+    existing = find_model(conn, source) or find_model(conn, default_name(source))
+    if existing is not None:
+        return existing.name, None
+    try:
+        return add_model(conn, source, precision=settings.precision).name, None
+    except ModelLoadError as error:
+        note = (
+            f"{error}\nThe demo goes on with a small random-weight CLIP built locally: the pipeline runs end to end, "
+            "but its scores show the machinery, not real matching quality. Pass --model DIR for real results."
+        )
+    if find_model(conn, FALLBACK_MODEL) is None:
+        from prodmatch.toymodels import build_clip
+
+        directory = build_clip(settings.home / "models" / FALLBACK_MODEL, size="tiny", seed=0)
+        add_model(conn, str(directory), name=FALLBACK_MODEL, precision="fp32")
+    return FALLBACK_MODEL, note
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        clock = self
+
+        class _Step:
+            def __enter__(self):
+                self.started = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.steps[name] = round(time.perf_counter() - self.started, 3)
+                return False
+
+        return _Step()
