@@ -110,6 +110,21 @@ def db_status(as_json: bool) -> None:
             )
 
 
+@db_group.command("shell", context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@_errors_as_click
+def db_shell(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the prodmatch database (the embedded one stays up while psql runs).
+
+    Extra arguments go to psql, e.g. prodmatch db shell -c "SELECT * FROM prodmatch.matches_v LIMIT 5"
+    or prodmatch db shell -f sql/examples/01_competitor_price_gaps.sql
+    """
+    import subprocess
+
+    command = db.psql_command(_settings(), list(psql_args))
+    raise SystemExit(subprocess.call(command))
+
+
 @db_group.command("grant-reader")
 @click.argument("role")
 @_errors_as_click

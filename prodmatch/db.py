@@ -307,3 +307,21 @@ def grant_reader(conn: psycopg.Connection, role: str) -> None:
         "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT EXECUTE ON FUNCTIONS TO {role}",
     ):
         conn.execute(sql.SQL(statement).format(schema=schema, role=name))
+
+
+def psql_command(settings: Settings, args: list[str]) -> list[str]:
+    """The psql command line for this database: the embedded server's own psql, else the one on PATH."""
+    import shutil
+
+    url = database_url(settings)
+    if settings.embedded:
+        server = _embedded_server(settings.pgdata)
+        psql = Path(server.bin_path) / "psql"
+    else:
+        found = shutil.which("psql")
+        if found is None:
+            raise DatabaseError(
+                "psql is not installed; install the PostgreSQL client (e.g. apt install postgresql-client)"
+            )
+        psql = Path(found)
+    return [str(psql), url, "-v", "ON_ERROR_STOP=1", *args]

@@ -126,3 +126,31 @@ def test_settings_precedence():
 def test_mask_url():
     assert db.mask_url("postgresql://u:p@h:5432/d") == "postgresql://u:***@h:5432/d"
     assert db.mask_url("host=h password=secret user=u") == "host=h password=*** user=u"
+
+
+def test_db_shell_runs_sql_on_the_embedded_database(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "PRODMATCH_DATABASE_URL"}
+    env["PRODMATCH_HOME"] = str(tmp_path / "home")
+    run = [sys.executable, "-m", "prodmatch.cli"]
+    assert subprocess.run([*run, "db", "upgrade"], env=env, capture_output=True).returncode == 0
+    done = subprocess.run(
+        [*run, "db", "shell", "-At", "-c", "SELECT count(*) FROM prodmatch.products", "-c", "SELECT 6 * 7"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "42"]
+    failed = subprocess.run(
+        [*run, "db", "shell", "-c", "SELECT nope"], env=env, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "nope" in failed.stderr
+
+
+def test_schema_py_and_the_migrations_agree(settings: Settings):
+    env = {**os.environ, "PRODMATCH_DATABASE_URL": settings.database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "check"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No new upgrade operations detected" in done.stdout + done.stderr
