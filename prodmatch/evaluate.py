@@ -312,7 +312,12 @@ def draw_plots(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    bins = np.linspace(min(chosen.match_scores + chosen.non_match_scores + [0.0]), 1.0, 41)
+    scores = chosen.match_scores + chosen.non_match_scores
+    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
+    if recommendation["threshold"] is not None:
+        low, high = min(low, recommendation["threshold"]), max(high, recommendation["threshold"])
+    pad = max((high - low) * 0.05, 1e-4)
+    bins = np.linspace(low - pad, high + pad, 41)  # follow the data: random models crowd scores near 1
     ax.hist(
         chosen.non_match_scores,
         bins=bins,

@@ -1,0 +1,64 @@
+"""The demo, end to end at a small size: generate, ingest, embed, evaluate, link, dedupe, report."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from PIL import Image
+
+from prodmatch import db
+from prodmatch.cli import main
+from prodmatch.demo import FALLBACK_MODEL
+
+
+def test_demo_runs_end_to_end(settings, tiny_clip_dir, tmp_path):
+    folder = tmp_path / "demo"
+    args = ["--database-url", settings.database_url, "demo", "--size", "24", "--folder", str(folder)]
+    result = CliRunner().invoke(main, [*args, "--model", str(tiny_clip_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model_note"] is None
+    assert report["ingested"]["shop"]["rows"] >= 24 and report["ingested"]["shop"]["rejected"] == 0
+    assert report["ingested"]["competitor"]["rejected"] == 0
+    assert report["embedded"]["embedded"] + report["embedded"]["image_errors"] == sum(
+        c["rows"] for c in report["ingested"].values()
+    )
+    assert {s["space"] for s in report["evaluation"]["spaces"]} == {"image", "text", "fused"}
+    assert report["link"]["pairs"] > 0 and (folder / "matches.csv").exists()
+    for path in report["plots"].values():
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+    with db.connection(settings) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM prodmatch.matches_v").fetchone()[0] == report["link"]["pairs"]
+        )
+        saved = conn.execute("SELECT settings FROM prodmatch.models").fetchone()[0]
+        assert saved["threshold"] == report["evaluation"]["recommendation"]["threshold"]
+    again = CliRunner().invoke(main, [*args, "--model", str(tiny_clip_dir)])  # re-running is safe
+    assert again.exit_code == 0, again.output
+    assert "recall@1" in again.output and "plot precision_recall" in again.output
+
+
+def test_demo_without_a_loadable_model_falls_back_to_a_local_random_clip(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = CliRunner().invoke(
+        main,
+        [
+            "--database-url",
+            settings.database_url,
+            "--home",
+            str(tmp_path / "home"),
+            "demo",
+            "--size",
+            "12",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"] == FALLBACK_MODEL
+    assert "local directory" in report["model_note"] or "--model DIR" in report["model_note"]
