@@ -325,3 +325,25 @@ def psql_command(settings: Settings, args: list[str]) -> list[str]:
             )
         psql = Path(found)
     return [str(psql), url, "-v", "ON_ERROR_STOP=1", *args]
+
+
+def analyze_if_stale(
+    conn: psycopg.Connection, tables: tuple[str, ...] = ("products", "embeddings")
+) -> list[str]:
+    """ANALYZE prodmatch tables changed by more than 10% since their last statistics.
+
+    Right after a bulk ingest or embedding run autovacuum may not have analyzed yet, and with stale row counts
+    the planner prefers an exact sort to the HNSW index (20x slower at 10,000 rows, worse beyond).
+    """
+    stale = [
+        name
+        for name, modified, live in conn.execute(
+            "SELECT relname, n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables"
+            " WHERE schemaname = %s AND relname = ANY(%s)",
+            (SCHEMA, list(tables)),
+        )
+        if modified > max(1000, 0.1 * live)
+    ]
+    for name in stale:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(SCHEMA, name)))
+    return stale

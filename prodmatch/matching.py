@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from tqdm import tqdm
 
+from prodmatch import db
 from prodmatch.errors import ConfigError, ProdmatchError
 from prodmatch.exact import top_k_cosine
 from prodmatch.models import Model, get_model, space_dimension, vector_expression, vector_type
@@ -249,6 +250,7 @@ def link(
     if threshold is None:
         threshold = registered.settings.get("threshold")
     source_id, target_id = _catalog_id(conn, source), _catalog_id(conn, target)
+    db.analyze_if_stale(conn)
     counts = _embedded_counts(conn, registered, (source_id, target_id))
     mode = mode or choose_mode(counts[source_id] + counts[target_id], space_dimension(registered, space))
     if mode not in MODES:
@@ -274,7 +276,7 @@ def link(
     pairs = _filter_and_rank(pairs, threshold, one_to_one)
     with conn.transaction():
         run_id = _replace_run(conn, "link", source_id, target_id, registered, params)
-        _store_pairs(conn, run_id, registered, pairs)
+        _store_pairs(conn, run_id, pairs)
     result = LinkResult(
         run_id=run_id,
         source=source,
@@ -283,8 +285,8 @@ def link(
         mode=mode,
         params=params,
         sources=counts[source_id],
-        pairs=len(pairs[0]),
-        matched_sources=len(np.unique(pairs[0])),
+        pairs=len(pairs.sources),
+        matched_sources=len(np.unique(pairs.sources)),
         seconds=round(time.perf_counter() - started, 3),
         out=str(out) if out else None,
     )
@@ -319,22 +321,44 @@ def write_matches(conn: psycopg.Connection, run_id: int, out: Path) -> None:
                     writer.writerow(row)
 
 
-# Candidate pairs travel as three parallel arrays: source product ids, target product ids, similarity.
-Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
+SPACES = ("fused", "image", "text")
+
+
+@dataclass
+class _Pairs:
+    """Candidate pairs as parallel arrays: product ids, the ranking space's similarity, all three similarities."""
+
+    sources: np.ndarray
+    targets: np.ndarray
+    score: np.ndarray
+    similarities: np.ndarray  # (n, 3): fused, image, text; NaN where a product lacks that vector
+    ranks: np.ndarray | None = None
+
+    def take(self, keep: np.ndarray) -> _Pairs:
+        return _Pairs(self.sources[keep], self.targets[keep], self.score[keep], self.similarities[keep])
 
 
 def _exact_candidates(
     conn, model: Model, space: str, source_id: int, target_id: int, k: int, advance: Callable[[int], None]
-) -> Pairs:
-    source_ids, source_vectors = fetch_vectors(conn, model, space, source_id)
-    target_ids, target_vectors = fetch_vectors(conn, model, space, target_id)
-    found = top_k_cosine(source_vectors, target_vectors, k, progress=advance)
+) -> _Pairs:
+    source_ids, source = fetch_spaces(conn, model, source_id, space)
+    target_ids, target = fetch_spaces(conn, model, target_id, space)
+    found = top_k_cosine(source[space], target[space], k, progress=advance)
     rows, cols = np.nonzero(found.indices >= 0)
-    return (
-        source_ids[rows],
-        target_ids[found.indices[rows, cols]],
-        found.similarities[rows, cols].astype(np.float32),
-    )
+    columns = found.indices[rows, cols]
+    similarities = np.stack(
+        [_row_dots(source[name], rows, target[name], columns) for name in SPACES], axis=1
+    ).astype(np.float32)
+    return _Pairs(source_ids[rows], target_ids[columns], found.similarities[rows, cols], similarities)
+
+
+def _row_dots(left: np.ndarray, rows: np.ndarray, right: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Dot products of paired rows, in chunks to bound memory; NaN rows give NaN."""
+    out = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), 65536):
+        r, c = rows[start : start + 65536], columns[start : start + 65536]
+        out[start : start + 65536] = np.einsum("ij,ij->i", left[r], right[c])
+    return out
 
 
 def _ann_candidates(
@@ -346,7 +370,7 @@ def _ann_candidates(
     k: int,
     ef_search: int,
     advance: Callable[[int], None],
-) -> Pairs:
+) -> _Pairs:
     ids = [
         r[0]
         for r in conn.execute(
@@ -358,47 +382,47 @@ def _ann_candidates(
             (model.id, source),
         )
     ]
-    sources, targets, sims = [], [], []
-    column = f"{space}_similarity"
+    rows = []
     for start in range(0, len(ids), ANN_CHUNK):
         chunk = ids[start : start + ANN_CHUNK]
-        with _sql_errors(), conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            for row in cur.execute(
-                "SELECT * FROM prodmatch.candidates(%s::text, %s::text, k => %s::int, space => %s::text,"
+        with _sql_errors(), conn.transaction():
+            rows += conn.execute(
+                "SELECT source_product_id, target_product_id, fused_similarity, image_similarity, text_similarity"
+                " FROM prodmatch.candidates(%s::text, %s::text, k => %s::int, space => %s::text,"
                 " model => %s::text, ef_search => %s::int, source_ids => %s::bigint[])",
                 (source, target, k, space, model.name, ef_search, chunk),
-            ):
-                sources.append(row["source_product_id"])
-                targets.append(row["target_product_id"])
-                sims.append(row[column])
+            ).fetchall()
         advance(len(chunk))
-    return (
-        np.array(sources, dtype=np.int64),
-        np.array(targets, dtype=np.int64),
-        np.array(sims, dtype=np.float32),
+    table = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    similarities = np.nan_to_num(table[:, 2:5], nan=np.nan).astype(np.float32)
+    return _Pairs(
+        table[:, 0].astype(np.int64),
+        table[:, 1].astype(np.int64),
+        similarities[:, SPACES.index(space)],
+        similarities,
     )
 
 
-def _filter_and_rank(pairs: Pairs, threshold: float | None, one_to_one: bool) -> tuple[np.ndarray, ...]:
+def _filter_and_rank(pairs: _Pairs, threshold: float | None, one_to_one: bool) -> _Pairs:
     """Drop pairs under the threshold, optionally keep a one-to-one assignment, and rank per source."""
-    sources, targets, sims = pairs
     if threshold is not None:
-        keep = sims >= threshold
-        sources, targets, sims = sources[keep], targets[keep], sims[keep]
+        pairs = pairs.take(pairs.score >= threshold)
     if one_to_one:
-        sources, targets, sims = _greedy_assignment(sources, targets, sims)
-    order = np.lexsort((targets, -sims, sources))  # per source: best first, ties by target id
-    sources, targets, sims = sources[order], targets[order], sims[order]
-    ranks = np.ones(len(sources), dtype=np.int64)
-    for i in range(1, len(sources)):
-        if sources[i] == sources[i - 1]:
-            ranks[i] = ranks[i - 1] + 1
-    return sources, targets, sims, ranks
+        pairs = pairs.take(_greedy_assignment(pairs.sources, pairs.targets, pairs.score))
+    pairs = pairs.take(np.lexsort((pairs.targets, -pairs.score, pairs.sources)))  # per source: best first
+    starts = (
+        np.r_[True, pairs.sources[1:] != pairs.sources[:-1]] if len(pairs.sources) else np.array([], bool)
+    )
+    group_start = (
+        np.maximum.accumulate(np.where(starts, np.arange(len(starts)), 0)) if len(starts) else starts
+    )
+    pairs.ranks = (np.arange(len(starts)) - group_start + 1).astype(np.int64)
+    return pairs
 
 
-def _greedy_assignment(sources: np.ndarray, targets: np.ndarray, sims: np.ndarray) -> Pairs:
+def _greedy_assignment(sources: np.ndarray, targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Mutual one-to-one matching: take pairs from the most similar down; each source and target once."""
-    order = np.lexsort((targets, sources, -sims))
+    order = np.lexsort((targets, sources, -scores))
     used_sources: set[int] = set()
     used_targets: set[int] = set()
     keep = []
@@ -409,35 +433,21 @@ def _greedy_assignment(sources: np.ndarray, targets: np.ndarray, sims: np.ndarra
         used_sources.add(s)
         used_targets.add(t)
         keep.append(i)
-    keep = np.array(keep, dtype=np.int64)
-    return sources[keep], targets[keep], sims[keep]
+    return np.array(keep, dtype=np.int64)
 
 
-def _store_pairs(conn: psycopg.Connection, run_id: int, model: Model, pairs: tuple[np.ndarray, ...]) -> None:
-    """COPY the pairs in, then compute all three similarities in SQL from the stored vectors."""
-    sources, targets, _, ranks = pairs
-    conn.execute("DROP TABLE IF EXISTS pg_temp.link_pairs")
-    conn.execute(
-        "CREATE TEMP TABLE link_pairs (source_product_id bigint, target_product_id bigint, rank smallint)"
-        " ON COMMIT DROP"
-    )
-    with conn.cursor().copy("COPY link_pairs FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["int8", "int8", "int2"])
-        for row in zip(sources.tolist(), targets.tolist(), ranks.tolist(), strict=True):
-            copy.write_row(row)
-    conn.execute(
-        """
-        INSERT INTO prodmatch.matches (run_id, source_product_id, target_product_id, rank,
-                                       fused_similarity, image_similarity, text_similarity)
-        SELECT %(run)s, l.source_product_id, l.target_product_id, l.rank,
-               1 - (s.fused_vector <=> t.fused_vector), 1 - (s.image_vector <=> t.image_vector),
-               1 - (s.text_vector <=> t.text_vector)
-          FROM link_pairs l
-          JOIN prodmatch.embeddings s ON s.model_id = %(model)s AND s.product_id = l.source_product_id
-          JOIN prodmatch.embeddings t ON t.model_id = %(model)s AND t.product_id = l.target_product_id
-        """,
-        {"run": run_id, "model": model.id},
-    )
+def _store_pairs(conn: psycopg.Connection, run_id: int, pairs: _Pairs) -> None:
+    """One binary COPY of the ranked pairs with their three similarities."""
+    with conn.cursor().copy(
+        "COPY prodmatch.matches (run_id, source_product_id, target_product_id, rank, fused_similarity,"
+        " image_similarity, text_similarity) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "int8", "int8", "int2", "float4", "float4", "float4"])
+        sims = [[None if np.isnan(v) else v for v in row] for row in pairs.similarities.tolist()]
+        for s, t, rank, (fused, image, text) in zip(
+            pairs.sources.tolist(), pairs.targets.tolist(), pairs.ranks.tolist(), sims, strict=True
+        ):
+            copy.write_row((run_id, s, t, rank, fused, image, text))
 
 
 def _replace_run(
@@ -606,41 +616,66 @@ def check_index(
 def fetch_vectors(
     conn: psycopg.Connection, model: Model, space: str, catalog_id: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(product ids, (n, d) float32 vectors) of one space, streamed out with a binary COPY, ordered by id."""
-    dim = space_dimension(model, space)
-    column = sql.Identifier("e", f"{space}_vector")
+    """(product ids, (n, d) float32 vectors) of one space, for products that have it, ordered by id."""
+    ids, vectors = fetch_spaces(conn, model, catalog_id, space, also=())
+    return ids, vectors[space]
+
+
+def fetch_spaces(
+    conn: psycopg.Connection,
+    model: Model,
+    catalog_id: int | None,
+    space: str,
+    also: tuple[str, ...] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Product ids (having a `space` vector) and their vectors of `space` and `also` (default: all three
+    spaces), streamed out in one binary COPY; rows of a missing vector are NaN."""
+    spaces = [space, *[s for s in (SPACES if also is None else also) if s != space]]
+    dims = [space_dimension(model, s) for s in spaces]
+    columns = sql.SQL(", ").join(
+        sql.SQL("coalesce({column}::vector({dim}), array_fill(0::real, ARRAY[{dim}])::vector({dim}))").format(
+            column=sql.Identifier("e", f"{name}_vector"), dim=sql.Literal(dim)
+        )
+        for name, dim in zip(spaces, dims, strict=True)
+    )
     query = sql.SQL(
-        "COPY (SELECT e.product_id, {column}::vector({dim}) FROM prodmatch.embeddings e"
+        "COPY (SELECT e.product_id, {columns} FROM prodmatch.embeddings e"
         " JOIN prodmatch.products p ON p.id = e.product_id"
-        " WHERE e.model_id = {model} AND {column} IS NOT NULL {catalog} ORDER BY e.product_id)"
+        " WHERE e.model_id = {model} AND {required} IS NOT NULL {catalog} ORDER BY e.product_id)"
         " TO STDOUT (FORMAT BINARY)"
     ).format(
-        column=column,
-        dim=sql.Literal(dim),
+        columns=columns,
         model=sql.Literal(model.id),
+        required=sql.Identifier("e", f"{space}_vector"),
         catalog=sql.SQL("AND p.catalog_id = {}").format(sql.Literal(catalog_id))
         if catalog_id
         else sql.SQL(""),
     )
-    buffer = bytearray()
+    chunks = []
     with conn.cursor().copy(query) as copy:
-        for block in copy:
-            buffer += block
-    return _parse_binary_vectors(bytes(buffer), dim)
+        chunks.extend(copy)
+    ids, matrices = _parse_binary_vectors(b"".join(chunks), dims)
+    vectors = {}
+    for name, matrix in zip(spaces, matrices, strict=True):
+        missing = ~matrix.any(axis=1)  # the zero vectors that stand for NULL
+        matrix[missing] = np.nan
+        vectors[name] = matrix
+    return ids, vectors
 
 
-def _parse_binary_vectors(data: bytes, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    # COPY BINARY: 19-byte header, then per row: int16 field count, int32 length + int64 id, int32 length +
-    # pgvector's binary vector (int16 dim, int16 unused, dim big-endian float4); then an int16 -1 trailer.
-    record = np.dtype(
-        [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("vec_len", ">i4"), ("dim", ">i2"), ("unused", ">i2"),
-         ("vector", ">f4", (dim,))]
-    )  # fmt: skip
+def _parse_binary_vectors(data: bytes, dims: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    # COPY BINARY: a 19-byte header; per row an int16 field count, then each field as int32 length + bytes:
+    # the int64 id, and per vector pgvector's binary form (int16 dim, int16 unused, dim big-endian float4);
+    # then an int16 -1 trailer. With no NULLs every row has the same layout, so numpy reads it in one go.
+    fields = [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8")]
+    for i, dim in enumerate(dims):
+        fields += [(f"len{i}", ">i4"), (f"dim{i}", ">i2"), (f"unused{i}", ">i2"), (f"v{i}", ">f4", (dim,))]
+    record = np.dtype(fields)
     body = data[19:-2]
     if len(body) % record.itemsize:
         raise ProdmatchError("unexpected binary COPY layout while reading vectors")
     rows = np.frombuffer(body, dtype=record)
-    return rows["id"].astype(np.int64), rows["vector"].astype(np.float32)
+    return rows["id"].astype(np.int64), [rows[f"v{i}"].astype(np.float32) for i in range(len(dims))]
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
