@@ -754,8 +754,15 @@ def finetune_command(
         f"fine-tuned {result.base} on {result.train_pairs} pairs ({result.holdout_pairs} held out) "
         f"in {result.seconds:.0f} s -> {result.out}, registered as {result.model_name}"
     )
-    for key in sorted(set(result.before) | set(result.after)):
-        click.echo(f"  hold-out {key}: {result.before.get(key)} -> {result.after.get(key)}")
+    for space in ("image", "text", "fused"):
+        before, after = result.before.get(space, {}), result.after.get(space, {})
+        if before or after:
+            click.echo(
+                f"  hold-out {space:<6} recall@1 {before.get('recall_at_1', 0):.3f} -> "
+                f"{after.get('recall_at_1', 0):.3f}   F1 {before.get('f1', 0):.3f} -> {after.get('f1', 0):.3f}"
+            )
+    for line in result.unknown:
+        click.echo(f"  skipped: {line}", err=True)
     click.echo(
         f"next: prodmatch embed --model {result.model_name}; compare with prodmatch eval --model "
         f"{result.model_name} before switching"
@@ -773,13 +780,23 @@ def finetune_command(
 @click.option(
     "--folder", type=click.Path(file_okay=False, path_type=Path), help="Default: PRODMATCH_HOME/demo."
 )
+@click.option(
+    "--finetune/--no-finetune",
+    default=False,
+    show_default=True,
+    help="Also fine-tune the model on the gold pairs and compare on a hold-out (minutes on a CPU).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @_errors_as_click
-def demo_command(model: str | None, size: int, seed: int, folder: Path | None, as_json: bool) -> None:
-    """Generate two catalogues and run the whole pipeline: ingest, embed, evaluate, link, dedupe."""
+def demo_command(
+    model: str | None, size: int, seed: int, folder: Path | None, finetune: bool, as_json: bool
+) -> None:
+    """Generate two catalogues and run the whole pipeline: ingest, embed, evaluate, link, dedupe, fine-tune."""
     from prodmatch.demo import run_demo
 
-    report = run_demo(_settings(), model=model, size=size, seed=seed, folder=folder, progress=not as_json)
+    report = run_demo(
+        _settings(), model=model, size=size, seed=seed, folder=folder, finetune=finetune, progress=not as_json
+    )
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -813,6 +830,17 @@ def demo_command(model: str | None, size: int, seed: int, folder: Path | None, a
         click.echo(f"    {m['similarity']}  {m['source']}  <->  {m['target']}")
     for name, path in report.plots.items():
         click.echo(f"  plot {name}: {path}")
+    if report.finetune:
+        ft = report.finetune
+        click.echo(
+            f"  fine-tuned {ft['model']} on {ft['train_pairs']} pairs; on {ft['holdout_pairs']} held-out pairs:"
+        )
+        for space in ("image", "text", "fused"):
+            before, after = ft["holdout_before"].get(space, {}), ft["holdout_after"].get(space, {})
+            click.echo(
+                f"    {space:<6} recall@1 {before.get('recall_at_1', 0):.3f} -> {after.get('recall_at_1', 0):.3f}"
+            )
+        click.echo(f"  compare: prodmatch eval --gold {report.folder}/data/gold.csv --model {ft['model']}")
     click.echo("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.steps.items()))
     click.echo("  try: prodmatch db status; SELECT * FROM prodmatch.matches_v LIMIT 10; sql/examples/*.sql")
 
