@@ -38,7 +38,7 @@ _SCORE_BYTES = 256 * 2**20
 _MIN_BLOCK_SIZE, _MAX_BLOCK_SIZE = 256, 2048
 _CHUNK_ROWS = 4096
 _GROUP = 16
-_RESCORE_ROWS = 64  # queries rescored at once (their candidates gathered as float64: 64 x c x d x 8 bytes)
+_RESCORE_ROWS = 32  # queries rescored at once (their candidates gathered as float64: 32 x c x d x 8 bytes)
 _PAIR_BATCH = 2**15  # (query, corpus vector) pairs rescored at once when searching again
 
 
@@ -72,7 +72,8 @@ def top_k_cosine(
     `candidate_precision` is the precision of the blocked matrix multiplication that picks candidates:
     "auto" is bf16 where `supported_bf16()`, else fp32. The results are exact either way; see the module
     docstring. `candidates` per query are rescored exactly (default max(2k, k + 16)); `block_size` queries are
-    scored at once (default 1024). `progress` is called after each block with the number of queries that
+    scored at once (default: as many as keep a block's scores within 256 MB, 1280 for
+    a corpus of 100,000). `progress` is called after each block with the number of queries that
     block finished, so the calls add up to n (tqdm's `update`). `device`: None means CUDA when available.
     Raises ValueError for inputs of the wrong shape, dimension or values.
     """
@@ -94,7 +95,7 @@ def top_k_cosine(
     torch_device = _resolve_device(device)
     dtype = _candidate_dtype(candidate_precision, torch_device)
     if block_size is None:
-        rows_per_block = default_block_size(m, dtype)
+        rows_per_block = _default_block_size(m, dtype)
     else:
         rows_per_block = _positive_int(block_size, "block_size")
     rows_per_block = min(rows_per_block, max(n, 1))
@@ -113,12 +114,6 @@ def top_k_cosine(
     elif n and progress is not None:
         progress(n)
     return TopK(indices=indices, similarities=similarities)
-
-
-def default_block_size(m: int, dtype: torch.dtype = torch.bfloat16) -> int:
-    """Queries per block for a corpus of m rows: as many as keep a block's scores within 256 MB (256-2048)."""
-    rows = _SCORE_BYTES // (dtype.itemsize * max(m, 1)) // 64 * 64
-    return min(max(rows, _MIN_BLOCK_SIZE), _MAX_BLOCK_SIZE)
 
 
 def supported_bf16() -> bool:
@@ -188,8 +183,8 @@ class _Search:
         unsettled = torch.nonzero(~settled).flatten()
         if len(unsettled):
             again_scores, again_indices = self._search_again(
-                q_exact[unsettled], q_scan[unsettled], unsettled + offset, top_scores[unsettled],
-                top_indices[unsettled], margin[unsettled], k,
+                q_exact, q_scan, unsettled, offset, top_scores[unsettled], top_indices[unsettled],
+                margin[unsettled], k,
             )  # fmt: skip
             top_scores[unsettled] = again_scores
             top_indices[unsettled] = again_indices
@@ -249,21 +244,24 @@ class _Search:
         return best, column.reshape(rows, -1).gather(1, picked) + segment_start
 
     def _mask(self, scores: torch.Tensor, offset: int, start: int, stop: int) -> None:
-        """Rule out the padding rows and, with exclude_self, each query's own row."""
+        """Rule out the padding rows and, with exclude_self, each query's own row (queries from `offset`)."""
+        self._mask_rows(scores, torch.arange(offset, offset + len(scores), device=self.device), start, stop)
+
+    def _mask_rows(self, scores: torch.Tensor, query_numbers: torch.Tensor, start: int, stop: int) -> None:
         if stop > self.m:
             scores[:, max(self.m - start, 0) :] = -math.inf
         if self.exclude_self:
-            own = torch.arange(max(offset, start), min(offset + len(scores), stop), device=self.device)
-            scores[own - offset, own - start] = -math.inf
+            own = torch.nonzero((query_numbers >= start) & (query_numbers < stop)).flatten()
+            scores[own, query_numbers[own] - start] = -math.inf
 
     def _rescore(self, q_exact: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Exact similarities of every query with its candidates; -inf where the index is -1."""
         exact = torch.empty(candidates.shape, dtype=torch.float32, device=self.device)
         for start in range(0, len(candidates), _RESCORE_ROWS):
             rows = slice(start, start + _RESCORE_ROWS)
-            picked = candidates[rows]
-            vectors = self.exact[picked.clamp(min=0)].double()
-            exact[rows] = (vectors * q_exact[rows, None, :].double()).sum(-1).float()
+            picked = candidates[rows].clamp(min=0)
+            vectors = self.exact.index_select(0, picked.flatten()).view(*picked.shape, self.d)
+            exact[rows] = (vectors.double() * q_exact[rows, None, :].double()).sum(-1).float()
         return torch.where(candidates >= 0, exact, -math.inf)
 
     def _settled(self, scores: torch.Tensor, kth_exact: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
@@ -278,34 +276,40 @@ class _Search:
         self,
         q_exact: torch.Tensor,
         q_scan: torch.Tensor,
-        query_numbers: torch.Tensor,
+        unsettled: torch.Tensor,
+        offset: int,
         top_scores: torch.Tensor,
         top_indices: torch.Tensor,
         margin: torch.Tensor,
         k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact top-k of unsettled queries from every corpus row whose scan score could reach the k-th best.
+        """Exact top-k of the unsettled queries of a block, from every corpus row that could reach their top k.
 
         The k-th exact similarity found so far is a lower bound on the true one, so a row whose exact
-        similarity could reach it is rescored; the rest cannot be among the top k.
+        similarity could reach it is rescored; the rest cannot be among the top k. The scan scores are the
+        block's own, still in `self.scores`, when the corpus was scanned in one segment.
         """
         kth = top_scores[:, -1]
+        q_unsettled = q_exact[unsettled].double()
         found = _Pairs.of(top_scores, top_indices)
-        for start in range(0, self.m, self.chunk):
-            stop = min(start + self.chunk, self.m)
-            scores = q_scan @ self.scan[start:stop].T
+        for start in range(0, self.padded, self.chunk):
+            stop = min(start + self.chunk, self.padded)
+            if self.segment == self.padded:  # masked already
+                rows = len(q_scan)
+                scores = self.scores[rows * start : rows * stop].view(rows, stop - start)[unsettled]
+            else:
+                scores = q_scan[unsettled] @ self.scan[start:stop].T
+                self._mask_rows(scores, unsettled + offset, start, stop)
             possible = self.bound.highest_exact(scores, margin[:, None]) >= kth[:, None]
-            if self.exclude_self:
-                possible &= torch.arange(start, stop, device=self.device) != query_numbers[:, None]
             rows, columns = torch.nonzero(possible, as_tuple=True)
             for first in range(0, len(rows), _PAIR_BATCH):
                 pair_rows = rows[first : first + _PAIR_BATCH]
                 pair_columns = columns[first : first + _PAIR_BATCH] + start
-                vectors = self.exact[pair_columns].double()
-                exact = (vectors * q_exact[pair_rows].double()).sum(-1).float()
+                vectors = self.exact.index_select(0, pair_columns).double()
+                exact = (vectors * q_unsettled[pair_rows]).sum(-1).float()
                 keep = exact >= kth[pair_rows]
-                found = found.add(pair_rows[keep], pair_columns[keep], exact[keep]).best(len(q_exact), k)
-        return found.best(len(q_exact), k).as_matrix(len(q_exact), k)
+                found = found.add(pair_rows[keep], pair_columns[keep], exact[keep]).best(len(unsettled), k)
+        return found.as_matrix(len(unsettled), k)
 
 
 class _ErrorBound:
@@ -321,8 +325,8 @@ class _ErrorBound:
         self.dtype = dtype
         self.cuda = device.type == "cuda"
         norms = [
-            _norms(exact[start : start + 65536], scan[start : start + 65536])
-            for start in range(0, len(exact), 65536)
+            _norms(exact[start : start + 8192], scan[start : start + 8192])
+            for start in range(0, len(exact), 8192)
         ]
         self.corpus_norm, self.corpus_scan_norm, self.corpus_residual = (
             float(torch.cat(column).max()) for column in zip(*norms, strict=True)
@@ -428,6 +432,12 @@ def _merge(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     values, position = torch.cat([best, new], dim=1).topk(c, dim=1)
     return values, torch.cat([best_indices, new_indices], dim=1).gather(1, position)
+
+
+def _default_block_size(m: int, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Queries per block for a corpus of m rows: as many as keep a block's scores within 256 MB (256-2048)."""
+    rows = _SCORE_BYTES // (dtype.itemsize * max(m, 1)) // 64 * 64
+    return min(max(rows, _MIN_BLOCK_SIZE), _MAX_BLOCK_SIZE)
 
 
 def _segment_rows(padded: int, block_size: int, chunk: int, itemsize: int) -> int:

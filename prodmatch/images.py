@@ -3,7 +3,8 @@ It sits between ``ingest.py``, which stores each product's image reference, and 
 takes the result; ``worker.py`` calls it from a thread pool. Reading is capped in bytes and time, decoding is capped
 in pixels before any pixel is decoded, and whatever the file holds (CMYK, palettes with transparency, 16-bit greys,
 animations, EXIF rotation) comes out as an upright 8-bit RGB image on a white background whose longest side fits
-``ImageLimits.max_side``. Every failure is an :class:`~prodmatch.errors.ImageError` that names the reference and
+``ImageLimits.max_side`` (or whose shortest side is ``ImageLimits.shortest_side``, the size a model's image processor
+resizes to: the worker asks for that, so a big JPEG is decoded at a fraction of its size and resampled only once). Every failure is an :class:`~prodmatch.errors.ImageError` that names the reference and
 says, in ``transient``, whether retrying later may help. Nothing here changes Pillow's global settings.
 """
 
@@ -48,6 +49,10 @@ class ImageLimits:
     connect_timeout: float = 5.0  # seconds to open the connection
     read_timeout: float = 15.0  # seconds to wait for each piece of the response
     max_side: int | None = 1024  # downscale (keeps aspect) so the longest side <= max_side; None = keep
+    # Downscale (keeps aspect) so the shortest side is this long instead; overrides max_side. Set it to the size the
+    # consumer resizes to anyway (a model's input): JPEGs then decode at 1/2, 1/4 or 1/8 scale where that is still
+    # big enough, and the result needs no second resampling.
+    shortest_side: int | None = None
 
 
 def load_image(ref: str, limits: ImageLimits = ImageLimits()) -> Image.Image:
@@ -98,6 +103,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, source: st
     except Exception as e:  # Pillow reports broken data as OSError, SyntaxError, ValueError, struct.error ...
         raise ImageError(f"{label}: image is truncated or corrupt ({_reason(e)})") from None
     rgb = _to_rgb(image, label)
+    if limits.shortest_side is not None:
+        return _fit_shortest_side(rgb, limits.shortest_side)
     if limits.max_side is not None:
         rgb.thumbnail((limits.max_side, limits.max_side))
     return rgb
@@ -311,15 +318,35 @@ def _check_pixels(image: Image.Image, limits: ImageLimits, label: str) -> None:
 
 
 def _draft_jpeg(image: Image.Image, limits: ImageLimits) -> None:
-    """Let libjpeg decode a big JPEG at 1/2, 1/4 or 1/8 scale, no smaller than the final thumbnail."""
-    if limits.max_side is None or image.format not in ("JPEG", "MPO"):
+    """Let libjpeg decode a big JPEG at 1/2, 1/4 or 1/8 scale, no smaller than the final image."""
+    if image.format not in ("JPEG", "MPO"):
         return
     width, height = image.size
-    longest = max(width, height)
-    if longest <= limits.max_side:
+    if limits.shortest_side is not None:
+        scale = limits.shortest_side / min(width, height)
+    elif limits.max_side is not None:
+        scale = limits.max_side / max(width, height)
+    else:
         return
-    scale = limits.max_side / longest
+    if scale >= 1:
+        return
+    # Pillow picks the largest reduction that still covers the requested size in both directions.
     image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
+
+
+def _fit_shortest_side(image: Image.Image, side: int) -> Image.Image:
+    """Downscale so the shortest side is `side`, the longer one rounded down as transformers' image processors do.
+
+    Bicubic with Pillow's reducing gap, as `Image.thumbnail`; a model's processor that resizes the shortest edge to
+    `side` then finds nothing left to do.
+    """
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if short <= side:
+        return image
+    new_long = int(side * long / short)
+    size = (side, new_long) if width <= height else (new_long, side)
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def _upright(image: Image.Image) -> Image.Image:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import psycopg
@@ -138,6 +138,12 @@ class _ModelWorker:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.conn: psycopg.Connection | None = None
         self.catalog_id: int | None = None
+        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
+        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
+        limits = options.image_limits
+        self.image_limits = (
+            limits if limits.shortest_side is not None else replace(limits, shortest_side=encoder.image_side)
+        )
 
     def run(self) -> EmbedSummary:
         started = time.perf_counter()
@@ -220,7 +226,7 @@ class _ModelWorker:
         """Read, decode and preprocess one image in a loader thread; transient failures are retried."""
         for attempt in range(self.options.image_retries):
             try:
-                image = load_image(ref, self.options.image_limits)
+                image = load_image(ref, self.image_limits)
                 return self.encoder.preprocess_images([image])
             except ImageError as error:
                 if not error.transient or attempt == self.options.image_retries - 1:

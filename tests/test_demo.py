@@ -62,3 +62,41 @@ def test_demo_without_a_loadable_model_falls_back_to_a_local_random_clip(setting
     report = json.loads(result.stdout)
     assert report["model"] == FALLBACK_MODEL
     assert "local directory" in report["model_note"] or "--model DIR" in report["model_note"]
+
+
+def test_demo_can_fine_tune_and_compare(settings, tiny_clip_dir, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(
+            main,
+            [
+                "--database-url",
+                settings.database_url,
+                "demo",
+                "--size",
+                "16",
+                "--folder",
+                str(tmp_path / "d"),
+                "--model",
+                str(tiny_clip_dir),
+                "--finetune",
+                "--json",
+            ],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    tuned = json.loads(result.stdout)["finetune"]
+    assert tuned["model"].endswith("-ft") and set(tuned["holdout_after"]) == {"image", "text", "fused"}
+    with db.connection(settings) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM prodmatch.models")}
+        assert tuned["model"] in names
+        done = conn.execute(
+            "SELECT count(*) FROM prodmatch.embeddings e JOIN prodmatch.models m ON m.id = e.model_id"
+            " WHERE m.name = %s AND e.status = 'done'",
+            (tuned["model"],),
+        ).fetchone()[0]
+        assert done > 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import BertConfig, BertModel
+from transformers import AutoProcessor, BertConfig, BertModel, CLIPImageProcessorPil
 
 from prodmatch.encoders import Encoder, resolve_device, resolve_precision
 from prodmatch.errors import ConfigError, ModelLoadError
@@ -116,6 +116,79 @@ def test_preprocessing_in_a_loader_thread_matches(encoder):
     assert pixels[0].dtype == torch.float32
     for pixel_values, vectors in zip(pixels, expected, strict=True):
         np.testing.assert_allclose(encoder.embed_pixels(pixel_values), vectors, atol=1e-6)
+
+
+def photo_like(seed: int, size: tuple[int, int]) -> Image.Image:
+    """Colour blocks with sharp edges plus a little noise, like a product photo."""
+    rng = np.random.default_rng(seed)
+    blocks = Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).resize(
+        size, Image.Resampling.NEAREST
+    )
+    grain = rng.integers(-20, 21, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(blocks, dtype=np.int16) + grain, 0, 255).astype(np.uint8))
+
+
+ODD_SIZES = [(32, 32), (33, 32), (31, 45), (17, 40), (96, 96), (800, 800), (1000, 333), (224, 300), (7, 7)]
+
+
+def test_preprocessing_gives_exactly_the_processors_pixel_values(encoder):
+    directory = str(encoder.info.source)
+    processor = AutoProcessor.from_pretrained(directory).image_processor
+    images = [photo_like(seed, size) for seed, size in enumerate(ODD_SIZES)]
+    expected = processor(images=images, return_tensors="pt")["pixel_values"]
+    got = encoder.preprocess_images(images)
+    assert got.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # one at a time too, as the worker's loader threads call it
+    for image, row in zip(images, expected, strict=True):
+        torch.testing.assert_close(encoder.preprocess_images([image])[0], row, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}},  # openai CLIP
+        {
+            "size": {"shortest_edge": 256},
+            "crop_size": {"height": 224, "width": 224},
+        },  # resize, then crop less
+        {"size": {"shortest_edge": 224}, "crop_size": {"height": 200, "width": 180}, "resample": 2},
+        {"size": {"shortest_edge": 64}, "do_center_crop": False},
+        {"size": {"height": 224, "width": 224}, "do_center_crop": False, "image_mean": 0.5, "image_std": 0.5},
+        {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}, "do_rescale": False},
+        {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}, "do_normalize": False},
+    ],
+)
+def test_fast_preprocessing_matches_processor_configurations(settings):
+    from prodmatch.encoders import _FastPixels
+
+    processor = CLIPImageProcessorPil(**settings)
+    fast = _FastPixels.for_processor(processor)
+    assert fast is not None
+    for seed, size in enumerate([(800, 800), (640, 480), (300, 1000), (257, 256), (225, 224)]):
+        image = photo_like(seed, size)
+        expected = processor(images=[image], return_tensors="np")["pixel_values"][0]
+        np.testing.assert_array_equal(fast(image), expected)
+
+
+def test_fast_preprocessing_leaves_other_processors_alone():
+    from prodmatch.encoders import _FastPixels
+
+    padded = CLIPImageProcessorPil(
+        size={"shortest_edge": 64}, do_pad=True, pad_size={"height": 80, "width": 80}
+    )
+    assert _FastPixels.for_processor(padded) is None
+    longest = CLIPImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 100}, do_center_crop=False)
+    assert _FastPixels.for_processor(longest) is None
+    # an image smaller than the crop is padded by the processor: the fast path hands it back
+    fast = _FastPixels.for_processor(
+        CLIPImageProcessorPil(do_resize=False, crop_size={"height": 40, "width": 40})
+    )
+    assert fast is not None and fast(photo_like(0, (60, 30))) is None
+
+
+def test_image_side_is_what_preprocessing_resizes_to(encoder):
+    assert encoder.image_side == 32
 
 
 def test_bf16_vectors_agree_with_fp32(tiny_clip_dir):

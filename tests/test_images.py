@@ -439,6 +439,43 @@ def test_no_draft_without_max_side(draft_calls):
     assert draft_calls == []
 
 
+@pytest.mark.parametrize(
+    ("source_size", "fmt", "drafted", "expected"),
+    [
+        ((800, 800), "JPEG", (400, 400), (224, 224)),  # 1/2 scale: 1/4 would be 200, below 224
+        ((1600, 800), "JPEG", (800, 400), (448, 224)),  # 1/2 scale: 1/4 would be 400x200
+        ((3000, 2000), "JPEG", (375, 250), (336, 224)),  # 1/8 scale, then one resample
+        ((1000, 500), "PNG", None, (448, 224)),  # no draft outside JPEG; the longer side is rounded down
+        ((500, 1001), "PNG", None, (224, 448)),
+        ((300, 200), "JPEG", None, (300, 200)),  # already small: never upscaled, never drafted
+        ((100, 1000), "JPEG", None, (100, 1000)),  # shortest side below the target: left alone
+    ],
+)
+def test_shortest_side_decodes_just_big_enough(draft_calls, source_size, fmt, drafted, expected):
+    data = encode(halves(source_size, RED, BLUE), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    # shortest_side overrides max_side: the 3000x2000 photo ends 336 wide
+    result = decode_image(data, ImageLimits(max_side=512, shortest_side=224))
+    assert result.size == expected
+    assert_loaded_rgb(result)
+    if drafted is None:
+        assert draft_calls == []
+    else:
+        assert draft_calls[0][1] == drafted
+        assert min(drafted) >= 224
+    assert_colour(result, (expected[0] // 4, expected[1] // 2), RED, tol=12)
+    assert_colour(result, (expected[0] * 3 // 4, expected[1] // 2), BLUE, tol=12)
+
+
+def test_shortest_side_with_exif_rotation(draft_calls):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    data = encode(halves((1600, 800), RED, BLUE), "JPEG", quality=90, exif=exif)
+    result = decode_image(data, ImageLimits(shortest_side=100))
+    assert draft_calls[0][1] == (200, 100)  # 1/8 scale in the stored orientation
+    assert result.size == (100, 200)
+    assert_colour(result, (50, 20), RED, tol=12)
+
+
 # --- decompression bombs ----------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from prodmatch import db
 from prodmatch.cli import main
+from prodmatch.encoders import Encoder
 from prodmatch.errors import ConfigError
 from prodmatch.ingest import ingest_file
 from prodmatch.models import add_model, drop_model, get_model, list_models, render_text
@@ -363,6 +364,28 @@ def test_dropped_database_connection_is_retried(settings, clip_model, tmp_path, 
     assert killed == 1 and not thread.is_alive()
     assert _counts(settings, clip_model.id) == {"done": n}
     assert sorted(set(_attempts(settings, clip_model.id))) == [1]
+
+
+def test_big_photos_are_shrunk_to_the_model_input_without_changing_their_vectors(
+    settings, clip_model, tiny_clip_dir, tmp_path
+):
+    # 800x600 JPEGs: the worker decodes them at 1/8 scale and resamples once, to the tiny model's 32 pixels.
+    lines = ["external_id,title,image"]
+    for i in range(6):
+        path = product_image(tmp_path / f"big-{i}.jpg", i, size=(800, 600))
+        lines.append(f"big-{i},Big photo {i},{path}")
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
+    with db.connection(settings) as conn:
+        ingest_file(conn, tmp_path / "big.csv", "shop")
+    [summary] = embed(settings, EmbedOptions(batch_size=4))
+    assert summary.embedded == 6
+    encoder = Encoder.load(str(tiny_clip_dir), precision="fp32")
+    with db.connection(settings) as conn:
+        got = vectors(conn, "shop", clip_model.id)
+    for i in range(6):
+        with Image.open(tmp_path / f"big-{i}.jpg") as photo:
+            full_size = encoder.embed_images([photo.convert("RGB")])[0]  # decoded at 800x600, resized once
+        assert cosine(got[f"big-{i}"]["image"], full_size) > 0.9999
 
 
 def test_changed_product_is_re_embedded_and_new_model_queues_everything(
