@@ -163,6 +163,7 @@ class _ModelWorker:
                 if not batch:
                     if not self.options.watch or self.stop.is_set() or self._limit_reached(0):
                         break
+                    self._refresh_statistics()
                     self._wait_for_work(listener)
                     batch = self._claim_and_load(pool)
                     continue
@@ -180,6 +181,7 @@ class _ModelWorker:
                 if self.stop.is_set():
                     self._release(batch)
                     break
+            self._refresh_statistics()
         finally:
             bar.close()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -335,6 +337,17 @@ class _ModelWorker:
             pass  # the claims die with the backend anyway
 
     # database ---------------------------------------------------------------------------------------------------
+
+    def _refresh_statistics(self) -> None:
+        """ANALYZE what this run changed a lot, so the planner uses the HNSW indexes for queries right after it."""
+        if self.summary.embedded + self.summary.image_errors == 0:
+            return
+        try:
+            db.analyze_if_stale(self.conn)
+            self.conn.commit()
+        except psycopg.Error as error:  # statistics are a nicety: autovacuum gets there eventually
+            log.warning("could not refresh table statistics: %s", error)
+            self.conn.rollback()
 
     def _connect(self) -> None:
         if self.conn is not None and not self.conn.closed:

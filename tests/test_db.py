@@ -154,3 +154,23 @@ def test_schema_py_and_the_migrations_agree(settings: Settings):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No new upgrade operations detected" in done.stdout + done.stderr
+
+
+def test_analyze_if_stale_analyzes_only_tables_changed_a_lot(conn: psycopg.Connection):
+    conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop')")
+    conn.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title)"
+        " SELECT (SELECT id FROM prodmatch.catalogs), 'p' || i, 'item ' || i FROM generate_series(1, 2000) i"
+    )
+    conn.commit()
+    conn.execute("SELECT pg_stat_force_next_flush()")  # statistics reach pg_stat_* at the next idle moment
+    conn.commit()
+
+    assert db.analyze_if_stale(conn) == ["products"]
+    conn.commit()
+    analyzed = conn.execute(
+        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = 'prodmatch'"
+        " AND relname = 'products'"
+    ).fetchone()[0]
+    assert analyzed
+    assert db.analyze_if_stale(conn) == []  # fresh statistics: nothing to do
