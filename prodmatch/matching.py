@@ -177,7 +177,7 @@ def similar(
                 min_price_ratio,
                 max_price_ratio,
                 unmatched_only,
-                ef_search,
+                ef_search or DEFAULT_EF_SEARCH,
             ),
         ).fetchall()
     return [Neighbour(**_plain(r)) for r in rows]
@@ -214,7 +214,7 @@ def search(
         rows = cur.execute(
             "SELECT * FROM prodmatch.search(%s::vector, k => %s::int, space => %s::text, model => %s::text,"
             " in_catalog => %s::text, ef_search => %s::int)",
-            (vector, k, space, registered.name, in_catalog, ef_search),
+            (vector, k, space, registered.name, in_catalog, ef_search or DEFAULT_EF_SEARCH),
         ).fetchall()
     return [SearchHit(**_plain(r)) for r in rows]
 
@@ -437,17 +437,25 @@ def _greedy_assignment(sources: np.ndarray, targets: np.ndarray, scores: np.ndar
 
 
 def _store_pairs(conn: psycopg.Connection, run_id: int, pairs: _Pairs) -> None:
-    """One binary COPY of the ranked pairs with their three similarities."""
-    with conn.cursor().copy(
-        "COPY prodmatch.matches (run_id, source_product_id, target_product_id, rank, fused_similarity,"
-        " image_similarity, text_similarity) FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["int8", "int8", "int8", "int2", "float4", "float4", "float4"])
-        sims = [[None if np.isnan(v) else v for v in row] for row in pairs.similarities.tolist()]
-        for s, t, rank, (fused, image, text) in zip(
-            pairs.sources.tolist(), pairs.targets.tolist(), pairs.ranks.tolist(), sims, strict=True
+    """One binary COPY of the ranked pairs with their three similarities (NULL where a vector is missing)."""
+    names = [f"{space}_similarity" for space in SPACES]
+    missing = np.isnan(pairs.similarities)
+    # A space missing for every pair is left out (NULL by default); NaN becomes None only where it occurs.
+    present = [i for i in range(len(SPACES)) if not missing[:, i].all()]
+    columns = sql.SQL(", ").join(sql.Identifier(names[i]) for i in present)
+    query = sql.SQL(
+        "COPY prodmatch.matches (run_id, source_product_id, target_product_id, rank{comma}{columns})"
+        " FROM STDIN (FORMAT BINARY)"
+    ).format(comma=sql.SQL(", " if present else ""), columns=columns)
+    similarities = pairs.similarities[:, present].tolist()
+    if missing[:, present].any():
+        similarities = [[None if v != v else v for v in row] for row in similarities]  # NaN != NaN
+    with conn.cursor().copy(query) as copy:
+        copy.set_types(["int8", "int8", "int8", "int2", *["float4"] * len(present)])
+        for s, t, rank, values in zip(
+            pairs.sources.tolist(), pairs.targets.tolist(), pairs.ranks.tolist(), similarities, strict=True
         ):
-            copy.write_row((run_id, s, t, rank, fused, image, text))
+            copy.write_row((run_id, s, t, rank, *values))
 
 
 def _replace_run(
@@ -671,10 +679,10 @@ def _parse_binary_vectors(data: bytes, dims: list[int]) -> tuple[np.ndarray, lis
     for i, dim in enumerate(dims):
         fields += [(f"len{i}", ">i4"), (f"dim{i}", ">i2"), (f"unused{i}", ">i2"), (f"v{i}", ">f4", (dim,))]
     record = np.dtype(fields)
-    body = data[19:-2]
-    if len(body) % record.itemsize:
+    body = len(data) - 19 - 2
+    if body % record.itemsize:
         raise ProdmatchError("unexpected binary COPY layout while reading vectors")
-    rows = np.frombuffer(body, dtype=record)
+    rows = np.frombuffer(data, dtype=record, offset=19, count=body // record.itemsize)  # no copy of the bytes
     return rows["id"].astype(np.int64), [rows[f"v{i}"].astype(np.float32) for i in range(len(dims))]
 
 

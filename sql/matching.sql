@@ -63,8 +63,9 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN dimension <= 2000 THEN 'vector' EL
 -- in_catalog: only candidates from this catalogue; other_catalog: only candidates from other catalogues;
 -- same_category / same_brand: equal category / brand (brand compared case-insensitively);
 -- min/max_price_ratio: candidate price between ratio x the product's price; unmatched_only: skip candidates that
--- are already the best match (rank 1) of some stored link run; ef_search: HNSW search breadth (default: the
--- server's hnsw.ef_search, 40). Similarities are cosine similarities in [-1, 1]; NULL where a product lacks
+-- are already the best match (rank 1) of some stored link run; ef_search: HNSW search breadth (default 100:
+-- recall@10 1.000 at 6.7 ms on 200,000 clustered vectors, where pgvector's own default of 40 gave 0.965;
+-- NULL uses the session's hnsw.ef_search). Similarities are cosine similarities in [-1, 1]; NULL where a product lacks
 -- that vector (e.g. its image failed).
 CREATE OR REPLACE FUNCTION prodmatch.similar(
     query_product_id bigint,
@@ -78,7 +79,7 @@ CREATE OR REPLACE FUNCTION prodmatch.similar(
     min_price_ratio numeric DEFAULT NULL,
     max_price_ratio numeric DEFAULT NULL,
     unmatched_only boolean DEFAULT false,
-    ef_search integer DEFAULT NULL
+    ef_search integer DEFAULT 100
 )
 RETURNS TABLE (
     product_id bigint, catalog text, external_id text, title text, brand text, price numeric,
@@ -157,7 +158,7 @@ CREATE OR REPLACE FUNCTION prodmatch.search(
     space text DEFAULT 'image',
     model text DEFAULT NULL,
     in_catalog text DEFAULT NULL,
-    ef_search integer DEFAULT NULL
+    ef_search integer DEFAULT 100
 )
 RETURNS TABLE (
     product_id bigint, catalog text, external_id text, title text, brand text, price numeric, similarity real
@@ -209,7 +210,7 @@ CREATE OR REPLACE FUNCTION prodmatch.candidates(
     k integer DEFAULT 5,
     space text DEFAULT 'fused',
     model text DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
+    ef_search integer DEFAULT 100,
     source_ids bigint[] DEFAULT NULL
 )
 RETURNS TABLE (

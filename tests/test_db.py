@@ -174,3 +174,25 @@ def test_analyze_if_stale_analyzes_only_tables_changed_a_lot(conn: psycopg.Conne
     ).fetchone()[0]
     assert analyzed
     assert db.analyze_if_stale(conn) == []  # fresh statistics: nothing to do
+
+
+def test_migration_0003_sets_and_resets_the_ef_search_default(empty_settings: Settings):
+    def ef_defaults() -> set[str]:
+        with psycopg.connect(empty_settings.database_url) as conn:
+            arguments = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pg_get_function_arguments(p.oid) FROM pg_proc p"
+                    " JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " WHERE n.nspname = 'prodmatch' AND p.proname IN ('similar', 'search', 'candidates')"
+                )
+            ]
+        assert len(arguments) == 3
+        return {a.split("ef_search integer DEFAULT ")[1].split(",")[0] for a in arguments}
+
+    db.upgrade(empty_settings)
+    assert ef_defaults() == {"100"}
+    assert db.downgrade(empty_settings, "0002") == "0002"
+    assert ef_defaults() == {"NULL::integer"}
+    db.upgrade(empty_settings)
+    assert ef_defaults() == {"100"}
