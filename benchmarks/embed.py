@@ -12,8 +12,10 @@ PostgreSQL. Prints products/s for:
       get_image_features, get_text_features, one UPDATE and commit per product;
   (c) the model-only ceiling: the best bf16 matmul FLOP/s this CPU reaches, divided by the model's FLOPs per
       product (image tower at 224x224 plus text tower at the catalogue's token length, FlopCounterMode);
+  (d) the same in fp32, the naive loop's precision;
 
-with (a)/(b) and (a)/(c), and the peak RSS of `prodmatch embed` run in a subprocess on N and on 2N products.
+with (a)/(b), (a)/(c), (b)/(d), and the peak RSS of `prodmatch embed` run in a subprocess on N and on 2N products.
+The naive loop runs in a fresh process, as a first-draft script would.
 """
 
 from __future__ import annotations
@@ -143,6 +145,18 @@ def worker_subprocess(url: str, catalogue: str) -> dict:
     return {**json.loads(out), "peak_rss_mib": usage.ru_maxrss / 1024}  # ru_maxrss is in KiB on Linux
 
 
+def naive_subprocess(url: str, model_dir: Path, catalogue: str, limit: int) -> tuple[int, float]:
+    """`naive_loop` in a child process with glibc's default allocator settings; returns (products, seconds)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--naive-child", url, str(model_dir), catalogue, str(limit)],
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ).stdout
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    return result["products"], result["seconds"]
+
+
 # --- (b) the naive loop -------------------------------------------------------------------------------------------
 
 
@@ -153,7 +167,7 @@ def naive_loop(settings: Settings, model_dir: Path, catalogue: str, limit: int) 
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     with db.connection(settings) as conn:
-        naive = add_model(conn, str(model_dir), name="naive", precision="fp32")
+        naive_id = conn.execute("SELECT id FROM prodmatch.models WHERE name = 'naive'").fetchone()[0]
         products = conn.execute(
             "SELECT p.id, p.title, p.brand, p.image FROM prodmatch.products p"
             " JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s ORDER BY p.id LIMIT %s",
@@ -173,7 +187,7 @@ def naive_loop(settings: Settings, model_dir: Path, catalogue: str, limit: int) 
             conn.execute(
                 "UPDATE prodmatch.embeddings SET image_vector = %s, text_vector = %s, fused_vector = %s,"
                 " status = 'done', embedded_at = now() WHERE model_id = %s AND product_id = %s",
-                (image_vector, text_vector, fused, naive.id, product_id),
+                (image_vector, text_vector, fused, naive_id, product_id),
             )
             conn.commit()
         seconds = time.perf_counter() - started
@@ -189,11 +203,11 @@ def _unit(output) -> np.ndarray:
 # --- (c) the CPU's limit ------------------------------------------------------------------------------------------
 
 
-def bf16_matmul_flops(sizes=(2048, 3072, 4096), repeats: int = 3) -> float:
-    """The best FLOP/s of torch.matmul on large bf16 square matrices."""
+def matmul_flops(dtype: torch.dtype, sizes=(2048, 3072, 4096), repeats: int = 3) -> float:
+    """The best FLOP/s of torch.matmul on large square matrices of `dtype`."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         torch.matmul(a, b)
         for _ in range(repeats):
             started = time.perf_counter()
@@ -242,7 +256,15 @@ def main() -> None:
     )
     parser.add_argument("--naive-products", type=int, default=64, help="products for the naive loop")
     parser.add_argument("--skip-memory", action="store_true", help="skip the N / 2N subprocess runs")
+    parser.add_argument(
+        "--naive-child", nargs=4, metavar=("URL", "MODEL_DIR", "CATALOGUE", "LIMIT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.naive_child:
+        url, model_dir, catalogue, limit = args.naive_child
+        count, seconds = naive_loop(Settings(database_url=url), Path(model_dir), catalogue, int(limit))
+        print(json.dumps({"products": count, "seconds": seconds}))
+        return
     n = args.products
 
     with tempfile.TemporaryDirectory(prefix="prodmatch-embed-bench-") as tmp:
@@ -265,14 +287,20 @@ def main() -> None:
                 for t, b in conn.execute("SELECT title, brand FROM prodmatch.products LIMIT 64").fetchall()
             ]
 
+        # The naive loop in a fresh process: this one has loaded models through prodmatch, which tunes the
+        # process's allocator (encoders.keep_freed_memory) as a first-draft script would not.
+        with db.connection(settings) as conn:
+            add_model(conn, str(model_dir), name="naive", precision="fp32")  # registered here, loaded there
+        naive_count, naive_seconds = naive_subprocess(url, model_dir, "bench", args.naive_products)
+        naive_rate = naive_count / naive_seconds
         seconds_with_load, summary = worker_run(settings, "bench")
         worker_rate = summary.products_per_second
-        naive_count, naive_seconds = naive_loop(settings, model_dir, "bench", args.naive_products)
-        naive_rate = naive_count / naive_seconds
 
-        peak = bf16_matmul_flops()
+        peak = matmul_flops(torch.bfloat16)
+        fp32_peak = matmul_flops(torch.float32)
         image_flops, text_flops, text_tokens = model_flops_per_product(model_dir, texts)
         ceiling = peak / (image_flops + text_flops)
+        fp32_ceiling = fp32_peak / (image_flops + text_flops)
 
         memory = []
         if not args.skip_memory:
@@ -305,8 +333,16 @@ def main() -> None:
             f"(c) bf16 model-only ceiling     : {ceiling:7.1f} products/s  (matmul peak {peak / 1e9:.0f} GFLOP/s; "
             f"{image_flops / 1e9:.2f} GFLOP image + {text_flops / 1e9:.2f} GFLOP text per product)"
         )
+        print(
+            f"(d) fp32 model-only ceiling     : {fp32_ceiling:7.1f} products/s  (matmul peak {fp32_peak / 1e9:.0f}"
+            f" GFLOP/s; bf16 / fp32 = {peak / fp32_peak:.1f}x)"
+        )
         print()
-        print(f"(a)/(b) = {worker_rate / naive_rate:.1f}x   (a)/(c) = {worker_rate / ceiling:.0%}")
+        print(
+            f"(a)/(b) = {worker_rate / naive_rate:.1f}x   (a)/(c) = {worker_rate / ceiling:.0%}"
+            f"   (b)/(d) = {naive_rate / fp32_ceiling:.0%}   (c)/(b) = {ceiling / naive_rate:.1f}x"
+            " (the most (a)/(b) could be here)"
+        )
         for size, result in memory:
             print(
                 f"subprocess `prodmatch embed` on {size:5d} products: peak RSS {result['peak_rss_mib']:7.0f} MiB, "

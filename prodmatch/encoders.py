@@ -9,6 +9,7 @@ combines its image and text vectors. Precision ("fp32", "bf16", "fp16") is chose
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Iterator
@@ -86,6 +87,8 @@ class Encoder:
         """
         torch_device = resolve_device(device)
         resolved = resolve_precision(precision, torch_device)
+        if torch_device.type == "cpu":
+            keep_freed_memory()
         processor, model = load_processor_and_model(source, revision=revision, dtype=_DTYPES[resolved])
         model = model.to(torch_device).eval()
         return cls(
@@ -153,6 +156,32 @@ class Encoder:
 
     def __repr__(self) -> str:
         return f"Encoder({self.info.source!r}, family={self.info.family}, device={self.device}, precision={self.precision})"
+
+
+_ALLOCATOR_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back to the system (once per process).
+
+    A forward pass allocates and frees the same activation buffers (several MB each) for every batch; by default
+    glibc returns them to the kernel and the next batch page-faults them back in, about a tenth of the CPU time of
+    the image tower of ViT-B/32 on 2 cores. Keeping up to 1 GiB freed (M_TRIM_THRESHOLD) and serving blocks of up
+    to 32 MiB from the heap (M_MMAP_THRESHOLD, glibc's maximum) removes that; the resident size stays at the
+    high-water mark of one batch. Returns whether the settings were applied (False off glibc).
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        _ALLOCATOR_TUNED = bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(
+            libc.mallopt(m_mmap_threshold, 32 << 20)
+        )
+    except (OSError, AttributeError):  # not Linux / not glibc: nothing to tune
+        return False
+    return _ALLOCATOR_TUNED
 
 
 def resolve_device(device: str | None) -> torch.device:
