@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import huggingface_hub.constants
@@ -269,3 +270,17 @@ def test_keep_freed_memory_tunes_glibc_once():
 
     assert keep_freed_memory() is True  # Linux with glibc, as CI runs
     assert keep_freed_memory() is True  # idempotent
+
+
+def test_unreachable_hub_is_reported_in_seconds(monkeypatch):
+    # An endpoint no DNS resolves (".invalid" is reserved): the hub client alone would retry for ~25 s.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.prodmatch.invalid")
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError) as raised:
+        Encoder.load("prodmatch-tests/no-such-model")
+    assert time.monotonic() - started < 10
+    message = str(raised.value)
+    assert "hub is unreachable" in message and "not in the local cache" in message
+    assert "huggingface-cli download prodmatch-tests/no-such-model --local-dir DIR" in message
