@@ -142,7 +142,12 @@ class Encoder:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
         return self._embed_texts(texts)
 
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+    def tokenize(self, texts: list[str], device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """The text tower's inputs for `texts`, on `device` (default: the encoder's), as embedding makes them.
+
+        Padded to the longest text, or to the model's fixed length for SigLIP; truncated to what the model takes.
+        Fine-tuning uses this too, so that it trains on exactly the tokens embedding produces.
+        """
         padding = "max_length" if self._family in _FIXED_LENGTH_FAMILIES else "longest"
         with self._tokenizer_lock:
             tokens = self._tokenizer(
@@ -152,7 +157,11 @@ class Encoder:
                 max_length=self._max_text_tokens,
                 return_tensors="pt",
             )
-        inputs = {name: tokens[name].to(self.device) for name in self._text_inputs if name in tokens}
+        target = self.device if device is None else device
+        return {name: tokens[name].to(target) for name in self._text_inputs if name in tokens}
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        inputs = self.tokenize(texts)
         with torch.inference_mode():
             return _unit_rows(self._model.get_text_features(**inputs))
 

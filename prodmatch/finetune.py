@@ -31,9 +31,7 @@ from psycopg.rows import dict_row
 from tqdm import tqdm
 
 from prodmatch.encoders import (
-    _FIXED_LENGTH_FAMILIES,  # the tokenisation must be the one embedding uses, to the last padding token
     Encoder,
-    _text_inputs,
     load_processor_and_model,
     resolve_device,
     resolve_precision,
@@ -202,7 +200,7 @@ def finetune(
     )
     model = model.to(device).eval()
     encoder = Encoder(processor, model, source=source, revision=None, device=device, precision="fp32")
-    data = _PairData(encoder, processor.tokenizer, template, options.image_threads)
+    data = _PairData(encoder, template, options.image_threads)
 
     def evaluate() -> dict:
         return _evaluate(encoder, data, holdout, fusion, image_weight) if holdout else {}
@@ -479,12 +477,9 @@ def _connected_groups(pairs: list[GoldPair]) -> list[list[int]]:
 class _PairData:
     """Texts, tokens and pixels of gold products, made exactly as `worker.py` makes them for embedding."""
 
-    def __init__(self, encoder: Encoder, tokenizer, template: str, image_threads: int) -> None:
+    def __init__(self, encoder: Encoder, template: str, image_threads: int) -> None:
         self.encoder = encoder
-        self.tokenizer = tokenizer
         self.template = template
-        self.family = encoder.info.family
-        self.text_inputs = _text_inputs(tokenizer, self.family)
         self.limits = ImageLimits(max_side=512, shortest_side=encoder.image_side)
         self.image_errors: dict[int, str] = {}  # product id -> message; a failed image is not read again
         self.pool = ThreadPoolExecutor(
@@ -498,15 +493,7 @@ class _PairData:
         return render_text(self.template, product.fields())
 
     def tokens(self, texts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
-        padding = "max_length" if self.family in _FIXED_LENGTH_FAMILIES else "longest"
-        tokens = self.tokenizer(
-            texts,
-            padding=padding,
-            truncation=True,
-            max_length=self.encoder.info.max_text_tokens,
-            return_tensors="pt",
-        )
-        return {name: tokens[name].to(device) for name in self.text_inputs if name in tokens}
+        return self.encoder.tokenize(texts, device)
 
     def load_pixels(self, products: list[GoldProduct]) -> list[Future]:
         """Futures of each product's pixel tensor (None where the image failed), read in the thread pool."""
