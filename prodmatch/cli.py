@@ -163,6 +163,12 @@ def db_grant_reader(role: str) -> None:
     help="How to read a price like 1,234 (default: 4,99 is decimal, 12,500 is thousands).",
 )
 @click.option("--strict", is_flag=True, help="Load nothing and fail if any row is rejected.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="The file is a full export: delete the catalogue's products it no longer lists (with their vectors "
+    "and matches). Skipped, with a warning, when a row's id cannot be read.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, rejects included.")
 @_errors_as_click
 def ingest_command(
@@ -175,6 +181,7 @@ def ingest_command(
     delimiter: str | None,
     decimal_comma: bool | None,
     strict: bool,
+    prune: bool,
     as_json: bool,
 ) -> None:
     """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue."""
@@ -190,6 +197,7 @@ def ingest_command(
         delimiter=delimiter,
         decimal_comma=decimal_comma,
         strict=strict,
+        prune=prune,
         progress=not as_json,
     )
     with db.connection(_settings()) as conn:
@@ -199,9 +207,12 @@ def ingest_command(
     else:
         click.echo(
             f"{result.file} -> {result.catalog}: {result.rows:,} rows, inserted {result.inserted:,}, "
-            f"updated {result.updated:,}, unchanged {result.unchanged:,}, rejected {result.rejected:,} "
-            f"({result.seconds:.1f} s)"
+            f"updated {result.updated:,}, unchanged {result.unchanged:,}, rejected {result.rejected:,}"
+            + (f", deleted {result.deleted:,}" if prune else "")
+            + f" ({result.seconds:.1f} s)"
         )
+        if result.prune_skipped:
+            click.echo(f"  not pruned: {result.prune_skipped}", err=True)
         for reject in result.rejects[:20]:
             click.echo("  rejected " + describe_reject(reject), err=True)
         if result.rejected > 20:

@@ -52,6 +52,7 @@ class IngestOptions:
     delimiter: str | None = None
     decimal_comma: bool | None = None  # True: "1,234" is 1.234; False: 1234; None: decide per value
     strict: bool = False
+    prune: bool = False  # delete the catalogue's products the file no longer lists (a full export)
     progress: bool = False
 
 
@@ -84,6 +85,8 @@ class IngestResult:
     rejected: int
     seconds: float
     rejects: list[Reject]
+    deleted: int = 0  # with prune: products no longer in the file, removed with their vectors and matches
+    prune_skipped: str | None = None  # with prune: why nothing was deleted, when it was not safe to
 
     @property
     def loaded(self) -> int:
@@ -112,6 +115,7 @@ def ingest_file(
             rejected = _store_rejects(conn, run_id, str(path))
             inserted, updated = _upsert(conn, catalog_id)
             unchanged = rows - rejected - inserted - updated
+            deleted, prune_skipped = _prune(conn, catalog_id, rows) if options.prune else (0, None)
             _finish_run(conn, run_id, inserted, updated, unchanged, rejected)
             rejects = list_rejects(conn, run_id)
             if options.strict and rejected:
@@ -137,6 +141,8 @@ def ingest_file(
         rejected=rejected,
         seconds=round(time.perf_counter() - started, 3),
         rejects=rejects,
+        deleted=deleted,
+        prune_skipped=prune_skipped,
     )
 
 
@@ -682,6 +688,31 @@ def _upsert(conn: psycopg.Connection, catalog_id: int) -> tuple[int, int]:
         (catalog_id,),
     ).fetchone()
     return inserted, updated
+
+
+def _prune(conn: psycopg.Connection, catalog_id: int, rows: int) -> tuple[int, str | None]:
+    """Delete the catalogue's products whose external id no row of the file has: (deleted, why skipped).
+
+    A rejected row still keeps its product (its id is in the file; only its new values were bad). Nothing is
+    deleted when the file has no rows, or when some row's id could not be read (a broken line may be any
+    product): deleting then could remove products the file does list.
+    """
+    if rows == 0:
+        return 0, "the file has no rows"
+    unreadable = conn.execute(
+        "SELECT count(*), min(line) FROM ingest_staging WHERE external_id IS NULL OR external_id = ''"
+    ).fetchone()
+    if unreadable[0]:
+        return 0, f"{unreadable[0]} row(s) have no readable external_id (first on line {unreadable[1]})"
+    cur = conn.execute(
+        """
+        DELETE FROM prodmatch.products p
+         WHERE p.catalog_id = %s
+           AND NOT EXISTS (SELECT 1 FROM ingest_staging s WHERE s.external_id = p.external_id)
+        """,
+        (catalog_id,),
+    )
+    return cur.rowcount, None
 
 
 def _start_run(conn: psycopg.Connection, catalog_id: int, source: _Source, options: IngestOptions) -> int:

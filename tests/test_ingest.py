@@ -354,3 +354,53 @@ def test_cli_map_option_is_validated(settings, tmp_path):
         ["--database-url", settings.database_url, "ingest", str(path), "--catalog", "c", "--map", "colour"],
     )
     assert result.exit_code == 2 and "expected FIELD=COLUMN" in result.output
+
+
+def test_prune_deletes_what_a_full_export_no_longer_lists(conn, tmp_path):
+    ingest_file(conn, write_csv(tmp_path / "full.csv", ROWS), "shop")
+    ingest_file(conn, write_csv(tmp_path / "other.csv", ROWS), "rival")
+    _register_fake_model(conn)
+    # A1 is gone from the new export; A2 is still listed but its new price is bad (rejected, not deleted).
+    export = [dict(ROWS[1], price="twelve"), ROWS[2], {"external_id": "A4", "title": "new", "price": "1"}]
+    result = ingest_file(conn, write_csv(tmp_path / "next.csv", export), "shop", IngestOptions(prune=True))
+
+    assert (result.inserted, result.rejected, result.deleted, result.prune_skipped) == (1, 1, 1, None)
+    assert set(products(conn)) == {"A2", "A3", "A4"}
+    assert products(conn)["A2"]["price"] == Decimal("12.50")  # the rejected row kept its old values
+    assert set(products(conn, "rival")) == {"A1", "A2", "A3"}  # other catalogues are not touched
+    orphans = conn.execute(
+        "SELECT count(*) FROM prodmatch.embeddings e"
+        " WHERE NOT EXISTS (SELECT 1 FROM prodmatch.products p WHERE p.id = e.product_id)"
+    ).fetchone()[0]
+    assert orphans == 0
+
+
+def test_prune_is_skipped_when_a_row_id_cannot_be_read(conn, tmp_path):
+    ingest_file(conn, write_csv(tmp_path / "full.csv", ROWS), "shop")
+    export = [ROWS[1], {"external_id": "", "title": "which product is this?"}]
+    result = ingest_file(conn, write_csv(tmp_path / "next.csv", export), "shop", IngestOptions(prune=True))
+    assert result.deleted == 0
+    assert result.prune_skipped == "1 row(s) have no readable external_id (first on line 3)"
+    assert set(products(conn)) == {"A1", "A2", "A3"}
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("external_id,title\n")
+    result = ingest_file(conn, empty, "shop", IngestOptions(prune=True))
+    assert (result.deleted, result.prune_skipped) == (0, "the file has no rows")
+    assert len(products(conn)) == 3
+
+
+def test_cli_prune_reports_deleted_and_skipped(settings, tmp_path):
+    runner = CliRunner()
+    args = ["--database-url", settings.database_url, "ingest"]
+    assert (
+        runner.invoke(main, [*args, str(write_csv(tmp_path / "a.csv", ROWS)), "--catalog", "shop"]).exit_code
+        == 0
+    )
+    pruned = runner.invoke(
+        main, [*args, str(write_csv(tmp_path / "b.csv", ROWS[:1])), "--catalog", "shop", "--prune"]
+    )
+    assert pruned.exit_code == 0 and "deleted 2" in pruned.output
+    bad = write_csv(tmp_path / "c.csv", [{"external_id": "", "title": "x"}, ROWS[0]])
+    skipped = runner.invoke(main, [*args, str(bad), "--catalog", "shop", "--prune"])
+    assert skipped.exit_code == 0 and "not pruned: 1 row(s) have no readable external_id" in skipped.output
