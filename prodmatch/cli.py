@@ -665,13 +665,16 @@ def eval_command(
         f"{report.model}: {report.pairs} gold pairs ({report.positives} matches, {report.negatives} "
         f"non-matches) for {report.sources} products"
     )
-    click.echo(f"{'space':<14}{'recall@1':>9}{'@5':>7}{'@10':>7}{'MRR':>7}{'best F1':>9}{'threshold':>11}")
+    click.echo(f"{'space':<22}{'recall@1':>9}{'@5':>7}{'@10':>7}{'MRR':>7}{'best F1':>9}{'threshold':>11}")
+    rows = [(r, r.space if r.space != "fused" else f"fused w={r.image_weight:g}") for r in report.spaces]
     best_fused = max(report.weight_grid, key=lambda r: (r.best_f1, r.recall_at_1), default=None)
-    for r in [*report.spaces, *([best_fused] if best_fused else [])]:
-        name = r.space if r.space != "fused" else f"fused w={r.image_weight:g}"
+    current = next((r for r in report.spaces if r.space == "fused"), None)
+    if best_fused and (current is None or best_fused.image_weight != current.image_weight):
+        rows.append((best_fused, f"fused w={best_fused.image_weight:g} (grid)"))
+    for r, name in rows:
         threshold = f"{r.best_threshold:.4f}" if r.best_threshold is not None else "-"
         click.echo(
-            f"{name:<14}{r.recall_at_1:>9.3f}{r.recall_at_5:>7.3f}{r.recall_at_10:>7.3f}{r.mrr:>7.3f}"
+            f"{name:<22}{r.recall_at_1:>9.3f}{r.recall_at_5:>7.3f}{r.recall_at_10:>7.3f}{r.mrr:>7.3f}"
             f"{r.best_f1:>9.3f}{threshold:>11}"
         )
     rec = report.recommendation

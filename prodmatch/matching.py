@@ -261,7 +261,7 @@ def link(
         "one_to_one": one_to_one,
         "mode": mode,
         "space": space,
-        "ef_search": ef_search if mode == "ann" else None,
+        "ef_search": (ef_search or DEFAULT_EF_SEARCH) if mode == "ann" else None,  # the value used
     }
     bar = tqdm(
         total=counts[source_id], unit="product", desc=f"link {source} -> {target}", disable=not progress
@@ -271,7 +271,7 @@ def link(
             pairs = _exact_candidates(conn, registered, space, source_id, target_id, k, bar.update)
         else:
             pairs = _ann_candidates(
-                conn, registered, space, source, target, k, ef_search or DEFAULT_EF_SEARCH, bar.update
+                conn, registered, space, source, target, k, params["ef_search"], bar.update
             )
     pairs = _filter_and_rank(pairs, threshold, one_to_one)
     with conn.transaction():

@@ -124,6 +124,15 @@ def test_link_exact_and_ann_agree_and_reruns_replace(settings, matched, tmp_path
         again = matching.link(conn, "shop", "rival", k=3, mode="exact")
         runs = conn.execute("SELECT id FROM prodmatch.match_runs WHERE kind = 'link' ORDER BY id").fetchall()
         assert [r[0] for r in runs] == [ann.run_id, again.run_id]  # the first exact run was replaced
+        # ann with the default breadth records the ef_search it used, and is the same run as an explicit 100
+        default_ann = matching.link(conn, "shop", "rival", k=3, mode="ann")
+        assert default_ann.params["ef_search"] == matching.DEFAULT_EF_SEARCH == 100
+        assert (
+            conn.execute("SELECT count(*) FROM prodmatch.match_runs WHERE id = %s", (ann.run_id,)).fetchone()[
+                0
+            ]
+            == 0
+        )
         assert (
             conn.execute(
                 "SELECT count(*) FROM prodmatch.matches WHERE run_id = %s", (again.run_id,)
