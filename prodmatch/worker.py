@@ -343,6 +343,9 @@ class _ModelWorker:
         if self.summary.embedded + self.summary.image_errors == 0:
             return
         try:
+            # This session's own latest changes reach pg_stat_* only when it next goes idle (PostgreSQL 15+).
+            self.conn.execute("SELECT pg_stat_force_next_flush()")
+            self.conn.commit()
             db.analyze_if_stale(self.conn)
             self.conn.commit()
         except psycopg.Error as error:  # statistics are a nicety: autovacuum gets there eventually

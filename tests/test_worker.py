@@ -502,3 +502,28 @@ def test_unloadable_model_says_how_to_pass_a_local_folder(settings, tmp_path, mo
         result = runner.invoke(main, [*base, "models", "add", source])
         assert result.exit_code == 1
         assert "local" in result.output.lower() and "Traceback" not in result.output
+
+
+def test_a_big_run_leaves_fresh_planner_statistics(settings, clip_model):
+    # 1,500 text-only products (no image): enough change for analyze_if_stale (over 1,000 rows and 10%).
+    with db.connection(settings) as conn:
+        conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('bulk')")
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title)"
+            " SELECT c.id, 'B' || i, 'item ' || i FROM prodmatch.catalogs c, generate_series(1, 1500) i"
+            " WHERE c.name = 'bulk'"
+        )
+        conn.commit()
+        conn.execute("ANALYZE prodmatch.embeddings")  # the pending rows are known; the vectors are not yet
+        conn.commit()
+        before = conn.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relid = 'prodmatch.embeddings'::regclass"
+        ).fetchone()[0]
+    [summary] = embed(settings, EmbedOptions(model="clip", batch_size=256))
+    assert summary.embedded == 1500
+    with db.connection(settings) as conn:
+        after, modified = conn.execute(
+            "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables"
+            " WHERE relid = 'prodmatch.embeddings'::regclass"
+        ).fetchone()
+    assert before is not None and after > before and modified < 1000
