@@ -492,9 +492,6 @@ class _PairData:
     def text(self, product: GoldProduct) -> str:
         return render_text(self.template, product.fields())
 
-    def tokens(self, texts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
-        return self.encoder.tokenize(texts, device)
-
     def load_pixels(self, products: list[GoldProduct]) -> list[Future]:
         """Futures of each product's pixel tensor (None where the image failed), read in the thread pool."""
         return [self.pool.submit(self._pixels, product) for product in products]
@@ -620,7 +617,7 @@ def _text_features(
     present = [t for t in texts if t]
     if not present:
         return torch.zeros((len(texts), 1), device=device)
-    output = model.get_text_features(**data.tokens(present, device))
+    output = model.get_text_features(**data.encoder.tokenize(present, device))
     return _scatter_unit_rows(output, [bool(t) for t in texts], device)
 
 

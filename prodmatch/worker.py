@@ -135,6 +135,7 @@ class _ModelWorker:
         self.options = options
         self.stop = stop
         self.summary = EmbedSummary(model=model.name)
+        self._written_at_refresh = 0  # products written when statistics were last refreshed
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.conn: psycopg.Connection | None = None
         self.catalog_id: int | None = None
@@ -340,8 +341,10 @@ class _ModelWorker:
 
     def _refresh_statistics(self) -> None:
         """ANALYZE what this run changed a lot, so the planner uses the HNSW indexes for queries right after it."""
-        if self.summary.embedded + self.summary.image_errors == 0:
+        written = self.summary.embedded + self.summary.image_errors
+        if written == self._written_at_refresh:  # nothing new since the last check (a watcher idles often)
             return
+        self._written_at_refresh = written
         try:
             # This session's own latest changes reach pg_stat_* only when it next goes idle (PostgreSQL 15+).
             self.conn.execute("SELECT pg_stat_force_next_flush()")

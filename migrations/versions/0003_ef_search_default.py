@@ -26,5 +26,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Parameter defaults can only be changed by replacing the function: the same definitions, the old defaults.
     text = (resource_dir("sql") / "matching.sql").read_text(encoding="utf-8")
-    assert text.count(_NEW) == 3, "sql/matching.sql no longer matches this migration"
+    if text.count(_NEW) != 3:
+        raise RuntimeError("sql/matching.sql no longer matches migration 0003: update its downgrade")
     op.get_bind().connection.driver_connection.execute(text.replace(_NEW, _OLD))
