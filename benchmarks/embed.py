@@ -37,13 +37,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodmatch import db  # noqa: E402
+from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings  # noqa: E402
-from prodmatch.encoders import Encoder  # noqa: E402
-from prodmatch.ingest import ingest_file  # noqa: E402
-from prodmatch.models import add_model, get_model, render_text  # noqa: E402
-from prodmatch.toymodels import build_clip  # noqa: E402
-from prodmatch.worker import EmbedOptions, embed  # noqa: E402
+from prodmatch.demo.toymodels import build_clip  # noqa: E402
+from prodmatch.embed.encoders import Encoder  # noqa: E402
+from prodmatch.embed.registry import add_model  # noqa: E402
+from prodmatch.embed.text import render_text  # noqa: E402
+from prodmatch.embed.worker import EmbedOptions, embed  # noqa: E402
+from prodmatch.ingest.load import ingest_file  # noqa: E402
+from prodmatch.store.models import get_model  # noqa: E402
 
 MODEL_NAME = "vit-b-32"
 COLOURS = [
@@ -371,7 +373,7 @@ def get_model_template(settings: Settings) -> str:
 
 
 def _auto_precision() -> str:
-    from prodmatch.encoders import resolve_precision
+    from prodmatch.embed.encoders import resolve_precision
 
     return resolve_precision("auto", torch.device("cpu"))
 

@@ -25,9 +25,10 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodmatch import db  # noqa: E402
+from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings, load_settings  # noqa: E402
-from prodmatch.ingest import IngestOptions, ingest_file  # noqa: E402
+from prodmatch.ingest.load import ingest_file  # noqa: E402
+from prodmatch.ingest.sources import IngestOptions  # noqa: E402
 
 WORDS = (
     "red blue running shoe kettle cotton shirt mug jacket leather bag steel black white size pro max".split()

@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import cpu_name  # noqa: E402
 
-from prodmatch import db, matching  # noqa: E402
+from prodmatch import match as matching
+from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings, load_settings  # noqa: E402
-from prodmatch.exact import matmul_flops, supported_bf16, top_k_cosine  # noqa: E402
-from prodmatch.models import create_indexes, get_model  # noqa: E402
+from prodmatch.match.exact import matmul_flops, supported_bf16, top_k_cosine  # noqa: E402
+from prodmatch.store.models import create_indexes, get_model  # noqa: E402
 
 DIM = 512
 
@@ -165,7 +166,7 @@ def bench_link(
     vectors = {
         pid: vec
         for pid, vec in zip(
-            *matching.fetch_vectors(
+            *db.fetch_vectors(
                 conn,
                 get_model(conn, "bench"),
                 "fused",
@@ -211,13 +212,13 @@ def main() -> None:
             started = time.perf_counter()
             load(conn, a, b)
             print(f"loaded in {time.perf_counter() - started:.1f} s")
-            a_ids, _ = matching.fetch_vectors(
+            a_ids, _ = db.fetch_vectors(
                 conn,
                 get_model(conn, "bench"),
                 "fused",
                 conn.execute("SELECT id FROM prodmatch.catalogs WHERE name = 'A'").fetchone()[0],
             )
-            b_ids, _ = matching.fetch_vectors(
+            b_ids, _ = db.fetch_vectors(
                 conn,
                 get_model(conn, "bench"),
                 "fused",

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from prodmatch.schema import SCHEMA, metadata
+from prodmatch.store.schema import SCHEMA, metadata
 
 
 def run_migrations(connection) -> None:
@@ -30,7 +30,7 @@ def run_online() -> None:
     if connection is not None:
         run_migrations(connection)
         return
-    from prodmatch import db
+    from prodmatch import store as db
     from prodmatch.config import load_settings
 
     url = db.database_url(load_settings())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from prodmatch import db
+from prodmatch import store as db
 from prodmatch.config import Settings, load_settings
 from prodmatch.errors import ProdmatchError
 
@@ -185,7 +185,8 @@ def ingest_command(
     as_json: bool,
 ) -> None:
     """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue."""
-    from prodmatch.ingest import IngestOptions, describe_reject, ingest_file
+    from prodmatch.ingest.load import describe_reject, ingest_file
+    from prodmatch.ingest.sources import IngestOptions
 
     if delimiter == "\\t" or (delimiter or "").lower() == "tab":
         delimiter = "\t"
@@ -260,7 +261,8 @@ def models_add(
     as_json: bool,
 ) -> None:
     """Register MODEL (a hub id or a local folder; default openai/clip-vit-base-patch32) and queue every product."""
-    from prodmatch.models import DEFAULT_TEXT_TEMPLATE, add_model
+    from prodmatch.embed.registry import add_model
+    from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE
 
     settings = _settings()
     with db.connection(settings) as conn:
@@ -289,7 +291,7 @@ def models_add(
 @_errors_as_click
 def models_list(as_json: bool) -> None:
     """Registered models and how many products each has embedded."""
-    from prodmatch.models import list_models
+    from prodmatch.store.models import list_models
 
     with db.connection(_settings()) as conn:
         stats = list_models(conn)
@@ -311,7 +313,7 @@ def models_list(as_json: bool) -> None:
 @_errors_as_click
 def models_drop(name: str) -> None:
     """Remove model NAME with its embeddings and indexes."""
-    from prodmatch.models import drop_model
+    from prodmatch.store.models import drop_model
 
     with db.connection(_settings()) as conn:
         drop_model(conn, name)
@@ -349,7 +351,7 @@ def embed_command(
     import signal
     import threading
 
-    from prodmatch.worker import EmbedOptions, embed
+    from prodmatch.embed.worker import EmbedOptions, embed
 
     settings = _settings()
     options = EmbedOptions(
@@ -423,11 +425,11 @@ def similar_command(
     as_json: bool,
 ) -> None:
     """Products most similar to PRODUCT, given as CATALOG:EXTERNAL_ID (SQL: prodmatch.similar)."""
-    from prodmatch import matching
+    from prodmatch import match as matching
 
-    catalog, external_id = matching.parse_product_ref(product)
+    catalog, external_id = db.parse_product_ref(product)
     with db.connection(_settings()) as conn:
-        product_id = matching.find_product(conn, catalog, external_id)
+        product_id = db.find_product(conn, catalog, external_id)
         rows = matching.similar(
             conn,
             product_id,
@@ -466,7 +468,7 @@ def search_command(
     text: str, k: int, space: str, model: str | None, in_catalog: str | None, as_json: bool
 ) -> None:
     """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search)."""
-    from prodmatch import matching
+    from prodmatch import match as matching
 
     settings = _settings()
     with db.connection(settings) as conn:
@@ -515,7 +517,7 @@ def link_command(
     as_json: bool,
 ) -> None:
     """Find every SOURCE product's best candidates in TARGET and store them as a match run."""
-    from prodmatch import matching
+    from prodmatch import match as matching
 
     with db.connection(_settings()) as conn:
         result = matching.link(
@@ -559,7 +561,7 @@ def dedupe_command(
     catalog: str, threshold: float, space: str, model: str | None, k: int, as_json: bool
 ) -> None:
     """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold)."""
-    from prodmatch import matching
+    from prodmatch import match as matching
 
     with db.connection(_settings()) as conn:
         result = matching.dedupe(
@@ -589,7 +591,7 @@ def index_group() -> None:
 @_errors_as_click
 def index_check_command(model: str | None, space: str, sample: int, k: int, as_json: bool) -> None:
     """Recall@k of the HNSW index against exact search, and the ef_search that reaches 0.99."""
-    from prodmatch import matching
+    from prodmatch import match as matching
 
     with db.connection(_settings()) as conn:
         report = matching.check_index(conn, model=model, space=space, sample=sample, k=k)
@@ -641,7 +643,7 @@ def eval_command(
     """How good are the matches: recall@k, MRR, precision/recall/F1 per threshold, per space and fusion weight."""
     from dataclasses import replace
 
-    from prodmatch.evaluate import evaluate, save_recommendation
+    from prodmatch.quality.evaluate import evaluate, save_recommendation
 
     with db.connection(_settings()) as conn:
         report = evaluate(
@@ -744,7 +746,7 @@ def finetune_command(
     """Fine-tune a model's image and text towers on your matched pairs, then register it as a new model."""
     from dataclasses import replace
 
-    from prodmatch.finetune import FinetuneOptions, finetune
+    from prodmatch.quality.finetune import FinetuneOptions, finetune
 
     settings = _settings()
     options = FinetuneOptions(
@@ -806,7 +808,7 @@ def demo_command(
     model: str | None, size: int, seed: int, folder: Path | None, finetune: bool, as_json: bool
 ) -> None:
     """Generate two catalogues and run the whole pipeline: ingest, embed, evaluate, link, dedupe, fine-tune."""
-    from prodmatch.demo import run_demo
+    from prodmatch.demo.run import run_demo
 
     report = run_demo(
         _settings(), model=model, size=size, seed=seed, folder=folder, finetune=finetune, progress=not as_json
@@ -864,7 +866,7 @@ def _sim(value: float | None) -> str:
 
 
 def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
-    from prodmatch.ingest import ALIASES, FIELDS
+    from prodmatch.ingest.rows import ALIASES, FIELDS
 
     parsed: dict[str, str] = {}
     for item in mappings:

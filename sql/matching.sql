@@ -32,6 +32,22 @@ BEGIN
 END
 $$;
 
+-- The id of a catalogue by name; the error lists the catalogues that exist.
+CREATE OR REPLACE FUNCTION prodmatch.catalog_id(catalog text) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found bigint;
+BEGIN
+    SELECT c.id INTO found FROM prodmatch.catalogs c WHERE c.name = catalog;
+    IF found IS NULL THEN
+        RAISE EXCEPTION 'prodmatch: no catalogue named % (catalogues: %)', coalesce(quote_literal(catalog), 'NULL'),
+            coalesce((SELECT string_agg(c.name, ', ' ORDER BY c.name) FROM prodmatch.catalogs c), 'none')
+            USING HINT = 'SELECT name FROM prodmatch.catalogs;';
+    END IF;
+    RETURN found;
+END
+$$;
+
 -- The expression a model's HNSW index is built on, e.g. (e.fused_vector::vector(512)).
 CREATE OR REPLACE FUNCTION prodmatch.vector_expr(model_id integer, space text, alias text DEFAULT 'e')
 RETURNS text
@@ -109,10 +125,7 @@ BEGIN
             space, q.status USING HINT = 'run: prodmatch embed; or pick another space';
     END IF;
     IF in_catalog IS NOT NULL THEN
-        SELECT c.id INTO catalog_id FROM prodmatch.catalogs c WHERE c.name = in_catalog;
-        IF catalog_id IS NULL THEN
-            RAISE EXCEPTION 'prodmatch: no catalogue named %', in_catalog;
-        END IF;
+        catalog_id := prodmatch.catalog_id(in_catalog);
     END IF;
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
@@ -172,10 +185,7 @@ DECLARE
     catalog_id bigint;
 BEGIN
     IF in_catalog IS NOT NULL THEN
-        SELECT c.id INTO catalog_id FROM prodmatch.catalogs c WHERE c.name = in_catalog;
-        IF catalog_id IS NULL THEN
-            RAISE EXCEPTION 'prodmatch: no catalogue named %', in_catalog;
-        END IF;
+        catalog_id := prodmatch.catalog_id(in_catalog);
     END IF;
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
@@ -225,12 +235,8 @@ DECLARE
     source_id bigint;
     target_id bigint;
 BEGIN
-    SELECT c.id INTO source_id FROM prodmatch.catalogs c WHERE c.name = source_catalog;
-    SELECT c.id INTO target_id FROM prodmatch.catalogs c WHERE c.name = target_catalog;
-    IF source_id IS NULL OR target_id IS NULL THEN
-        RAISE EXCEPTION 'prodmatch: no catalogue named %',
-            CASE WHEN source_id IS NULL THEN source_catalog ELSE target_catalog END;
-    END IF;
+    source_id := prodmatch.catalog_id(source_catalog);
+    target_id := prodmatch.catalog_id(target_catalog);
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
     END IF;

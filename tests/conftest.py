@@ -15,7 +15,7 @@ from db_fixtures import (  # noqa: F401  (fixtures are found by name)
     template_url,
 )
 
-from prodmatch.toymodels import build_clip, build_siglip
+from prodmatch.demo.toymodels import build_clip, build_siglip
 
 
 @pytest.fixture(scope="session")

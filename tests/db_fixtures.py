@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from prodmatch import db
+from prodmatch import store as db
 from prodmatch.config import Settings
 
 TEMPLATE = "prodmatch_template"

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 from click.testing import CliRunner
 
-from prodmatch import db
+from prodmatch import store as db
 from prodmatch.cli import main
 from prodmatch.config import Settings, load_settings
 
@@ -92,7 +92,7 @@ def test_cli_upgrade_and_downgrade(empty_settings: Settings):
 def test_embedded_server_is_the_default_and_is_reused(tmp_path: Path):
     home = tmp_path / "home"
     code = (
-        "import json, sys; from prodmatch import db; from prodmatch.config import load_settings;"
+        "import json, sys; from prodmatch import store as db; from prodmatch.config import load_settings;"
         "s = load_settings(); db.upgrade(s); st = db.status(s);"
         "print(json.dumps([st.embedded, st.schema_revision, str(s.pgdata)]))"
     )

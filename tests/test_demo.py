@@ -7,9 +7,9 @@ import json
 from click.testing import CliRunner
 from PIL import Image
 
-from prodmatch import db
+from prodmatch import store as db
 from prodmatch.cli import main
-from prodmatch.demo import FALLBACK_MODEL
+from prodmatch.demo.run import FALLBACK_MODEL
 
 
 def test_demo_runs_end_to_end(settings, tiny_clip_dir, tmp_path):

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, BertConfig, BertModel, CLIPImageProcessorPil
 
-from prodmatch.encoders import Encoder, resolve_device, resolve_precision
+from prodmatch.embed.encoders import Encoder, resolve_device, resolve_precision
 from prodmatch.errors import ConfigError, ModelLoadError
 
 FAMILIES = {"clip": ("tiny_clip_dir", 77), "siglip": ("tiny_siglip_dir", 64)}
@@ -161,7 +161,7 @@ def test_preprocessing_gives_exactly_the_processors_pixel_values(encoder):
     ],
 )
 def test_fast_preprocessing_matches_processor_configurations(settings):
-    from prodmatch.encoders import _FastPixels
+    from prodmatch.embed.encoders import _FastPixels
 
     processor = CLIPImageProcessorPil(**settings)
     fast = _FastPixels.for_processor(processor)
@@ -173,7 +173,7 @@ def test_fast_preprocessing_matches_processor_configurations(settings):
 
 
 def test_fast_preprocessing_leaves_other_processors_alone():
-    from prodmatch.encoders import _FastPixels
+    from prodmatch.embed.encoders import _FastPixels
 
     padded = CLIPImageProcessorPil(
         size={"shortest_edge": 64}, do_pad=True, pad_size={"height": 80, "width": 80}
@@ -266,7 +266,7 @@ def test_unknown_hub_id_offline_raises_model_load_error(monkeypatch):
 
 
 def test_keep_freed_memory_tunes_glibc_once():
-    from prodmatch.encoders import keep_freed_memory
+    from prodmatch.embed.encoders import keep_freed_memory
 
     assert keep_freed_memory() is True  # Linux with glibc, as CI runs
     assert keep_freed_memory() is True  # idempotent

@@ -11,12 +11,15 @@ from click.testing import CliRunner
 from PIL import Image
 from test_matching import _synthetic
 
-from prodmatch import db, matching
+from prodmatch import match as matching
+from prodmatch import store as db
 from prodmatch.cli import main
+from prodmatch.embed.fusion import fuse
+from prodmatch.embed.registry import add_model
 from prodmatch.errors import ConfigError
-from prodmatch.evaluate import evaluate, read_gold, save_recommendation
-from prodmatch.fusion import fuse
-from prodmatch.models import add_model, get_model
+from prodmatch.quality.evaluate import evaluate, save_recommendation
+from prodmatch.quality.gold import read_gold
+from prodmatch.store.models import get_model
 
 
 def _unit(degrees: float) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from prodmatch import exact
-from prodmatch.exact import TopK, matmul_flops, supported_bf16, top_k_cosine
+from prodmatch.match import exact
+from prodmatch.match.exact import TopK, matmul_flops, supported_bf16, top_k_cosine
 
 PRECISIONS = ["bf16", "fp32"]
 

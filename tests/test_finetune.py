@@ -20,9 +20,11 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-from prodmatch.encoders import Encoder
+from prodmatch.embed.encoders import Encoder
+from prodmatch.embed.registry import add_model
 from prodmatch.errors import ConfigError
-from prodmatch.finetune import (
+from prodmatch.ingest.load import ingest_file
+from prodmatch.quality.finetune import (
     FinetuneOptions,
     contrastive_loss,
     finetune,
@@ -31,8 +33,7 @@ from prodmatch.finetune import (
     read_gold_pairs,
     split_pairs,
 )
-from prodmatch.ingest import ingest_file
-from prodmatch.models import add_model, find_model
+from prodmatch.store.models import find_model
 
 PRODUCTS = 60
 COLOURS = [

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from prodmatch.embed.fusion import FUSION_METHODS, fuse, fused_dimension
 from prodmatch.errors import ConfigError
-from prodmatch.fusion import FUSION_METHODS, fuse, fused_dimension
 
 WEIGHTS = [0.0, 0.3, 0.5, 0.8, 1.0]
 

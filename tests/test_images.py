@@ -18,8 +18,8 @@ import pytest
 from PIL import Image, ImageFile, JpegImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
+from prodmatch.embed.images import ImageLimits, decode_image, load_image, read_image_bytes
 from prodmatch.errors import ImageError
-from prodmatch.images import ImageLimits, decode_image, load_image, read_image_bytes
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

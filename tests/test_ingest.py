@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from prodmatch.cli import main
 from prodmatch.errors import IngestError
-from prodmatch.ingest import IngestOptions, ingest_file, parse_price
+from prodmatch.ingest.load import ingest_file
+from prodmatch.ingest.rows import parse_price
+from prodmatch.ingest.sources import IngestOptions
 
 ROWS = [
     {

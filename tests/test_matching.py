@@ -12,12 +12,15 @@ import pytest
 from click.testing import CliRunner
 from test_worker import product_image
 
-from prodmatch import db, matching
+from prodmatch import match as matching
+from prodmatch import store as db
 from prodmatch.cli import main
+from prodmatch.match.assign import cluster_duplicates
+from prodmatch.embed.registry import add_model
+from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.errors import ProdmatchError
-from prodmatch.ingest import ingest_file
-from prodmatch.models import add_model, update_settings
-from prodmatch.worker import EmbedOptions, embed
+from prodmatch.ingest.load import ingest_file
+from prodmatch.store.models import update_settings
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "sql" / "examples").glob("*.sql"))
 WORDS = ["kettle", "lamp", "chair", "shoe", "jacket", "mug", "bag", "watch", "phone", "desk", "shirt", "vase"]
@@ -61,7 +64,7 @@ def matched(settings, tiny_clip_dir, tmp_path):
 
 
 def _id(conn, catalog: str, external_id: str) -> int:
-    return matching.find_product(conn, catalog, external_id)
+    return db.find_product(conn, catalog, external_id)
 
 
 @pytest.mark.parametrize("space", ["fused", "image", "text"])
@@ -304,7 +307,7 @@ def test_cluster_duplicates_connected_chain_is_split():
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
     order = np.argsort(-sims, axis=1)[:, :5]
-    clusters = matching.cluster_duplicates(vectors, order, np.take_along_axis(sims, order, axis=1), 0.9)
+    clusters = cluster_duplicates(vectors, order, np.take_along_axis(sims, order, axis=1), 0.9)
     assert all(len(c) <= 2 for c in clusters) and sum(len(c) for c in clusters) >= 4
 
 

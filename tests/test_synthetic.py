@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from prodmatch.demo.catalogues import DemoFiles, _translit, generate
+from prodmatch.demo.world import _COLOURS, _World
 from prodmatch.errors import ProdmatchError
-from prodmatch.ingest import IngestOptions, _csv_rows, _jsonl_rows, _open_source, _RowBuilder
-from prodmatch.synthetic import _COLOURS, DemoFiles, _translit, _World, generate
+from prodmatch.ingest.rows import _csv_rows, _jsonl_rows, _RowBuilder
+from prodmatch.ingest.sources import IngestOptions, _open_source
 
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 LATIN = re.compile("[a-z]", re.IGNORECASE)

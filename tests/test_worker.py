@@ -17,13 +17,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from prodmatch import db
+from prodmatch import store as db
 from prodmatch.cli import main
-from prodmatch.encoders import Encoder
+from prodmatch.embed.encoders import Encoder
+from prodmatch.embed.registry import add_model
+from prodmatch.embed.text import render_text
+from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.errors import ConfigError
-from prodmatch.ingest import ingest_file
-from prodmatch.models import add_model, drop_model, get_model, list_models, render_text
-from prodmatch.worker import EmbedOptions, embed
+from prodmatch.ingest.load import ingest_file
+from prodmatch.store.models import drop_model, get_model, list_models
 
 COLOURS = ["red", "green", "blue", "orange", "purple", "black", "yellow", "cyan"]
 

@@ -10,7 +10,7 @@ from alembic import op
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.dialects import postgresql
 
-from prodmatch.db import apply_sql_file
+from prodmatch.store.migrate import apply_sql_file
 
 revision = "0001"
 down_revision = None

@@ -7,7 +7,7 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from prodmatch.db import apply_sql_file
+from prodmatch.store.migrate import apply_sql_file
 
 revision = "0002"
 down_revision = "0001"
@@ -60,7 +60,7 @@ def downgrade() -> None:
     op.execute(
         "DROP VIEW IF EXISTS prodmatch.matches_v, prodmatch.duplicates_v, prodmatch.embedding_errors_v;"
         " DROP FUNCTION IF EXISTS prodmatch.similar, prodmatch.search, prodmatch.candidates,"
-        " prodmatch.vector_expr, prodmatch.vector_type, prodmatch.model_id"
+        " prodmatch.vector_expr, prodmatch.vector_type, prodmatch.model_id, prodmatch.catalog_id"
     )
     op.drop_index("match_runs_identity_idx", table_name="match_runs", schema="prodmatch")
     op.drop_index(

@@ -9,7 +9,8 @@ Revises: 0002
 
 from alembic import op
 
-from prodmatch.db import apply_sql_file, resource_dir
+from prodmatch.store.migrate import apply_sql_file
+from prodmatch.store.server import resource_dir
 
 revision = "0003"
 down_revision = "0002"

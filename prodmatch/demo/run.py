@@ -13,13 +13,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prodmatch import db, matching
+from prodmatch import match as matching
+from prodmatch import store as db
 from prodmatch.config import Settings
+from prodmatch.embed.registry import add_model
+from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.errors import ModelLoadError
-from prodmatch.evaluate import evaluate, save_recommendation
-from prodmatch.ingest import IngestOptions, ingest_file
-from prodmatch.models import add_model, default_name, find_model
-from prodmatch.worker import EmbedOptions, embed
+from prodmatch.ingest.load import ingest_file
+from prodmatch.ingest.sources import IngestOptions
+from prodmatch.quality.evaluate import evaluate, save_recommendation
+from prodmatch.store.models import default_name, find_model
 
 FALLBACK_MODEL = "demo-random-clip"
 
@@ -56,7 +59,7 @@ def run_demo(
     progress: bool = False,
 ) -> DemoReport:
     """Generate the demo catalogues and run the whole pipeline on them; optionally fine-tune and compare."""
-    from prodmatch.synthetic import generate
+    from prodmatch.demo.catalogues import generate
 
     folder = Path(folder or settings.home / "demo")
     clock = _Clock()
@@ -134,13 +137,13 @@ def _finetune_and_compare(conn, settings: Settings, files, base: str, folder: Pa
 
     import torch
 
-    from prodmatch.finetune import FinetuneOptions, finetune
+    from prodmatch.quality.finetune import FinetuneOptions, finetune
 
     tuned_name = f"{base}-ft"
     out = folder / "models" / tuned_name
     existing = find_model(conn, tuned_name)
     if existing is not None:  # a re-run of the demo: start the comparison afresh
-        from prodmatch.models import drop_model
+        from prodmatch.store.models import drop_model
 
         drop_model(conn, tuned_name)
         conn.commit()
@@ -183,7 +186,7 @@ def _register(conn, settings: Settings, model: str | None) -> tuple[str, str | N
             "but its scores show the machinery, not real matching quality. Pass --model DIR for real results."
         )
     if find_model(conn, FALLBACK_MODEL) is None:
-        from prodmatch.toymodels import build_clip
+        from prodmatch.demo.toymodels import build_clip
 
         directory = build_clip(settings.home / "models" / FALLBACK_MODEL, size="tiny", seed=0)
         add_model(conn, str(directory), name=FALLBACK_MODEL, precision="fp32")

@@ -30,16 +30,13 @@ import torch.nn.functional as F
 from psycopg.rows import dict_row
 from tqdm import tqdm
 
-from prodmatch.encoders import (
-    Encoder,
-    load_processor_and_model,
-    resolve_device,
-    resolve_precision,
-)
+from prodmatch.embed.encoders import Encoder, load_processor_and_model, resolve_device, resolve_precision
+from prodmatch.embed.fusion import fuse
+from prodmatch.embed.images import ImageLimits, load_image
+from prodmatch.embed.registry import add_model
+from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE, render_text
 from prodmatch.errors import ConfigError, ImageError
-from prodmatch.fusion import fuse
-from prodmatch.images import ImageLimits, load_image
-from prodmatch.models import DEFAULT_TEXT_TEMPLATE, add_model, default_name, find_model, render_text
+from prodmatch.store.models import default_name, find_model
 
 GOLD_COLUMNS = ("source_catalog", "source_id", "target_catalog", "target_id")
 SPACES = ("image", "text", "fused")

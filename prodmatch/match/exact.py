@@ -291,7 +291,7 @@ class _Search:
         """
         kth = top_scores[:, -1]
         q_unsettled = q_exact[unsettled].double()
-        found = _Pairs.of(top_scores, top_indices)
+        found = _TopPairs.of(top_scores, top_indices)
         for start in range(0, self.padded, self.chunk):
             stop = min(start + self.chunk, self.padded)
             if self.segment == self.padded:  # masked already
@@ -376,7 +376,7 @@ def _norms(exact: torch.Tensor, scan: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 @dataclass(frozen=True)
-class _Pairs:
+class _TopPairs:
     """(query row, corpus index, exact similarity) triples, for queries with any number of candidates."""
 
     rows: torch.Tensor
@@ -384,17 +384,17 @@ class _Pairs:
     scores: torch.Tensor
 
     @classmethod
-    def of(cls, scores: torch.Tensor, indices: torch.Tensor) -> _Pairs:
+    def of(cls, scores: torch.Tensor, indices: torch.Tensor) -> _TopPairs:
         rows = torch.arange(len(scores), device=scores.device)[:, None].expand_as(scores)
         valid = indices >= 0
         return cls(rows[valid], indices[valid], scores[valid])
 
-    def add(self, rows: torch.Tensor, indices: torch.Tensor, scores: torch.Tensor) -> _Pairs:
-        return _Pairs(
+    def add(self, rows: torch.Tensor, indices: torch.Tensor, scores: torch.Tensor) -> _TopPairs:
+        return _TopPairs(
             torch.cat([self.rows, rows]), torch.cat([self.indices, indices]), torch.cat([self.scores, scores])
         )
 
-    def best(self, n_rows: int, k: int) -> _Pairs:
+    def best(self, n_rows: int, k: int) -> _TopPairs:
         """Each row's k best distinct indices (higher score first, then lower index)."""
         order = _lexsort(self.indices, self.rows)  # by row, then index
         rows, indices, scores = self.rows[order], self.indices[order], self.scores[order]
@@ -406,7 +406,7 @@ class _Pairs:
         rows, indices, scores = rows[order], indices[order], scores[order]
         rank = _rank_within(rows, n_rows)
         keep = rank < k
-        return _Pairs(rows[keep], indices[keep], scores[keep])
+        return _TopPairs(rows[keep], indices[keep], scores[keep])
 
     def as_matrix(self, n_rows: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores, indices) of shape (n_rows, k), padded with -inf and -1; the pairs must be `best`."""

@@ -12,78 +12,30 @@ fusion weights, every gold source is searched exactly against its target catalog
 
 It recommends the space, weight and threshold with the best F1 (or the best recall at a precision the user asks
 for), draws precision-recall curves and score histograms as PNG, and `save_recommendation` stores the choice
-with the model so `link` uses it. Vectors come from the database (`matching.fetch_vectors`); fused vectors for
+with the model so `link` uses it. Vectors come from the database (`db.fetch_vectors`); fused vectors for
 other weights are recomputed from the stored image and text vectors with `fusion.fuse`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import psycopg
 
+from prodmatch.embed.fusion import fuse
 from prodmatch.errors import ConfigError, ProdmatchError
-from prodmatch.fusion import fuse
-from prodmatch.matching import fetch_vectors
-from prodmatch.models import Model, get_model, update_settings
+from prodmatch.quality.gold import GoldPair, read_gold
+from prodmatch.quality.metrics import SpaceReport, _pr_curve, _recall
+from prodmatch.quality.plots import draw_plots
+from prodmatch.store.models import Model, get_model, update_settings
+from prodmatch.store.vectors import fetch_vectors
 
 WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
-RECALL_AT = (1, 5, 10)
-
-
-@dataclass(frozen=True)
-class GoldPair:
-    """One line of a gold file."""
-
-    line: int
-    source_catalog: str
-    source_id: str
-    target_catalog: str
-    target_id: str
-    label: int
-
-
-@dataclass(frozen=True)
-class SpaceReport:
-    """Quality of one space (and fusion weight, for fused)."""
-
-    space: str
-    image_weight: float | None
-    recall_at_1: float
-    recall_at_5: float
-    recall_at_10: float
-    mrr: float
-    best_f1: float
-    best_threshold: float | None
-    precision_at_best: float
-    recall_at_best: float
-    curve: list[dict] = field(repr=False)  # threshold, precision, recall, f1 at every distinct score
-    match_scores: list[float] = field(repr=False)  # similarity of each true pair
-    non_match_scores: list[float] = field(
-        repr=False
-    )  # labelled non-matches and each source's best wrong candidate
-
-    def summary(self) -> dict:
-        data = asdict(self)
-        for key in ("curve", "match_scores", "non_match_scores"):
-            data.pop(key)
-        return data
-
-    def threshold_for_precision(self, min_precision: float) -> tuple[float | None, float, float]:
-        """(threshold, precision, recall) with the most recall among thresholds reaching `min_precision`."""
-        best = None
-        for point in self.curve:
-            if point["precision"] >= min_precision and (best is None or point["recall"] > best["recall"]):
-                best = point
-        if best is None:
-            return None, 0.0, 0.0
-        return best["threshold"], best["precision"], best["recall"]
 
 
 @dataclass(frozen=True)
@@ -120,40 +72,6 @@ class EvalReport:
             "seconds": self.seconds,
             "saved": self.saved,
         }
-
-
-def read_gold(path: Path) -> list[GoldPair]:
-    """Gold pairs from a CSV file; a malformed line is a clear error naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such gold file")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        required = ["source_catalog", "source_id", "target_catalog", "target_id"]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise ConfigError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected "
-                "source_catalog,source_id,target_catalog,target_id[,label]"
-            )
-        reader.fieldnames = header
-        pairs = []
-        for line, row in enumerate(reader, start=2):
-            values = {k: (row.get(k) or "").strip() for k in [*required, "label"]}
-            if not any(values.values()):
-                continue
-            if not all(values[c] for c in required):
-                raise ConfigError(f"{path}:{line}: empty field in {','.join(values[c] for c in required)!r}")
-            label = values["label"] or "1"
-            if label not in ("0", "1"):
-                raise ConfigError(
-                    f"{path}:{line}: label must be 1 (same product) or 0 (non-match), got {label!r}"
-                )
-            pairs.append(GoldPair(line, *(values[c] for c in required), int(label)))
-    if not pairs:
-        raise ConfigError(f"{path}: no gold pairs")
-    return pairs
 
 
 def evaluate(
@@ -263,90 +181,6 @@ def refuse(conn: psycopg.Connection, model: Model, image_weight: float) -> int:
         " WHERE e.model_id = %s AND e.product_id = r.product_id",
         (model.id,),
     ).rowcount
-
-
-def draw_plots(
-    folder: Path, spaces: list[SpaceReport], grid: list[SpaceReport], recommendation: dict
-) -> dict[str, str]:
-    """precision_recall.png (the three spaces on one chart) and score_histogram.png (recommended space)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    best_fused = max(grid, key=lambda s: (s.best_f1, s.recall_at_1)) if grid else spaces[2]
-    chosen = _find(spaces, grid, recommendation)
-
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
-    for report, colour in ((spaces[0], "tab:blue"), (spaces[1], "tab:orange"), (best_fused, "tab:green")):
-        if report.curve:
-            label = report.space if report.space != "fused" else f"fused (w={report.image_weight})"
-            ax.plot(
-                [p["recall"] for p in report.curve],
-                [p["precision"] for p in report.curve],
-                label=f"{label}: F1 {report.best_f1:.3f}, R@1 {report.recall_at_1:.3f}",
-                color=colour,
-            )
-    ax.scatter(
-        [recommendation["recall"]],
-        [recommendation["precision"]],
-        color="black",
-        zorder=5,
-        label=f"chosen: {recommendation['space']}, threshold {recommendation['threshold']:.3f}"
-        if recommendation["threshold"] is not None
-        else "chosen",
-    )
-    ax.set(
-        xlabel="recall",
-        ylabel="precision",
-        xlim=(0, 1.02),
-        ylim=(0, 1.02),
-        title="Precision-recall of accepting each product's best candidate",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    pr_path = folder / "precision_recall.png"
-    fig.tight_layout()
-    fig.savefig(pr_path)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    scores = chosen.match_scores + chosen.non_match_scores
-    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
-    if recommendation["threshold"] is not None:
-        low, high = min(low, recommendation["threshold"]), max(high, recommendation["threshold"])
-    pad = max((high - low) * 0.05, 1e-4)
-    bins = np.linspace(low - pad, high + pad, 41)  # follow the data: random models crowd scores near 1
-    ax.hist(
-        chosen.non_match_scores,
-        bins=bins,
-        alpha=0.6,
-        color="tab:red",
-        label=f"non-matches ({len(chosen.non_match_scores)})",
-    )
-    ax.hist(
-        chosen.match_scores,
-        bins=bins,
-        alpha=0.6,
-        color="tab:green",
-        label=f"matches ({len(chosen.match_scores)})",
-    )
-    if recommendation["threshold"] is not None:
-        ax.axvline(
-            recommendation["threshold"],
-            color="black",
-            linestyle="--",
-            label=f"threshold {recommendation['threshold']:.3f}",
-        )
-    label = chosen.space if chosen.space != "fused" else f"fused (w={chosen.image_weight})"
-    ax.set(xlabel=f"cosine similarity ({label})", ylabel="pairs", title="Scores of matches and non-matches")
-    ax.legend(fontsize=8)
-    hist_path = folder / "score_histogram.png"
-    fig.tight_layout()
-    fig.savefig(hist_path)
-    plt.close(fig)
-    return {"precision_recall": str(pr_path), "score_histogram": str(hist_path)}
 
 
 # --- internals --------------------------------------------------------------------------------------------
@@ -503,37 +337,6 @@ def _score(
     )
 
 
-def _pr_curve(decisions: list[tuple[float, bool, bool]]) -> list[dict]:
-    """Precision/recall/F1 when accepting best candidates at or above each distinct score.
-
-    decisions: (score, correct, has_true_match) per source.
-    """
-    positives = sum(1 for _, _, has in decisions if has)
-    ordered = sorted((d for d in decisions if math.isfinite(d[0])), key=lambda d: -d[0])
-    curve, accepted, correct = [], 0, 0
-    for i, (score, ok, _) in enumerate(ordered):
-        accepted += 1
-        correct += ok
-        if i + 1 < len(ordered) and ordered[i + 1][0] == score:
-            continue  # a threshold accepts all equal scores together
-        precision = correct / accepted
-        recall = correct / positives if positives else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        curve.append(
-            {
-                "threshold": round(score, 6),
-                "precision": round(precision, 4),
-                "recall": round(recall, 4),
-                "f1": round(f1, 4),
-            }
-        )
-    return curve
-
-
-def _recall(ranks: np.ndarray, k: int) -> float:
-    return round(float(np.mean(ranks <= k)), 4) if len(ranks) else 0.0
-
-
 def _recommend(candidates: list[SpaceReport], min_precision: float | None) -> dict:
     def pick(report: SpaceReport) -> tuple[float | None, float, float]:
         if min_precision is not None:
@@ -570,15 +373,6 @@ def _recommend(candidates: list[SpaceReport], min_precision: float | None) -> di
         "recall_at_1": best.recall_at_1,
         "min_precision": min_precision,
     }
-
-
-def _find(spaces: list[SpaceReport], grid: list[SpaceReport], recommendation: dict) -> SpaceReport:
-    for report in grid + spaces:
-        if report.space == recommendation["space"] and (
-            report.space != "fused" or report.image_weight == recommendation["image_weight"]
-        ):
-            return report
-    return spaces[-1]
 
 
 def _aligned(ids: np.ndarray, part_ids: np.ndarray, part: np.ndarray, dim: int) -> np.ndarray:

@@ -18,15 +18,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from prodmatch.errors import ConfigError
-from prodmatch.fusion import fused_dimension
 
-DEFAULT_TEXT_TEMPLATE = "{brand} {title}"
-TEMPLATE_FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "catalog")
 SPACES = ("image", "text", "fused")
 HNSW_MAX_VECTOR_DIM = 2000  # pgvector: vector indexes up to 2,000 dimensions, halfvec up to 4,000
 HNSW_MAX_HALFVEC_DIM = 4000
-
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([^{}\[\]]+)|\[([^{}\[\]]+)\])?\}")
 
 
 @dataclass(frozen=True)
@@ -58,63 +53,6 @@ class ModelStats:
 
     def to_dict(self) -> dict:
         return {**self.model.to_dict(), "embeddings": self.counts}
-
-
-def add_model(
-    conn: psycopg.Connection,
-    source: str,
-    *,
-    name: str | None = None,
-    revision: str | None = None,
-    fusion: str = "mean",
-    image_weight: float = 0.5,
-    text_template: str = DEFAULT_TEXT_TEMPLATE,
-    precision: str = "auto",
-) -> Model:
-    """Load `source` to read its family and dimension, register it, index it and queue every product."""
-    from prodmatch.encoders import Encoder
-
-    check_template(text_template)
-    fused_dimension(1, fusion)  # validates the method
-    if not 0.0 <= image_weight <= 1.0:
-        raise ConfigError(f"--image-weight must be between 0 and 1, got {image_weight}")
-    name = name or default_name(source)
-    if find_model(conn, name) is not None:
-        raise ConfigError(f"a model named {name!r} is already registered; pick another --name")
-    info = Encoder.load(source, revision=revision, precision=precision).info
-    fused = fused_dimension(info.dimension, fusion)
-    if fused > HNSW_MAX_HALFVEC_DIM:
-        raise ConfigError(
-            f"{source}: fused vectors of {fused} dimensions exceed pgvector's HNSW limit "
-            f"({HNSW_MAX_HALFVEC_DIM}); use --fusion mean"
-        )
-    with conn.transaction():
-        row = conn.execute(
-            "INSERT INTO prodmatch.models (name, source, revision, family, dimension, fused_dimension, fusion,"
-            " image_weight, text_template, settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " RETURNING id",
-            (
-                name,
-                source,
-                revision,
-                info.family,
-                info.dimension,
-                fused,
-                fusion,
-                image_weight,
-                text_template,
-                psycopg.types.json.Jsonb({"max_text_tokens": info.max_text_tokens}),
-            ),
-        ).fetchone()
-        model = get_model(conn, name)
-        assert model.id == row[0]
-        create_indexes(conn, model)
-        conn.execute(
-            "INSERT INTO prodmatch.embeddings (model_id, product_id) SELECT %s, id FROM prodmatch.products",
-            (model.id,),
-        )
-        conn.execute("SELECT pg_notify('prodmatch_pending', 'model')")
-    return model
 
 
 def list_models(conn: psycopg.Connection) -> list[ModelStats]:
@@ -221,39 +159,6 @@ def create_indexes(conn: psycopg.Connection, model: Model) -> None:
                 model_id=sql.Literal(model.id),
             )
         )
-
-
-def check_template(template: str) -> None:
-    """Refuse a text template that names unknown fields."""
-    if not template or not template.strip():
-        raise ConfigError("the text template must not be empty")
-    for match in _PLACEHOLDER.finditer(template):
-        name, dotted, bracketed = match.groups()
-        if name == "attributes" and (dotted or bracketed):
-            continue
-        if name not in TEMPLATE_FIELDS or dotted or bracketed:
-            raise ConfigError(
-                f"text template {template!r}: unknown field {match.group(0)}; use "
-                + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-                + " or {attributes.NAME}"
-            )
-    leftover = _PLACEHOLDER.sub("", template)
-    if "{" in leftover or "}" in leftover:
-        raise ConfigError(f"text template {template!r}: unbalanced or malformed braces")
-
-
-def render_text(template: str, product: dict) -> str:
-    """The model's text for one product: the template filled in, missing fields empty, spaces collapsed."""
-
-    def fill(match: re.Match) -> str:
-        name, dotted, bracketed = match.groups()
-        if name == "attributes":
-            value = (product.get("attributes") or {}).get(dotted or bracketed)
-        else:
-            value = product.get(name)
-        return "" if value is None else str(value)
-
-    return " ".join(_PLACEHOLDER.sub(fill, template).split())
 
 
 _MODEL_COLUMNS = "id, name, source, revision, family, dimension, fused_dimension, fusion, image_weight, text_template, settings"

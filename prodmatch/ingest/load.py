@@ -1,0 +1,309 @@
+"""Read catalogue files, validate rows, COPY them into a staging table, upsert products, record rejects.
+
+A file (CSV or JSONL, optionally gzipped, in UTF-8 or a legacy encoding) streams through in constant memory:
+each row is validated in Python, written with COPY into a temporary staging table (bad rows too, with their
+reason), and one set-based SQL statement upserts the good rows into `prodmatch.products` by (catalogue, external
+id). Rows whose content did not change are left alone; changed rows are updated, which the triggers in
+`sql/pending.sql` turn into pending embeddings. Bad rows land in `prodmatch.ingest_rejects` with file, line, field
+and reason. Next on the data's path: `worker.py` embeds what is pending.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+from tqdm import tqdm
+
+from prodmatch.errors import IngestError
+from prodmatch.ingest.rows import _STAGING_COLUMNS, _csv_rows, _jsonl_rows, _RowBuilder
+from prodmatch.ingest.sources import IngestOptions, _open_source, _Source
+from prodmatch.store.catalogs import ensure_catalog
+
+MAX_LISTED_REJECTS = 1000
+
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row that was not loaded, and why."""
+
+    file: str
+    line: int
+    field: str | None
+    reason: str
+    external_id: str | None = None
+    raw: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did."""
+
+    catalog: str
+    file: str
+    format: str
+    encoding: str | None
+    delimiter: str | None
+    ingest_run_id: int | None
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    seconds: float
+    rejects: list[Reject]
+    deleted: int = 0  # with prune: products no longer in the file, removed with their vectors and matches
+    prune_skipped: str | None = None  # with prune: why nothing was deleted, when it was not safe to
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ingest_file(
+    conn: psycopg.Connection, path: str | Path, catalog: str, options: IngestOptions | None = None
+) -> IngestResult:
+    """Load one catalogue file into `catalog` (created if new) in one transaction."""
+    options = options or IngestOptions()
+    started = time.perf_counter()
+    path = Path(path)
+    source = _open_source(path, options)
+    try:
+        with conn.transaction():
+            catalog_id = ensure_catalog(conn, catalog)
+            # One ingest per catalogue at a time: the upsert below may take the fast path for a new catalogue.
+            conn.execute("SELECT 1 FROM prodmatch.catalogs WHERE id = %s FOR UPDATE", (catalog_id,))
+            run_id = _start_run(conn, catalog_id, source, options)
+            _create_staging(conn)
+            rows = _copy_to_staging(conn, source, options)
+            _reject_duplicates(conn)
+            rejected = _store_rejects(conn, run_id, str(path))
+            inserted, updated = _upsert(conn, catalog_id)
+            unchanged = rows - rejected - inserted - updated
+            deleted, prune_skipped = _prune(conn, catalog_id, rows) if options.prune else (0, None)
+            _finish_run(conn, run_id, inserted, updated, unchanged, rejected)
+            rejects = list_rejects(conn, run_id)
+            if options.strict and rejected:
+                raise _StrictRollback
+    except _StrictRollback:
+        first = "\n".join(_describe(r) for r in rejects[:10])
+        raise IngestError(
+            f"{path}: {rejected} of {rows} rows rejected; --strict loaded nothing.\n{first}"
+        ) from None
+    finally:
+        source.close()
+    return IngestResult(
+        catalog=catalog,
+        file=str(path),
+        format=source.format,
+        encoding=source.encoding,
+        delimiter=source.delimiter,
+        ingest_run_id=run_id,
+        rows=rows,
+        inserted=inserted,
+        updated=updated,
+        unchanged=unchanged,
+        rejected=rejected,
+        seconds=round(time.perf_counter() - started, 3),
+        rejects=rejects,
+        deleted=deleted,
+        prune_skipped=prune_skipped,
+    )
+
+
+def list_rejects(conn: psycopg.Connection, run_id: int, limit: int = MAX_LISTED_REJECTS) -> list[Reject]:
+    """The rejects of one ingest run, in file order."""
+    rows = conn.execute(
+        "SELECT file, line, field, reason, external_id, raw FROM prodmatch.ingest_rejects"
+        " WHERE ingest_run_id = %s ORDER BY line LIMIT %s",
+        (run_id, limit),
+    ).fetchall()
+    return [Reject(*row) for row in rows]
+
+
+# --- reading files ---------------------------------------------------------------------------------------
+
+
+class _StrictRollback(Exception):
+    pass
+
+
+def _create_staging(conn: psycopg.Connection) -> None:
+    # The caller's transaction may still be open (ours is then a savepoint, and ON COMMIT has not fired).
+    conn.execute("DROP TABLE IF EXISTS pg_temp.ingest_staging")
+    conn.execute(
+        """
+        CREATE TEMP TABLE ingest_staging (
+            line integer NOT NULL, external_id text, title text, description text, brand text,
+            category text, price numeric, currency text, image text, attributes jsonb,
+            reject_field text, reject_reason text, raw text
+        ) ON COMMIT DROP
+        """
+    )
+
+
+def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
+    base_dir = str((options.images_root or source.path.parent).expanduser().resolve())
+    builder = _RowBuilder(base_dir, options.decimal_comma, all_text=source.format == "csv")
+    rows = (
+        _csv_rows(source, options, builder)
+        if source.format == "csv"
+        else _jsonl_rows(source, options, builder)
+    )
+    count = 0
+    bar = tqdm(
+        total=source.size,
+        unit="B",
+        unit_scale=True,
+        desc=f"ingest {source.path.name}",
+        disable=not options.progress,
+        file=None,
+    )
+    started = time.perf_counter()
+    with bar, conn.cursor().copy(f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+            if count % 2000 == 0:
+                bar.update(source.position() - bar.n)
+                bar.set_postfix(rows=count, rows_s=int(count / (time.perf_counter() - started)))
+        bar.update(source.position() - bar.n)
+        bar.set_postfix(rows=count)
+    return count
+
+
+def _reject_duplicates(conn: psycopg.Connection) -> None:
+    conn.execute(
+        """
+        UPDATE ingest_staging s
+           SET reject_field = 'external_id',
+               reject_reason = 'duplicate external_id ' || quote_literal(s.external_id)
+                               || ' (first seen on line ' || d.first_line || ')'
+          FROM (SELECT line, first_value(line) OVER (PARTITION BY external_id ORDER BY line) AS first_line
+                  FROM ingest_staging WHERE reject_reason IS NULL) d
+         WHERE s.line = d.line AND d.first_line <> d.line
+        """
+    )
+
+
+def _store_rejects(conn: psycopg.Connection, run_id: int, file: str) -> int:
+    cur = conn.execute(
+        """
+        INSERT INTO prodmatch.ingest_rejects (ingest_run_id, file, line, external_id, field, reason, raw)
+        SELECT %s, %s, line, external_id, reject_field, reject_reason, raw
+          FROM ingest_staging WHERE reject_reason IS NOT NULL
+        """,
+        (run_id, file),
+    )
+    return cur.rowcount
+
+
+def _upsert(conn: psycopg.Connection, catalog_id: int) -> tuple[int, int]:
+    empty = conn.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM prodmatch.products WHERE catalog_id = %s)", (catalog_id,)
+    ).fetchone()[0]
+    if empty:  # a first load: nothing to conflict with (duplicates are already rejected), a plain INSERT
+        cur = conn.execute(
+            """
+            INSERT INTO prodmatch.products
+                   (catalog_id, external_id, title, description, brand, category, price, currency, image,
+                    attributes)
+            SELECT %s, external_id, title, description, brand, category, price, currency, image, attributes
+              FROM ingest_staging WHERE reject_reason IS NULL
+            """,
+            (catalog_id,),
+        )
+        return cur.rowcount, 0
+    inserted, updated = conn.execute(
+        """
+        WITH upserted AS (
+            INSERT INTO prodmatch.products AS p
+                   (catalog_id, external_id, title, description, brand, category, price, currency, image,
+                    attributes)
+            SELECT %s, external_id, title, description, brand, category, price, currency, image, attributes
+              FROM ingest_staging WHERE reject_reason IS NULL
+            ON CONFLICT (catalog_id, external_id) DO UPDATE
+               SET title = EXCLUDED.title, description = EXCLUDED.description, brand = EXCLUDED.brand,
+                   category = EXCLUDED.category, price = EXCLUDED.price, currency = EXCLUDED.currency,
+                   image = EXCLUDED.image, attributes = EXCLUDED.attributes
+             WHERE (p.title, p.description, p.brand, p.category, p.price, p.currency, p.image, p.attributes)
+                   IS DISTINCT FROM
+                   (EXCLUDED.title, EXCLUDED.description, EXCLUDED.brand, EXCLUDED.category, EXCLUDED.price,
+                    EXCLUDED.currency, EXCLUDED.image, EXCLUDED.attributes)
+            RETURNING xmax = 0 AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+        """,
+        (catalog_id,),
+    ).fetchone()
+    return inserted, updated
+
+
+def _prune(conn: psycopg.Connection, catalog_id: int, rows: int) -> tuple[int, str | None]:
+    """Delete the catalogue's products whose external id no row of the file has: (deleted, why skipped).
+
+    A rejected row still keeps its product (its id is in the file; only its new values were bad). Nothing is
+    deleted when the file has no rows, or when some row's id could not be read (a broken line may be any
+    product): deleting then could remove products the file does list.
+    """
+    if rows == 0:
+        return 0, "the file has no rows"
+    unreadable = conn.execute(
+        "SELECT count(*), min(line) FROM ingest_staging WHERE external_id IS NULL OR external_id = ''"
+    ).fetchone()
+    if unreadable[0]:
+        return 0, f"{unreadable[0]} row(s) have no readable external_id (first on line {unreadable[1]})"
+    cur = conn.execute(
+        """
+        DELETE FROM prodmatch.products p
+         WHERE p.catalog_id = %s
+           AND NOT EXISTS (SELECT 1 FROM ingest_staging s WHERE s.external_id = p.external_id)
+        """,
+        (catalog_id,),
+    )
+    return cur.rowcount, None
+
+
+def _start_run(conn: psycopg.Connection, catalog_id: int, source: _Source, options: IngestOptions) -> int:
+    settings = {
+        "encoding": source.encoding,
+        "delimiter": source.delimiter,
+        "mapping": options.mapping,
+        "images_root": str(options.images_root) if options.images_root else None,
+        "decimal_comma": options.decimal_comma,
+    }
+    return conn.execute(
+        "INSERT INTO prodmatch.ingest_runs (catalog_id, file, format, options) VALUES (%s, %s, %s, %s)"
+        " RETURNING id",
+        (catalog_id, str(source.path.resolve()), source.format, json.dumps(settings)),
+    ).fetchone()[0]
+
+
+def _finish_run(
+    conn: psycopg.Connection, run_id: int, inserted: int, updated: int, unchanged: int, rejected: int
+) -> None:
+    conn.execute(
+        "UPDATE prodmatch.ingest_runs SET inserted = %s, updated = %s, unchanged = %s, rejected = %s,"
+        " finished_at = now() WHERE id = %s",
+        (inserted, updated, unchanged, rejected, run_id),
+    )
+
+
+def _describe(reject: Reject) -> str:
+    where = f"{reject.file}:{reject.line}"
+    what = f" field {reject.field}:" if reject.field else ""
+    return f"  {where}:{what} {reject.reason}"
+
+
+def describe_reject(reject: Reject) -> str:
+    """One line for a human: file:line: field: reason."""
+    return _describe(reject).strip()

@@ -1,0 +1,92 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from prodmatch.errors import ProdmatchError
+from prodmatch.store.models import get_model, space_dimension, vector_expression, vector_type
+from prodmatch.store.vectors import fetch_vectors
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """Recall of a model's HNSW index against exact search, per ef_search."""
+
+    model: str
+    space: str
+    k: int
+    sample: int
+    rows: list[dict]
+    recommended_ef_search: int | None
+    target_recall: float = 0.99
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- index check ------------------------------------------------------------------------------------------
+
+
+def check_index(
+    conn: psycopg.Connection,
+    *,
+    model: str | None = None,
+    space: str = "fused",
+    sample: int = 100,
+    k: int = 10,
+    ef_values: tuple[int, ...] = (10, 20, 40, 80, 100, 200, 400),
+    target_recall: float = 0.99,
+    seed: int = 0,
+) -> IndexCheck:
+    """Recall@k of the model's HNSW index against exact search on a sample of real products, per ef_search."""
+    registered = get_model(conn, model)
+    ids, vectors = fetch_vectors(conn, registered, space, None)
+    if len(ids) < 2:
+        raise ProdmatchError(f"model {registered.name} has fewer than 2 embedded products; nothing to check")
+    rng = random.Random(seed)
+    queries = sorted(rng.sample(range(len(ids)), min(sample, len(ids))))
+    k = min(k, len(ids) - 1)
+    dim = space_dimension(registered, space)
+    query_sql = sql.SQL(
+        "SELECT e.product_id, 1 - ({expr} <=> %s::{type}({dim})) FROM prodmatch.embeddings e"
+        " WHERE e.model_id = {model} AND e.product_id <> %s ORDER BY {expr} <=> %s::{type}({dim}) LIMIT %s"
+    ).format(
+        expr=vector_expression(registered, space),
+        type=sql.SQL(vector_type(dim)),
+        dim=sql.Literal(dim),
+        model=sql.Literal(registered.id),
+    )
+    # The exact k-th best similarity of each query; a returned product counts as found when it is at least as
+    # similar (so ties among exact duplicates do not count as misses).
+    kth_best = []
+    for q in queries:
+        sims = vectors @ vectors[q]
+        sims[q] = -np.inf
+        kth_best.append(float(np.partition(sims, -k)[-k]))
+    rows = []
+    for ef in ef_values:
+        recalls, latencies = [], []
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
+            for q, floor in zip(queries, kth_best, strict=True):
+                started = time.perf_counter()
+                got = conn.execute(query_sql, (vectors[q], int(ids[q]), vectors[q], k)).fetchall()
+                latencies.append(time.perf_counter() - started)
+                recalls.append(sum(1 for _, sim in got if sim >= floor - 1e-5) / k)
+        rows.append(
+            {
+                "ef_search": ef,
+                "recall": round(float(np.mean(recalls)), 4),
+                "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+                "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
+            }
+        )
+    recommended = next((r["ef_search"] for r in rows if r["recall"] >= target_recall), None)
+    return IndexCheck(registered.name, space, k, len(queries), rows, recommended, target_recall)

@@ -1,0 +1,95 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import psycopg
+
+from prodmatch.config import Settings
+from prodmatch.errors import DatabaseError
+from prodmatch.store.schema import SCHEMA
+from prodmatch.store.server import (
+    connection,
+    database_url,
+    ensure_pgvector,
+    mask_url,
+    resource_dir,
+    sqlalchemy_url,
+)
+
+
+def upgrade(settings: Settings, revision: str = "head") -> str | None:
+    """Migrate the schema up to `revision`; returns the revision reached."""
+    _run_alembic(settings, "upgrade", revision)
+    return current_revision(settings)
+
+
+def downgrade(settings: Settings, revision: str) -> str | None:
+    """Migrate the schema down to `revision` ("base" removes every prodmatch table)."""
+    _run_alembic(settings, "downgrade", revision)
+    return current_revision(settings)
+
+
+def current_revision(settings: Settings) -> str | None:
+    """The Alembic revision the database is at, or None before the first migration."""
+    with connection(settings) as conn:
+        return _current_revision(conn)
+
+
+def head_revision() -> str | None:
+    """The newest revision in `migrations/`."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+    from sqlalchemy import create_engine
+
+    url = database_url(settings)
+    engine = create_engine(sqlalchemy_url(url), poolclass=_null_pool())
+    try:
+        with engine.begin() as sa_conn:
+            ensure_pgvector(sa_conn.connection.driver_connection, url)
+            config = _alembic_config()
+            config.attributes["connection"] = sa_conn
+            getattr(command, command_name)(config, revision)
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to {mask_url(url)}: {exc}") from exc
+    except CommandError as exc:
+        raise DatabaseError(f"{command_name} {revision}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resource_dir("migrations")))
+    return config
+
+
+def _null_pool():
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+def _current_revision(conn: psycopg.Connection) -> str | None:
+    if not _table_exists(conn, "alembic_version"):
+        return None
+    row = conn.execute("SELECT version_num FROM prodmatch.alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def _table_exists(conn: psycopg.Connection, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{table}",)).fetchone()[0]
+
+
+def apply_sql_file(bind, name: str) -> None:
+    """Run one file of `sql/` (functions, views, triggers) on a migration's connection."""
+    text = (resource_dir("sql") / name).read_text(encoding="utf-8")
+    # Straight to psycopg with no parameters, so `%` in format() strings is not taken for a placeholder.
+    bind.connection.driver_connection.execute(text)
