@@ -15,11 +15,11 @@ from test_worker import product_image
 from prodmatch import match as matching
 from prodmatch import store as db
 from prodmatch.cli import main
-from prodmatch.match.assign import cluster_duplicates
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.errors import ProdmatchError
 from prodmatch.ingest.load import ingest_file
+from prodmatch.match.assign import cluster_duplicates
 from prodmatch.store.models import update_settings
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "sql" / "examples").glob("*.sql"))
