@@ -39,7 +39,9 @@ def main() -> None:
             args.data / "wdc-products-80cc/wdcproducts80cc20rnd000un_valid_large.json.gz"
         ),
     }
-    print("recall@k: share of gold pairs found in the top k; hit@k: share of sources with a true target in the top k")
+    print(
+        "recall@k: share of gold pairs found in the top k; hit@k: share of sources with a true target in the top k"
+    )
     print(
         f"{'case':26s} {'method':10s} {'|A|':>5s} {'|B|':>5s} {'gold':>5s}  "
         "r@1    r@5    r@10   hit@1  hit@5  hit@10 seconds"

@@ -17,7 +17,15 @@ import time
 from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh
 
 BRANDS = ["Samsung", "Самсунг", "Philips", "Филипс", "Sony", "Bosch", "Logitech", "Xiaomi", "Apple", "Lenovo"]
-KINDS = ["LED bulb", "Smartphone", "Wireless headphones", "Gaming mouse", "Laptop", "Электрочайник", "SSD drive"]
+KINDS = [
+    "LED bulb",
+    "Smartphone",
+    "Wireless headphones",
+    "Gaming mouse",
+    "Laptop",
+    "Электрочайник",
+    "SSD drive",
+]
 UNITS = ["8 Вт", "8W", "40мм", "1,5 л", "512GB", "1 ТБ", "5000 mAh", '27"', "220 В", "2.4 GHz"]
 COLOURS = ["black", "white", "чёрный", "silver", "blue"]
 
@@ -50,10 +58,16 @@ def main() -> None:
     weigh_s = time.perf_counter() - start
 
     nnz = sum(len(i) for i, _ in weighted) / len(weighted)
-    for step, seconds in (("encode_many", encode_s), ("document frequencies + idf", idf_s), ("weigh", weigh_s)):
+    for step, seconds in (
+        ("encode_many", encode_s),
+        ("document frequencies + idf", idf_s),
+        ("weigh", weigh_s),
+    ):
         print(f"{step:28s} {seconds:7.2f} s  {args.products / seconds:10,.0f} products/s")
     total = encode_s + idf_s + weigh_s
-    print(f"{'total':28s} {total:7.2f} s  {args.products / total:10,.0f} products/s; mean non-zeros {nnz:.0f}")
+    print(
+        f"{'total':28s} {total:7.2f} s  {args.products / total:10,.0f} products/s; mean non-zeros {nnz:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -166,9 +166,7 @@ _UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _UNIT_CANONICAL = {alt: canonical for canonical, alts in _UNITS for alt in alts}
 _UNIT_ALTERNATIVES = sorted(_UNIT_CANONICAL, key=len, reverse=True)
 _UNIT_RE = re.compile(
-    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s?-?\s?("
-    + "|".join(re.escape(a) for a in _UNIT_ALTERNATIVES)
-    + r")(?!\w)"
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s?-?\s?(" + "|".join(re.escape(a) for a in _UNIT_ALTERNATIVES) + r")(?!\w)"
 )
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[0-9][a-z0-9]*)*")
 _UNIT_TOKEN_RE = re.compile(r"\d+(?:\.\d+)?(?:" + "|".join(sorted(set(_UNIT_CANONICAL.values()))) + r")")
