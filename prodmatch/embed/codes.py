@@ -222,12 +222,12 @@ def _is_measure(raw: str) -> bool:
 def _is_short_prefix(chunk: str, next_chunk: str) -> bool:
     # Lower-case catalogues ("ps lx350h") count too, but then the rest must itself look like a code; short
     # words of running text ("for", "in") never start one, and a measurement never continues one ("HP 2GB").
-    if (
-        not (chunk.isalpha() and len(chunk) <= 3)
-        or chunk.casefold() in _SHORT_WORDS
-        or _is_measure(next_chunk)
-    ):
+    if not (chunk.isalpha() and len(chunk) <= 3) or chunk.casefold() in _SHORT_WORDS:
         return False
+    if not next_chunk.isdigit() and _is_measure(next_chunk):
+        return False
+    if next_chunk.isdigit() and len(next_chunk) >= 6:
+        return False  # "EAN 4006381333931", "Art. 1234567": a label before a number, not part of it
     if chunk.isupper():
         return any(ch.isdigit() for ch in next_chunk)
     return any(ch.isdigit() for ch in next_chunk) and any(ch.isalpha() for ch in next_chunk)
