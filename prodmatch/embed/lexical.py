@@ -51,6 +51,7 @@ SparseVector = tuple[np.ndarray, np.ndarray]
 """(indices: int32, sorted ascending, unique; values: float32), the shape pgvector's SparseVector takes."""
 
 PGVECTOR_HNSW_MAX_NONZEROS = 1000
+PGVECTOR_SPARSEVEC_MAX_NONZEROS = 16000
 
 # Field weights. Title and brand name the product; code attributes are short and decisive but already appear
 # in the title of many shops, so they count once; category and description describe the kind of product more
@@ -255,7 +256,12 @@ class LexicalEncoder:
             raise ValueError(f"ngram_sizes must be positive, not {self.ngram_sizes}")
 
     def terms(self, product: Mapping[str, object]) -> dict[int, float]:
-        """Hashed term -> sublinear frequency (1 + ln tf, tf counted with field weights) of one product."""
+        """Hashed term -> sublinear frequency (1 + ln tf, tf counted with field weights) of one product.
+
+        Every field is cut to a fixed length first, so a product has at most a few thousand raw terms (fewer
+        than `PGVECTOR_SPARSEVEC_MAX_NONZEROS`, so they can be stored as a sparsevec); `weigh` cuts to
+        `max_terms`.
+        """
         counts: dict[int, float] = {}
         for text, weight in _weighted_fields(product):
             tokens = normalize(text).split()
@@ -386,10 +392,15 @@ def _weighted_fields(product: Mapping[str, object]) -> list[tuple[str, float]]:
     sources: list[Mapping[str, object]] = [product]
     if isinstance(attributes, Mapping):
         sources.append(attributes)
+    # All attribute values together are capped like one field, so that the raw terms of any product stay well
+    # under pgvector's 16,000 non-zeros of a stored (unindexed) sparsevec.
+    budget = FIELD_CHARS
     for source in sources:
         for key, value in source.items():
-            if _attribute_key(str(key)) in LEXICAL_ATTRIBUTE_KEYS:
-                fields.append((_field(value), ATTRIBUTE_WEIGHT))
+            if budget > 0 and _attribute_key(str(key)) in LEXICAL_ATTRIBUTE_KEYS:
+                text = _field(value, budget)
+                budget -= len(text)
+                fields.append((text, ATTRIBUTE_WEIGHT))
     fields.append((_field(product.get("category")), CATEGORY_WEIGHT))
     fields.append((_field(product.get("description"), DESCRIPTION_CHARS), DESCRIPTION_WEIGHT))
     return [(text, weight) for text, weight in fields if text]

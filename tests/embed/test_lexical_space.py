@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from prodmatch.embed.lexical import (
+    LEXICAL_ATTRIBUTE_KEYS,
+    PGVECTOR_SPARSEVEC_MAX_NONZEROS,
     LexicalEncoder,
     document_frequencies,
     idf_weights,
@@ -154,6 +156,20 @@ def test_max_terms_is_respected_for_a_long_description():
     # The title's terms carry the most weight, so they survive the cut.
     title_terms = set(encoder.terms({"title": "Sony PS-LX350H turntable"}))
     assert title_terms & set(small[0].tolist())
+
+
+def test_raw_terms_of_a_product_with_every_field_full_fit_a_stored_sparsevec():
+    rng = np.random.default_rng(1)
+
+    def text(words: int) -> str:
+        return " ".join(
+            "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789"), size=7)) for _ in range(words)
+        )
+
+    keys = sorted(LEXICAL_ATTRIBUTE_KEYS)
+    product = {f: text(200) for f in ("title", "brand", "category", "description")}
+    product["attributes"] = {key: text(100) for key in keys}
+    assert 1000 < len(LexicalEncoder().terms(product)) <= PGVECTOR_SPARSEVEC_MAX_NONZEROS
 
 
 def test_idf_weighs_rare_terms_above_common_ones_and_says_when_to_reweigh():
