@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh
+from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh_many
 
 KS = (1, 5, 10)
 _COL = re.compile(r"COL (\S+) VAL ")
@@ -106,8 +106,8 @@ def lexical_scores(left: list[dict], right: list[dict]) -> np.ndarray:
     encoder = LexicalEncoder()
     raw_left, raw_right = encoder.encode_many(left), encoder.encode_many(right)
     idf = idf_weights(document_frequencies(raw_left + raw_right), len(left) + len(right))
-    a = to_csr([weigh(v, idf) for v in raw_left], encoder.dimensions)
-    b = to_csr([weigh(v, idf) for v in raw_right], encoder.dimensions)
+    a = to_csr(weigh_many(raw_left, idf), encoder.dimensions)
+    b = to_csr(weigh_many(raw_right, idf), encoder.dimensions)
     return (a @ b.T).toarray()
 
 

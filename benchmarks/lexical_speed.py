@@ -1,10 +1,11 @@
-"""Lexical encoding speed: `LexicalEncoder.encode_many` and `weigh` on generated product titles, one run.
+"""Lexical encoding speed: `LexicalEncoder.encode_many` and `weigh_many` on generated product titles, one run.
 
     python benchmarks/lexical_speed.py [--products 100000]
 
 Generates typical shop titles (brand, product kind, model code in varied spellings, units, colours) from a fixed
 seed, then times (a) raw term extraction for all products in a fresh word cache, (b) document frequencies and the
-IDF table, (c) weighing every product. Prints products/s for each and the mean number of non-zeros.
+IDF table, (c) weighing every product (`weigh_many`). Prints products/s for each and the mean number of
+non-zeros.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import platform
 import random
 import time
 
-from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh
+from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh_many
 
 BRANDS = ["Samsung", "Самсунг", "Philips", "Филипс", "Sony", "Bosch", "Logitech", "Xiaomi", "Apple", "Lenovo"]
 KINDS = [
@@ -54,14 +55,14 @@ def main() -> None:
     idf = idf_weights(document_frequencies(raw), len(raw))
     idf_s = time.perf_counter() - start
     start = time.perf_counter()
-    weighted = [weigh(vector, idf) for vector in raw]
+    weighted = weigh_many(raw, idf)
     weigh_s = time.perf_counter() - start
 
     nnz = sum(len(i) for i, _ in weighted) / len(weighted)
     for step, seconds in (
         ("encode_many", encode_s),
         ("document frequencies + idf", idf_s),
-        ("weigh", weigh_s),
+        ("weigh_many", weigh_s),
     ):
         print(f"{step:28s} {seconds:7.2f} s  {args.products / seconds:10,.0f} products/s")
     total = encode_s + idf_s + weigh_s

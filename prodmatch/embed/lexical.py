@@ -29,7 +29,7 @@ import math
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -45,6 +45,7 @@ __all__ = [
     "normalize",
     "similarity",
     "weigh",
+    "weigh_many",
 ]
 
 SparseVector = tuple[np.ndarray, np.ndarray]
@@ -262,24 +263,14 @@ class LexicalEncoder:
         than `PGVECTOR_SPARSEVEC_MAX_NONZEROS`, so they can be stored as a sparsevec); `weigh` cuts to
         `max_terms`.
         """
-        counts: dict[int, float] = {}
-        for text, weight in _weighted_fields(product):
-            tokens = normalize(text).split()
-            for token in tokens:
-                for h in _word_terms(token, self.ngram_sizes, self.dimensions):
-                    counts[h] = counts.get(h, 0.0) + weight
-                h = _hash("w", token, self.dimensions)
-                counts[h] = counts.get(h, 0.0) + weight * self.word_weight
-            for code in code_terms(tokens, self.max_code_parts):
-                h = _hash("c", code, self.dimensions)
-                counts[h] = counts.get(h, 0.0) + weight * self.code_weight
-        return {h: _sublinear(tf) for h, tf in counts.items()}
+        return {h: _sublinear(tf) for h, tf in self._counts(product).items()}
 
     def encode(self, product: Mapping[str, object]) -> SparseVector:
         """`terms` as sorted (indices int32, values float32) arrays."""
-        counts = self.terms(product)
+        counts = self._counts(product)
         indices = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
-        values = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        values = np.where(tf >= 1.0, 1.0 + np.log(np.maximum(tf, 1.0)), tf).astype(np.float32)
         order = np.argsort(indices, kind="stable")
         return indices[order], values[order]
 
@@ -287,13 +278,29 @@ class LexicalEncoder:
         """`encode` of each product, in order (raw term frequencies: feed them to `document_frequencies`)."""
         return [self.encode(product) for product in products]
 
+    def _counts(self, product: Mapping[str, object]) -> dict[int, float]:
+        counts: dict[int, float] = {}
+        get = counts.get
+        sizes, dimensions, word_weight = self.ngram_sizes, self.dimensions, self.word_weight
+        for text, weight in _weighted_fields(product):
+            tokens = normalize(text).split()
+            for token in tokens:
+                grams, word = _word_terms(token, sizes, dimensions)
+                for h in grams:
+                    counts[h] = get(h, 0.0) + weight
+                counts[word] = get(word, 0.0) + weight * word_weight
+            for code in code_terms(tokens, self.max_code_parts):
+                h = _hash("c", code, dimensions)
+                counts[h] = get(h, 0.0) + weight * self.code_weight
+        return counts
+
 
 def code_terms(tokens: list[str], max_parts: int = 4) -> list[str]:
     """Runs of up to `max_parts` adjacent tokens glued together that look like a product code.
 
     A code mixes letters and digits, has at least 4 characters and at most 16; a unit ("8w", "40mm") or a long
-    plain word of more than 3 letters ("class", "sony") cannot be part of one, so "16gb class 4" yields nothing while "ps lx 350 h" yields
-    "pslx350h" (and its sub-runs "pslx", "lx350", ...; spurious sub-runs are rare terms that cost little).
+    plain word of more than 3 letters ("class", "sony") cannot be part of one, so "16gb class 4"
+    yields nothing while "ps lx 350 h" yields "pslx350h" (and its sub-runs "pslx", "lx350", ...; spurious sub-runs are rare terms that cost little).
     """
     parts_ok = [_can_be_code_part(t) for t in tokens]
     codes = []
@@ -362,6 +369,31 @@ def weigh(
     return indices.astype(np.int32), weights.astype(np.float32)
 
 
+def weigh_many(
+    vectors: Sequence[SparseVector], idf: IdfTable, max_terms: int = PGVECTOR_HNSW_MAX_NONZEROS
+) -> list[SparseVector]:
+    """`weigh` of each raw vector (as `encode_many` gives them), in order; one IDF look-up for all of them."""
+    if not vectors:
+        return []
+    lengths = np.array([len(indices) for indices, _ in vectors], dtype=np.int64)
+    indices = np.concatenate([np.asarray(i, dtype=np.int32) for i, _ in vectors])
+    weights = np.concatenate([np.asarray(v, dtype=np.float32) for _, v in vectors]) * idf.lookup(indices)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    squares = (
+        np.add.reduceat(weights.astype(np.float64) ** 2, starts) if indices.size else np.zeros(len(vectors))
+    )
+    norms = np.sqrt(np.where(lengths > 0, squares, 0.0))
+    out = []
+    for k, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        if length > max_terms:
+            out.append(weigh(vectors[k], idf, max_terms))  # rare: long texts need the cut first
+            continue
+        part = weights[start : start + length]
+        norm = norms[k]
+        out.append((indices[start : start + length], (part / norm if norm > 0 else part).astype(np.float32)))
+    return out
+
+
 def similarity(a: SparseVector, b: SparseVector) -> float:
     """Cosine of two weighted sparse vectors (each sorted by index), 0.0 when either is empty."""
     ia, va = a
@@ -419,7 +451,7 @@ def _attribute_key(key: str) -> str:
 
 
 @lru_cache(maxsize=1 << 18)
-def _word_terms(word: str, sizes: tuple[int, ...], dimensions: int) -> tuple[int, ...]:
+def _word_terms(word: str, sizes: tuple[int, ...], dimensions: int) -> tuple[tuple[int, ...], int]:
     # Cached per word: catalogues repeat a small vocabulary, so most words are hashed once per process.
     folded = _fold(word)
     marked = f"<{folded}>"
@@ -430,7 +462,7 @@ def _word_terms(word: str, sizes: tuple[int, ...], dimensions: int) -> tuple[int
                 grams.append(marked)
             continue
         grams.extend(marked[i : i + n] for i in range(len(marked) - n + 1))
-    return tuple(_hash("g", gram, dimensions) for gram in grams)
+    return tuple(_hash("g", gram, dimensions) for gram in grams), _hash("w", word, dimensions)
 
 
 def _fold(word: str) -> str:
