@@ -412,6 +412,8 @@ def _unit_replacement(match: re.Match[str]) -> str:
     number, unit = match.group(1), match.group(2)
     if unit == "в" and re.match(r"\s*\d", match.string[match.end() :]):
         return match.group(0)  # "2 в 1": the Russian preposition, not volts
+    if unit == "г" and re.fullmatch(r"(?:19|20)\d\d", number):
+        return number  # "2019 г.": a year (Russian "год"), not grams
     return " " + number.replace(",", ".") + _UNIT_CANONICAL[unit] + " "
 
 

@@ -93,6 +93,7 @@ def test_normalize_transliterates_and_keeps_two_in_one_apart_from_volts():
     assert normalize("Самсунг") == "samsung"
     assert normalize("Филипс") == "filips"
     assert normalize("Чайник 2 в 1") == "chajnik 2 v 1"
+    assert normalize("модель 2019 г.") == "model 2019" and normalize("500 г") == "500g"
     assert normalize("PS-LX350H") == normalize("ps lx350h") == "ps lx350h"
 
 
