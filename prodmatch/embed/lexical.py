@@ -11,15 +11,19 @@ turned into a bag of hashed terms in three namespaces:
 * ``c``: code tokens: runs of up to four adjacent words glued without separators when the result mixes letters
   and digits (``ps lx 350 h`` -> ``pslx350h``), so every spelling of a model number yields the same term.
 
-Bags are word-order free. Fields are weighted by repeating them in effect (title and brand count twice, codes
-once, category and description half), and term frequencies are sublinear (1 + ln tf). Terms are hashed into
+Bags are word-order free. Whole words count twice and code terms three times as much as one n-gram (an exact
+word or code is stronger evidence than a shared fragment). Fields are weighted as if repeated (title and brand
+count twice, code attributes once, category and description half) rather than kept in separate namespaces, so
+a code in one shop's title still meets the same code in the other shop's ``mpn`` attribute or description.
+Term frequencies are sublinear (1 + ln tf). Terms are hashed into
 ``dimensions`` (2**20) buckets with CRC-32 of ``namespace + "\\x1f" + term`` in UTF-8: CRC-32 is fixed by a
 standard (zlib), so every process, machine and Python version gets the same index, unlike the salted `hash()`.
 
 `LexicalEncoder.terms` / `encode_many` give raw (unweighted) term frequencies; `idf_weights` turns per-term
 document frequencies over the catalogues into an `IdfTable`; `weigh` applies it, keeps at most ``max_terms``
 terms (pgvector's HNSW index on ``sparsevec`` accepts at most 1,000 non-zeros) and L2-normalises, so cosine is
-a plain dot product (pgvector's ``<#>``). Neighbours: `prodmatch.embed.codes` extracts exact product codes;
+a plain dot product (pgvector's ``<#>``); indices are 0-based, as pgvector-python's ``SparseVector(dict, dim)``
+takes them. Neighbours: `prodmatch.embed.codes` extracts exact product codes;
 the database layer stores the raw terms, the document frequencies and the weighted vectors (see `IdfTable`).
 """
 
