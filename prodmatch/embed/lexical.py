@@ -1,0 +1,497 @@
+"""The lexical space: a product's text as a sparse vector of hashed terms, weighted by IDF, no neural model.
+
+A product's text (brand, title, code-like attributes, category, the start of its description) is normalised
+(`normalize`: NFKC, casefold, Cyrillic transliterated to Latin, units written one way, punctuation dropped) and
+turned into a bag of hashed terms in three namespaces:
+
+* ``g``: character 3..5-grams of each word with boundary marks (``<ps``, ``x350h>``), computed on a
+  phonetically folded spelling (``ph``->``f``, ``c``/``q``->``k``, ``y``/``j``->``i``, doubled letters once), so
+  ``samsung``/``самсунг`` and ``philips``/``филипс`` share most n-grams; the fuzzy, typo-tolerant part;
+* ``w``: whole words as written (after normalisation), exact and so more telling than any one n-gram;
+* ``c``: code tokens: runs of up to four adjacent words glued without separators when the result mixes letters
+  and digits (``ps lx 350 h`` -> ``pslx350h``), so every spelling of a model number yields the same term.
+
+Bags are word-order free. Whole words count twice and code terms three times as much as one n-gram (an exact
+word or code is stronger evidence than a shared fragment). Fields are weighted as if repeated (title and brand
+count twice, code attributes once, category and description half) rather than kept in separate namespaces, so
+a code in one shop's title still meets the same code in the other shop's ``mpn`` attribute or description.
+Term frequencies are sublinear (1 + ln tf). Terms are hashed into
+``dimensions`` (2**20) buckets with CRC-32 of ``namespace + "\\x1f" + term`` in UTF-8: CRC-32 is fixed by a
+standard (zlib), so every process, machine and Python version gets the same index, unlike the salted `hash()`.
+
+`LexicalEncoder.terms` / `encode_many` give raw (unweighted) term frequencies; `idf_weights` turns per-term
+document frequencies over the catalogues into an `IdfTable`; `weigh` applies it, keeps at most ``max_terms``
+terms (pgvector's HNSW index on ``sparsevec`` accepts at most 1,000 non-zeros) and L2-normalises, so cosine is
+a plain dot product (pgvector's ``<#>``); indices are 0-based, as pgvector-python's ``SparseVector(dict, dim)``
+takes them. Neighbours: `prodmatch.embed.codes` extracts exact product codes;
+the database layer stores the raw terms, the document frequencies and the weighted vectors (see `IdfTable`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "IdfTable",
+    "LexicalEncoder",
+    "SparseVector",
+    "document_frequencies",
+    "idf_weights",
+    "lexical_text",
+    "normalize",
+    "similarity",
+    "weigh",
+    "weigh_many",
+]
+
+SparseVector = tuple[np.ndarray, np.ndarray]
+"""(indices: int32, sorted ascending, unique; values: float32), the shape pgvector's SparseVector takes."""
+
+PGVECTOR_HNSW_MAX_NONZEROS = 1000
+PGVECTOR_SPARSEVEC_MAX_NONZEROS = 16000
+
+# Field weights. Title and brand name the product; code attributes are short and decisive but already appear
+# in the title of many shops, so they count once; category and description describe the kind of product more
+# than the product and are long, so they count half and the description only by its start.
+TITLE_WEIGHT = 2.0
+BRAND_WEIGHT = 2.0
+ATTRIBUTE_WEIGHT = 1.0
+CATEGORY_WEIGHT = 0.5
+DESCRIPTION_WEIGHT = 0.5
+DESCRIPTION_CHARS = 300
+FIELD_CHARS = 500
+
+# Attributes whose values identify or distinguish a product (keys compared casefolded, without separators).
+# Other attributes (URLs, stock, shop ids) would only add noise.
+LEXICAL_ATTRIBUTE_KEYS = frozenset(
+    {
+        "model",
+        "modelno",
+        "modelnumber",
+        "modelname",
+        "mpn",
+        "partnumber",
+        "partno",
+        "manufacturerpartnumber",
+        "sku",
+        "gtin",
+        "ean",
+        "upc",
+        "isbn",
+        "colour",
+        "color",
+        "size",
+        "capacity",
+        "material",
+        "артикул",
+        "модель",
+        "цвет",
+        "размер",
+        "объем",
+        "объём",
+    }
+)
+
+# One fixed Cyrillic -> Latin table (ISO 9 / GOST 7.79 system B flavour, simplified to ASCII). Russian,
+# Ukrainian and Belarusian letters; soft and hard signs vanish because Latin spellings of brands never show them.
+_CYRILLIC = {
+    "а": "a",
+    "б": "b",
+    "в": "v",
+    "г": "g",
+    "д": "d",
+    "е": "e",
+    "ё": "e",
+    "ж": "zh",
+    "з": "z",
+    "и": "i",
+    "й": "j",
+    "к": "k",
+    "л": "l",
+    "м": "m",
+    "н": "n",
+    "о": "o",
+    "п": "p",
+    "р": "r",
+    "с": "s",
+    "т": "t",
+    "у": "u",
+    "ф": "f",
+    "х": "h",
+    "ц": "c",
+    "ч": "ch",
+    "ш": "sh",
+    "щ": "shch",
+    "ъ": "",
+    "ы": "y",
+    "ь": "",
+    "э": "e",
+    "ю": "yu",
+    "я": "ya",
+    "і": "i",
+    "ї": "yi",
+    "є": "ye",
+    "ґ": "g",
+    "ў": "u",
+}
+_TRANSLITERATE = str.maketrans(_CYRILLIC)
+
+# Units: (canonical, alternatives). Matched after casefolding and before transliteration, only right after a
+# number, so "в" (Russian "in") or "m" inside words never count; "2 в 1" (2-in-1) is excluded explicitly.
+_UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mah", ("mah", "мач", "ма·ч", "мa·ч")),
+    ("kwh", ("kwh", "квт·ч", "квтч")),
+    ("kw", ("kw", "квт")),
+    ("w", ("watts", "watt", "w", "вт")),
+    ("mm", ("mm", "мм")),
+    ("cm", ("cm", "см")),
+    ("ml", ("ml", "мл")),
+    ("l", ("litres", "liters", "litre", "liter", "ltr", "l", "л")),
+    ("tb", ("tb", "тб", "terabytes", "terabyte")),
+    ("gb", ("gb", "гб", "gigabytes", "gigabyte")),
+    ("mb", ("mb", "мб", "megabytes", "megabyte")),
+    ("ghz", ("ghz", "ггц")),
+    ("mhz", ("mhz", "мгц")),
+    ("hz", ("hz", "гц")),
+    ("kg", ("kgs", "kg", "кг")),
+    ("mg", ("mg", "мг")),
+    ("g", ("grams", "gram", "gr", "g", "г")),
+    ("v", ("volts", "volt", "v", "в")),
+    ("a", ("amps", "amp", "а")),
+    ("in", ("inches", "inch", "in", '"', "”", "″", "''", "дюймов", "дюйма", "дюйм")),
+    ("m", ("metres", "meters", "metre", "meter", "m", "м")),
+)
+_UNIT_CANONICAL = {alt: canonical for canonical, alts in _UNITS for alt in alts}
+_UNIT_ALTERNATIVES = sorted(_UNIT_CANONICAL, key=len, reverse=True)
+_UNIT_RE = re.compile(
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s?-?\s?(" + "|".join(re.escape(a) for a in _UNIT_ALTERNATIVES) + r")(?!\w)"
+)
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[0-9][a-z0-9]*)*")
+_UNIT_TOKEN_RE = re.compile(r"\d+(?:\.\d+)?(?:" + "|".join(sorted(set(_UNIT_CANONICAL.values()))) + r")")
+
+# Phonetic folding for the n-gram namespace only: spellings that differ across languages and transliterations.
+_FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "i"), ("j", "i"), ("w", "v"))
+_DOUBLED_RE = re.compile(r"([a-z])\1+")
+
+
+def normalize(text: str) -> str:
+    """The canonical spelling of `text`: space-separated lower-case ASCII tokens, units glued to their number.
+
+    NFKC, casefold, units unified ("8 Вт", "8W", "8 w" -> "8w"; "1,5 л" -> "1.5l"; '27"' -> "27in"), Cyrillic
+    transliterated with one fixed table ("Самсунг" -> "samsung"), accents stripped, every other character that
+    is not a letter or digit becomes a space (a '.' between digits stays: "2.0").
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _UNIT_RE.sub(_unit_replacement, text)
+    text = text.translate(_TRANSLITERATE)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return " ".join(_TOKEN_RE.findall(text))
+
+
+def lexical_text(product: Mapping[str, object]) -> str:
+    """The text the lexical space reads: brand, title, identifying attributes, category, description's start.
+
+    Attributes are read from a nested ``attributes`` mapping and from top-level keys alike (keys in
+    `LEXICAL_ATTRIBUTE_KEYS`). This is the human-readable view; `LexicalEncoder.terms` weights the same fields.
+    """
+    return " | ".join(text for text, _ in _weighted_fields(product) if text)
+
+
+@dataclass(frozen=True)
+class IdfTable:
+    """Smoothed IDF per hashed term over a set of documents: idf = ln((1 + n) / (1 + df)) + 1.
+
+    Keeping it current in a database: store each product's raw terms (`LexicalEncoder.encode_many`) and a
+    table of per-term document frequencies (add a product's terms on insert, subtract on delete/update).
+    Weighted vectors (`weigh`) depend on n_documents and df, but slowly: re-weigh every stored vector only when
+    the number of documents has grown or shrunk by more than a fraction (`needs_reweigh`, 20% by default) since
+    the table the vectors were weighed with; in between, new products are weighed with the current table.
+    Terms never seen get the idf of a term seen in no document (`unseen_idf`).
+    """
+
+    indices: np.ndarray  # int32, sorted, unique
+    idf: np.ndarray  # float32, same length
+    n_documents: int
+
+    @property
+    def unseen_idf(self) -> float:
+        return math.log(1.0 + self.n_documents) + 1.0
+
+    def lookup(self, indices: np.ndarray) -> np.ndarray:
+        """The idf of each term index (float32), `unseen_idf` where the table has none."""
+        indices = np.asarray(indices, dtype=np.int32)
+        if self.indices.size == 0:
+            return np.full(indices.shape, self.unseen_idf, dtype=np.float32)
+        pos = np.searchsorted(self.indices, indices)
+        pos = np.minimum(pos, self.indices.size - 1)
+        found = self.indices[pos] == indices
+        return np.where(found, self.idf[pos], np.float32(self.unseen_idf)).astype(np.float32)
+
+    def needs_reweigh(self, n_documents_now: int, fraction: float = 0.2) -> bool:
+        """Whether vectors weighed with this table should be re-weighed now that there are `n_documents_now`."""
+        return abs(n_documents_now - self.n_documents) > fraction * max(self.n_documents, 1)
+
+
+@dataclass(frozen=True)
+class LexicalEncoder:
+    """Turns products into hashed, sublinear term frequencies (not yet IDF-weighted); see the module docstring."""
+
+    ngram_sizes: tuple[int, ...] = (3, 4, 5)
+    dimensions: int = 2**20
+    max_terms: int = PGVECTOR_HNSW_MAX_NONZEROS
+    word_weight: float = 2.0
+    code_weight: float = 3.0
+    max_code_parts: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_terms <= PGVECTOR_HNSW_MAX_NONZEROS:
+            raise ValueError(f"max_terms must be in 1..{PGVECTOR_HNSW_MAX_NONZEROS}, not {self.max_terms}")
+        if not 1 <= self.dimensions <= 2**31 - 1:
+            raise ValueError(f"dimensions must be in 1..2**31-1, not {self.dimensions}")
+        if not self.ngram_sizes or min(self.ngram_sizes) < 1:
+            raise ValueError(f"ngram_sizes must be positive, not {self.ngram_sizes}")
+
+    def terms(self, product: Mapping[str, object]) -> dict[int, float]:
+        """Hashed term -> sublinear frequency (1 + ln tf, tf counted with field weights) of one product.
+
+        Every field is cut to a fixed length first, so a product has at most a few thousand raw terms (fewer
+        than `PGVECTOR_SPARSEVEC_MAX_NONZEROS`, so they can be stored as a sparsevec); `weigh` cuts to
+        `max_terms`.
+        """
+        return {h: _sublinear(tf) for h, tf in self._counts(product).items()}
+
+    def encode(self, product: Mapping[str, object]) -> SparseVector:
+        """`terms` as sorted (indices int32, values float32) arrays."""
+        counts = self._counts(product)
+        indices = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        values = np.where(tf >= 1.0, 1.0 + np.log(np.maximum(tf, 1.0)), tf).astype(np.float32)
+        order = np.argsort(indices, kind="stable")
+        return indices[order], values[order]
+
+    def encode_many(self, products: Iterable[Mapping[str, object]]) -> list[SparseVector]:
+        """`encode` of each product, in order (raw term frequencies: feed them to `document_frequencies`)."""
+        return [self.encode(product) for product in products]
+
+    def _counts(self, product: Mapping[str, object]) -> dict[int, float]:
+        counts: dict[int, float] = {}
+        get = counts.get
+        sizes, dimensions, word_weight = self.ngram_sizes, self.dimensions, self.word_weight
+        for text, weight in _weighted_fields(product):
+            tokens = normalize(text).split()
+            for token in tokens:
+                grams, word = _word_terms(token, sizes, dimensions)
+                for h in grams:
+                    counts[h] = get(h, 0.0) + weight
+                counts[word] = get(word, 0.0) + weight * word_weight
+            for code in code_terms(tokens, self.max_code_parts):
+                h = _hash("c", code, dimensions)
+                counts[h] = get(h, 0.0) + weight * self.code_weight
+        return counts
+
+
+def code_terms(tokens: list[str], max_parts: int = 4) -> list[str]:
+    """Runs of up to `max_parts` adjacent tokens glued together that look like a product code.
+
+    A code mixes letters and digits, has at least 4 characters and at most 16; a unit ("8w", "40mm") or a long
+    plain word of more than 3 letters ("class", "sony") cannot be part of one, so "16gb class 4"
+    yields nothing while "ps lx 350 h" yields "pslx350h" (and its sub-runs "pslx", "lx350", ...; spurious sub-runs are rare terms that cost little).
+    """
+    parts_ok = [_can_be_code_part(t) for t in tokens]
+    codes = []
+    for start in range(len(tokens)):
+        glued = ""
+        for end in range(start, min(start + max_parts, len(tokens))):
+            if not parts_ok[end]:
+                break
+            glued += tokens[end].replace(".", "")
+            if len(glued) > 16:
+                break
+            if len(glued) >= 4 and _mixes_letters_and_digits(glued):
+                codes.append(glued)
+    return codes
+
+
+def document_frequencies(vectors: Iterable[SparseVector]) -> dict[int, int]:
+    """Number of vectors each term index occurs in (the per-term table a database keeps)."""
+    chunks = [np.asarray(indices, dtype=np.int64) for indices, _ in vectors]
+    if not chunks:
+        return {}
+    terms, counts = np.unique(np.concatenate(chunks), return_counts=True)
+    return dict(zip(terms.tolist(), counts.tolist(), strict=True))
+
+
+def idf_weights(document_frequency: Mapping[int, int] | SparseVector, n_documents: int) -> IdfTable:
+    """The smoothed IDF table for per-term document frequencies (a mapping, or (indices, counts) arrays)."""
+    if n_documents < 0:
+        raise ValueError(f"n_documents must not be negative, not {n_documents}")
+    if isinstance(document_frequency, Mapping):
+        indices = np.fromiter(document_frequency.keys(), dtype=np.int64, count=len(document_frequency))
+        df = np.fromiter(document_frequency.values(), dtype=np.float64, count=len(document_frequency))
+    else:
+        indices = np.asarray(document_frequency[0], dtype=np.int64)
+        df = np.asarray(document_frequency[1], dtype=np.float64)
+    order = np.argsort(indices, kind="stable")
+    indices, df = indices[order], df[order]
+    idf = np.log((1.0 + n_documents) / (1.0 + np.minimum(df, n_documents))) + 1.0
+    return IdfTable(indices=indices.astype(np.int32), idf=idf.astype(np.float32), n_documents=n_documents)
+
+
+def weigh(
+    terms: Mapping[int, float] | SparseVector, idf: IdfTable, max_terms: int = PGVECTOR_HNSW_MAX_NONZEROS
+) -> SparseVector:
+    """TF-IDF weights of one product's raw terms, at most `max_terms` of them, L2-normalised (cosine = dot).
+
+    Only when a product has more than `max_terms` terms are the lowest-weighted ones dropped; with the same tf
+    those are the terms present in most documents (lowest idf). An empty text gives empty arrays.
+    """
+    if isinstance(terms, Mapping):
+        indices = np.fromiter(terms.keys(), dtype=np.int32, count=len(terms))
+        values = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
+    else:
+        indices = np.asarray(terms[0], dtype=np.int32)
+        values = np.asarray(terms[1], dtype=np.float32)
+    weights = values * idf.lookup(indices)
+    if weights.size > max_terms:
+        # Highest weight first; the index breaks ties so the result does not depend on input order.
+        keep = np.lexsort((indices, -weights))[:max_terms]
+        indices, weights = indices[keep], weights[keep]
+    order = np.argsort(indices, kind="stable")
+    indices, weights = indices[order], weights[order]
+    norm = float(np.sqrt(np.dot(weights.astype(np.float64), weights.astype(np.float64))))
+    if norm > 0:
+        weights = weights / norm
+    return indices.astype(np.int32), weights.astype(np.float32)
+
+
+def weigh_many(
+    vectors: Sequence[SparseVector], idf: IdfTable, max_terms: int = PGVECTOR_HNSW_MAX_NONZEROS
+) -> list[SparseVector]:
+    """`weigh` of each raw vector (as `encode_many` gives them), in order; one IDF look-up for all of them."""
+    if not vectors:
+        return []
+    lengths = np.array([len(indices) for indices, _ in vectors], dtype=np.int64)
+    indices = np.concatenate([np.asarray(i, dtype=np.int32) for i, _ in vectors])
+    weights = np.concatenate([np.asarray(v, dtype=np.float32) for _, v in vectors]) * idf.lookup(indices)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    squares = (
+        np.add.reduceat(weights.astype(np.float64) ** 2, starts) if indices.size else np.zeros(len(vectors))
+    )
+    norms = np.sqrt(np.where(lengths > 0, squares, 0.0))
+    out = []
+    for k, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        if length > max_terms:
+            out.append(weigh(vectors[k], idf, max_terms))  # rare: long texts need the cut first
+            continue
+        part = weights[start : start + length]
+        norm = norms[k]
+        out.append((indices[start : start + length], (part / norm if norm > 0 else part).astype(np.float32)))
+    return out
+
+
+def similarity(a: SparseVector, b: SparseVector) -> float:
+    """Cosine of two weighted sparse vectors (each sorted by index), 0.0 when either is empty."""
+    ia, va = a
+    ib, vb = b
+    _, pa, pb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
+    dot = float(np.dot(np.asarray(va, np.float64)[pa], np.asarray(vb, np.float64)[pb]))
+    na = float(np.linalg.norm(np.asarray(va, np.float64)))
+    nb = float(np.linalg.norm(np.asarray(vb, np.float64)))
+    return dot / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _unit_replacement(match: re.Match[str]) -> str:
+    number, unit = match.group(1), match.group(2)
+    if unit == "в" and re.match(r"\s*\d", match.string[match.end() :]):
+        return match.group(0)  # "2 в 1": the Russian preposition, not volts
+    if unit == "г" and re.fullmatch(r"(?:19|20)\d\d", number):
+        return number  # "2019 г.": a year (Russian "год"), not grams
+    return " " + number.replace(",", ".") + _UNIT_CANONICAL[unit] + " "
+
+
+def _weighted_fields(product: Mapping[str, object]) -> list[tuple[str, float]]:
+    fields = [
+        (_field(product.get("brand")), BRAND_WEIGHT),
+        (_field(product.get("title")), TITLE_WEIGHT),
+    ]
+    attributes = product.get("attributes")
+    sources: list[Mapping[str, object]] = [product]
+    if isinstance(attributes, Mapping):
+        sources.append(attributes)
+    # All attribute values together are capped like one field, so that the raw terms of any product stay well
+    # under pgvector's 16,000 non-zeros of a stored (unindexed) sparsevec.
+    budget = FIELD_CHARS
+    for source in sources:
+        for key, value in source.items():
+            if budget > 0 and _attribute_key(str(key)) in LEXICAL_ATTRIBUTE_KEYS:
+                text = _field(value, budget)
+                budget -= len(text)
+                fields.append((text, ATTRIBUTE_WEIGHT))
+    fields.append((_field(product.get("category")), CATEGORY_WEIGHT))
+    fields.append((_field(product.get("description"), DESCRIPTION_CHARS), DESCRIPTION_WEIGHT))
+    return [(text, weight) for text, weight in fields if text]
+
+
+def _field(value: object, limit: int = FIELD_CHARS) -> str:
+    if value is None or isinstance(value, bool | Mapping):
+        return ""
+    if isinstance(value, list | tuple):
+        value = " ".join(str(v) for v in value if isinstance(v, str | int | float))
+    return str(value)[:limit].strip()
+
+
+def _attribute_key(key: str) -> str:
+    return re.sub(r"[\W_]+", "", key.casefold())
+
+
+@lru_cache(maxsize=1 << 18)
+def _word_terms(word: str, sizes: tuple[int, ...], dimensions: int) -> tuple[tuple[int, ...], int]:
+    # Cached per word: catalogues repeat a small vocabulary, so most words are hashed once per process.
+    folded = _fold(word)
+    marked = f"<{folded}>"
+    grams = []
+    for n in sizes:
+        if len(marked) <= n:
+            if n == sizes[0]:
+                grams.append(marked)
+            continue
+        grams.extend(marked[i : i + n] for i in range(len(marked) - n + 1))
+    return tuple(_hash("g", gram, dimensions) for gram in grams), _hash("w", word, dimensions)
+
+
+def _fold(word: str) -> str:
+    if word.isdigit() or _UNIT_TOKEN_RE.fullmatch(word):
+        return word
+    for old, new in _FOLDS:
+        word = word.replace(old, new)
+    return _DOUBLED_RE.sub(r"\1", word)
+
+
+def _hash(namespace: str, term: str, dimensions: int) -> int:
+    return zlib.crc32(f"{namespace}\x1f{term}".encode()) % dimensions
+
+
+def _sublinear(tf: float) -> float:
+    return 1.0 + math.log(tf) if tf >= 1.0 else tf
+
+
+def _mixes_letters_and_digits(text: str) -> bool:
+    return any(ch.isdigit() for ch in text) and any(ch.isalpha() for ch in text)
+
+
+def _can_be_code_part(token: str) -> bool:
+    if _UNIT_TOKEN_RE.fullmatch(token):
+        return False
+    return not (token.isalpha() and len(token) > 3)
