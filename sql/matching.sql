@@ -32,6 +32,22 @@ BEGIN
 END
 $$;
 
+-- The id of a model by name; with no name, the only registered model, or NULL when none or several are
+-- registered (for the lexical space, which needs no model).
+CREATE OR REPLACE FUNCTION prodmatch.model_id_or_null(model text DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF model IS NOT NULL THEN
+        RETURN prodmatch.model_id(model);
+    END IF;
+    RETURN (SELECT CASE WHEN count(*) = 1 THEN min(m.id) END FROM prodmatch.models m);
+END
+$$;
+
+-- The dimension of the hashed lexical space (prodmatch.embed.lexical.DIMENSIONS): the type of lexical.vector.
+CREATE OR REPLACE FUNCTION prodmatch.lexical_dimensions() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 1048576 $$;
+
 -- The id of a catalogue by name; the error lists the catalogues that exist.
 CREATE OR REPLACE FUNCTION prodmatch.catalog_id(catalog text) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
@@ -68,14 +84,17 @@ $$;
 CREATE OR REPLACE FUNCTION prodmatch.vector_type(dimension integer) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN dimension <= 2000 THEN 'vector' ELSE 'halfvec' END $$;
 
--- The k products most similar to one product, with the fused, image and text similarities side by side.
+-- The k products most similar to one product, with the fused, image, text and lexical similarities side by side.
 --
 --   SELECT * FROM prodmatch.similar(42);                                   -- top 10, fused space
 --   SELECT * FROM prodmatch.similar(42, k => 5, space => 'image', other_catalog => true);
+--   SELECT * FROM prodmatch.similar(42, space => 'lexical');                -- no neural model needed
 --   SELECT * FROM prodmatch.similar(42, in_catalog => 'competitor', same_category => true,
 --                                   min_price_ratio => 0.5, max_price_ratio => 2, unmatched_only => true);
 --
--- space: which vectors rank the candidates (fused, image or text); model: a model name (default: the only one);
+-- space: which vectors rank the candidates (fused, image, text, or lexical: hashed character n-grams of the
+-- product's text, weighted by IDF, kept in prodmatch.lexical); model: a model name (default: the only one; for
+-- the lexical space no model is needed, and the neural similarities are NULL when none is registered);
 -- in_catalog: only candidates from this catalogue; other_catalog: only candidates from other catalogues;
 -- same_category / same_brand: equal category / brand (brand compared case-insensitively);
 -- min/max_price_ratio: candidate price between ratio x the product's price; unmatched_only: skip candidates that
@@ -99,30 +118,66 @@ CREATE OR REPLACE FUNCTION prodmatch.similar(
 )
 RETURNS TABLE (
     product_id bigint, catalog text, external_id text, title text, brand text, price numeric,
-    fused_similarity real, image_similarity real, text_similarity real
+    fused_similarity real, image_similarity real, text_similarity real, lexical_similarity real
 )
 LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = 'relaxed_order'
 AS $$
 DECLARE
-    m integer := prodmatch.model_id(model);
-    expr text := prodmatch.vector_expr(m, space);  -- also validates space
+    m integer;
+    expr text;
+    query_type text;
+    p0 record;
     q record;
+    query_lexical sparsevec;
     query_vector vector;
+    has_embedding boolean;
     catalog_id bigint;
+    nearest text;
 BEGIN
-    SELECT e.image_vector, e.text_vector, e.fused_vector, e.status, p.catalog_id, p.category, p.brand, p.price
-      INTO q
-      FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id
-     WHERE e.product_id = query_product_id AND e.model_id = m;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'prodmatch: no product with id % (or it has no embedding row for this model)', query_product_id;
+    IF space = 'lexical' THEN
+        m := prodmatch.model_id_or_null(model);
+    ELSE
+        m := prodmatch.model_id(model);
+        expr := prodmatch.vector_expr(m, space);  -- also validates space
     END IF;
-    query_vector := CASE space WHEN 'fused' THEN q.fused_vector WHEN 'image' THEN q.image_vector
-                               WHEN 'text' THEN q.text_vector END;
-    IF query_vector IS NULL THEN
-        RAISE EXCEPTION 'prodmatch: product % has no % vector yet (embedding status %)', query_product_id,
-            space, q.status USING HINT = 'run: prodmatch embed; or pick another space';
+    SELECT p.catalog_id, p.category, p.brand, p.price INTO p0 FROM prodmatch.products p WHERE p.id = query_product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'prodmatch: no product with id %', query_product_id;
+    END IF;
+    SELECT e.status, e.image_vector, e.text_vector, e.fused_vector INTO q
+      FROM prodmatch.embeddings e WHERE e.product_id = query_product_id AND e.model_id = m;
+    has_embedding := FOUND;
+    SELECT l.vector INTO query_lexical FROM prodmatch.lexical l WHERE l.product_id = query_product_id;
+    IF space = 'lexical' THEN
+        IF query_lexical IS NULL THEN
+            RAISE EXCEPTION 'prodmatch: product % has no lexical vector yet', query_product_id
+                USING HINT = 'run: prodmatch embed (or prodmatch link), which brings the lexical space up to date';
+        END IF;
+        nearest := format($n$
+            SELECT l.product_id, l.vector <=> $1::sparsevec(%1$s) AS distance
+              FROM prodmatch.lexical l
+              JOIN prodmatch.products p ON p.id = l.product_id
+             WHERE true AND $n$, prodmatch.lexical_dimensions());
+        nearest := nearest || '%%FILTERS%%' || ' ORDER BY l.vector <=> $1::sparsevec('
+                   || prodmatch.lexical_dimensions() || ') LIMIT $14';
+    ELSE
+        IF NOT has_embedding THEN
+            RAISE EXCEPTION 'prodmatch: no product with id % (or it has no embedding row for this model)', query_product_id;
+        END IF;
+        query_vector := CASE space WHEN 'fused' THEN q.fused_vector WHEN 'image' THEN q.image_vector
+                                   WHEN 'text' THEN q.text_vector END;
+        IF query_vector IS NULL THEN
+            RAISE EXCEPTION 'prodmatch: product % has no % vector yet (embedding status %)', query_product_id,
+                space, q.status USING HINT = 'run: prodmatch embed; or pick another space';
+        END IF;
+        query_type := prodmatch.vector_type(vector_dims(query_vector)) || '(' || vector_dims(query_vector) || ')';
+        nearest := format($n$
+            SELECT e.product_id, %1$s <=> $18::%2$s AS distance
+              FROM prodmatch.embeddings e
+              JOIN prodmatch.products p ON p.id = e.product_id
+             WHERE e.model_id = %3$s AND $n$, expr, query_type, m);
+        nearest := nearest || '%%FILTERS%%' || format(' ORDER BY %1$s <=> $18::%2$s LIMIT $14', expr, query_type);
     END IF;
     IF in_catalog IS NOT NULL THEN
         catalog_id := prodmatch.catalog_id(in_catalog);
@@ -130,12 +185,8 @@ BEGIN
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
     END IF;
-    RETURN QUERY EXECUTE format($query$
-        WITH nearest AS MATERIALIZED (
-            SELECT e.product_id, e.image_vector, e.text_vector, e.fused_vector, %1$s <=> $1::%2$s AS distance
-              FROM prodmatch.embeddings e
-              JOIN prodmatch.products p ON p.id = e.product_id
-             WHERE e.model_id = %3$s AND e.product_id <> $2
+    nearest := replace(nearest, '%%FILTERS%%', $f$
+                   p.id <> $2
                AND ($3::bigint IS NULL OR p.catalog_id = $3)
                AND (NOT $4 OR p.catalog_id <> $5)
                AND (NOT $6 OR p.category IS NOT DISTINCT FROM $7)
@@ -143,22 +194,22 @@ BEGIN
                AND ($10::numeric IS NULL OR p.price >= $10 * $12)
                AND ($11::numeric IS NULL OR p.price <= $11 * $12)
                AND (NOT $13 OR NOT EXISTS (SELECT 1 FROM prodmatch.matches mm
-                                            WHERE mm.target_product_id = p.id AND mm.rank = 1))
-             ORDER BY %1$s <=> $1::%2$s
-             LIMIT $14
-        )
+                                            WHERE mm.target_product_id = p.id AND mm.rank = 1)) $f$);
+    RETURN QUERY EXECUTE format($query$
+        WITH nearest AS MATERIALIZED (%1$s)
         SELECT n.product_id, c.name, p.external_id, p.title, p.brand, p.price,
-               (1 - (n.fused_vector <=> $15))::real, (1 - (n.image_vector <=> $16))::real,
-               (1 - (n.text_vector <=> $17))::real
+               (1 - (e.fused_vector <=> $15))::real, (1 - (e.image_vector <=> $16))::real,
+               (1 - (e.text_vector <=> $17))::real, (1 - (l.vector <=> $1))::real
           FROM nearest n
           JOIN prodmatch.products p ON p.id = n.product_id
           JOIN prodmatch.catalogs c ON c.id = p.catalog_id
+          LEFT JOIN prodmatch.embeddings e ON e.product_id = n.product_id AND e.model_id = $19
+          LEFT JOIN prodmatch.lexical l ON l.product_id = n.product_id
          ORDER BY n.distance, n.product_id
-        $query$,
-        expr, prodmatch.vector_type(vector_dims(query_vector)) || '(' || vector_dims(query_vector) || ')', m)
-    USING query_vector, query_product_id, catalog_id, other_catalog, q.catalog_id, same_category, q.category,
-          same_brand, q.brand, min_price_ratio, max_price_ratio, q.price, unmatched_only, k,
-          q.fused_vector, q.image_vector, q.text_vector;
+        $query$, nearest)
+    USING query_lexical, query_product_id, catalog_id, other_catalog, p0.catalog_id, same_category, p0.category,
+          same_brand, p0.brand, min_price_ratio, max_price_ratio, p0.price, unmatched_only, k,
+          q.fused_vector, q.image_vector, q.text_vector, query_vector, m;
 END
 $$;
 
@@ -212,8 +263,10 @@ $$;
 
 -- For every product of one catalogue, its k nearest products in another (HNSW, one LATERAL query per source):
 -- what `prodmatch link --mode ann` stores. source_ids limits the sources (the CLI passes chunks of ids).
+-- space 'lexical' ranks by the lexical space (no model needed); the other similarities come alongside.
 --
 --   SELECT * FROM prodmatch.candidates('shop', 'competitor', k => 3);
+--   SELECT * FROM prodmatch.candidates('shop', 'competitor', k => 3, space => 'lexical');
 CREATE OR REPLACE FUNCTION prodmatch.candidates(
     source_catalog text,
     target_catalog text,
@@ -225,44 +278,59 @@ CREATE OR REPLACE FUNCTION prodmatch.candidates(
 )
 RETURNS TABLE (
     source_product_id bigint, target_product_id bigint, rank integer,
-    fused_similarity real, image_similarity real, text_similarity real
+    fused_similarity real, image_similarity real, text_similarity real, lexical_similarity real
 )
 LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = 'relaxed_order'
 AS $$
 DECLARE
-    m integer := prodmatch.model_id(model);
+    m integer;
     source_id bigint;
     target_id bigint;
+    nearest text;
+    has_query text;
 BEGIN
+    IF space = 'lexical' THEN
+        m := prodmatch.model_id_or_null(model);
+        nearest := format($n$
+            SELECT l.product_id, l.vector <=> sl.vector AS distance
+              FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id
+             WHERE p.catalog_id = $2 ORDER BY l.vector <=> sl.vector LIMIT $3 $n$);
+        has_query := 'sl.vector IS NOT NULL';
+    ELSE
+        m := prodmatch.model_id(model);
+        nearest := format($n$
+            SELECT e.product_id, %1$s <=> %2$s AS distance
+              FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id
+             WHERE e.model_id = %3$s AND p.catalog_id = $2 ORDER BY %1$s <=> %2$s LIMIT $3 $n$,
+            prodmatch.vector_expr(m, space, 'e'), prodmatch.vector_expr(m, space, 's'), m);
+        has_query := prodmatch.vector_expr(m, space, 's') || ' IS NOT NULL';
+    END IF;
     source_id := prodmatch.catalog_id(source_catalog);
     target_id := prodmatch.catalog_id(target_catalog);
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
     END IF;
     RETURN QUERY EXECUTE format($query$
-        SELECT s.product_id, t.product_id, t.rank::integer,
-               (1 - (s.fused_vector <=> t.fused_vector))::real,
-               (1 - (s.image_vector <=> t.image_vector))::real,
-               (1 - (s.text_vector <=> t.text_vector))::real
-          FROM prodmatch.embeddings s
-          JOIN prodmatch.products sp ON sp.id = s.product_id
+        SELECT sp.id, t.product_id, t.rank::integer,
+               (1 - (s.fused_vector <=> te.fused_vector))::real,
+               (1 - (s.image_vector <=> te.image_vector))::real,
+               (1 - (s.text_vector <=> te.text_vector))::real,
+               (1 - (sl.vector <=> tl.vector))::real
+          FROM prodmatch.products sp
+          LEFT JOIN prodmatch.embeddings s ON s.product_id = sp.id AND s.model_id = $5
+          LEFT JOIN prodmatch.lexical sl ON sl.product_id = sp.id
           CROSS JOIN LATERAL (
               SELECT nearest.*, row_number() OVER (ORDER BY nearest.distance, nearest.product_id) AS rank
-                FROM (SELECT e.product_id, e.image_vector, e.text_vector, e.fused_vector,
-                             %1$s <=> %2$s AS distance
-                        FROM prodmatch.embeddings e
-                        JOIN prodmatch.products p ON p.id = e.product_id
-                       WHERE e.model_id = %3$s AND p.catalog_id = $2
-                       ORDER BY %1$s <=> %2$s
-                       LIMIT $3) nearest
+                FROM (%1$s) nearest
           ) t
-         WHERE s.model_id = %3$s AND sp.catalog_id = $1 AND %2$s IS NOT NULL
-           AND ($4::bigint[] IS NULL OR s.product_id = ANY($4))
-         ORDER BY s.product_id, t.rank
-        $query$,
-        prodmatch.vector_expr(m, space, 'e'), prodmatch.vector_expr(m, space, 's'), m)
-    USING source_id, target_id, k, source_ids;
+          LEFT JOIN prodmatch.embeddings te ON te.product_id = t.product_id AND te.model_id = $5
+          LEFT JOIN prodmatch.lexical tl ON tl.product_id = t.product_id
+         WHERE sp.catalog_id = $1 AND %2$s
+           AND ($4::bigint[] IS NULL OR sp.id = ANY($4))
+         ORDER BY sp.id, t.rank
+        $query$, nearest, has_query)
+    USING source_id, target_id, k, source_ids, m;
 END
 $$;
 
@@ -276,6 +344,11 @@ SELECT r.id AS run_id,
        x.fused_similarity,
        x.image_similarity,
        x.text_similarity,
+       x.lexical_similarity,
+       x.match_probability,
+       x.accepted,
+       mt.name AS matcher,
+       x.signals,
        sc.name AS source_catalog,
        sp.id AS source_product_id,
        sp.external_id AS source_external_id,
@@ -294,7 +367,8 @@ SELECT r.id AS run_id,
        tp.currency AS target_currency
   FROM prodmatch.matches x
   JOIN prodmatch.match_runs r ON r.id = x.run_id
-  JOIN prodmatch.models md ON md.id = r.model_id
+  LEFT JOIN prodmatch.models md ON md.id = r.model_id
+  LEFT JOIN prodmatch.matchers mt ON mt.id = r.matcher_id
   JOIN prodmatch.products sp ON sp.id = x.source_product_id
   JOIN prodmatch.catalogs sc ON sc.id = sp.catalog_id
   JOIN prodmatch.products tp ON tp.id = x.target_product_id

@@ -53,7 +53,8 @@ def upgrade() -> None:
         schema="prodmatch",
         postgresql_nulls_not_distinct=True,
     )
-    apply_sql_file(op.get_bind(), "matching.sql")
+    # The SQL API frozen at revision 0004 (later revisions apply their own version of sql/matching.sql).
+    apply_sql_file(op.get_bind(), "versions/matching_0004.sql")
 
 
 def downgrade() -> None:

@@ -21,12 +21,14 @@ _NEW, _OLD = "ef_search integer DEFAULT 100", "ef_search integer DEFAULT NULL"
 
 
 def upgrade() -> None:
-    apply_sql_file(op.get_bind(), "matching.sql")  # CREATE OR REPLACE FUNCTION with the new defaults
+    apply_sql_file(
+        op.get_bind(), "versions/matching_0004.sql"
+    )  # CREATE OR REPLACE FUNCTION with the new defaults
 
 
 def downgrade() -> None:
     # Parameter defaults can only be changed by replacing the function: the same definitions, the old defaults.
-    text = (resource_dir("sql") / "matching.sql").read_text(encoding="utf-8")
+    text = (resource_dir("sql") / "versions" / "matching_0004.sql").read_text(encoding="utf-8")
     if text.count(_NEW) != 3:
         raise RuntimeError("sql/matching.sql no longer matches migration 0003: update its downgrade")
     op.get_bind().connection.driver_connection.execute(text.replace(_NEW, _OLD))

@@ -20,7 +20,7 @@ depends_on = None
 
 def upgrade() -> None:
     apply_sql_file(
-        op.get_bind(), "matching.sql"
+        op.get_bind(), "versions/matching_0004.sql"
     )  # CREATE OR REPLACE: adds catalog_id, re-creates its callers
 
 

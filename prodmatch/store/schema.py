@@ -7,7 +7,7 @@ column names here are public: analysts and applications write SQL against them.
 
 from __future__ import annotations
 
-from pgvector.sqlalchemy import VECTOR
+from pgvector.sqlalchemy import SPARSEVEC, VECTOR
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -30,7 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL, UUID
 
 SCHEMA = "prodmatch"
 
@@ -146,6 +146,56 @@ Index(
     postgresql_where=text("status = 'pending'"),
 )
 
+# The lexical space: hashed character n-grams, words and codes of each product's text (prodmatch.embed.lexical),
+# with no neural model. `terms` keeps the raw term frequencies (to re-weigh when IDF moves); `vector` is the
+# IDF-weighted, L2-normalised form that similar / candidates / link search through the HNSW index.
+LEXICAL_DIMENSIONS = 2**20
+
+lexical = Table(
+    "lexical",
+    metadata,
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True),
+    Column("content_hash", UUID(as_uuid=True), nullable=False),
+    Column("terms", SPARSEVEC(LEXICAL_DIMENSIONS), nullable=False),
+    Column("vector", SPARSEVEC(LEXICAL_DIMENSIONS), nullable=False),
+    # Product codes (model numbers, MPN / SKU-like tokens, check-digit-verified GTINs as 'gtin:' + GTIN-14).
+    Column("codes", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("weighted_documents", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index(
+    "lexical_vector_hnsw",
+    lexical.c.vector,
+    postgresql_using="hnsw",
+    postgresql_ops={"vector": "sparsevec_cosine_ops"},
+)
+Index("lexical_codes_idx", lexical.c.codes, postgresql_using="gin")
+
+# Document frequency of each hashed lexical term over all products, kept current by the lexical refresh.
+lexical_terms = Table(
+    "lexical_terms",
+    metadata,
+    Column("term", Integer, primary_key=True),
+    Column("documents", Integer, nullable=False),
+)
+
+# Learned match scorers ("matchers"): a definition that cannot execute code (JSON coefficients or LightGBM's
+# text model), the features it reads, its threshold and its cross-validated metrics.
+matchers = Table(
+    "matchers",
+    metadata,
+    Column("id", Integer, Identity(always=False), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE")),
+    Column("kind", Text, nullable=False),
+    Column("definition", JSONB, nullable=False),
+    Column("features", ARRAY(Text), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("metrics", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("trained_on", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _now(),
+)
+
 match_runs = Table(
     "match_runs",
     metadata,
@@ -153,7 +203,9 @@ match_runs = Table(
     Column("kind", Text, nullable=False, server_default="link"),
     Column("source_catalog_id", BigInteger, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
     Column("target_catalog_id", BigInteger, ForeignKey("catalogs.id", ondelete="CASCADE")),
-    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    # NULL for a run on the lexical space alone (no neural model registered).
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE")),
+    Column("matcher_id", Integer, ForeignKey("matchers.id", ondelete="SET NULL")),
     Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _now(),
     CheckConstraint("kind IN ('link', 'dedupe')", name="kind_known"),
@@ -180,6 +232,12 @@ matches = Table(
     Column("fused_similarity", REAL),
     Column("image_similarity", REAL),
     Column("text_similarity", REAL),
+    Column("lexical_similarity", REAL),
+    # The learned matcher's calibrated probability (NULL for a cosine-only run) and the run's decision.
+    Column("match_probability", REAL),
+    Column("accepted", Boolean, nullable=False, server_default=text("false")),
+    # Every signal the decision used, by name (codes agree / conflict, price log-ratio, ranks, ...).
+    Column("signals", JSONB),
     PrimaryKeyConstraint("run_id", "source_product_id", "target_product_id"),
 )
 Index("matches_target_product_id_idx", matches.c.target_product_id)

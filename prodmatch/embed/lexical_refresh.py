@@ -1,0 +1,239 @@
+"""Keep the lexical space current: `prodmatch.lexical` rows for every product, weighted by up-to-date IDF.
+
+A product needs a (new) lexical row when it has none or its `content_hash` differs from the row's (the same
+generated hash that makes embeddings pending, so plain-SQL writes by applications are covered too; a deleted
+product's row goes with it by ON DELETE CASCADE). `refresh_lexical` encodes those products
+(`prodmatch.embed.lexical`), extracts their codes (`prodmatch.embed.codes`), updates the per-term document
+frequencies in `prodmatch.lexical_terms`, and writes the raw terms and the IDF-weighted vector.
+
+How IDF stays current as catalogues grow: every row records the number of documents its vector was weighted
+with (`weighted_documents`). New and changed products are weighted with the current frequencies; when the number
+of products has moved by more than `REWEIGH_FRACTION` since the oldest weighting, the frequencies are recounted
+from the stored raw terms (which also forgets deleted products) and every vector is re-weighted. Between those
+points, a vector's weights are at most that far from exact IDF, which moves cosines little (a term's idf is a
+logarithm of the document count).
+
+The whole refresh runs in one transaction under an advisory lock, so two refreshes (a worker and a `link`) never
+count a product twice; it locks only the lexical tables, never `products`, so applications are not blocked.
+`link`, `eval`, `matcher train` and `embed` call it first; `prodmatch embed --watch` after each wake-up.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psycopg
+from tqdm import tqdm
+
+from prodmatch.embed.codes import extract_codes
+from prodmatch.embed.lexical import IdfTable, LexicalEncoder, idf_weights, weigh_many
+from prodmatch.store.schema import LEXICAL_DIMENSIONS
+
+REWEIGH_FRACTION = 0.2  # re-weigh every vector when the product count moved this much since weighting
+BATCH = 5000  # products encoded and written per round trip
+_LOCK_KEY = 0x6C6578  # pg_advisory_xact_lock key of the lexical refresh ('lex')
+_ENCODER = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+
+
+@dataclass(frozen=True)
+class LexicalRefresh:
+    """What one refresh did."""
+
+    encoded: int  # products (re-)encoded because they were new or changed
+    reweighed: int  # vectors re-weighted because IDF moved
+    documents: int  # products with a lexical row now
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        return (
+            f"lexical space: {self.encoded} products encoded, {self.reweighed} re-weighted, "
+            f"{self.documents} in all ({self.seconds:.1f} s)"
+        )
+
+
+def refresh_lexical(conn: psycopg.Connection, *, progress: bool = False) -> LexicalRefresh:
+    """Bring `prodmatch.lexical` up to date with `prodmatch.products` (see the module docstring)."""
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        documents = conn.execute("SELECT count(*) FROM prodmatch.products").fetchone()[0]
+        stale = conn.execute(
+            "SELECT count(*) FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
+            " WHERE l.product_id IS NULL OR l.content_hash <> p.content_hash"
+        ).fetchone()[0]
+        oldest = conn.execute("SELECT min(weighted_documents) FROM prodmatch.lexical").fetchone()[0]
+        reweigh_all = oldest is not None and abs(documents - oldest) > REWEIGH_FRACTION * max(oldest, 1)
+        reweigh_all = reweigh_all or (oldest is None and stale > 0)
+        df = _load_frequencies(conn)
+        touched: set[int] = set()
+        encoded = 0
+        if stale:
+            bar = tqdm(total=stale, unit="product", desc="lexical space", disable=not progress)
+            with bar:
+                for batch in _stale_batches(conn):
+                    touched |= _apply_batch(conn, batch, df, documents)
+                    encoded += len(batch)
+                    bar.update(len(batch))
+        reweighed = 0
+        if reweigh_all:
+            reweighed = _reweigh_everything(conn, documents)
+        elif touched:
+            _store_frequencies(conn, df, np.fromiter(touched, dtype=np.int64, count=len(touched)))
+    return LexicalRefresh(encoded, reweighed, documents, round(time.perf_counter() - started, 3))
+
+
+def lexical_idf(conn: psycopg.Connection) -> IdfTable:
+    """The current IDF table (for weighting a query text the way stored products are weighted)."""
+    df = _load_frequencies(conn)
+    documents = conn.execute("SELECT count(*) FROM prodmatch.lexical").fetchone()[0]
+    terms = np.flatnonzero(df)
+    return idf_weights((terms, df[terms]), documents)
+
+
+# --- sparse vectors in pgvector's text form ---------------------------------------------------------------
+
+_PAIR = re.compile(r"(\d+):([^,}]+)")
+
+
+def sparse_text(indices: np.ndarray, values: np.ndarray, dimensions: int = LEXICAL_DIMENSIONS) -> str:
+    """pgvector's sparsevec text form; its indices are 1-based, ours 0-based."""
+    body = ",".join(f"{i + 1}:{v:.6g}" for i, v in zip(indices.tolist(), values.tolist(), strict=True))
+    return "{" + body + "}/" + str(dimensions)
+
+
+def parse_sparse_text(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(0-based int32 indices, float32 values) of a sparsevec in pgvector's text form."""
+    body = text[1 : text.index("}")]
+    if not body:
+        return np.empty(0, np.int32), np.empty(0, np.float32)
+    pairs = np.array([p.split(":") for p in body.split(",")], dtype=np.float64)
+    return (pairs[:, 0] - 1).astype(np.int32), pairs[:, 1].astype(np.float32)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _stale_batches(conn: psycopg.Connection) -> Iterator[list[tuple]]:
+    """Rows (id, content_hash, product mapping, old raw terms or None) of new or changed products."""
+    with conn.cursor(name="prodmatch_lexical_stale") as cur:
+        cur.itersize = BATCH
+        cur.execute(
+            "SELECT p.id, p.content_hash, p.title, p.brand, p.category, p.description, p.attributes,"
+            " l.terms::text FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
+            " WHERE l.product_id IS NULL OR l.content_hash <> p.content_hash ORDER BY p.id"
+        )
+        while rows := cur.fetchmany(BATCH):
+            yield rows
+
+
+def _apply_batch(conn: psycopg.Connection, rows: list[tuple], df: np.ndarray, documents: int) -> set[int]:
+    """Encode and store one batch of stale products; update `df` in place; return the terms whose df moved."""
+    products = [
+        {"title": r[2], "brand": r[3], "category": r[4], "description": r[5], "attributes": r[6] or {}}
+        for r in rows
+    ]
+    raw = _ENCODER.encode_many(products)
+    old = [parse_sparse_text(row[7])[0] for row in rows if row[7] is not None]
+    new = [indices for indices, _ in raw]
+    for indices in old:
+        np.subtract.at(df, indices, 1)
+    for indices in new:
+        np.add.at(df, indices, 1)
+    touched = set(np.unique(np.concatenate([*old, *new, np.empty(0, np.int32)])).tolist())
+    terms = np.flatnonzero(df)
+    weighted = weigh_many(raw, idf_weights((terms, df[terms]), documents))
+    _ensure_batch_table(conn)
+    with conn.cursor().copy(
+        "COPY pg_temp.lexical_batch (product_id, content_hash, terms, vector, codes, weighted_documents)"
+        " FROM STDIN"
+    ) as copy:
+        for row, product, (ri, rv), (wi, wv) in zip(rows, products, raw, weighted, strict=True):
+            copy.write_row(
+                (row[0], row[1], sparse_text(ri, rv), sparse_text(wi, wv), extract_codes(product), documents)
+            )
+    conn.execute(
+        "INSERT INTO prodmatch.lexical AS l (product_id, content_hash, terms, vector, codes, weighted_documents)"
+        " SELECT product_id, content_hash, terms, vector, codes, weighted_documents FROM pg_temp.lexical_batch"
+        " ON CONFLICT (product_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, terms = EXCLUDED.terms,"
+        " vector = EXCLUDED.vector, codes = EXCLUDED.codes, weighted_documents = EXCLUDED.weighted_documents,"
+        " updated_at = now()"
+    )
+    conn.execute("TRUNCATE pg_temp.lexical_batch")
+    return touched
+
+
+def _ensure_batch_table(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS lexical_batch (product_id bigint, content_hash uuid,"
+        f" terms sparsevec({LEXICAL_DIMENSIONS}), vector sparsevec({LEXICAL_DIMENSIONS}), codes text[],"
+        " weighted_documents bigint) ON COMMIT DROP"
+    )
+
+
+def _reweigh_everything(conn: psycopg.Connection, documents: int) -> int:
+    """Recount document frequencies from the stored raw terms and re-weight every vector."""
+    ids, raw = [], []
+    with conn.cursor().copy(
+        "COPY (SELECT product_id, terms FROM prodmatch.lexical ORDER BY 1) TO STDOUT"
+    ) as copy:
+        for product_id, terms in copy.rows():
+            ids.append(int(product_id))
+            raw.append(parse_sparse_text(terms))
+    df = np.zeros(LEXICAL_DIMENSIONS, dtype=np.int32)
+    if raw:
+        np.add.at(df, np.concatenate([indices for indices, _ in raw]), 1)
+    _store_frequencies(conn, df)
+    terms = np.flatnonzero(df)
+    weighted = weigh_many(raw, idf_weights((terms, df[terms]), documents))
+    conn.execute(
+        "CREATE TEMP TABLE lexical_weights (product_id bigint PRIMARY KEY,"
+        f" vector sparsevec({LEXICAL_DIMENSIONS})) ON COMMIT DROP"
+    )
+    with conn.cursor().copy("COPY pg_temp.lexical_weights (product_id, vector) FROM STDIN") as copy:
+        for product_id, (wi, wv) in zip(ids, weighted, strict=True):
+            copy.write_row((product_id, sparse_text(wi, wv)))
+    conn.execute(
+        "UPDATE prodmatch.lexical l SET vector = w.vector, weighted_documents = %s"
+        " FROM pg_temp.lexical_weights w WHERE w.product_id = l.product_id",
+        (documents,),
+    )
+    return len(ids)
+
+
+def _load_frequencies(conn: psycopg.Connection) -> np.ndarray:
+    df = np.zeros(LEXICAL_DIMENSIONS, dtype=np.int32)
+    rows = conn.execute("SELECT term, documents FROM prodmatch.lexical_terms").fetchall()
+    if rows:
+        table = np.array(rows, dtype=np.int64)
+        df[table[:, 0]] = table[:, 1]
+    return df
+
+
+def _store_frequencies(conn: psycopg.Connection, df: np.ndarray, touched: np.ndarray | None = None) -> None:
+    """Write the document frequencies: all of them (touched None), or only the terms that moved."""
+    np.maximum(df, 0, out=df)
+    if touched is None:
+        conn.execute("TRUNCATE prodmatch.lexical_terms")
+        terms = np.flatnonzero(df)
+        with conn.cursor().copy("COPY prodmatch.lexical_terms (term, documents) FROM STDIN") as copy:
+            for term, documents in zip(terms.tolist(), df[terms].tolist(), strict=True):
+                copy.write_row((term, documents))
+        return
+    conn.execute("CREATE TEMP TABLE lexical_df (term integer PRIMARY KEY, documents integer) ON COMMIT DROP")
+    with conn.cursor().copy("COPY pg_temp.lexical_df (term, documents) FROM STDIN") as copy:
+        for term, documents in zip(touched.tolist(), df[touched].tolist(), strict=True):
+            copy.write_row((term, documents))
+    conn.execute(
+        "DELETE FROM prodmatch.lexical_terms t USING pg_temp.lexical_df d WHERE d.term = t.term AND d.documents = 0"
+    )
+    conn.execute(
+        "INSERT INTO prodmatch.lexical_terms (term, documents) SELECT term, documents FROM pg_temp.lexical_df"
+        " WHERE documents > 0 ON CONFLICT (term) DO UPDATE SET documents = EXCLUDED.documents"
+    )
