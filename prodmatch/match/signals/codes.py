@@ -1,0 +1,42 @@
+"""Code signals: do two offers share a product code (GTIN/EAN/UPC, MPN, model number), or name different ones.
+
+Codes arrive already extracted and normalised (see prodmatch.embed.codes), as strings optionally prefixed by
+their kind ("gtin:04718755065736", "mpn:pslx350h"); codes without a prefix are of kind "code". Agreement is a
+shared code. Conflict is two offers that both carry codes of one kind and share none: two different GTINs are
+nearly proof of two products, while one shop's SKU next to another's MPN proves nothing, hence "of one kind".
+A coordinator may pass the embed package's own `compare(a, b) -> (agree, conflict)` instead of ours.
+"""
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Compare = Callable[[Sequence[str], Sequence[str]], tuple[bool, bool]]
+
+
+def code_signals(
+    left_codes: Sequence[Sequence[str] | None],
+    right_codes: Sequence[Sequence[str] | None],
+    *,
+    compare: Compare | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(agree, conflict) columns, 1/0 per pair; both NaN where either offer has no code."""
+    compare = compare or compare_codes
+    agree = np.full(len(left_codes), np.nan, dtype=np.float32)
+    conflict = np.full(len(left_codes), np.nan, dtype=np.float32)
+    for i, (a, b) in enumerate(zip(left_codes, right_codes, strict=True)):
+        if a and b:
+            agree[i], conflict[i] = compare(a, b)
+    return agree, conflict
+
+
+def compare_codes(a: Sequence[str], b: Sequence[str]) -> tuple[bool, bool]:
+    """(share a code, both have codes of one kind and share none)."""
+    set_a, set_b = set(a), set(b)
+    if set_a & set_b:
+        return True, False
+    return False, bool(_kinds(set_a) & _kinds(set_b))
+
+
+def _kinds(codes: set[str]) -> set[str]:
+    return {c.split(":", 1)[0] if ":" in c else "code" for c in codes}
