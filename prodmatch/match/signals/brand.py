@@ -23,7 +23,10 @@ def normalize_brand(text: str) -> str:
 
 
 def brand_equal(
-    left_brands: Sequence[str | None], right_brands: Sequence[str | None], *, normalize: Normalizer | None = None
+    left_brands: Sequence[str | None],
+    right_brands: Sequence[str | None],
+    *,
+    normalize: Normalizer | None = None,
 ) -> np.ndarray:
     """1 where both brands are given and equal after normalisation, 0 where they differ, NaN where one is missing."""
     norm = normalize or normalize_brand
@@ -50,7 +53,9 @@ def brand_in_other_title(
     """
     norm = normalize or normalize_brand
     out = np.full(len(left_brands), np.nan, dtype=np.float32)
-    for i, (lb, lt, rb, rt) in enumerate(zip(left_brands, left_titles, right_brands, right_titles, strict=True)):
+    for i, (lb, lt, rb, rt) in enumerate(
+        zip(left_brands, left_titles, right_brands, right_titles, strict=True)
+    ):
         found = []
         for brand, other_title in ((lb, rt), (rb, lt)):
             key = norm(brand or "")

@@ -85,7 +85,9 @@ def pair_features(
             columns[f"{kind}:{name}"] = _checked(getattr(rank, kind), n, f"ranks {name!r}")
     columns.update(_product_features(left_products, right_products, normalize_brand, compare_codes))
     names = tuple(columns)
-    values = np.column_stack([columns[c] for c in names]).astype(np.float32) if n else np.empty((0, len(names)))
+    values = (
+        np.column_stack([columns[c] for c in names]).astype(np.float32) if n else np.empty((0, len(names)))
+    )
     return FeatureMatrix(names, values.astype(np.float32))
 
 
@@ -101,7 +103,9 @@ def _product_features(
     lt, rt = get(left, "title"), get(right, "title")
     lb, rb = get(left, "brand"), get(right, "brand")
     numbers_agree, numbers_conflict = text.numbers_agreement(lt, rt)
-    codes_agree, codes_conflict = codes.code_signals(get(left, "codes"), get(right, "codes"), compare=compare_codes)
+    codes_agree, codes_conflict = codes.code_signals(
+        get(left, "codes"), get(right, "codes"), compare=compare_codes
+    )
     out = {
         "price_log_ratio": price.price_log_ratio(
             get(left, "price"), get(left, "currency"), get(right, "price"), get(right, "currency")

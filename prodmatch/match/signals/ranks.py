@@ -41,7 +41,9 @@ def rank_signals(
     reverse_rank, reverse_margin = _rank_within(target_ids, scores)
     columns = [rank, margin, reverse_rank, reverse_margin]
     if pair_source_ids is not None:
-        columns = _align(source_ids, target_ids, columns, np.asarray(pair_source_ids), np.asarray(pair_target_ids))
+        columns = _align(
+            source_ids, target_ids, columns, np.asarray(pair_source_ids), np.asarray(pair_target_ids)
+        )
     return RankColumns(*(c.astype(np.float32) for c in columns))
 
 

@@ -157,9 +157,10 @@ def _model_tokens(text: str) -> frozenset:
     out = set()
     for chunk in _CHUNK.findall(normalize_title(text)):
         token = _INNER_PUNCT.sub("", chunk.strip(".-/_+:"))
-        if len(token) >= 4 and _HAS_DIGIT.search(token) and (_HAS_ALPHA.search(token) or len(token) >= 6):
-            if not _NUMBER_UNIT.fullmatch(chunk):  # "500gb" is a size, handled by numbers_agreement
-                out.add(token)
+        looks_like_code = _HAS_DIGIT.search(token) and (_HAS_ALPHA.search(token) or len(token) >= 6)
+        # "500gb" is a size, which numbers_agreement compares
+        if len(token) >= 4 and looks_like_code and not _NUMBER_UNIT.fullmatch(chunk):
+            out.add(token)
     return frozenset(out)
 
 
