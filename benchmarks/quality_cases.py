@@ -33,7 +33,11 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 # name -> (folder, {split: file}, format)
 DATASETS: dict[str, tuple[str, dict[str, str], str]] = {
-    "walmart-amazon-structured": ("walmart-amazon/structured", {"train": "train.txt", "test": "test.txt"}, "pairs"),
+    "walmart-amazon-structured": (
+        "walmart-amazon/structured",
+        {"train": "train.txt", "test": "test.txt"},
+        "pairs",
+    ),
     "walmart-amazon-dirty": ("walmart-amazon/dirty", {"train": "train.txt", "test": "test.txt"}, "pairs"),
     "wdc-computers": ("wdc-computers", {"train": "train.txt.medium", "test": "test.txt"}, "pairs"),
     "wdc-products-80cc": (
