@@ -69,12 +69,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", nargs="+", default=["gbdt", "logistic"], help="model kinds that compete")
     args = parser.parse_args()
     for name in args.datasets:
-        run_dataset(name, args.k, args.seed)
+        run_dataset(name, args.k, args.seed, args.kinds)
 
 
-def run_dataset(name: str, k: int, seed: int) -> dict:
+def run_dataset(name: str, k: int, seed: int, kinds: list[str]) -> dict:
     started = time.perf_counter()
     train_case, test_case = load_case(name, "train"), load_case(name, "test")
     train = gather(train_case, k)
@@ -93,7 +94,7 @@ def run_dataset(name: str, k: int, seed: int) -> dict:
         union = len(set(zip(cands.source_ids, cands.target_ids, strict=True)) & case.gold) / len(case.gold)
         print(f"candidate recall ({label}, k={k}): {recalls}  union={union:.3f}  pairs={len(cands.labels)}")
     t0 = time.perf_counter()
-    matcher = train_matcher(train.features, train.labels, train.source_ids, seed=seed, name=name)
+    matcher = train_matcher(train.features, train.labels, train.source_ids, seed=seed, name=name, kinds=kinds)
     t_train = time.perf_counter() - t0
     m = matcher.metrics
     print(

@@ -11,6 +11,7 @@ fewer; the metrics say so in "notes". The gold reading and candidate gathering b
 """
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,20 +59,25 @@ def train_matcher(
     min_precision: float | None = None,
     seed: int = 0,
     name: str = "matcher",
+    kinds: Sequence[str] = ("gbdt", "logistic"),
 ) -> Matcher:
-    """A matcher trained on labelled pairs; `groups` (the source product of each pair) keeps folds apart."""
+    """A matcher trained on labelled pairs; `groups` (the source product of each pair) keeps folds apart.
+
+    `kinds` are the model kinds that compete on out-of-fold log-loss ("gbdt", "logistic").
+    """
     labels = np.asarray(labels).astype(np.int64)
     groups = np.asarray(groups)
     _check_inputs(features, labels, groups, min_precision)
+    unknown = set(kinds) - {"gbdt", "logistic"}
+    if unknown or not kinds:
+        raise ProdmatchError(f"model kinds must be among 'gbdt' and 'logistic', got {list(kinds)}")
     x = features.values.astype(np.float64)
     notes: list[str] = []
     folds = _folds(labels, groups, seed, notes)
-    kinds = ["logistic"]
     n_pos = int(labels.sum())
-    if n_pos >= MIN_POSITIVES_FOR_GBDT:
-        kinds.append("gbdt")
-    else:
+    if "gbdt" in kinds and n_pos < MIN_POSITIVES_FOR_GBDT:
         notes.append(f"gradient boosting skipped: {n_pos} positives < {MIN_POSITIVES_FOR_GBDT}")
+        kinds = [k for k in kinds if k != "gbdt"] or ["logistic"]
     out_of_fold = {kind: _out_of_fold(kind, x, labels, folds, features.names, seed) for kind in kinds}
     losses = {kind: _log_loss(labels, _sigmoid(raw)) for kind, raw in out_of_fold.items()}
     kind = min(kinds, key=lambda k: (losses[k], k != "gbdt"))

@@ -147,3 +147,15 @@ def test_feature_matrix_rejects_mismatched_names():
         FeatureMatrix(("a", "b"), np.zeros((3, 3), dtype=np.float32))
     with pytest.raises(ValueError):
         FeatureMatrix(("a", "a"), np.zeros((3, 2), dtype=np.float32))
+
+
+def test_a_code_written_in_the_other_title_counts():
+    found = codes.code_in_other_text(
+        [["PSLX350H"], [], ["gtin:04718755065736"], ["ab12"]],
+        ["Sony turntable", "Sony turntable", "Monitor", "x"],
+        [[], [], [], []],
+        ["Sony Turntable PS-LX350H black", "Sony turntable", "BenQ 4718755065736", "AB12 cable"],
+    )
+    assert found[0] == 1.0 and found[2] == 1.0
+    assert math.isnan(found[1])  # no code on either side
+    assert found[3] == 0.0  # codes under 5 characters hide inside unrelated words, so they are ignored

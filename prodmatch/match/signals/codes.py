@@ -7,9 +7,12 @@ nearly proof of two products, while one shop's SKU next to another's MPN proves 
 A coordinator may pass the embed package's own `compare(a, b) -> (agree, conflict)` instead of ours.
 """
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 Compare = Callable[[Sequence[str], Sequence[str]], tuple[bool, bool]]
 
@@ -28,6 +31,40 @@ def code_signals(
         if a and b:
             agree[i], conflict[i] = compare(a, b)
     return agree, conflict
+
+
+def code_in_other_text(
+    left_codes: Sequence[Sequence[str] | None],
+    left_texts: Sequence[str | None],
+    right_codes: Sequence[Sequence[str] | None],
+    right_texts: Sequence[str | None],
+) -> np.ndarray:
+    """1 where a code of one offer is written somewhere in the other offer's text; NaN where neither has a code.
+
+    Catches what exact agreement misses: one shop fills an MPN column, the other only writes the model number
+    in its title ("... Turntable PS-LX350H"). Texts and codes are compared as lower-case letters and digits
+    only, and codes shorter than MIN_CODE_IN_TEXT are ignored, as they occur inside unrelated words.
+    """
+    out = np.full(len(left_codes), np.nan, dtype=np.float32)
+    for i, (lc, lt, rc, rt) in enumerate(zip(left_codes, left_texts, right_codes, right_texts, strict=True)):
+        if not lc and not rc:
+            continue
+        out[i] = float(_written_in(lc or (), rt) or _written_in(rc or (), lt))
+    return out
+
+
+MIN_CODE_IN_TEXT = 5
+
+
+def _written_in(codes: Sequence[str], text: str | None) -> bool:
+    squashed = _squash(text or "")
+    return any(
+        len(c) >= MIN_CODE_IN_TEXT and c in squashed for c in (_squash(code.split(":")[-1]) for code in codes)
+    )
+
+
+def _squash(text: str) -> str:
+    return _NOT_ALNUM.sub("", text.casefold())
 
 
 def compare_codes(a: Sequence[str], b: Sequence[str]) -> tuple[bool, bool]:

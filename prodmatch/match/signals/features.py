@@ -33,6 +33,7 @@ PRODUCT_FEATURES = (
     "category_jaccard",
     "codes_agree",
     "codes_conflict",
+    "code_in_other_text",
 )
 
 
@@ -123,9 +124,20 @@ def _product_features(
         "category_jaccard": text.token_jaccard(get(left, "category"), get(right, "category")),
         "codes_agree": codes_agree,
         "codes_conflict": codes_conflict,
+        "code_in_other_text": codes.code_in_other_text(
+            get(left, "codes"),
+            _titles_and_descriptions(left),
+            get(right, "codes"),
+            _titles_and_descriptions(right),
+        ),
     }
     assert tuple(out) == PRODUCT_FEATURES
     return out
+
+
+def _titles_and_descriptions(products: Sequence[Product]) -> list[str]:
+    # the start of a description is where shops put the model number; the rest is prose
+    return [f"{p.get('title') or ''} {str(p.get('description') or '')[:300]}" for p in products]
 
 
 def _checked(values: np.ndarray, n: int, what: str) -> np.ndarray:
