@@ -58,9 +58,9 @@ MIN_CODE_IN_TEXT = 5
 
 def _written_in(codes: Sequence[str], text: str | None) -> bool:
     squashed = _squash(text or "")
-    return any(
-        len(c) >= MIN_CODE_IN_TEXT and c in squashed for c in (_squash(code.split(":")[-1]) for code in codes)
-    )
+    # A GTIN is stored padded to 14 digits; a title writes it as EAN-13 or UPC-A, without the leading zeros
+    forms = (_squash(c.split(":")[-1]).lstrip("0") if c.startswith("gtin:") else _squash(c) for c in codes)
+    return any(len(form) >= MIN_CODE_IN_TEXT and form in squashed for form in forms)
 
 
 def _squash(text: str) -> str:
