@@ -9,6 +9,7 @@ empty, and the matcher must learn that absence is not disagreement.
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -17,6 +18,7 @@ Normalizer = Callable[[str], str]
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
+@lru_cache(maxsize=200_000)  # one brand or title recurs in many candidate pairs
 def normalize_brand(text: str) -> str:
     """A brand as one comparable token: NFKC, case-folded, without spaces or punctuation."""
     return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())

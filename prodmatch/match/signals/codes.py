@@ -9,6 +9,7 @@ A coordinator may pass the embed package's own `compare(a, b) -> (agree, conflic
 
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -63,6 +64,7 @@ def _written_in(codes: Sequence[str], text: str | None) -> bool:
     return any(len(form) >= MIN_CODE_IN_TEXT and form in squashed for form in forms)
 
 
+@lru_cache(maxsize=200_000)  # a product's text recurs in each of its candidate pairs
 def _squash(text: str) -> str:
     return _NOT_ALNUM.sub("", text.casefold())
 
