@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from prodmatch.match.signals import brand, codes, price, text
+from prodmatch.match.signals import attributes, brand, codes, price, text
 from prodmatch.match.signals.features import PRODUCT_FEATURES, FeatureMatrix, pair_features
 from prodmatch.match.signals.ranks import rank_signals
 
@@ -159,3 +159,12 @@ def test_a_code_written_in_the_other_title_counts():
     assert found[0] == 1.0 and found[2] == 1.0
     assert math.isnan(found[1])  # no code on either side
     assert found[3] == 0.0  # codes under 5 characters hide inside unrelated words, so they are ignored
+
+
+def test_attributes_filled_on_both_sides_are_compared():
+    agree = attributes.attribute_agreement(
+        [{"Colour": "Space Grey", "size": "M"}, {"colour": "red"}, None],
+        [{"colour": "space-grey", "size": "L", "weight": "2 kg"}, {"modelno": "x1"}, {"colour": "red"}],
+    )
+    assert agree[0] == 0.5  # colour agrees, size clashes; weight is on one side only
+    assert math.isnan(agree[1]) and math.isnan(agree[2])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodmatch.match.signals import brand, codes, price, text
+from prodmatch.match.signals import attributes, brand, codes, price, text
 from prodmatch.match.signals.ranks import RankColumns
 
 Product = Mapping[str, object]
@@ -34,6 +34,7 @@ PRODUCT_FEATURES = (
     "codes_agree",
     "codes_conflict",
     "code_in_other_text",
+    "attribute_agreement",
 )
 
 
@@ -129,6 +130,9 @@ def _product_features(
             _titles_and_descriptions(left),
             get(right, "codes"),
             _titles_and_descriptions(right),
+        ),
+        "attribute_agreement": attributes.attribute_agreement(
+            get(left, "attributes"), get(right, "attributes")
         ),
     }
     assert tuple(out) == PRODUCT_FEATURES
