@@ -23,13 +23,17 @@ import csv
 import gzip
 import hashlib
 import json
+import os
 import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# ../shared/data beside the repository, or where PRODMATCH_DEV_DATA points
+DATA = Path(
+    os.environ.get("PRODMATCH_DEV_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+)
 
 # name -> (folder, {split: file}, format)
 DATASETS: dict[str, tuple[str, dict[str, str], str]] = {

@@ -70,17 +70,65 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", nargs="+", default=["gbdt", "logistic"], help="model kinds that compete")
+    parser.add_argument(
+        "--real-embed",
+        action="store_true",
+        help="use prodmatch.embed.lexical and prodmatch.embed.codes instead of the stand-ins",
+    )
     args = parser.parse_args()
+    embed = RealEmbed() if args.real_embed else StandIns()
     for name in args.datasets:
-        run_dataset(name, args.k, args.seed, args.kinds)
+        run_dataset(name, args.k, args.seed, args.kinds, embed)
 
 
-def run_dataset(name: str, k: int, seed: int, kinds: list[str]) -> dict:
+class StandIns:
+    """scikit-learn TF-IDF as the lexical space and a regex as the code extractor."""
+
+    compare_codes = None
+    normalize_brand = None
+
+    def codes(self, product: dict) -> list[str]:
+        return stand_in_codes(product)
+
+    def lexical(self, sources: list[dict], targets: list[dict]):
+        return _tfidf(sources, targets, _lexical_text, analyzer="char_wb", ngram_range=(3, 5))
+
+
+class RealEmbed:
+    """prodmatch's own lexical space (hashed n-grams, IDF over both catalogues) and code extractor."""
+
+    def __init__(self) -> None:
+        from prodmatch.embed import codes, lexical
+
+        self._codes, self._lexical = codes, lexical
+        self.compare_codes = codes.compare_codes
+        self.normalize_brand = lambda text: lexical.normalize(text).replace(" ", "")
+
+    def codes(self, product: dict) -> list[str]:
+        return self._codes.extract_codes(product)
+
+    def lexical(self, sources: list[dict], targets: list[dict]):
+        from scipy.sparse import csr_matrix
+
+        lexical = self._lexical
+        encoder = lexical.LexicalEncoder()
+        raw = encoder.encode_many([*sources, *targets])
+        idf = lexical.idf_weights(lexical.document_frequencies(raw), len(raw))
+        rows = [lexical.weigh(vector, idf) for vector in raw]
+        indptr = np.cumsum([0] + [len(i) for i, _ in rows])
+        matrix = csr_matrix(
+            (np.concatenate([v for _, v in rows]), np.concatenate([i for i, _ in rows]), indptr),
+            shape=(len(rows), encoder.dimensions),
+        )
+        return matrix[: len(sources)], matrix[len(sources) :]
+
+
+def run_dataset(name: str, k: int, seed: int, kinds: list[str], embed: StandIns | RealEmbed) -> dict:
     started = time.perf_counter()
     train_case, test_case = load_case(name, "train"), load_case(name, "test")
-    train = gather(train_case, k)
+    train = gather(train_case, k, embed)
     t_candidates = time.perf_counter() - started
-    test = gather(test_case, k)
+    test = gather(test_case, k, embed)
     print(
         f"\n== {name}: train A={len(train_case.source_products)} B={len(train_case.target_products)} "
         f"gold={len(train_case.gold)}; test A={len(test_case.source_products)} "
@@ -134,15 +182,15 @@ def run_dataset(name: str, k: int, seed: int, kinds: list[str]) -> dict:
     return {"best_single": best_single, "matcher": best_matcher}
 
 
-def gather(case: Case, k: int) -> Candidates:
+def gather(case: Case, k: int, embed: StandIns | RealEmbed) -> Candidates:
     """Hybrid candidates of the case's gold sources with their features and labels."""
     gold_sources = {s for s, _ in case.gold}
     sources = [p for p in case.source_products if p["id"] in gold_sources]
     targets = case.target_products
     for product in (*sources, *targets):
-        product["codes"] = stand_in_codes(product)
+        product["codes"] = embed.codes(product)
     spaces = {
-        "lexical": _tfidf(sources, targets, _lexical_text, analyzer="char_wb", ngram_range=(3, 5)),
+        "lexical": embed.lexical(sources, targets),
         "words": _tfidf(sources, targets, _word_text, analyzer="word", ngram_range=(1, 2)),
     }
     by_source: dict[str, set[tuple[str, str]]] = {}
@@ -175,7 +223,12 @@ def gather(case: Case, k: int) -> Candidates:
         for name, cols in proposals.items()
     }
     features = pair_features(
-        [sources[i] for i in si], [targets[j] for j in ti], similarities=similarities, ranks=ranks
+        [sources[i] for i in si],
+        [targets[j] for j in ti],
+        similarities=similarities,
+        ranks=ranks,
+        normalize_brand=embed.normalize_brand,
+        compare_codes=embed.compare_codes,
     )
     labels = np.array([(s, t) in case.gold for s, t in pairs], dtype=np.int64)
     return Candidates(src, tgt, features, labels, by_source)
