@@ -1,0 +1,150 @@
+"""Pair features: every signal of every candidate pair, as one named float32 matrix for the matcher.
+
+This is where the per-signal modules (price, brand, text, codes, ranks) meet. Inputs are the two products of
+each pair as mappings (keys title, brand, category, description, price, currency, attributes, codes) plus the
+columns computed elsewhere: `similarities` (cosine of each vector space, lexical similarity; NaN where a pair
+has no value) and `ranks` (RankColumns per candidate source). Column names are stable public names, because a
+stored matcher refers to its features by name: `sim:<space>`, `rank:<source>`, `margin:<source>`,
+`reverse_rank:<source>`, `reverse_margin:<source>`, and the fixed names in PRODUCT_FEATURES.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from prodmatch.match.signals import attributes, brand, codes, price, text
+from prodmatch.match.signals.ranks import RankColumns
+
+Product = Mapping[str, object]
+
+PRODUCT_FEATURES = (
+    "price_log_ratio",
+    "brand_equal",
+    "brand_in_other_title",
+    "title_jaccard",
+    "title_containment",
+    "model_token_jaccard",
+    "model_token_containment",
+    "numbers_agree",
+    "numbers_conflict",
+    "plain_number_jaccard",
+    "title_length_ratio",
+    "category_jaccard",
+    "codes_agree",
+    "codes_conflict",
+    "code_in_other_text",
+    "attribute_agreement",
+)
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Named pair features: `values[i, j]` is feature `names[j]` of pair i; NaN means missing."""
+
+    names: tuple[str, ...]
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 2 or self.values.shape[1] != len(self.names):
+            raise ValueError(f"values of shape {self.values.shape} do not fit {len(self.names)} names")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"duplicate feature names in {self.names}")
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def column(self, name: str) -> np.ndarray:
+        """One feature's values; KeyError naming the feature when it is absent."""
+        try:
+            return self.values[:, self.names.index(name)]
+        except ValueError:
+            raise KeyError(f"no feature {name!r}; have {', '.join(self.names)}") from None
+
+    def rows(self, index: np.ndarray) -> "FeatureMatrix":
+        """The features of a subset of pairs (boolean mask or integer index)."""
+        return FeatureMatrix(self.names, self.values[index])
+
+
+def pair_features(
+    left_products: Sequence[Product],
+    right_products: Sequence[Product],
+    *,
+    similarities: Mapping[str, np.ndarray] | None = None,
+    ranks: Mapping[str, RankColumns] | None = None,
+    normalize_brand: Callable[[str], str] | None = None,
+    compare_codes: codes.Compare | None = None,
+) -> FeatureMatrix:
+    """All features of the pairs (left_products[i], right_products[i])."""
+    n = len(left_products)
+    if len(right_products) != n:
+        raise ValueError(f"{n} left products but {len(right_products)} right products")
+    columns: dict[str, np.ndarray] = {}
+    for name, values in (similarities or {}).items():
+        columns[f"sim:{name}"] = _checked(np.asarray(values, dtype=np.float32), n, f"similarity {name!r}")
+    for name, rank in (ranks or {}).items():
+        for kind in ("rank", "margin", "reverse_rank", "reverse_margin"):
+            columns[f"{kind}:{name}"] = _checked(getattr(rank, kind), n, f"ranks {name!r}")
+    columns.update(_product_features(left_products, right_products, normalize_brand, compare_codes))
+    names = tuple(columns)
+    values = (
+        np.column_stack([columns[c] for c in names]).astype(np.float32) if n else np.empty((0, len(names)))
+    )
+    return FeatureMatrix(names, values.astype(np.float32))
+
+
+def _product_features(
+    left: Sequence[Product],
+    right: Sequence[Product],
+    normalize_brand: Callable[[str], str] | None,
+    compare_codes: codes.Compare | None,
+) -> dict[str, np.ndarray]:
+    def get(products: Sequence[Product], key: str) -> list:
+        return [p.get(key) for p in products]
+
+    lt, rt = get(left, "title"), get(right, "title")
+    lb, rb = get(left, "brand"), get(right, "brand")
+    numbers_agree, numbers_conflict = text.numbers_agreement(lt, rt)
+    codes_agree, codes_conflict = codes.code_signals(
+        get(left, "codes"), get(right, "codes"), compare=compare_codes
+    )
+    out = {
+        "price_log_ratio": price.price_log_ratio(
+            get(left, "price"), get(left, "currency"), get(right, "price"), get(right, "currency")
+        ),
+        "brand_equal": brand.brand_equal(lb, rb, normalize=normalize_brand),
+        "brand_in_other_title": brand.brand_in_other_title(lb, lt, rb, rt, normalize=normalize_brand),
+        "title_jaccard": text.token_jaccard(lt, rt),
+        "title_containment": text.token_containment(lt, rt),
+        "model_token_jaccard": text.model_token_jaccard(lt, rt),
+        "model_token_containment": text.model_token_containment(lt, rt),
+        "numbers_agree": numbers_agree,
+        "numbers_conflict": numbers_conflict,
+        "plain_number_jaccard": text.plain_number_jaccard(lt, rt),
+        "title_length_ratio": text.length_ratio(lt, rt),
+        "category_jaccard": text.token_jaccard(get(left, "category"), get(right, "category")),
+        "codes_agree": codes_agree,
+        "codes_conflict": codes_conflict,
+        "code_in_other_text": codes.code_in_other_text(
+            get(left, "codes"),
+            _titles_and_descriptions(left),
+            get(right, "codes"),
+            _titles_and_descriptions(right),
+        ),
+        "attribute_agreement": attributes.attribute_agreement(
+            get(left, "attributes"), get(right, "attributes")
+        ),
+    }
+    assert tuple(out) == PRODUCT_FEATURES
+    return out
+
+
+def _titles_and_descriptions(products: Sequence[Product]) -> list[str]:
+    # the start of a description is where shops put the model number; the rest is prose
+    return [f"{p.get('title') or ''} {str(p.get('description') or '')[:300]}" for p in products]
+
+
+def _checked(values: np.ndarray, n: int, what: str) -> np.ndarray:
+    if values.shape != (n,):
+        raise ValueError(f"{what} has shape {values.shape}, expected ({n},)")
+    return values.astype(np.float32)

@@ -1,0 +1,179 @@
+"""Title signals: word overlap, model-like tokens, and whether the numbers with units in two titles agree.
+
+Titles are compared as sets of tokens after Unicode NFKC and case folding. Besides plain overlap (Jaccard and
+containment, the latter for a short title inside a long one), two cues carry most of the weight in product
+matching and are cheap to compute here:
+
+* model tokens, words that mix letters and digits ("lx350h", "ps-lx350h" -> "pslx350h"), compared without
+  their inner punctuation;
+* numbers with units, grouped by what they measure: "500GB" and "1TB" are both storage sizes that disagree,
+  a strong sign of two variants of one product line, while "500GB" vs "15.6in" says nothing.
+
+Each function takes two aligned sequences of texts and returns one float32 column; NaN means "no evidence"
+(e.g. neither title has a number with a unit of a shared kind). Tokenisation is memoised per distinct text,
+because a product appears in many candidate pairs.
+"""
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+
+_WORD = re.compile(r"\w+")
+_CHUNK = re.compile(r"[^\s,;()\[\]|\"']+")
+_INNER_PUNCT = re.compile(r"[-./_+]")
+_HAS_DIGIT = re.compile(r"\d")
+_HAS_ALPHA = re.compile(r"[^\W\d_]")
+
+# Unit -> (dimension, factor to the dimension's base unit). Cyrillic spellings are the ones Russian shops use.
+_UNITS: dict[str, tuple[str, float]] = {
+    **dict.fromkeys(["kb", "кб"], ("bytes", 1e-6)),
+    **dict.fromkeys(["mb", "мб"], ("bytes", 1e-3)),
+    **dict.fromkeys(["gb", "гб", "g"], ("bytes", 1.0)),
+    **dict.fromkeys(["tb", "тб"], ("bytes", 1e3)),
+    **dict.fromkeys(["hz", "гц"], ("frequency", 1e-6)),
+    **dict.fromkeys(["khz", "кгц"], ("frequency", 1e-3)),
+    **dict.fromkeys(["mhz", "мгц"], ("frequency", 1.0)),
+    **dict.fromkeys(["ghz", "ггц"], ("frequency", 1e3)),
+    **dict.fromkeys(["w", "вт"], ("power", 1.0)),
+    **dict.fromkeys(["kw", "квт"], ("power", 1e3)),
+    **dict.fromkeys(["v", "в"], ("voltage", 1.0)),
+    **dict.fromkeys(["mah", "мач"], ("charge", 1.0)),
+    **dict.fromkeys(["mm", "мм"], ("length", 1.0)),
+    **dict.fromkeys(["cm", "см"], ("length", 10.0)),
+    **dict.fromkeys(["m", "м"], ("length", 1000.0)),
+    **dict.fromkeys(["in", "inch", "inches", '"', "''", "дюйм", "дюймов"], ("length", 25.4)),
+    **dict.fromkeys(["ft", "feet"], ("length", 304.8)),
+    **dict.fromkeys(["g", "гр"], ("mass", 1.0)),
+    **dict.fromkeys(["kg", "кг"], ("mass", 1000.0)),
+    **dict.fromkeys(["lb", "lbs"], ("mass", 453.6)),
+    **dict.fromkeys(["oz"], ("mass", 28.35)),
+    **dict.fromkeys(["ml", "мл"], ("volume", 1.0)),
+    **dict.fromkeys(["l", "л"], ("volume", 1000.0)),
+    **dict.fromkeys(["mp", "мп"], ("pixels", 1.0)),
+    **dict.fromkeys(["rpm"], ("rpm", 1.0)),
+    **dict.fromkeys(["pk", "pack", "шт"], ("count", 1.0)),
+    **dict.fromkeys(["port", "ports"], ("ports", 1.0)),
+}
+# "g" alone is ambiguous (gram vs the "8g" some shops write for 8 GB); for electronics GB is far more common.
+_UNITS["g"] = ("bytes", 1.0)
+_UNIT_ALTERNATION = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
+_NUMBER_UNIT = re.compile(rf"(?<![\w.])(\d+(?:[.,]\d+)?)\s?({_UNIT_ALTERNATION})(?!\w)")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])")
+
+Column = np.ndarray
+
+
+def normalize_title(text: str | None) -> str:
+    """NFKC and case folding: the form every title signal starts from."""
+    return unicodedata.normalize("NFKC", text or "").casefold()
+
+
+def token_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
+    """|A ∩ B| / |A ∪ B| of the word sets; NaN where either text has no word."""
+    return _pairwise(left, right, _words, _jaccard)
+
+
+def token_containment(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
+    """|A ∩ B| / min(|A|, |B|): high when a short title is contained in a long one."""
+    return _pairwise(left, right, _words, _containment)
+
+
+def model_token_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
+    """Jaccard of tokens mixing letters and digits (inner punctuation removed); NaN where a side has none."""
+    return _pairwise(left, right, _model_tokens, _jaccard)
+
+
+def model_token_containment(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
+    """Containment of model-like tokens; also matches a token of one side found inside a token of the other."""
+    return _pairwise(left, right, _model_tokens, _model_containment)
+
+
+def numbers_agreement(left: Sequence[str | None], right: Sequence[str | None]) -> tuple[Column, Column]:
+    """(agree, conflict) for numbers with units, per measured dimension present in both titles.
+
+    agree: mean over shared dimensions of the Jaccard of the values; conflict: 1 if any shared dimension has
+    no value in common (500 GB vs 1 TB), else 0. Both NaN where no dimension is shared.
+    """
+    agree = np.full(len(left), np.nan, dtype=np.float32)
+    conflict = np.full(len(left), np.nan, dtype=np.float32)
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
+        da, db = _measures(a or ""), _measures(b or "")
+        shared = da.keys() & db.keys()
+        if shared:
+            agree[i] = np.mean([_jaccard(da[d], db[d]) for d in shared])
+            conflict[i] = float(any(not (da[d] & db[d]) for d in shared))
+    return agree, conflict
+
+
+def plain_number_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
+    """Jaccard of the bare numbers in two titles; NaN where a side has none."""
+    return _pairwise(left, right, _numbers, _jaccard)
+
+
+def length_ratio(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
+    """min/max of the word counts: two listings of one product tend to be written at similar length."""
+    return _pairwise(left, right, _words, lambda a, b: min(len(a), len(b)) / max(len(a), len(b)))
+
+
+def _pairwise(
+    left: Sequence[str | None],
+    right: Sequence[str | None],
+    tokens: Callable[[str], frozenset],
+    compare: Callable[[frozenset, frozenset], float],
+) -> Column:
+    out = np.full(len(left), np.nan, dtype=np.float32)
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
+        ta, tb = tokens(a or ""), tokens(b or "")
+        if ta and tb:
+            out[i] = compare(ta, tb)
+    return out
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b)
+
+
+def _containment(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / min(len(a), len(b))
+
+
+def _model_containment(a: frozenset, b: frozenset) -> float:
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    joined = " ".join(large)
+    # "lx350h" inside "pslx350hb" counts: shops add prefixes and colour suffixes to one model number
+    return sum(1 for t in small if t in large or (len(t) >= 4 and t in joined)) / len(small)
+
+
+@lru_cache(maxsize=200_000)
+def _words(text: str) -> frozenset:
+    return frozenset(_WORD.findall(normalize_title(text)))
+
+
+@lru_cache(maxsize=200_000)
+def _model_tokens(text: str) -> frozenset:
+    out = set()
+    for chunk in _CHUNK.findall(normalize_title(text)):
+        token = _INNER_PUNCT.sub("", chunk.strip(".-/_+:"))
+        looks_like_code = _HAS_DIGIT.search(token) and (_HAS_ALPHA.search(token) or len(token) >= 6)
+        # "500gb" is a size, which numbers_agreement compares
+        if len(token) >= 4 and looks_like_code and not _NUMBER_UNIT.fullmatch(chunk):
+            out.add(token)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=200_000)
+def _numbers(text: str) -> frozenset:
+    return frozenset(float(n.replace(",", ".")) for n in _NUMBER.findall(normalize_title(text)))
+
+
+@lru_cache(maxsize=200_000)
+def _measures(text: str) -> dict[str, frozenset]:
+    found: dict[str, set] = {}
+    for number, unit in _NUMBER_UNIT.findall(normalize_title(text)):
+        dimension, factor = _UNITS[unit]
+        value = round(float(number.replace(",", ".")) * factor, 6)
+        found.setdefault(dimension, set()).add(value)
+    return {d: frozenset(v) for d, v in found.items()}
