@@ -18,13 +18,18 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from prodmatch import store as db
+from prodmatch import store
+from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError
-from prodmatch.match.assign import cluster_duplicates, filter_and_rank
+from prodmatch.match.assign import cluster_duplicates, filter_and_rank, greedy_assignment
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.exact import top_k_cosine
+from prodmatch.match.hybrid import DEFAULT_K, features, gather, lexical_candidates, lexical_similarities
 from prodmatch.match.queries import DEFAULT_EF_SEARCH
+from prodmatch.match.scoring import Matcher
+from prodmatch.match.signals.features import PRODUCT_FEATURES
 from prodmatch.store.catalogs import catalog_id
+from prodmatch.store.matchers import get_matcher
 from prodmatch.store.models import Model, get_model, space_dimension
 from prodmatch.store.runs import replace_run, store_pairs, write_matches
 from prodmatch.store.vectors import fetch_vectors
@@ -40,14 +45,16 @@ class LinkResult:
     run_id: int
     source: str
     target: str
-    model: str
+    model: str | None
     mode: str
     params: dict
     sources: int
     pairs: int
-    matched_sources: int
+    matched_sources: int  # sources with an accepted pair
     seconds: float
     out: str | None = None
+    matcher: str | None = None
+    accepted: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,25 +93,57 @@ def link(
     mode: str | None = None,
     space: str | None = None,
     model: str | None = None,
+    matcher: str | None = None,
     ef_search: int | None = None,
     out: Path | None = None,
     progress: bool = False,
 ) -> LinkResult:
     """Every product of `source` gets its best candidates in `target`, stored as one match run.
 
-    Without a threshold or space, the ones `prodmatch eval --save` stored with the model are used.
+    With a `matcher`: hybrid candidates (every space, lexical, codes), each pair scored with a calibrated match
+    probability; accepted pairs pass the matcher's threshold (and, with `one_to_one`, the assignment). Without:
+    the cosine of one space (the lexical space when no model is registered); accepted pairs are each source's
+    rank 1 at or above the threshold. Without a threshold or space, the ones `prodmatch eval --save` stored with
+    the model are used.
     """
     started = time.perf_counter()
-    registered = get_model(conn, model)
-    space = space or registered.settings.get("space", "fused")
-    space_dimension(registered, space)
     if k < 1:
         raise ConfigError("k must be at least 1")
-    if threshold is None:
-        threshold = registered.settings.get("threshold")
     source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
-    db.analyze_if_stale(conn)
+    refresh_lexical(conn, progress=progress)
+    conn.commit()
+    if matcher is not None:
+        return _link_with_matcher(
+            conn, source, target, source_id, target_id, matcher, k, one_to_one, out, progress, started
+        )
+    registered = get_model(conn, model) if model or _has_models(conn) else None
+    if registered is None:
+        space = space or "lexical"
+        if space != "lexical":
+            raise ConfigError(f"no model is registered, so only the lexical space can link (not {space!r})")
+    else:
+        space = space or registered.settings.get("space", "fused")
+        if threshold is None:
+            threshold = registered.settings.get("threshold")
+    if space == "lexical":
+        return _link_lexical(
+            conn,
+            source,
+            target,
+            source_id,
+            target_id,
+            registered,
+            k,
+            threshold,
+            one_to_one,
+            out,
+            progress,
+            started,
+        )
+    space_dimension(registered, space)
+    store.analyze_if_stale(conn)
     counts = _embedded_counts(conn, registered, (source_id, target_id))
+    conn.commit()
     mode = mode or choose_mode(counts[source_id] + counts[target_id], space_dimension(registered, space))
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose exact or ann")
@@ -126,26 +165,186 @@ def link(
             pairs = ann_candidates(
                 conn, registered, space, source, target, k, params["ef_search"], bar.update
             )
+    conn.commit()
+    pairs.signals["lexical_similarity"] = lexical_similarities(conn, source_id, target_id, pairs)
     pairs = filter_and_rank(pairs, threshold, one_to_one)
+    pairs.signals["accepted"] = pairs.ranks == 1
+    return _finish(
+        conn,
+        "link",
+        source,
+        target,
+        source_id,
+        target_id,
+        registered,
+        None,
+        mode,
+        params,
+        pairs,
+        counts[source_id],
+        out,
+        started,
+    )
+
+
+def _link_lexical(
+    conn, source, target, source_id, target_id, registered, k, threshold, one_to_one, out, progress, started
+) -> LinkResult:
+    """Link on the lexical space alone (no model needed): exact top-k of the hashed n-gram vectors."""
+    params = {"k": k, "threshold": threshold, "one_to_one": one_to_one, "mode": "exact", "space": "lexical"}
+    pairs = lexical_candidates(conn, source_id, target_id, k)
+    conn.commit()
+    pairs = filter_and_rank(pairs, threshold, one_to_one)
+    pairs.signals["accepted"] = pairs.ranks == 1
+    sources = conn.execute(
+        "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (source_id,)
+    ).fetchone()[0]
+    conn.commit()
+    return _finish(
+        conn,
+        "link",
+        source,
+        target,
+        source_id,
+        target_id,
+        registered,
+        None,
+        "exact",
+        params,
+        pairs,
+        sources,
+        out,
+        started,
+    )
+
+
+def _link_with_matcher(
+    conn, source, target, source_id, target_id, matcher_name, k, one_to_one, out, progress, started
+) -> LinkResult:
+    """Hybrid candidates scored by a learned matcher; see `link`."""
+    scorer, registered = load_matcher(conn, matcher_name)
+    row = get_matcher(conn, matcher_name)
+    gather_k = int(row.trained_on.get("k") or DEFAULT_K)  # the candidate depth the matcher was trained on
+    bar = tqdm(total=None, unit="product", desc=f"link {source} -> {target}", disable=not progress)
+    with bar:
+        gathered = gather(conn, source_id, target_id, registered, k=gather_k, advance=bar.update)
+    conn.commit()
+    matrix = features(gathered)
+    probability = scorer.predict_proba(matrix, allow_missing=True).astype(np.float32)
+    pairs = gathered.pairs
+    pairs.score = probability
+    pairs.signals["match_probability"] = probability
+    pairs.signals["product_signals"] = _product_signals(matrix)
+    accepted = probability >= scorer.threshold
+    if one_to_one:
+        chosen = np.zeros(len(pairs), dtype=bool)
+        candidates = np.flatnonzero(accepted)
+        chosen[
+            candidates[
+                greedy_assignment(
+                    pairs.sources[candidates], pairs.targets[candidates], probability[candidates]
+                )
+            ]
+        ] = True
+        accepted = chosen
+    pairs.signals["accepted"] = accepted
+    pairs = filter_and_rank(pairs, None, False)
+    keep = (pairs.ranks <= k) | pairs.signals["accepted"]
+    pairs = pairs.take(keep)
+    params = {
+        "k": k,
+        "one_to_one": one_to_one,
+        "mode": "hybrid",
+        "matcher": matcher_name,
+        "threshold": scorer.threshold,
+    }
+    sources = conn.execute(
+        "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (source_id,)
+    ).fetchone()[0]
+    conn.commit()
+    return _finish(
+        conn,
+        "link",
+        source,
+        target,
+        source_id,
+        target_id,
+        registered,
+        row.id,
+        "hybrid",
+        params,
+        pairs,
+        sources,
+        out,
+        started,
+        matcher=matcher_name,
+    )
+
+
+def _finish(
+    conn,
+    kind,
+    source,
+    target,
+    source_id,
+    target_id,
+    registered,
+    matcher_id,
+    mode,
+    params,
+    pairs,
+    sources,
+    out,
+    started,
+    matcher=None,
+) -> LinkResult:
+    """Store the run in one short transaction (computing happened outside any transaction)."""
     with conn.transaction():
-        run_id = replace_run(conn, "link", source_id, target_id, registered, params)
+        run_id = replace_run(conn, kind, source_id, target_id, registered, params, matcher_id=matcher_id)
         store_pairs(conn, run_id, pairs)
+    accepted = pairs.signals.get("accepted")
     result = LinkResult(
         run_id=run_id,
         source=source,
         target=target,
-        model=registered.name,
+        model=registered.name if registered else None,
         mode=mode,
         params=params,
-        sources=counts[source_id],
+        sources=sources,
         pairs=len(pairs.sources),
-        matched_sources=len(np.unique(pairs.sources)),
+        matched_sources=len(np.unique(pairs.sources[accepted])) if accepted is not None else 0,
         seconds=round(time.perf_counter() - started, 3),
         out=str(out) if out else None,
+        matcher=matcher,
+        accepted=int(accepted.sum()) if accepted is not None else 0,
     )
     if out is not None:
         write_matches(conn, run_id, out)
+        conn.commit()
     return result
+
+
+def load_matcher(conn: psycopg.Connection, name: str) -> tuple[Matcher, Model | None]:
+    """Stored matcher `name` (checked JSON, no code run) and the model whose vectors it reads, if any."""
+    row = get_matcher(conn, name)
+    model = get_model(conn, row.model) if row.model else None
+    return Matcher.from_json(row.definition), model
+
+
+def _has_models(conn: psycopg.Connection) -> bool:
+    found = conn.execute("SELECT EXISTS (SELECT 1 FROM prodmatch.models)").fetchone()[0]
+    conn.commit()
+    return found
+
+
+def _product_signals(matrix) -> list[dict]:
+    """Per pair, the named product signals (codes, brand, price, ...) that are not missing, for `matches.signals`."""
+    names = [n for n in PRODUCT_FEATURES if n in matrix.names]
+    values = np.round(np.stack([matrix.column(n) for n in names], axis=1).astype(np.float64), 4)
+    out = []
+    for row in values.tolist():
+        out.append({n: v for n, v in zip(names, row, strict=True) if v == v})
+    return out
 
 
 def choose_mode(products: int, dimension: int, budget: int = EXACT_MEMORY_BUDGET) -> str:

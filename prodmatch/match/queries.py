@@ -28,6 +28,7 @@ class Neighbour:
     fused_similarity: float | None
     image_similarity: float | None
     text_similarity: float | None
+    lexical_similarity: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,369 @@
+"""Hybrid candidates and their signals: what a learned matcher scores.
+
+For each source product, candidates come from several sources, each reported separately so a user sees what it
+contributes: the top-k of each vector space the model has (image, text, fused; exact search), the top-k of the
+lexical space (hashed n-grams with IDF, no model needed), and exact product-code hits (a code shared by at most
+`MAX_CODE_TARGETS` target products). Their union is one `CandidatePairs`; every pair then gets every signal:
+the cosine of each space and the lexical similarity for the pair itself (not only for the source that proposed
+it), its rank and margin in each source, and the product signals of `prodmatch.match.signals` (codes, brand,
+price, numbers, title overlap, ...). `features()` turns that into the `FeatureMatrix` a `Matcher` reads.
+
+Training (`prodmatch.quality.matchers`) and linking (`prodmatch.match.link`) both go through `gather`, so a
+matcher sees at link time exactly the features it was trained on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+import scipy.sparse as sp
+
+from prodmatch.embed.codes import compare_codes
+from prodmatch.embed.lexical import normalize
+from prodmatch.embed.lexical_refresh import parse_sparse_text
+from prodmatch.match.exact import top_k_cosine
+from prodmatch.match.pairs import CandidatePairs
+from prodmatch.match.signals.features import FeatureMatrix, pair_features, with_context
+from prodmatch.match.signals.ranks import RankColumns, rank_signals
+from prodmatch.store.models import SPACES, Model
+from prodmatch.store.schema import LEXICAL_DIMENSIONS
+from prodmatch.store.vectors import fetch_spaces
+
+DEFAULT_K = 10
+MAX_CODE_TARGETS = 20  # a "code" that many target products share is a word, not an identifier
+LEXICAL_QUERY_TERMS = 48  # a source's heaviest terms used to find lexical candidates (scores use all terms)
+_LEXICAL_BLOCK = 512  # source rows per sparse product
+_DOT_CHUNK = 65536
+
+
+@dataclass
+class Gathered:
+    """The hybrid candidates of one catalogue pair, with per-source proposals and products."""
+
+    pairs: CandidatePairs
+    proposals: dict[
+        str, tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]  # source -> (source ids, target ids, score)
+    products: dict[int, dict]  # product id -> mapping the product signals read
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def source_recall(self, gold: set[tuple[int, int]]) -> dict[str, float]:
+        """Share of gold pairs each candidate source proposed, and their union."""
+        if not gold:
+            return {}
+        out = {}
+        for name, (s, t, _) in self.proposals.items():
+            found = set(zip(s.tolist(), t.tolist(), strict=True))
+            out[name] = len(found & gold) / len(gold)
+        union = set(zip(self.pairs.sources.tolist(), self.pairs.targets.tolist(), strict=True))
+        out["union"] = len(union & gold) / len(gold)
+        return out
+
+
+def gather(
+    conn: psycopg.Connection,
+    source_catalog_id: int,
+    target_catalog_id: int,
+    model: Model | None,
+    *,
+    k: int = DEFAULT_K,
+    source_ids: np.ndarray | None = None,
+    extra: set[tuple[int, int]] | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> Gathered:
+    """Candidates of every source (or only `source_ids`) from every candidate source, with all signals.
+
+    `extra` pairs (e.g. a gold file's labelled non-matches) join the union even when no source proposed them.
+    """
+    seconds: dict[str, float] = {}
+    proposals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    clock = time.perf_counter()
+    lexical_source = _lexical_matrix(conn, source_catalog_id, source_ids)
+    lexical_target = _lexical_matrix(conn, target_catalog_id, None)
+    proposals["lexical"] = _lexical_top_k(lexical_source, lexical_target, k)
+    seconds["lexical"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    proposals["codes"] = _code_hits(conn, source_catalog_id, target_catalog_id, source_ids)
+    seconds["codes"] = time.perf_counter() - clock
+    dense: dict[str, tuple] = {}
+    if model is not None:
+        clock = time.perf_counter()
+        source_vector_ids, source_vectors = fetch_spaces(conn, model, source_catalog_id, "fused")
+        target_vector_ids, target_vectors = fetch_spaces(conn, model, target_catalog_id, "fused")
+        if source_ids is not None:
+            keep = np.isin(source_vector_ids, source_ids)
+            source_vector_ids = source_vector_ids[keep]
+            source_vectors = {name: v[keep] for name, v in source_vectors.items()}
+        for space in SPACES:
+            proposals[space] = _dense_top_k(
+                source_vector_ids, source_vectors[space], target_vector_ids, target_vectors[space], k
+            )
+        dense = {
+            space: (source_vector_ids, source_vectors[space], target_vector_ids, target_vectors[space])
+            for space in SPACES
+        }
+        seconds["vectors"] = time.perf_counter() - clock
+    if advance is not None:
+        advance(len(lexical_source[0]))
+    pairs = _union(proposals, extra or set())
+    clock = time.perf_counter()
+    signals = {"lexical_similarity": _lexical_dots(lexical_source, lexical_target, pairs)}
+    for space, (sids, svec, tids, tvec) in dense.items():
+        signals[f"{space}_similarity"] = _dense_dots(sids, svec, tids, tvec, pairs)
+    pairs.signals.update(signals)
+    products = _products(conn, np.unique(np.concatenate([pairs.sources, pairs.targets])))
+    seconds["signals"] = time.perf_counter() - clock
+    return Gathered(pairs, proposals, products, seconds)
+
+
+def features(gathered: Gathered) -> FeatureMatrix:
+    """The named pair features a matcher reads (the same at training and at link time)."""
+    pairs = gathered.pairs
+    similarities = {
+        name.removesuffix("_similarity"): column
+        for name, column in pairs.signals.items()
+        if name.endswith("_similarity")
+    }
+    ranks: dict[str, RankColumns] = {
+        name: rank_signals(s, t, score, pair_source_ids=pairs.sources, pair_target_ids=pairs.targets)
+        for name, (s, t, score) in gathered.proposals.items()
+    }
+    left = [gathered.products[i] for i in pairs.sources.tolist()]
+    right = [gathered.products[i] for i in pairs.targets.tolist()]
+    matrix = pair_features(
+        left,
+        right,
+        similarities=similarities,
+        ranks=ranks,
+        normalize_brand=_normalize_brand,
+        compare_codes=compare_codes,
+    )
+    return with_context(matrix, pairs.sources, pairs.targets)
+
+
+def lexical_candidates(
+    conn: psycopg.Connection, source_catalog_id: int, target_catalog_id: int, k: int
+) -> CandidatePairs:
+    """Each source product's k most lexically similar target products (a link on the lexical space alone)."""
+    source = _lexical_matrix(conn, source_catalog_id, None)
+    target = _lexical_matrix(conn, target_catalog_id, None)
+    s, t, score = _lexical_top_k(source, target, k)
+    return CandidatePairs(s, t, score, {"lexical_similarity": score})
+
+
+def lexical_similarities(
+    conn: psycopg.Connection, source_catalog_id: int, target_catalog_id: int, pairs: CandidatePairs
+) -> np.ndarray:
+    """The lexical similarity of given pairs (NaN where a product has no lexical vector)."""
+    source = _lexical_matrix(conn, source_catalog_id, np.unique(pairs.sources))
+    target = _lexical_matrix(conn, target_catalog_id, np.unique(pairs.targets))
+    return _lexical_dots(source, target, pairs)
+
+
+# --- candidate sources ------------------------------------------------------------------------------------
+
+
+def _lexical_matrix(
+    conn: psycopg.Connection, catalog_id: int, only: np.ndarray | None
+) -> tuple[np.ndarray, sp.csr_matrix]:
+    """(product ids, CSR rows of their weighted lexical vectors) of one catalogue."""
+    ids, indptr, indices, values = [], [0], [], []
+    with conn.cursor().copy(
+        "COPY (SELECT l.product_id, l.vector FROM prodmatch.lexical l JOIN prodmatch.products p"
+        " ON p.id = l.product_id WHERE p.catalog_id = %s ORDER BY 1) TO STDOUT",
+        (catalog_id,),
+    ) as copy:
+        for product_id, text in copy.rows():
+            ids.append(int(product_id))
+            i, v = parse_sparse_text(text)
+            indices.append(i)
+            values.append(v)
+            indptr.append(indptr[-1] + len(i))
+    matrix = sp.csr_matrix(
+        (
+            np.concatenate(values) if values else np.empty(0, np.float32),
+            np.concatenate(indices) if indices else np.empty(0, np.int32),
+            np.array(indptr, dtype=np.int64),
+        ),
+        shape=(len(ids), LEXICAL_DIMENSIONS),
+    )
+    id_array = np.array(ids, dtype=np.int64)
+    if only is not None:
+        keep = np.isin(id_array, only)
+        return id_array[keep], matrix[keep]
+    return id_array, matrix
+
+
+def _lexical_top_k(
+    source: tuple[np.ndarray, sp.csr_matrix], target: tuple[np.ndarray, sp.csr_matrix], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each source's k most lexically similar targets: blocked sparse products over the heaviest query terms."""
+    source_ids, s = source
+    target_ids, t = target
+    if not len(source_ids) or not len(target_ids):
+        return _empty()
+    query = _heaviest_terms(s, LEXICAL_QUERY_TERMS)
+    t_columns = t.T.tocsr()
+    out_s, out_t = [], []
+    for start in range(0, query.shape[0], _LEXICAL_BLOCK):
+        block = (query[start : start + _LEXICAL_BLOCK] @ t_columns).tocsr()
+        for row in range(block.shape[0]):
+            lo, hi = block.indptr[row], block.indptr[row + 1]
+            if hi == lo:
+                continue
+            data, cols = block.data[lo:hi], block.indices[lo:hi]
+            if hi - lo > k:
+                top = np.argpartition(-data, k)[:k]
+                cols = cols[top]
+            out_s.append(np.full(len(cols), start + row, dtype=np.int64))
+            out_t.append(cols.astype(np.int64))
+    if not out_s:
+        return _empty()
+    rows, cols = np.concatenate(out_s), np.concatenate(out_t)
+    scores = _sparse_row_dots(s, rows, t, cols)  # exact cosine over all terms, not only the query terms
+    return source_ids[rows], target_ids[cols], scores
+
+
+def _heaviest_terms(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    matrix = matrix.copy()
+    for row in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+        if hi - lo > keep:
+            data = matrix.data[lo:hi]
+            data[np.argpartition(data, hi - lo - keep)[: hi - lo - keep]] = 0.0
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _sparse_row_dots(a: sp.csr_matrix, rows: np.ndarray, b: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+    out = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), _DOT_CHUNK):
+        r, c = rows[start : start + _DOT_CHUNK], cols[start : start + _DOT_CHUNK]
+        out[start : start + _DOT_CHUNK] = np.asarray(a[r].multiply(b[c]).sum(axis=1)).ravel()
+    return out
+
+
+def _code_hits(
+    conn: psycopg.Connection, source_catalog_id: int, target_catalog_id: int, only: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs sharing a product code that at most MAX_CODE_TARGETS target products carry; score = codes shared."""
+    rows = conn.execute(
+        "WITH t AS (SELECT unnest(l.codes) AS code, l.product_id FROM prodmatch.lexical l"
+        "           JOIN prodmatch.products p ON p.id = l.product_id WHERE p.catalog_id = %(target)s),"
+        " usable AS (SELECT code FROM t GROUP BY code HAVING count(*) <= %(cap)s),"
+        " s AS (SELECT unnest(l.codes) AS code, l.product_id FROM prodmatch.lexical l"
+        "       JOIN prodmatch.products p ON p.id = l.product_id WHERE p.catalog_id = %(source)s"
+        "       AND (%(only)s::bigint[] IS NULL OR l.product_id = ANY(%(only)s)))"
+        " SELECT s.product_id, t.product_id, count(*) FROM s JOIN usable USING (code) JOIN t USING (code)"
+        " WHERE s.product_id <> t.product_id GROUP BY 1, 2 ORDER BY 1, 2",
+        {
+            "source": source_catalog_id,
+            "target": target_catalog_id,
+            "cap": MAX_CODE_TARGETS,
+            "only": None if only is None else [int(i) for i in only],
+        },
+    ).fetchall()
+    if not rows:
+        return _empty()
+    table = np.array(rows, dtype=np.int64)
+    return table[:, 0], table[:, 1], table[:, 2].astype(np.float32)
+
+
+def _dense_top_k(
+    source_ids: np.ndarray, source: np.ndarray, target_ids: np.ndarray, target: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top-k cosine of one space; products missing that vector (NaN rows) propose nothing."""
+    s_ok = ~np.isnan(source).any(axis=1)
+    t_ok = ~np.isnan(target).any(axis=1)
+    if not s_ok.any() or not t_ok.any():
+        return _empty()
+    s_ids, t_ids = source_ids[s_ok], target_ids[t_ok]
+    found = top_k_cosine(source[s_ok], target[t_ok], min(k, int(t_ok.sum())))
+    rows, cols = np.nonzero(found.indices >= 0)
+    return s_ids[rows], t_ids[found.indices[rows, cols]], found.similarities[rows, cols].astype(np.float32)
+
+
+def _union(proposals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], extra: set) -> CandidatePairs:
+    parts = [np.stack([s, t], axis=1) for s, t, _ in proposals.values() if len(s)]
+    if extra:
+        parts.append(np.array(sorted(extra), dtype=np.int64).reshape(-1, 2))
+    if not parts:
+        return CandidatePairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    unique = np.unique(np.concatenate(parts).astype(np.int64), axis=0)
+    return CandidatePairs(unique[:, 0], unique[:, 1], np.zeros(len(unique), dtype=np.float32))
+
+
+# --- signals of the union ---------------------------------------------------------------------------------
+
+
+def _lexical_dots(
+    source: tuple[np.ndarray, sp.csr_matrix], target: tuple[np.ndarray, sp.csr_matrix], pairs: CandidatePairs
+) -> np.ndarray:
+    rows, ok_s = _positions(source[0], pairs.sources)
+    cols, ok_t = _positions(target[0], pairs.targets)
+    out = np.full(len(pairs), np.nan, dtype=np.float32)
+    ok = ok_s & ok_t
+    if ok.any():
+        out[ok] = _sparse_row_dots(source[1], rows[ok], target[1], cols[ok])
+    return out
+
+
+def _dense_dots(
+    source_ids: np.ndarray,
+    source: np.ndarray,
+    target_ids: np.ndarray,
+    target: np.ndarray,
+    pairs: CandidatePairs,
+) -> np.ndarray:
+    rows, ok_s = _positions(source_ids, pairs.sources)
+    cols, ok_t = _positions(target_ids, pairs.targets)
+    out = np.full(len(pairs), np.nan, dtype=np.float32)
+    ok = np.flatnonzero(ok_s & ok_t)
+    for start in range(0, len(ok), _DOT_CHUNK):
+        chunk = ok[start : start + _DOT_CHUNK]
+        out[chunk] = np.einsum("ij,ij->i", source[rows[chunk]], target[cols[chunk]])
+    return out  # NaN where a product lacks the vector (NaN rows stay NaN)
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each wanted id in sorted `ids`, and whether it is there."""
+    if not len(ids):
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    pos = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return pos, ids[pos] == wanted
+
+
+def _products(conn: psycopg.Connection, ids: np.ndarray) -> dict[int, dict]:
+    """The fields product signals read, with the product's codes, by product id."""
+    out: dict[int, dict] = {}
+    rows = conn.execute(
+        "SELECT p.id, p.title, p.brand, p.category, p.description, p.price::float8, p.currency, p.attributes,"
+        " coalesce(l.codes, '{}') FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
+        " WHERE p.id = ANY(%s)",
+        ([int(i) for i in ids],),
+    ).fetchall()
+    for pid, title, brand, category, description, price, currency, attributes, codes in rows:
+        out[pid] = {
+            "id": pid,
+            "title": title,
+            "brand": brand,
+            "category": category,
+            "description": description,
+            "price": price,
+            "currency": currency,
+            "attributes": attributes or {},
+            "codes": list(codes),
+        }
+    return out
+
+
+def _normalize_brand(text: str) -> str:
+    return normalize(text or "")
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
