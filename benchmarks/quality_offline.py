@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_cases import DATASETS, Case, load_case  # noqa: E402
 
 from prodmatch.match.scoring import ThresholdScorer  # noqa: E402
-from prodmatch.match.signals.features import FeatureMatrix, pair_features  # noqa: E402
+from prodmatch.match.signals.features import FeatureMatrix, pair_features, with_context  # noqa: E402
 from prodmatch.match.signals.ranks import rank_signals  # noqa: E402
 from prodmatch.quality.training import train_matcher  # noqa: E402
 
@@ -230,6 +230,7 @@ def gather(case: Case, k: int, embed: StandIns | RealEmbed) -> Candidates:
         normalize_brand=embed.normalize_brand,
         compare_codes=embed.compare_codes,
     )
+    features = with_context(features, src, tgt)
     labels = np.array([(s, t) in case.gold for s, t in pairs], dtype=np.int64)
     return Candidates(src, tgt, features, labels, by_source)
 

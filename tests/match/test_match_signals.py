@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prodmatch.match.signals import attributes, brand, codes, price, text
-from prodmatch.match.signals.features import PRODUCT_FEATURES, FeatureMatrix, pair_features
+from prodmatch.match.signals.features import PRODUCT_FEATURES, FeatureMatrix, pair_features, with_context
 from prodmatch.match.signals.ranks import rank_signals
 
 
@@ -168,3 +168,19 @@ def test_attributes_filled_on_both_sides_are_compared():
     )
     assert agree[0] == 0.5  # colour agrees, size clashes; weight is on one side only
     assert math.isnan(agree[1]) and math.isnan(agree[2])
+
+
+def test_context_compares_a_pair_with_its_competitors():
+    features = FeatureMatrix(("title_jaccard", "sim:x"), np.array([[0.6, 1], [0.2, 1], [0.9, 1]], np.float32))
+    extended = with_context(features, np.array(["a", "a", "b"]), np.array(["x", "y", "x"]))
+    assert extended.names == (
+        "title_jaccard",
+        "sim:x",
+        "context_margin:title_jaccard",
+        "context_reverse_margin:title_jaccard",
+    )
+    np.testing.assert_allclose(extended.column("context_margin:title_jaccard")[:2], [0.4, -0.4], atol=1e-6)
+    assert math.isnan(extended.column("context_margin:title_jaccard")[2])  # b has no other candidate
+    np.testing.assert_allclose(
+        extended.column("context_reverse_margin:title_jaccard")[[0, 2]], [-0.3, 0.3], atol=1e-6
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prodmatch.match.signals import attributes, brand, codes, price, text
-from prodmatch.match.signals.ranks import RankColumns
+from prodmatch.match.signals.ranks import RankColumns, rank_signals
 
 Product = Mapping[str, object]
 
@@ -91,6 +91,33 @@ def pair_features(
         np.column_stack([columns[c] for c in names]).astype(np.float32) if n else np.empty((0, len(names)))
     )
     return FeatureMatrix(names, values.astype(np.float32))
+
+
+CONTEXT_FEATURES = ("title_jaccard", "model_token_containment", "code_in_other_text", "numbers_agree")
+
+
+def with_context(
+    features: FeatureMatrix,
+    source_ids: np.ndarray,
+    target_ids: np.ndarray,
+    names: Sequence[str] = CONTEXT_FEATURES,
+) -> FeatureMatrix:
+    """`features` plus, for each feature in `names`, how a pair compares with its competitors.
+
+    `context_margin:<name>` is the pair's value minus the best value among the source product's other
+    candidate pairs (positive only for the best), `context_reverse_margin:<name>` the same among the target
+    product's candidates. Computed over the candidate pairs given, so call it on all candidates of a link.
+    A title overlap of 0.6 is a match when the other candidates reach 0.2 and not when one reaches 0.9.
+    """
+    columns = [features.values]
+    added = []
+    for name in names:
+        if name not in features.names:
+            continue
+        context = rank_signals(source_ids, target_ids, features.column(name))
+        columns += [context.margin[:, None], context.reverse_margin[:, None]]
+        added += [f"context_margin:{name}", f"context_reverse_margin:{name}"]
+    return FeatureMatrix((*features.names, *added), np.hstack(columns).astype(np.float32))
 
 
 def _product_features(
