@@ -69,8 +69,10 @@ def refresh_lexical(conn: psycopg.Connection, *, progress: bool = False) -> Lexi
             " WHERE l.product_id IS NULL OR l.content_hash <> p.content_hash"
         ).fetchone()[0]
         oldest = conn.execute("SELECT min(weighted_documents) FROM prodmatch.lexical").fetchone()[0]
-        reweigh_all = oldest is not None and abs(documents - oldest) > REWEIGH_FRACTION * max(oldest, 1)
-        reweigh_all = reweigh_all or (oldest is None and stale > 0)
+        moved = oldest is not None and abs(documents - oldest) > REWEIGH_FRACTION * max(oldest, 1)
+        if moved or (stale and (oldest is None or stale > REWEIGH_FRACTION * documents)):
+            encoded = _rebuild(conn, documents, progress)
+            return LexicalRefresh(encoded, encoded, documents, round(time.perf_counter() - started, 3))
         df = _load_frequencies(conn)
         touched: set[int] = set()
         encoded = 0
@@ -81,12 +83,9 @@ def refresh_lexical(conn: psycopg.Connection, *, progress: bool = False) -> Lexi
                     touched |= _apply_batch(conn, batch, df, documents)
                     encoded += len(batch)
                     bar.update(len(batch))
-        reweighed = 0
-        if reweigh_all:
-            reweighed = _reweigh_everything(conn, documents)
-        elif touched:
+        if touched:
             _store_frequencies(conn, df, np.fromiter(touched, dtype=np.int64, count=len(touched)))
-    return LexicalRefresh(encoded, reweighed, documents, round(time.perf_counter() - started, 3))
+    return LexicalRefresh(encoded, 0, documents, round(time.perf_counter() - started, 3))
 
 
 def lexical_idf(conn: psycopg.Connection) -> IdfTable:
@@ -177,32 +176,54 @@ def _ensure_batch_table(conn: psycopg.Connection) -> None:
     )
 
 
-def _reweigh_everything(conn: psycopg.Connection, documents: int) -> int:
-    """Recount document frequencies from the stored raw terms and re-weight every vector."""
-    ids, raw = [], []
-    with conn.cursor().copy(
-        "COPY (SELECT product_id, terms FROM prodmatch.lexical ORDER BY 1) TO STDOUT"
-    ) as copy:
-        for product_id, terms in copy.rows():
-            ids.append(int(product_id))
-            raw.append(parse_sparse_text(terms))
+def _rebuild(conn: psycopg.Connection, documents: int, progress: bool) -> int:
+    """Encode every product again, recount document frequencies and rewrite the lexical space in one pass.
+
+    Used for the first build and whenever the product count moved by more than REWEIGH_FRACTION: writing into an
+    HNSW index row by row costs ~7 ms per sparse vector here, so the index is dropped and built once at the end.
+    """
+    bar = tqdm(total=documents, unit="product", desc="lexical space (rebuild)", disable=not progress)
+    ids, hashes, raw, codes = [], [], [], []
+    with bar, conn.cursor(name="prodmatch_lexical_all") as cur:
+        cur.itersize = BATCH
+        cur.execute(
+            "SELECT id, content_hash, title, brand, category, description, attributes FROM prodmatch.products"
+            " ORDER BY id"
+        )
+        while rows := cur.fetchmany(BATCH):
+            products = [
+                {
+                    "title": r[2],
+                    "brand": r[3],
+                    "category": r[4],
+                    "description": r[5],
+                    "attributes": r[6] or {},
+                }
+                for r in rows
+            ]
+            raw += _ENCODER.encode_many(products)
+            codes += [extract_codes(product) for product in products]
+            ids += [r[0] for r in rows]
+            hashes += [r[1] for r in rows]
+            bar.update(len(rows))
     df = np.zeros(LEXICAL_DIMENSIONS, dtype=np.int32)
     if raw:
         np.add.at(df, np.concatenate([indices for indices, _ in raw]), 1)
-    _store_frequencies(conn, df)
     terms = np.flatnonzero(df)
     weighted = weigh_many(raw, idf_weights((terms, df[terms]), documents))
+    conn.execute("DROP INDEX IF EXISTS prodmatch.lexical_vector_hnsw")
+    conn.execute("TRUNCATE prodmatch.lexical")
+    with conn.cursor().copy(
+        "COPY prodmatch.lexical (product_id, content_hash, terms, vector, codes, weighted_documents) FROM STDIN"
+    ) as copy:
+        for row in zip(ids, hashes, raw, weighted, codes, strict=True):
+            product_id, content_hash, (ri, rv), (wi, wv), product_codes = row
+            copy.write_row(
+                (product_id, content_hash, sparse_text(ri, rv), sparse_text(wi, wv), product_codes, documents)
+            )
+    _store_frequencies(conn, df)
     conn.execute(
-        "CREATE TEMP TABLE lexical_weights (product_id bigint PRIMARY KEY,"
-        f" vector sparsevec({LEXICAL_DIMENSIONS})) ON COMMIT DROP"
-    )
-    with conn.cursor().copy("COPY pg_temp.lexical_weights (product_id, vector) FROM STDIN") as copy:
-        for product_id, (wi, wv) in zip(ids, weighted, strict=True):
-            copy.write_row((product_id, sparse_text(wi, wv)))
-    conn.execute(
-        "UPDATE prodmatch.lexical l SET vector = w.vector, weighted_documents = %s"
-        " FROM pg_temp.lexical_weights w WHERE w.product_id = l.product_id",
-        (documents,),
+        "CREATE INDEX lexical_vector_hnsw ON prodmatch.lexical USING hnsw (vector sparsevec_cosine_ops)"
     )
     return len(ids)
 

@@ -337,13 +337,12 @@ def _has_models(conn: psycopg.Connection) -> bool:
     return found
 
 
-def _product_signals(matrix) -> list[dict]:
+def _product_signals(matrix) -> np.ndarray:
     """Per pair, the named product signals (codes, brand, price, ...) that are not missing, for `matches.signals`."""
     names = [n for n in PRODUCT_FEATURES if n in matrix.names]
     values = np.round(np.stack([matrix.column(n) for n in names], axis=1).astype(np.float64), 4)
-    out = []
-    for row in values.tolist():
-        out.append({n: v for n, v in zip(names, row, strict=True) if v == v})
+    out = np.empty(len(values), dtype=object)
+    out[:] = [{n: v for n, v in zip(names, row, strict=True) if v == v} for row in values.tolist()]
     return out
 
 
