@@ -7,27 +7,41 @@ and exit code 1; a traceback means a bug.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from prodmatch import store as db
+from prodmatch import store
 from prodmatch.config import Settings, load_settings
 from prodmatch.errors import ProdmatchError
 
 
-def _errors_as_click(func):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+class _Command(click.Command):
+    """A command whose ProdmatchError becomes a one-line error and exit code 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
         except ProdmatchError as exc:
             raise click.ClickException(str(exc)) from exc
 
-    return wrapper
+
+class _Group(click.Group):
+    """A group whose commands and sub-groups all turn ProdmatchError into a clean error."""
+
+    command_class = _Command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ProdmatchError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+_Group.group_class = _Group
 
 
 def _settings() -> Settings:
@@ -35,10 +49,44 @@ def _settings() -> Settings:
 
 
 def _echo_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable))
 
 
-@click.group()
+def _jsonable(value: object) -> object:
+    """Reports (anything with to_dict, or a dataclass) and other values json does not know."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def _show(report: object, as_json: bool) -> None:
+    """--json: the machine form; otherwise the report's own text."""
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(report.to_text())
+
+
+# Options shared by several commands, declared once (as sqlite-utils does).
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+model_option = click.option("--model", help="Model name (default: the only registered one).")
+SPACES = ("fused", "image", "text")
+
+
+def space_option(default: str | None = "fused", *, lexical: bool = True, help: str | None = None):
+    choices = [*SPACES, "lexical"] if lexical else list(SPACES)
+    return click.option(
+        "--space", type=click.Choice(choices), default=default, show_default=default is not None, help=help
+    )
+
+
+def k_option(default: int, maximum: int = 1000, help: str | None = None):
+    return click.option("--k", type=click.IntRange(1, maximum), default=default, show_default=True, help=help)
+
+
+@click.group(cls=_Group)
 @click.option(
     "--database-url",
     metavar="URL",
@@ -56,6 +104,9 @@ def main(ctx: click.Context, database_url: str | None, home: Path | None) -> Non
     ctx.obj = load_settings(database_url=database_url, home=home)
 
 
+# Commands import the library inside the function: `prodmatch --help` and fast commands then start without
+# loading torch and transformers (seconds on a small machine).
+
 # --- db ---------------------------------------------------------------------------------------------------
 
 
@@ -66,72 +117,65 @@ def db_group() -> None:
 
 @db_group.command("upgrade")
 @click.argument("revision", default="head")
-@_errors_as_click
 def db_upgrade(revision: str) -> None:
-    """Create or migrate the prodmatch schema (default: to the newest revision)."""
-    reached = db.upgrade(_settings(), revision)
+    """Create or migrate the prodmatch schema (default: to the newest revision).
+
+    \b
+    Example: prodmatch db upgrade
+    """
+    reached = store.upgrade(_settings(), revision)
     click.echo(f"schema at revision {reached}")
 
 
 @db_group.command("downgrade")
 @click.argument("revision")
-@_errors_as_click
 def db_downgrade(revision: str) -> None:
-    """Migrate the schema down to REVISION ("base" drops every prodmatch table)."""
-    reached = db.downgrade(_settings(), revision)
+    """Migrate the schema down to REVISION ("base" drops every prodmatch table).
+
+    \b
+    Example: prodmatch db downgrade base
+    """
+    reached = store.downgrade(_settings(), revision)
     click.echo(f"schema at revision {reached or 'base'}")
 
 
 @db_group.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_errors_as_click
+@json_option
 def db_status(as_json: bool) -> None:
-    """Which database, server and pgvector versions, schema revision, row counts, embedding errors."""
-    report = db.status(_settings())
-    if as_json:
-        _echo_json(report.to_dict())
-        return
-    kind = "embedded" if report.embedded else "external"
-    click.echo(f"database:   {report.url} ({kind})")
-    click.echo(f"server:     PostgreSQL {report.server_version}, pgvector {report.pgvector_version or '-'}")
-    revision = report.schema_revision or "none (run: prodmatch db upgrade)"
-    behind = "" if report.schema_revision == report.head_revision else f" (newest: {report.head_revision})"
-    click.echo(f"schema:     {revision}{behind}")
-    for table, count in report.row_counts.items():
-        click.echo(f"  {table:<16}{count:>12,}")
-    for model, counts in report.embedding_status.items():
-        click.echo(f"model {model}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()))
-    if report.recent_errors:
-        click.echo("recent embedding errors:")
-        for e in report.recent_errors:
-            click.echo(
-                f"  {e['catalog']}:{e['external_id']} [{e['model']}, {e['status']}, "
-                f"attempts {e['attempts']}] {e['error']}"
-            )
+    """Which database, server and pgvector versions, schema revision, row counts, embedding errors.
+
+    \b
+    Example: prodmatch db status --json
+    """
+    _show(store.status(_settings()), as_json)
 
 
 @db_group.command("shell", context_settings={"ignore_unknown_options": True})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
-@_errors_as_click
 def db_shell(psql_args: tuple[str, ...]) -> None:
     """Open psql on the prodmatch database (the embedded one stays up while psql runs).
 
-    Extra arguments go to psql, e.g. prodmatch db shell -c "SELECT * FROM prodmatch.matches_v LIMIT 5"
-    or prodmatch db shell -f sql/examples/01_competitor_price_gaps.sql
+    Extra arguments go to psql.
+
+    \b
+    Example: prodmatch db shell -c "SELECT * FROM prodmatch.matches_v LIMIT 5"
     """
     import subprocess
 
-    command = db.psql_command(_settings(), list(psql_args))
+    command = store.psql_command(_settings(), list(psql_args))
     raise SystemExit(subprocess.call(command))
 
 
 @db_group.command("grant-reader")
 @click.argument("role")
-@_errors_as_click
 def db_grant_reader(role: str) -> None:
-    """Give database ROLE read-only use of the prodmatch views, tables and functions."""
-    with db.connection(_settings()) as conn:
-        db.grant_reader(conn, role)
+    """Give database ROLE read-only use of the prodmatch views, tables and functions.
+
+    \b
+    Example: prodmatch db grant-reader analyst
+    """
+    with store.connection(_settings()) as conn:
+        store.grant_reader(conn, role)
     click.echo(f"{role} may now read prodmatch (SELECT on tables and views, EXECUTE on functions)")
 
 
@@ -170,7 +214,6 @@ def db_grant_reader(role: str) -> None:
     "and matches). Skipped, with a warning, when a row's id cannot be read.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, rejects included.")
-@_errors_as_click
 def ingest_command(
     file: Path,
     catalog: str,
@@ -184,9 +227,12 @@ def ingest_command(
     prune: bool,
     as_json: bool,
 ) -> None:
-    """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue."""
-    from prodmatch.ingest.load import describe_reject, ingest_file
-    from prodmatch.ingest.sources import IngestOptions
+    """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue.
+
+    \b
+    Example: prodmatch ingest shop.csv --catalog shop
+    """
+    from prodmatch.ingest import IngestOptions, ingest_file
 
     if delimiter == "\\t" or (delimiter or "").lower() == "tab":
         delimiter = "\t"
@@ -201,27 +247,15 @@ def ingest_command(
         prune=prune,
         progress=not as_json,
     )
-    with db.connection(_settings()) as conn:
+    with store.connection(_settings()) as conn:
         result = ingest_file(conn, file, catalog, options)
     if as_json:
-        _echo_json(result.to_dict())
+        _echo_json(result)
     else:
-        click.echo(
-            f"{result.file} -> {result.catalog}: {result.rows:,} rows, inserted {result.inserted:,}, "
-            f"updated {result.updated:,}, unchanged {result.unchanged:,}, rejected {result.rejected:,}"
-            + (f", deleted {result.deleted:,}" if prune else "")
-            + f" ({result.seconds:.1f} s)"
-        )
-        if result.prune_skipped:
-            click.echo(f"  not pruned: {result.prune_skipped}", err=True)
-        for reject in result.rejects[:20]:
-            click.echo("  rejected " + describe_reject(reject), err=True)
-        if result.rejected > 20:
-            click.echo(
-                f"  ... {result.rejected - 20} more in prodmatch.ingest_rejects "
-                f"(ingest_run_id = {result.ingest_run_id})",
-                err=True,
-            )
+        summary, *details = result.to_text().split("\n")
+        click.echo(summary)
+        for line in details:
+            click.echo(line, err=True)
     if result.loaded == 0:
         raise click.ClickException(f"{file}: nothing could be loaded")
 
@@ -248,8 +282,7 @@ def models_group() -> None:
     help='Product text to embed, e.g. "{brand} {title} {attributes.colour}" [default: "{brand} {title}"].',
 )
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def models_add(
     model: str | None,
     name: str | None,
@@ -260,12 +293,16 @@ def models_add(
     precision: str | None,
     as_json: bool,
 ) -> None:
-    """Register MODEL (a hub id or a local folder; default openai/clip-vit-base-patch32) and queue every product."""
+    """Register MODEL (a hub id or a local folder; default openai/clip-vit-base-patch32) and queue every product.
+
+    \b
+    Example: prodmatch models add openai/clip-vit-base-patch32 --name clip
+    """
     from prodmatch.embed.registry import add_model
     from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE
 
     settings = _settings()
-    with db.connection(settings) as conn:
+    with store.connection(settings) as conn:
         registered = add_model(
             conn,
             model or settings.default_model,
@@ -277,7 +314,7 @@ def models_add(
             precision=precision or settings.precision,
         )
     if as_json:
-        _echo_json(registered.to_dict())
+        _echo_json(registered)
     else:
         click.echo(
             f"registered {registered.name} ({registered.family}, {registered.dimension} dims, fusion "
@@ -287,35 +324,36 @@ def models_add(
 
 
 @models_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def models_list(as_json: bool) -> None:
-    """Registered models and how many products each has embedded."""
+    """Registered models and how many products each has embedded.
+
+    \b
+    Example: prodmatch models list
+    """
     from prodmatch.store.models import list_models
 
-    with db.connection(_settings()) as conn:
+    with store.connection(_settings()) as conn:
         stats = list_models(conn)
     if as_json:
-        _echo_json([s.to_dict() for s in stats])
-        return
-    if not stats:
+        _echo_json(stats)
+    elif not stats:
         click.echo("no models registered; add one with: prodmatch models add [MODEL]")
-    for s in stats:
-        m = s.model
-        counts = ", ".join(f"{k} {v:,}" for k, v in s.counts.items()) or "no products"
-        click.echo(
-            f"{m.name}: {m.source} ({m.family}, {m.dimension} dims, {m.fusion} w={m.image_weight}) — {counts}"
-        )
+    for s in stats if not as_json else ():
+        click.echo(s.to_text())
 
 
 @models_group.command("drop")
 @click.argument("name")
-@_errors_as_click
 def models_drop(name: str) -> None:
-    """Remove model NAME with its embeddings and indexes."""
+    """Remove model NAME with its embeddings and indexes.
+
+    \b
+    Example: prodmatch models drop clip
+    """
     from prodmatch.store.models import drop_model
 
-    with db.connection(_settings()) as conn:
+    with store.connection(_settings()) as conn:
         drop_model(conn, name)
     click.echo(f"dropped {name}")
 
@@ -334,7 +372,6 @@ def models_drop(name: str) -> None:
 @click.option("--image-threads", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--retry-errors", is_flag=True, help="Re-queue products whose embedding failed before.")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
-@_errors_as_click
 def embed_command(
     model: str | None,
     catalog: str | None,
@@ -347,13 +384,20 @@ def embed_command(
     retry_errors: bool,
     as_json: bool,
 ) -> None:
-    """Embed pending products: image, text and fused vectors."""
+    """Embed pending products (image, text and fused vectors) and bring the lexical space up to date.
+
+    \b
+    Example: prodmatch embed --watch
+    """
     import signal
     import threading
 
+    from prodmatch.embed.lexical_refresh import refresh_lexical
     from prodmatch.embed.worker import EmbedOptions, embed
 
     settings = _settings()
+    with store.connection(settings) as conn:
+        lexical = refresh_lexical(conn, progress=not as_json)
     options = EmbedOptions(
         model=model,
         catalog=catalog,
@@ -378,27 +422,28 @@ def embed_command(
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    summaries = embed(settings, options, stop=stop)
+    has_models = True
+    with store.connection(settings) as conn:
+        has_models = conn.execute("SELECT EXISTS (SELECT 1 FROM prodmatch.models)").fetchone()[0]
+    summaries = embed(settings, options, stop=stop) if has_models or watch else []
     if as_json:
-        _echo_json([s.to_dict() for s in summaries] if len(summaries) != 1 else summaries[0].to_dict())
+        _echo_json(summaries if len(summaries) != 1 else summaries[0])
         return
+    click.echo(lexical.to_text(), err=True)
     for s in summaries:
-        click.echo(
-            f"{s.model}: embedded {s.embedded:,}, image errors {s.image_errors:,}, failed {s.failed:,}, "
-            f"skipped {s.skipped:,} in {s.seconds:.1f} s ({s.products_per_second:.1f} products/s)"
-        )
+        click.echo(s.to_text())
+    if not has_models:
+        click.echo("no model registered: only the lexical space is kept; add one with: prodmatch models add")
 
 
 # --- matching ---------------------------------------------------------------------------------------------
 
-SPACE = click.Choice(["fused", "image", "text"])
-
 
 @main.command("similar")
 @click.argument("product")
-@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--space", type=SPACE, default="fused", show_default=True)
-@click.option("--model", help="Model name (default: the only registered one).")
+@k_option(10)
+@space_option("fused", help="Space that ranks the candidates (lexical needs no model).")
+@model_option
 @click.option("--in-catalog", help="Only candidates from this catalogue.")
 @click.option("--other-catalog", is_flag=True, help="Only candidates from other catalogues.")
 @click.option("--same-category", is_flag=True)
@@ -407,8 +452,7 @@ SPACE = click.Choice(["fused", "image", "text"])
 @click.option("--max-price-ratio", type=float)
 @click.option("--unmatched-only", is_flag=True, help="Skip products already best-matched by a link run.")
 @click.option("--ef-search", type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def similar_command(
     product: str,
     k: int,
@@ -424,13 +468,22 @@ def similar_command(
     ef_search: int | None,
     as_json: bool,
 ) -> None:
-    """Products most similar to PRODUCT, given as CATALOG:EXTERNAL_ID (SQL: prodmatch.similar)."""
-    from prodmatch import match as matching
+    """Products most similar to PRODUCT, given as CATALOG:EXTERNAL_ID (SQL: prodmatch.similar).
 
-    catalog, external_id = db.parse_product_ref(product)
-    with db.connection(_settings()) as conn:
-        product_id = db.find_product(conn, catalog, external_id)
-        rows = matching.similar(
+    \b
+    Example: prodmatch similar shop:SKU-123 --in-catalog competitor --space lexical
+    """
+    from prodmatch import match
+
+    catalog, external_id = store.parse_product_ref(product)
+    with store.connection(_settings()) as conn:
+        product_id = store.find_product(conn, catalog, external_id)
+        if space == "lexical":
+            from prodmatch.embed.lexical_refresh import refresh_lexical
+
+            refresh_lexical(conn)
+            conn.commit()
+        rows = match.similar(
             conn,
             product_id,
             k=k,
@@ -446,46 +499,46 @@ def similar_command(
             ef_search=ef_search,
         )
     if as_json:
-        _echo_json([r.__dict__ for r in rows])
+        _echo_json(rows)
         return
-    click.echo(f"{'fused':>6} {'image':>6} {'text':>6}  product")
+    click.echo(f"{'fused':>6} {'image':>6} {'text':>6} {'lexical':>6}  product")
     for r in rows:
-        click.echo(
-            f"{_sim(r.fused_similarity)} {_sim(r.image_similarity)} {_sim(r.text_similarity)}  "
-            f"{r.catalog}:{r.external_id}  {r.brand or ''} {r.title or ''}  {r.price if r.price is not None else ''}"
-        )
+        click.echo(r.to_text())
 
 
 @main.command("search")
 @click.argument("text")
-@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--space", type=SPACE, default="image", show_default=True, help="image: text-to-image search.")
-@click.option("--model", help="Model name (default: the only registered one).")
+@k_option(10)
+@space_option("image", lexical=False, help="image: text-to-image search.")
+@model_option
 @click.option("--in-catalog", help="Only products of this catalogue.")
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def search_command(
     text: str, k: int, space: str, model: str | None, in_catalog: str | None, as_json: bool
 ) -> None:
-    """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search)."""
-    from prodmatch import match as matching
+    """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search).
+
+    \b
+    Example: prodmatch search "red running shoe" --space image
+    """
+    from prodmatch import match
 
     settings = _settings()
-    with db.connection(settings) as conn:
-        hits = matching.search(
+    with store.connection(settings) as conn:
+        hits = match.search(
             conn, text, k=k, space=space, model=model, in_catalog=in_catalog, precision=settings.precision
         )
     if as_json:
-        _echo_json([h.__dict__ for h in hits])
+        _echo_json(hits)
         return
     for h in hits:
-        click.echo(f"{_sim(h.similarity)}  {h.catalog}:{h.external_id}  {h.brand or ''} {h.title or ''}")
+        click.echo(h.to_text())
 
 
 @main.command("link")
 @click.option("--source", required=True, help="Catalogue whose products get candidates.")
 @click.option("--target", required=True, help="Catalogue the candidates come from.")
-@click.option("--k", type=click.IntRange(1, 100), default=5, show_default=True)
+@k_option(5, 100, help="Candidates stored per source product.")
 @click.option(
     "--threshold", type=float, help="Keep pairs at least this similar (default: the model's saved one)."
 )
@@ -495,14 +548,16 @@ def search_command(
 @click.option(
     "--mode", type=click.Choice(["exact", "ann"]), help="Default: exact when the vectors fit in memory."
 )
-@click.option("--space", type=SPACE, default="fused", show_default=True)
-@click.option("--model", help="Model name (default: the only registered one).")
+@space_option(None, help="Space to link on [default: the model's saved one, fused; lexical with no model].")
+@model_option
+@click.option(
+    "--matcher", help="A learned matcher (prodmatch matcher train): hybrid candidates, match probabilities."
+)
 @click.option("--ef-search", type=click.IntRange(1, 1000), help="HNSW search breadth for --mode ann.")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the pairs (.csv or .jsonl)."
 )
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def link_command(
     source: str,
     target: str,
@@ -510,17 +565,22 @@ def link_command(
     threshold: float | None,
     one_to_one: bool,
     mode: str | None,
-    space: str,
+    space: str | None,
     model: str | None,
+    matcher: str | None,
     ef_search: int | None,
     out: Path | None,
     as_json: bool,
 ) -> None:
-    """Find every SOURCE product's best candidates in TARGET and store them as a match run."""
-    from prodmatch import match as matching
+    """Find every SOURCE product's best candidates in TARGET and store them as a match run.
 
-    with db.connection(_settings()) as conn:
-        result = matching.link(
+    \b
+    Example: prodmatch link --source shop --target competitor --matcher shop-competitor --one-to-one
+    """
+    from prodmatch import match
+
+    with store.connection(_settings()) as conn:
+        result = match.link(
             conn,
             source,
             target,
@@ -530,19 +590,12 @@ def link_command(
             mode=mode,
             space=space,
             model=model,
+            matcher=matcher,
             ef_search=ef_search,
             out=out,
             progress=not as_json,
         )
-    if as_json:
-        _echo_json(result.to_dict())
-        return
-    click.echo(
-        f"run {result.run_id}: {result.source} -> {result.target} ({result.mode}, {result.model}): "
-        f"{result.pairs:,} pairs for {result.matched_sources:,} of {result.sources:,} products "
-        f"in {result.seconds:.1f} s" + (f"; written to {result.out}" if result.out else "")
-    )
-    click.echo(f"  SELECT * FROM prodmatch.matches_v WHERE run_id = {result.run_id} ORDER BY rank;")
+    _show(result, as_json)
 
 
 @main.command("dedupe")
@@ -550,31 +603,44 @@ def link_command(
 @click.option(
     "--threshold", type=float, required=True, help="Cosine similarity that makes two products duplicates."
 )
-@click.option("--space", type=SPACE, default="fused", show_default=True)
-@click.option("--model", help="Model name (default: the only registered one).")
-@click.option(
-    "--k", type=click.IntRange(1, 1000), default=20, show_default=True, help="Neighbours per product."
-)
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@space_option("fused", lexical=False)
+@model_option
+@k_option(20, help="Neighbours per product.")
+@json_option
 def dedupe_command(
     catalog: str, threshold: float, space: str, model: str | None, k: int, as_json: bool
 ) -> None:
-    """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold)."""
-    from prodmatch import match as matching
+    """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold).
 
-    with db.connection(_settings()) as conn:
-        result = matching.dedupe(
-            conn, catalog, threshold, model=model, space=space, k=k, progress=not as_json
-        )
-    if as_json:
-        _echo_json(result.to_dict())
-        return
-    click.echo(
-        f"run {result.run_id}: {result.clusters:,} clusters, {result.duplicates:,} of {result.products:,} "
-        f"products (largest {result.largest}) in {result.seconds:.1f} s"
-    )
-    click.echo(f"  SELECT * FROM prodmatch.duplicates_v WHERE run_id = {result.run_id} ORDER BY cluster_id;")
+    \b
+    Example: prodmatch dedupe --catalog shop --threshold 0.95
+    """
+    from prodmatch import match
+
+    with store.connection(_settings()) as conn:
+        result = match.dedupe(conn, catalog, threshold, model=model, space=space, k=k, progress=not as_json)
+    _show(result, as_json)
+
+
+@main.command("explain")
+@click.argument("source_product")
+@click.argument("target_product")
+@click.option("--matcher", help="Show the matcher's probability and each signal's contribution.")
+@model_option
+@json_option
+def explain_command(
+    source_product: str, target_product: str, matcher: str | None, model: str | None, as_json: bool
+) -> None:
+    """Every signal of one pair (CATALOG:ID CATALOG:ID) and what it contributes to the match probability.
+
+    \b
+    Example: prodmatch explain shop:SKU-1 competitor:C-77 --matcher shop-competitor
+    """
+    from prodmatch.match.explain import explain_pair
+
+    with store.connection(_settings()) as conn:
+        report = explain_pair(conn, source_product, target_product, matcher=matcher, model=model)
+    _show(report, as_json)
 
 
 @main.group("index")
@@ -583,31 +649,121 @@ def index_group() -> None:
 
 
 @index_group.command("check")
-@click.option("--model", help="Model name (default: the only registered one).")
-@click.option("--space", type=SPACE, default="fused", show_default=True)
+@model_option
+@space_option("fused", lexical=False)
 @click.option("--sample", type=click.IntRange(1, 100000), default=100, show_default=True)
-@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@k_option(10)
+@json_option
 def index_check_command(model: str | None, space: str, sample: int, k: int, as_json: bool) -> None:
-    """Recall@k of the HNSW index against exact search, and the ef_search that reaches 0.99."""
-    from prodmatch import match as matching
+    """Recall@k of the HNSW index against exact search, and the ef_search that reaches 0.99.
 
-    with db.connection(_settings()) as conn:
-        report = matching.check_index(conn, model=model, space=space, sample=sample, k=k)
-    if as_json:
-        _echo_json(report.to_dict())
-        return
-    click.echo(f"{report.model} / {report.space}: recall@{report.k} over {report.sample} sampled products")
-    for row in report.rows:
-        click.echo(
-            f"  ef_search {row['ef_search']:>4}: recall {row['recall']:.3f}  "
-            f"p50 {row['p50_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms"
+    \b
+    Example: prodmatch index check --space fused --sample 200
+    """
+    from prodmatch import match
+
+    with store.connection(_settings()) as conn:
+        report = match.check_index(conn, model=model, space=space, sample=sample, k=k)
+    _show(report, as_json)
+
+
+# --- learned matchers -------------------------------------------------------------------------------------
+
+
+@main.group("matcher")
+def matcher_group() -> None:
+    """Train, list and drop learned matchers (match probability from every signal of a pair)."""
+
+
+@matcher_group.command("train")
+@click.option(
+    "--gold",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Gold CSV: source_catalog,source_id,target_catalog,target_id[,label]; it must list EVERY true target "
+    "of the sources it names (their other candidates count as non-matches).",
+)
+@click.option("--source", required=True, help="Catalogue of the gold pairs' sources.")
+@click.option("--target", required=True, help="Catalogue of the gold pairs' targets.")
+@click.option("--model", help="Also use this model's image / text / fused vectors (default: none).")
+@click.option("--name", help="Name to store it under (default: SOURCE-TARGET).")
+@k_option(10, 100, help="Candidates per source and per candidate source.")
+@click.option(
+    "--min-precision",
+    type=click.FloatRange(0, 1),
+    help="Pick the threshold with the most recall at this precision (default: best F1).",
+)
+@json_option
+def matcher_train(
+    gold: Path,
+    source: str,
+    target: str,
+    model: str | None,
+    name: str | None,
+    k: int,
+    min_precision: float | None,
+    as_json: bool,
+) -> None:
+    """Train a matcher on gold pairs (cross-validated, calibrated) and store it in the database.
+
+    \b
+    Example: prodmatch matcher train --gold gold.csv --source shop --target competitor
+    """
+    from prodmatch.quality.matchers import train_and_store
+
+    with store.connection(_settings()) as conn:
+        report = train_and_store(
+            conn,
+            gold,
+            source,
+            target,
+            model=model,
+            name=name,
+            k=k,
+            min_precision=min_precision,
+            progress=not as_json,
         )
-    if report.recommended_ef_search:
-        click.echo(f"ef_search {report.recommended_ef_search} reaches recall {report.target_recall}")
-    else:
-        click.echo(f"no ef_search tried reaches recall {report.target_recall}; the index is losing matches")
+    _show(report, as_json)
+
+
+@matcher_group.command("list")
+@json_option
+def matcher_list(as_json: bool) -> None:
+    """Stored matchers with their kind, threshold and held-out F1.
+
+    \b
+    Example: prodmatch matcher list --json
+    """
+    from prodmatch.store.matchers import list_matchers
+
+    with store.connection(_settings()) as conn:
+        rows = list_matchers(conn)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no matchers; train one with: prodmatch matcher train --gold FILE --source A --target B")
+    for r in rows:
+        f1 = r.metrics.get("out_of_fold_f1")
+        click.echo(
+            f"{r.name}: {r.kind} over {len(r.features)} features, model {r.model or '-'}, threshold "
+            f"{r.threshold:.3f}, held-out F1 {f1 if f1 is None else round(f1, 3)}, trained {r.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@matcher_group.command("drop")
+@click.argument("name")
+def matcher_drop(name: str) -> None:
+    """Remove matcher NAME (runs made with it keep their pairs).
+
+    \b
+    Example: prodmatch matcher drop shop-competitor
+    """
+    from prodmatch.store.matchers import drop_matcher
+
+    with store.connection(_settings()) as conn:
+        drop_matcher(conn, name)
+    click.echo(f"dropped {name}")
 
 
 # --- evaluation, fine-tuning, demo -------------------------------------------------------------------------
@@ -620,32 +776,47 @@ def index_check_command(model: str | None, space: str, sample: int, k: int, as_j
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV: source_catalog,source_id,target_catalog,target_id[,label].",
 )
-@click.option("--model", help="Model name (default: the only registered one).")
-@click.option("--source", help="Only gold pairs from this catalogue.")
-@click.option("--target", help="Only gold pairs into this catalogue.")
+@model_option
+@click.option("--source", help="Only gold pairs from this catalogue (required with --matcher).")
+@click.option("--target", help="Only gold pairs into this catalogue (required with --matcher).")
+@click.option("--matcher", help="Evaluate this learned matcher's decisions next to each single signal.")
 @click.option(
     "--min-precision", type=click.FloatRange(0, 1), help="Pick the threshold reaching this precision."
 )
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path), help="Folder for the PNG plots.")
 @click.option("--save", is_flag=True, help="Store the recommendation with the model; link then uses it.")
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def eval_command(
     gold: Path,
     model: str | None,
     source: str | None,
     target: str | None,
+    matcher: str | None,
     min_precision: float | None,
     plots: Path | None,
     save: bool,
     as_json: bool,
 ) -> None:
-    """How good are the matches: recall@k, MRR, precision/recall/F1 per threshold, per space and fusion weight."""
+    """How good are the matches: recall@k, MRR, precision/recall/F1 per threshold, per space and fusion weight.
+
+    \b
+    Example: prodmatch eval --gold gold.csv --source shop --target competitor --matcher shop-competitor
+    """
     from dataclasses import replace
+
+    if matcher is not None:
+        from prodmatch.quality.matchers import evaluate_matcher
+
+        if not source or not target:
+            raise click.UsageError("--matcher needs --source and --target")
+        with store.connection(_settings()) as conn:
+            report = evaluate_matcher(conn, gold, matcher, source, target, plots_dir=plots)
+        _show(report, as_json)
+        return
 
     from prodmatch.quality.evaluate import evaluate, save_recommendation
 
-    with db.connection(_settings()) as conn:
+    with store.connection(_settings()) as conn:
         report = evaluate(
             conn,
             gold,
@@ -660,38 +831,8 @@ def eval_command(
                 raise click.ClickException("nothing to save: no threshold could be recommended")
             save_recommendation(conn, report)
             report = replace(report, saved=True)
-    if as_json:
-        _echo_json(report.to_dict())
-        return
-    click.echo(
-        f"{report.model}: {report.pairs} gold pairs ({report.positives} matches, {report.negatives} "
-        f"non-matches) for {report.sources} products"
-    )
-    click.echo(f"{'space':<22}{'recall@1':>9}{'@5':>7}{'@10':>7}{'MRR':>7}{'best F1':>9}{'threshold':>11}")
-    rows = [(r, r.space if r.space != "fused" else f"fused w={r.image_weight:g}") for r in report.spaces]
-    best_fused = max(report.weight_grid, key=lambda r: (r.best_f1, r.recall_at_1), default=None)
-    current = next((r for r in report.spaces if r.space == "fused"), None)
-    if best_fused and (current is None or best_fused.image_weight != current.image_weight):
-        rows.append((best_fused, f"fused w={best_fused.image_weight:g} (grid)"))
-    for r, name in rows:
-        threshold = f"{r.best_threshold:.4f}" if r.best_threshold is not None else "-"
-        click.echo(
-            f"{name:<22}{r.recall_at_1:>9.3f}{r.recall_at_5:>7.3f}{r.recall_at_10:>7.3f}{r.mrr:>7.3f}"
-            f"{r.best_f1:>9.3f}{threshold:>11}"
-        )
-    rec = report.recommendation
-    if rec.get("threshold") is not None:
-        weight = f" w={rec['image_weight']:g}" if rec["space"] == "fused" else ""
-        click.echo(
-            f"recommended: {rec['space']}{weight}, threshold {rec['threshold']:.4f} "
-            f"(precision {rec['precision']:.3f}, recall {rec['recall']:.3f}, F1 {rec['f1']:.3f})"
-            + ("; saved with the model" if report.saved else "; --save to store it for link")
-        )
-    else:
-        click.echo(f"no recommendation: {rec.get('note', '')}")
-    for path in report.plots.values():
-        click.echo(f"plot: {path}")
-    for line in report.unknown:
+    _show(report, as_json)
+    for line in report.unknown if not as_json else ():
         click.echo(f"skipped: {line}", err=True)
 
 
@@ -728,8 +869,7 @@ def eval_command(
 )
 @click.option("--name", help="Name to register the new model under (default: BASE-ft).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def finetune_command(
     gold: Path,
     base: str,
@@ -743,7 +883,11 @@ def finetune_command(
     seed: int,
     as_json: bool,
 ) -> None:
-    """Fine-tune a model's image and text towers on your matched pairs, then register it as a new model."""
+    """Fine-tune a model's image and text towers on your matched pairs, then register it as a new model.
+
+    \b
+    Example: prodmatch finetune --gold gold.csv --base clip --out models/clip-ft
+    """
     from dataclasses import replace
 
     from prodmatch.quality.finetune import FinetuneOptions, finetune
@@ -761,28 +905,11 @@ def finetune_command(
     )
     if lr is not None:
         options = replace(options, lr=lr)
-    with db.connection(settings) as conn:
+    with store.connection(settings) as conn:
         result = finetune(conn, gold, base, out, options)
-    if as_json:
-        _echo_json(result.to_dict())
-        return
-    click.echo(
-        f"fine-tuned {result.base} on {result.train_pairs} pairs ({result.holdout_pairs} held out) "
-        f"in {result.seconds:.0f} s -> {result.out}, registered as {result.model_name}"
-    )
-    for space in ("image", "text", "fused"):
-        before, after = result.before.get(space, {}), result.after.get(space, {})
-        if before or after:
-            click.echo(
-                f"  hold-out {space:<6} recall@1 {before.get('recall_at_1', 0):.3f} -> "
-                f"{after.get('recall_at_1', 0):.3f}   F1 {before.get('f1', 0):.3f} -> {after.get('f1', 0):.3f}"
-            )
-    for line in result.unknown:
+    _show(result, as_json)
+    for line in result.unknown if not as_json else ():
         click.echo(f"  skipped: {line}", err=True)
-    click.echo(
-        f"next: prodmatch embed --model {result.model_name}; compare with prodmatch eval --model "
-        f"{result.model_name} before switching"
-    )
 
 
 @main.command("demo")
@@ -802,67 +929,23 @@ def finetune_command(
     show_default=True,
     help="Also fine-tune the model on the gold pairs and compare on a hold-out (minutes on a CPU).",
 )
-@click.option("--json", "as_json", is_flag=True)
-@_errors_as_click
+@json_option
 def demo_command(
     model: str | None, size: int, seed: int, folder: Path | None, finetune: bool, as_json: bool
 ) -> None:
-    """Generate two catalogues and run the whole pipeline: ingest, embed, evaluate, link, dedupe, fine-tune."""
+    """Generate two catalogues and run the whole pipeline: ingest, embed, evaluate, link, dedupe, fine-tune.
+
+    \b
+    Example: prodmatch demo --size 500
+    """
     from prodmatch.demo.run import run_demo
 
     report = run_demo(
         _settings(), model=model, size=size, seed=seed, folder=folder, finetune=finetune, progress=not as_json
     )
-    if as_json:
-        _echo_json(report.to_dict())
-        return
-    if report.model_note:
+    if report.model_note and not as_json:
         click.echo(f"note: {report.model_note}", err=True)
-    click.echo(f"demo in {report.folder} with model {report.model}")
-    for catalog, counts in report.ingested.items():
-        click.echo(f"  ingested {catalog}: {counts['rows']} rows, {counts['rejected']} rejected")
-    e = report.embedded
-    click.echo(
-        f"  embedded {e['embedded']} products ({e['image_errors']} image errors) "
-        f"at {e['products_per_second']:.1f} products/s"
-    )
-    for space in report.evaluation["spaces"]:
-        click.echo(
-            f"  {space['space']:<6} recall@1 {space['recall_at_1']:.3f}  MRR {space['mrr']:.3f}  "
-            f"best F1 {space['best_f1']:.3f}"
-        )
-    rec = report.evaluation["recommendation"]
-    if rec.get("threshold") is not None:
-        click.echo(
-            f"  recommended: {rec['space']} (w={rec['image_weight']}), threshold {rec['threshold']:.4f}, "
-            f"F1 {rec['f1']:.3f} — saved with the model"
-        )
-    click.echo(
-        f"  link run {report.link['run_id']}: {report.link['pairs']} pairs for "
-        f"{report.link['matched_sources']} of {report.link['sources']} products -> {report.link['out']}"
-    )
-    click.echo(f"  dedupe run {report.dedupe['run_id']}: {report.dedupe['clusters']} duplicate clusters")
-    for m in report.sample_matches:
-        click.echo(f"    {m['similarity']}  {m['source']}  <->  {m['target']}")
-    for name, path in report.plots.items():
-        click.echo(f"  plot {name}: {path}")
-    if report.finetune:
-        ft = report.finetune
-        click.echo(
-            f"  fine-tuned {ft['model']} on {ft['train_pairs']} pairs; on {ft['holdout_pairs']} held-out pairs:"
-        )
-        for space in ("image", "text", "fused"):
-            before, after = ft["holdout_before"].get(space, {}), ft["holdout_after"].get(space, {})
-            click.echo(
-                f"    {space:<6} recall@1 {before.get('recall_at_1', 0):.3f} -> {after.get('recall_at_1', 0):.3f}"
-            )
-        click.echo(f"  compare: prodmatch eval --gold {report.folder}/data/gold.csv --model {ft['model']}")
-    click.echo("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.steps.items()))
-    click.echo("  try: prodmatch db status; SELECT * FROM prodmatch.matches_v LIMIT 10; sql/examples/*.sql")
-
-
-def _sim(value: float | None) -> str:
-    return f"{value:6.3f}" if value is not None else "     -"
+    _show(report, as_json)
 
 
 def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:

@@ -47,6 +47,52 @@ class DemoReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_text(self) -> str:
+        lines = [f"demo in {self.folder} with model {self.model}"]
+        for catalog, counts in self.ingested.items():
+            lines.append(f"  ingested {catalog}: {counts['rows']} rows, {counts['rejected']} rejected")
+        e = self.embedded
+        lines.append(
+            f"  embedded {e['embedded']} products ({e['image_errors']} image errors) "
+            f"at {e['products_per_second']:.1f} products/s"
+        )
+        for space in self.evaluation["spaces"]:
+            lines.append(
+                f"  {space['space']:<6} recall@1 {space['recall_at_1']:.3f}  MRR {space['mrr']:.3f}  "
+                f"best F1 {space['best_f1']:.3f}"
+            )
+        rec = self.evaluation["recommendation"]
+        if rec.get("threshold") is not None:
+            lines.append(
+                f"  recommended: {rec['space']} (w={rec['image_weight']}), threshold {rec['threshold']:.4f}, "
+                f"F1 {rec['f1']:.3f} — saved with the model"
+            )
+        lines.append(
+            f"  link run {self.link['run_id']}: {self.link['pairs']} pairs for "
+            f"{self.link['matched_sources']} of {self.link['sources']} products -> {self.link['out']}"
+        )
+        lines.append(f"  dedupe run {self.dedupe['run_id']}: {self.dedupe['clusters']} duplicate clusters")
+        lines += [f"    {m['similarity']}  {m['source']}  <->  {m['target']}" for m in self.sample_matches]
+        lines += [f"  plot {name}: {path}" for name, path in self.plots.items()]
+        if self.finetune:
+            ft = self.finetune
+            lines.append(
+                f"  fine-tuned {ft['model']} on {ft['train_pairs']} pairs; on {ft['holdout_pairs']} held-out pairs:"
+            )
+            for space in ("image", "text", "fused"):
+                before, after = ft["holdout_before"].get(space, {}), ft["holdout_after"].get(space, {})
+                lines.append(
+                    f"    {space:<6} recall@1 {before.get('recall_at_1', 0):.3f} -> {after.get('recall_at_1', 0):.3f}"
+                )
+            lines.append(
+                f"  compare: prodmatch eval --gold {self.folder}/data/gold.csv --model {ft['model']}"
+            )
+        lines.append("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.steps.items()))
+        lines.append(
+            "  try: prodmatch db status; SELECT * FROM prodmatch.matches_v LIMIT 10; sql/examples/*.sql"
+        )
+        return "\n".join(lines)
+
 
 def run_demo(
     settings: Settings,

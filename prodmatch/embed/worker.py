@@ -84,6 +84,12 @@ class EmbedSummary:
     def to_dict(self) -> dict:
         return {**asdict(self), "products_per_second": round(self.products_per_second, 2)}
 
+    def to_text(self) -> str:
+        return (
+            f"{self.model}: embedded {self.embedded:,}, image errors {self.image_errors:,}, failed {self.failed:,}, "
+            f"skipped {self.skipped:,} in {self.seconds:.1f} s ({self.products_per_second:.1f} products/s)"
+        )
+
 
 def embed(
     settings: Settings,

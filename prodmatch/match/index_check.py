@@ -30,6 +30,21 @@ class IndexCheck:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_text(self) -> str:
+        lines = [f"{self.model} / {self.space}: recall@{self.k} over {self.sample} sampled products"]
+        lines += [
+            f"  ef_search {row['ef_search']:>4}: recall {row['recall']:.3f}  "
+            f"p50 {row['p50_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms"
+            for row in self.rows
+        ]
+        if self.recommended_ef_search:
+            lines.append(f"ef_search {self.recommended_ef_search} reaches recall {self.target_recall}")
+        else:
+            lines.append(
+                f"no ef_search tried reaches recall {self.target_recall}; the index is losing matches"
+            )
+        return "\n".join(lines)
+
 
 # --- index check ------------------------------------------------------------------------------------------
 

@@ -59,6 +59,16 @@ class LinkResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_text(self) -> str:
+        how = f"matcher {self.matcher}" if self.matcher else (self.model or "lexical space")
+        return (
+            f"run {self.run_id}: {self.source} -> {self.target} ({self.mode}, {how}): {self.pairs:,} pairs, "
+            f"{self.accepted:,} accepted for {self.matched_sources:,} of {self.sources:,} products "
+            f"in {self.seconds:.1f} s"
+            + (f"; written to {self.out}" if self.out else "")
+            + f"\n  SELECT * FROM prodmatch.matches_v WHERE run_id = {self.run_id} AND accepted ORDER BY rank;"
+        )
+
 
 @dataclass(frozen=True)
 class DedupeResult:
@@ -77,6 +87,13 @@ class DedupeResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_text(self) -> str:
+        return (
+            f"run {self.run_id}: {self.clusters:,} clusters, {self.duplicates:,} of {self.products:,} "
+            f"products (largest {self.largest}) in {self.seconds:.1f} s\n"
+            f"  SELECT * FROM prodmatch.duplicates_v WHERE run_id = {self.run_id} ORDER BY cluster_id;"
+        )
 
 
 # --- link -------------------------------------------------------------------------------------------------

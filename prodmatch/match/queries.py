@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import psycopg
 from psycopg.rows import dict_row
@@ -30,6 +30,22 @@ class Neighbour:
     text_similarity: float | None
     lexical_similarity: float | None = None
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        sims = " ".join(
+            _sim(v)
+            for v in (
+                self.fused_similarity,
+                self.image_similarity,
+                self.text_similarity,
+                self.lexical_similarity,
+            )
+        )
+        price = self.price if self.price is not None else ""
+        return f"{sims}  {self.catalog}:{self.external_id}  {self.brand or ''} {self.title or ''}  {price}"
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -42,6 +58,12 @@ class SearchHit:
     brand: str | None
     price: float | None
     similarity: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        return f"{_sim(self.similarity)}  {self.catalog}:{self.external_id}  {self.brand or ''} {self.title or ''}"
 
 
 def similar(
@@ -119,3 +141,7 @@ def search(
             (vector, k, space, registered.name, in_catalog, ef_search or DEFAULT_EF_SEARCH),
         ).fetchall()
     return [SearchHit(**_plain(r)) for r in rows]
+
+
+def _sim(value: float | None) -> str:
+    return f"{value:6.3f}" if value is not None else "     -"

@@ -73,6 +73,37 @@ class EvalReport:
             "saved": self.saved,
         }
 
+    def to_text(self) -> str:
+        """The table people read: one row per space (and the grid's best fusion weight when it differs)."""
+        lines = [
+            f"{self.model}: {self.pairs} gold pairs ({self.positives} matches, {self.negatives} non-matches) "
+            f"for {self.sources} products",
+            f"{'space':<22}{'recall@1':>9}{'@5':>7}{'@10':>7}{'MRR':>7}{'best F1':>9}{'threshold':>11}",
+        ]
+        rows = [(r, r.space if r.space != "fused" else f"fused w={r.image_weight:g}") for r in self.spaces]
+        best_fused = max(self.weight_grid, key=lambda r: (r.best_f1, r.recall_at_1), default=None)
+        current = next((r for r in self.spaces if r.space == "fused"), None)
+        if best_fused and (current is None or best_fused.image_weight != current.image_weight):
+            rows.append((best_fused, f"fused w={best_fused.image_weight:g} (grid)"))
+        for r, name in rows:
+            threshold = f"{r.best_threshold:.4f}" if r.best_threshold is not None else "-"
+            lines.append(
+                f"{name:<22}{r.recall_at_1:>9.3f}{r.recall_at_5:>7.3f}{r.recall_at_10:>7.3f}{r.mrr:>7.3f}"
+                f"{r.best_f1:>9.3f}{threshold:>11}"
+            )
+        rec = self.recommendation
+        if rec.get("threshold") is not None:
+            weight = f" w={rec['image_weight']:g}" if rec["space"] == "fused" else ""
+            lines.append(
+                f"recommended: {rec['space']}{weight}, threshold {rec['threshold']:.4f} "
+                f"(precision {rec['precision']:.3f}, recall {rec['recall']:.3f}, F1 {rec['f1']:.3f})"
+                + ("; saved with the model" if self.saved else "; --save to store it for link")
+            )
+        else:
+            lines.append(f"no recommendation: {rec.get('note', '')}")
+        lines += [f"plot: {path}" for path in self.plots.values()]
+        return "\n".join(lines)
+
 
 def evaluate(
     conn: psycopg.Connection,

@@ -128,6 +128,24 @@ class FinetuneResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_text(self) -> str:
+        lines = [
+            f"fine-tuned {self.base} on {self.train_pairs} pairs ({self.holdout_pairs} held out) "
+            f"in {self.seconds:.0f} s -> {self.out}, registered as {self.model_name}"
+        ]
+        for space in ("image", "text", "fused"):
+            before, after = self.before.get(space, {}), self.after.get(space, {})
+            if before or after:
+                lines.append(
+                    f"  hold-out {space:<6} recall@1 {before.get('recall_at_1', 0):.3f} -> "
+                    f"{after.get('recall_at_1', 0):.3f}   F1 {before.get('f1', 0):.3f} -> {after.get('f1', 0):.3f}"
+                )
+        lines.append(
+            f"next: prodmatch embed --model {self.model_name}; compare with prodmatch eval --model "
+            f"{self.model_name} before switching"
+        )
+        return "\n".join(lines)
+
 
 def read_gold_pairs(conn: psycopg.Connection, gold_file: Path) -> tuple[list[GoldPair], list[str]]:
     """The pairs of a gold CSV whose products exist, and a message (file, line, reason) for each line that is not."""

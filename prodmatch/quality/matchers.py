@@ -169,3 +169,196 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# --- evaluation of a matcher against single signals -------------------------------------------------------
+
+SINGLE_SIGNALS = ("sim:fused", "sim:image", "sim:text", "sim:lexical")
+MODES = ("all", "top1", "1:1")
+
+
+@dataclass(frozen=True)
+class SignalScore:
+    """End-to-end precision / recall / F1 of one way of deciding, on the gold pairs."""
+
+    name: str
+    mode: str  # all: every pair over the threshold; top1: a source's best pair; 1:1: greedy one-to-one
+    threshold: float | None
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class MatcherEvaluation:
+    """A matcher's decisions next to each single signal, on one gold file."""
+
+    matcher: str
+    gold: str
+    gold_pairs: int
+    sources: int
+    candidate_recall: dict[str, float]
+    rows: list[SignalScore]
+    plot: str | None
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        recall = ", ".join(f"{name} {value:.3f}" for name, value in self.candidate_recall.items())
+        lines = [
+            f"matcher {self.matcher!r} on {self.gold_pairs} gold pairs of {self.sources} source products",
+            f"candidate recall: {recall}",
+            f"{'decision':<16}{'mode':<6}{'threshold':>10}{'precision':>11}{'recall':>8}{'F1':>7}",
+        ]
+        for r in self.rows:
+            threshold = f"{r.threshold:.4f}" if r.threshold is not None and np.isfinite(r.threshold) else "-"
+            lines.append(
+                f"{r.name:<16}{r.mode:<6}{threshold:>10}{r.precision:>11.3f}{r.recall:>8.3f}{r.f1:>7.3f}"
+            )
+        lines.append(
+            "single signals use their best threshold on this gold file (optimistic); the matcher uses its own"
+        )
+        if self.plot:
+            lines.append(f"plot: {self.plot}")
+        return "\n".join(lines)
+
+
+def evaluate_matcher(
+    conn: psycopg.Connection,
+    gold_file: Path,
+    matcher_name: str,
+    source: str,
+    target: str,
+    *,
+    plots_dir: Path | None = None,
+) -> MatcherEvaluation:
+    """End-to-end quality of a stored matcher's decisions and of each single signal on `gold_file`."""
+    from prodmatch.match.link import load_matcher
+    from prodmatch.store.matchers import get_matcher
+
+    started = time.perf_counter()
+    refresh_lexical(conn)
+    conn.commit()
+    scorer, registered = load_matcher(conn, matcher_name)
+    k = int(get_matcher(conn, matcher_name).trained_on.get("k") or DEFAULT_K)
+    source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
+    positives, _ = gold_pairs_between(conn, gold_file, source, target)
+    if not positives:
+        raise ConfigError(f"{gold_file}: no label-1 pairs between {source!r} and {target!r}")
+    sources = np.array(sorted({s for s, _ in positives}), dtype=np.int64)
+    gathered = gather(conn, source_id, target_id, registered, k=k, source_ids=sources)
+    matrix = features(gathered)
+    labels = _labels(gathered, positives)
+    pairs = gathered.pairs
+    rows: list[SignalScore] = []
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in SINGLE_SIGNALS:
+        if name not in matrix.names:
+            continue
+        score = matrix.column(name).astype(np.float64)
+        if np.isnan(score).all():
+            continue
+        score = np.where(np.isnan(score), -np.inf, score)
+        threshold = best_threshold(pairs.sources, pairs.targets, labels, score, len(positives), "top1")
+        rows.append(_score(name, "top1", pairs, labels, score, threshold, len(positives)))
+        curves[name] = pr_curve(pairs.sources, pairs.targets, labels, score, len(positives), "top1")
+    probability = scorer.predict_proba(matrix, allow_missing=True).astype(np.float64)
+    for mode in MODES:
+        rows.append(_score("matcher", mode, pairs, labels, probability, scorer.threshold, len(positives)))
+    curves["matcher"] = pr_curve(pairs.sources, pairs.targets, labels, probability, len(positives), "all")
+    plot = None
+    if plots_dir is not None:
+        plot = str(_plot_curves(curves, rows, Path(plots_dir) / f"matcher_{matcher_name}_pr.png"))
+    return MatcherEvaluation(
+        matcher=matcher_name,
+        gold=str(gold_file),
+        gold_pairs=len(positives),
+        sources=len(sources),
+        candidate_recall={key: round(v, 4) for key, v in gathered.source_recall(positives).items()},
+        rows=rows,
+        plot=plot,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def decisions(sources: np.ndarray, targets: np.ndarray, score: np.ndarray, mode: str) -> np.ndarray:
+    """Indexes of the pairs a mode may accept, best first (a threshold then keeps a prefix)."""
+    order = np.argsort(-score, kind="stable")
+    if mode == "all":
+        return order
+    used_sources: set = set()
+    used_targets: set = set()
+    kept = []
+    for i in order.tolist():
+        s, t = sources[i], targets[i]
+        if s in used_sources or (mode == "1:1" and t in used_targets):
+            continue
+        used_sources.add(s)
+        used_targets.add(t)
+        kept.append(i)
+    return np.array(kept, dtype=np.int64)
+
+
+def pr_curve(
+    sources: np.ndarray, targets: np.ndarray, labels: np.ndarray, score: np.ndarray, gold: int, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) as the threshold sweeps down through the pairs `mode` may accept."""
+    kept = decisions(sources, targets, score, mode)
+    kept = kept[np.isfinite(score[kept])]
+    tp = np.cumsum(labels[kept])
+    n = np.arange(1, len(kept) + 1)
+    return tp / np.maximum(n, 1), tp / max(gold, 1)
+
+
+def best_threshold(
+    sources: np.ndarray, targets: np.ndarray, labels: np.ndarray, score: np.ndarray, gold: int, mode: str
+) -> float:
+    """The threshold with the best end-to-end F1 of `mode` (recall over all `gold` pairs)."""
+    kept = decisions(sources, targets, score, mode)
+    kept = kept[np.isfinite(score[kept])]
+    if not len(kept):
+        return float("inf")
+    s = score[kept]
+    tp = np.cumsum(labels[kept])
+    f1 = 2 * tp / (np.arange(1, len(kept) + 1) + gold)
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    best = np.flatnonzero(last_of_tie)[np.argmax(f1[last_of_tie])]
+    return float(s[best])
+
+
+def _score(name, mode, pairs, labels, score, threshold, gold) -> SignalScore:
+    kept = decisions(pairs.sources, pairs.targets, score, mode)
+    kept = kept[score[kept] >= threshold]
+    tp = int(labels[kept].sum())
+    precision = tp / len(kept) if len(kept) else 0.0
+    recall = tp / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return SignalScore(name, mode, float(threshold), round(precision, 4), round(recall, 4), round(f1, 4))
+
+
+def _plot_curves(curves: dict, rows: list[SignalScore], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
+    for name, (precision, recall) in curves.items():
+        best = max((r.f1 for r in rows if r.name == name), default=0.0)
+        ax.plot(
+            recall, precision, label=f"{name} (F1 {best:.3f})", linewidth=2.4 if name == "matcher" else 1.4
+        )
+    ax.set_xlabel("recall (of all gold pairs)")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("End to end: learned matcher vs single signals")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -32,6 +32,26 @@ class DatabaseStatus:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_text(self) -> str:
+        kind = "embedded" if self.embedded else "external"
+        revision = self.schema_revision or "none (run: prodmatch db upgrade)"
+        behind = "" if self.schema_revision == self.head_revision else f" (newest: {self.head_revision})"
+        lines = [
+            f"database:   {self.url} ({kind})",
+            f"server:     PostgreSQL {self.server_version}, pgvector {self.pgvector_version or '-'}",
+            f"schema:     {revision}{behind}",
+        ]
+        lines += [f"  {table:<16}{count:>12,}" for table, count in self.row_counts.items()]
+        for model, counts in self.embedding_status.items():
+            lines.append(f"model {model}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()))
+        if self.recent_errors:
+            lines.append("recent embedding errors:")
+            lines += [
+                f"  {e['catalog']}:{e['external_id']} [{e['model']}, {e['status']}, attempts {e['attempts']}] {e['error']}"
+                for e in self.recent_errors
+            ]
+        return "\n".join(lines)
+
 
 def status(settings: Settings) -> DatabaseStatus:
     """Which database, which versions, which schema revision, how many rows."""

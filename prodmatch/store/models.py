@@ -54,6 +54,13 @@ class ModelStats:
     def to_dict(self) -> dict:
         return {**self.model.to_dict(), "embeddings": self.counts}
 
+    def to_text(self) -> str:
+        m = self.model
+        counts = ", ".join(f"{k} {v:,}" for k, v in self.counts.items()) or "no products"
+        return (
+            f"{m.name}: {m.source} ({m.family}, {m.dimension} dims, {m.fusion} w={m.image_weight}) — {counts}"
+        )
+
 
 def list_models(conn: psycopg.Connection) -> list[ModelStats]:
     """Every registered model with its embedding counts by status."""
