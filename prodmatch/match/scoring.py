@@ -85,6 +85,8 @@ class Matcher:
         """The model's uncalibrated score (log-odds)."""
         x = self._aligned(features, allow_missing)
         if self.kind == "gbdt":
+            if not len(x):  # LightGBM divides by the row count
+                return np.zeros(0)
             return self._booster.predict(x, raw_score=True, num_threads=1).astype(np.float64)
         return self._logistic_inputs(x) @ self._coefficients + float(self.model["intercept"])
 
@@ -97,6 +99,8 @@ class Matcher:
         x = self._aligned(features, allow_missing)
         names = (*self.feature_names, "bias")
         if self.kind == "gbdt":
+            if not len(x):
+                return FeatureMatrix(names, np.zeros((0, len(names))))
             return FeatureMatrix(names, self._booster.predict(x, pred_contrib=True, num_threads=1))
         inputs = self._logistic_inputs(x) * self._coefficients
         shares = inputs[:, : len(self.feature_names)].copy()
