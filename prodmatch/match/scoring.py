@@ -178,10 +178,7 @@ class Matcher:
         return (inputs - np.asarray(self.model["means"])) / np.asarray(self.model["scales"])
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
-        if self.calibration["method"] == "platt":
-            z = float(self.calibration["a"]) * raw + float(self.calibration["b"])
-            return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
-        return np.interp(raw, self.calibration["x"], self.calibration["y"])
+        return calibrate(self.calibration, raw)
 
     def _aligned(self, features: FeatureMatrix, allow_missing: bool) -> np.ndarray:
         index = {n: i for i, n in enumerate(features.names)}
@@ -197,6 +194,14 @@ class Matcher:
             if name in index:
                 out[:, j] = features.values[:, index[name]]
         return out
+
+
+def calibrate(calibration: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
+    """Probabilities from raw scores with a calibration as Matcher.calibration holds it."""
+    if calibration["method"] == "platt":
+        z = float(calibration["a"]) * raw + float(calibration["b"])
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+    return np.interp(raw, calibration["x"], calibration["y"])
 
 
 def _column(features: FeatureMatrix, name: str, what: str) -> np.ndarray:
