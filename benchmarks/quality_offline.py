@@ -77,8 +77,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     embed = RealEmbed() if args.real_embed else StandIns()
-    for name in args.datasets:
-        run_dataset(name, args.k, args.seed, args.kinds, embed)
+    summary = [run_dataset(name, args.k, args.seed, args.kinds, embed) for name in args.datasets]
+    print(
+        f"\n{'dataset':27} {'union recall':>12} {'best single signal':>32} {'matcher all/top1/1:1':>22} {'gain':>6}"
+    )
+    for row in summary:
+        print(
+            f"{row['dataset']:27} {row['union_recall']:12.3f} {row['best_single_name']:>26} {row['best_single']:.3f} "
+            f"{'/'.join(f'{f:.3f}' for f in row['matcher_f1']):>22} {row['matcher'] - row['best_single']:+6.3f}"
+        )
 
 
 class StandIns:
@@ -173,13 +180,24 @@ def run_dataset(name: str, k: int, seed: int, kinds: list[str], embed: StandIns 
     print(f"{'test, end to end':26} {'all P/R/F1':>20} {'top1 P/R/F1':>20} {'1:1 P/R/F1':>20}")
     for row in rows:
         print(f"{row[0]:26} " + " ".join(f"{p:6.3f}/{r:.3f}/{f:.3f}" for p, r, f in row[1:]))
-    best_single = max(max(f for _, _, f in row[1:]) for row in rows[:-1])
+    best_single, best_single_name = max(
+        (f, f"{row[0]} {mode}")
+        for row in rows[:-1]
+        for mode, (_, _, f) in zip(("all", "top1", "1:1"), row[1:], strict=True)
+    )
     best_matcher = max(f for _, _, f in rows[-1][1:])
     print(
         f"best single F1 {best_single:.3f}; matcher F1 {best_matcher:.3f} "
         f"({best_matcher - best_single:+.3f}); candidates {t_candidates:.1f}s, scoring {t_score * 1000:.0f} ms"
     )
-    return {"best_single": best_single, "matcher": best_matcher}
+    return {
+        "dataset": name,
+        "union_recall": union,  # of the test case, the last one printed
+        "best_single": best_single,
+        "best_single_name": best_single_name,
+        "matcher": best_matcher,
+        "matcher_f1": [f for _, _, f in rows[-1][1:]],
+    }
 
 
 def gather(case: Case, k: int, embed: StandIns | RealEmbed) -> Candidates:

@@ -85,6 +85,8 @@ class Matcher:
         """The model's uncalibrated score (log-odds)."""
         x = self._aligned(features, allow_missing)
         if self.kind == "gbdt":
+            if not len(x):  # LightGBM divides by the row count
+                return np.zeros(0)
             return self._booster.predict(x, raw_score=True, num_threads=1).astype(np.float64)
         return self._logistic_inputs(x) @ self._coefficients + float(self.model["intercept"])
 
@@ -97,6 +99,8 @@ class Matcher:
         x = self._aligned(features, allow_missing)
         names = (*self.feature_names, "bias")
         if self.kind == "gbdt":
+            if not len(x):
+                return FeatureMatrix(names, np.zeros((0, len(names))))
             return FeatureMatrix(names, self._booster.predict(x, pred_contrib=True, num_threads=1))
         inputs = self._logistic_inputs(x) * self._coefficients
         shares = inputs[:, : len(self.feature_names)].copy()
@@ -174,10 +178,7 @@ class Matcher:
         return (inputs - np.asarray(self.model["means"])) / np.asarray(self.model["scales"])
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
-        if self.calibration["method"] == "platt":
-            z = float(self.calibration["a"]) * raw + float(self.calibration["b"])
-            return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
-        return np.interp(raw, self.calibration["x"], self.calibration["y"])
+        return calibrate(self.calibration, raw)
 
     def _aligned(self, features: FeatureMatrix, allow_missing: bool) -> np.ndarray:
         index = {n: i for i, n in enumerate(features.names)}
@@ -193,6 +194,14 @@ class Matcher:
             if name in index:
                 out[:, j] = features.values[:, index[name]]
         return out
+
+
+def calibrate(calibration: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
+    """Probabilities from raw scores with a calibration as Matcher.calibration holds it."""
+    if calibration["method"] == "platt":
+        z = float(calibration["a"]) * raw + float(calibration["b"])
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+    return np.interp(raw, calibration["x"], calibration["y"])
 
 
 def _column(features: FeatureMatrix, name: str, what: str) -> np.ndarray:

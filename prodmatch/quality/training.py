@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from prodmatch.errors import ProdmatchError
-from prodmatch.match.scoring import Matcher
+from prodmatch.match.scoring import Matcher, calibrate
 from prodmatch.match.signals.features import FeatureMatrix
 
 MAX_FOLDS = 5
@@ -82,7 +82,7 @@ def train_matcher(
     losses = {kind: _log_loss(labels, _sigmoid(raw)) for kind, raw in out_of_fold.items()}
     kind = min(kinds, key=lambda k: (losses[k], k != "gbdt"))
     calibration = _calibration(out_of_fold[kind], labels, notes)
-    probabilities = _apply_calibration(calibration, out_of_fold[kind])
+    probabilities = calibrate(calibration, out_of_fold[kind])
     threshold, at_threshold = _threshold(probabilities, labels, min_precision, notes)
     model = _fit(kind, x, labels, features.names, seed)
     metrics = {
@@ -146,8 +146,7 @@ def _fit(kind: str, x: np.ndarray, y: np.ndarray, names: tuple, seed: int) -> di
 
 
 def _raw(kind: str, model: dict, x: np.ndarray, names: tuple) -> np.ndarray:
-    from prodmatch.match.scoring import Matcher
-
+    # a fold's model scored through the serving code, so training measures exactly what links will use
     stand_in = Matcher("fold", names, kind, model, {"method": "platt", "a": 1.0, "b": 0.0}, 0.5)
     return stand_in.raw_score(FeatureMatrix(names, x))
 
@@ -204,12 +203,6 @@ def _calibration(raw: np.ndarray, y: np.ndarray, notes: list[str]) -> dict:
     notes.append(f"Platt calibration: {int(y.sum())} positives < {MIN_POSITIVES_FOR_ISOTONIC} for isotonic")
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
     return {"method": "platt", "a": float(platt.coef_[0, 0]), "b": float(platt.intercept_[0])}
-
-
-def _apply_calibration(calibration: dict, raw: np.ndarray) -> np.ndarray:
-    from prodmatch.match.scoring import Matcher
-
-    return Matcher("c", ("x",), "logistic", {}, calibration, 0.5)._calibrate(raw)
 
 
 def _threshold(

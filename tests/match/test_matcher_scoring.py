@@ -82,6 +82,13 @@ def test_contributions_add_up_to_the_raw_score(matchers, kind):
     assert (contributions.column("codes_agree")[agreeing] > 0).all()
 
 
+@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+def test_no_pairs_score_to_nothing(matchers, kind):
+    empty = FeatureMatrix(NAMES, np.zeros((0, 3), np.float32))
+    assert matchers[kind].predict_proba(empty).shape == (0,)
+    assert matchers[kind].contributions(empty).values.shape == (0, 4)
+
+
 def test_loading_refuses_anything_but_plain_values(matchers):
     good = matchers["gbdt"].to_json()
     payload = "cos\nsystem\n(S'touch /tmp/prodmatch-pwned'\ntR."  # a pickle that would run a command

@@ -109,3 +109,14 @@ def test_too_few_labels_is_a_clear_error(labels, message):
     groups = np.r_[0, 0, np.arange(98) + 1]
     with pytest.raises(ProdmatchError, match=message):
         train_matcher(features, labels.astype(np.int64), groups)
+
+
+@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+def test_a_feature_no_pair_has_does_not_break_training(kind):
+    features, labels, groups = no_single_signal_suffices(1500, 6)
+    values = features.values.copy()
+    values[:, NAMES.index("price_log_ratio")] = np.nan  # a catalogue without prices
+    matcher = train_matcher(FeatureMatrix(NAMES, values), labels, groups, kinds=(kind,))
+    assert matcher.kind == kind
+    assert np.isfinite(matcher.predict_proba(FeatureMatrix(NAMES, values))).all()
+    assert matcher.metrics["out_of_fold_auc"] > 0.8  # codes and lexical similarity still carry it

@@ -38,7 +38,7 @@ PRODUCT_FEATURES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare .values explicitly
 class FeatureMatrix:
     """Named pair features: `values[i, j]` is feature `names[j]` of pair i; NaN means missing."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare .values explicitly
 class RankColumns:
     """Per-pair rank signals of one candidate source, aligned with the pairs they were computed for."""
 

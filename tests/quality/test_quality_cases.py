@@ -1,0 +1,61 @@
+"""The benchmark's end-to-end cases: catalogue files prodmatch ingests as they are, and a gold file it reads."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from prodmatch.evaluate import read_gold
+from prodmatch.ingest import ingest_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from quality_cases import build_case, load_case  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["walmart-amazon-structured", "wdc-products-80cc"])
+def test_a_case_ingests_and_its_gold_names_ingested_products(conn, tmp_path, name):
+    paths = build_case(name, "test", tmp_path)
+    for path, catalog, count in (
+        (paths.source_path, paths.source_catalog, paths.n_source),
+        (paths.target_path, paths.target_catalog, paths.n_target),
+    ):
+        result = ingest_file(conn, path, catalog)
+        assert (result.inserted, result.rejected) == (count, 0)
+    gold = read_gold(paths.gold_path)
+    assert len(gold) == paths.n_gold > 100
+    assert {(g.source_catalog, g.target_catalog, g.label) for g in gold} == {
+        (paths.source_catalog, paths.target_catalog, 1)
+    }
+    ids = {
+        catalog: {row[0] for row in rows}
+        for catalog, rows in (
+            (
+                c,
+                conn.execute(
+                    "SELECT p.external_id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
+                    " WHERE c.name = %s",
+                    (c,),
+                ).fetchall(),
+            )
+            for c in (paths.source_catalog, paths.target_catalog)
+        )
+    }
+    assert all(g.source_id in ids[g.source_catalog] and g.target_id in ids[g.target_catalog] for g in gold)
+
+
+def test_walmart_amazon_records_keep_model_numbers_and_prices(tmp_path):
+    paths = build_case("walmart-amazon-structured", "train", tmp_path)
+    rows = [json.loads(line) for line in paths.source_path.read_text().splitlines()]
+    assert sum(1 for r in rows if r["attributes"].get("modelno")) > len(rows) / 2
+    assert all(r["price"] is None or r["price"] > 0 for r in rows)
+    assert all(r["title"] and "COL " not in r["title"] for r in rows)
+
+
+def test_wdc_offers_are_split_between_the_catalogues():
+    case = load_case("wdc-products-80cc", "train")
+    assert case.pool_split
+    source_ids = {p["id"] for p in case.source_products}
+    assert not source_ids & {p["id"] for p in case.target_products}  # no offer is its own trivial match
+    assert {s for s, _ in case.gold} <= source_ids
