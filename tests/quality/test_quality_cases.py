@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from prodmatch.evaluate import read_gold
 from prodmatch.ingest import ingest_file
+from prodmatch.quality.gold import read_gold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
