@@ -139,6 +139,8 @@ def check_local_reference(ref: str, roots: Sequence[str | os.PathLike[str]]) -> 
     bases = [os.path.abspath(os.fspath(root)) for root in roots]
     path = os.path.normpath(os.path.join(bases[0], ref))
     real = os.path.realpath(path)
+    if os.path.islink(real):  # realpath stops at a link it cannot resolve: a loop
+        raise ImageError(f"{label}: is a symbolic link that never resolves (a loop)")
     if any(_inside(real, os.path.realpath(base)) for base in bases):
         return path
     where = "the images root " + bases[0] if len(bases) == 1 else "the images roots " + ", ".join(bases)

@@ -143,7 +143,7 @@ def resolve_host(host: str, port: int, allow: AllowList | None = None) -> str:
     allow = allow or AllowList()
     literal = literal_address(host)
     if literal is not None:
-        _check(literal, host, allow)
+        _check(literal, host, allow, literal=True)
         return str(literal)
     if not host:
         raise ImageError("URL has no host")
@@ -156,15 +156,15 @@ def resolve_host(host: str, port: int, allow: AllowList | None = None) -> str:
         raise ImageError(f"host name {host!r} has no address")
     if not allow.allows_host(host):
         for address in addresses:
-            _check(address, host, allow)
+            _check(address, host, allow, literal=False)
     return str(addresses[0])
 
 
-def _check(address: IPAddress, host: str, allow: AllowList) -> None:
+def _check(address: IPAddress, host: str, allow: AllowList, *, literal: bool) -> None:
     reason = refusal(address)
     if reason is not None and not allow.allows_address(address) and not allow.allows_host(host):
         # The resolved address itself is not shown: it would map internal host names for whoever reads errors.
-        verb = "is" if host == str(address) else "resolves to"
+        verb = "is" if literal else "resolves to"
         raise ImageError(
             f"host {host} {verb} {reason}; image downloads only reach public addresses "
             f"unless the network is allowed ({ENV_IMAGE_ALLOW})"
