@@ -223,7 +223,7 @@ def _read_file(path: str, limits: ImageLimits) -> bytes:
             raise ImageError(
                 f"{label}: file is {_size_text(info.st_size)}, over the {_size_text(limits.max_bytes)} limit"
             )
-        data = _read_fd(fd, limits.max_bytes + 1)  # the file may have grown since fstat()
+        data = _read_fd(fd, info.st_size, limits.max_bytes + 1)  # the file may have grown since fstat()
     except OSError as e:
         raise ImageError(f"{label}: cannot read file ({_reason(e)})") from None
     finally:
@@ -250,11 +250,14 @@ def _recheck_opened(fd: int, info: os.stat_result, target: str, roots: Sequence[
         raise ImageError(f"{label}: the file changed while it was being opened; refused")
 
 
-def _read_fd(fd: int, limit: int) -> bytes:
+def _read_fd(fd: int, expected: int, limit: int) -> bytes:
+    """Read up to `limit` bytes; ask for the expected size (plus one, to notice growth) in one call first."""
     chunks, total = [], 0
-    while total < limit and (chunk := os.read(fd, min(_CHUNK * 16, limit - total))):
+    want = min(expected + 1, limit)
+    while total < limit and (chunk := os.read(fd, want)):
         chunks.append(chunk)
         total += len(chunk)
+        want = min(_CHUNK, limit - total)
     return b"".join(chunks)
 
 
