@@ -134,7 +134,7 @@ def run_init_script(superuser_url: str, role: str, password: str) -> None:
 def test_init_script_makes_a_role_that_owns_only_the_schema_and_can_migrate(empty_settings):
     from psycopg.conninfo import conninfo_to_dict
 
-    from prodmatch import db
+    from prodmatch import store as db
     from prodmatch.config import Settings
 
     superuser_url = empty_settings.database_url

@@ -37,8 +37,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from prodmatch import __version__
+from prodmatch.embed.netguard import AllowList, resolve_host
 from prodmatch.errors import ImageError
-from prodmatch.netguard import AllowList, resolve_host
 
 # Formats a product photo can reasonably come in. Restricting Image.open to these keeps exotic decoders (EPS runs
 # Ghostscript, for one) away from bytes that came off the internet.

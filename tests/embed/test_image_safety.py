@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from PIL import Image
 
-from prodmatch import images
+from prodmatch.embed import images
+from prodmatch.embed.images import ImageLimits, check_local_reference, load_image, read_image_bytes
+from prodmatch.embed.netguard import AllowList, parse_allow_list, refusal, resolve_host
 from prodmatch.errors import ConfigError, ImageError
-from prodmatch.images import ImageLimits, check_local_reference, load_image, read_image_bytes
-from prodmatch.netguard import AllowList, parse_allow_list, refusal, resolve_host
 
 SECRET = b"hunter2-db-password\n"
 
