@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prodmatch.demo.catalogues import DemoFiles, _translit, generate
-from prodmatch.demo.world import _COLOURS, _World
+from prodmatch.demo.catalogues import DemoFiles, generate, translit
+from prodmatch.demo.world import COLOURS, World
 from prodmatch.errors import ProdmatchError
 from prodmatch.ingest.rows import _csv_rows, _jsonl_rows, _RowBuilder
 from prodmatch.ingest.sources import IngestOptions, _open_source
@@ -162,7 +162,7 @@ def test_titles_are_noisy_and_mix_scripts(demo):
 
 def colour_key(name: str) -> str:
     """The colour an attribute names, in English, Russian or transliterated Russian."""
-    return next(c.key for c in _COLOURS if name in (c.en, c.ru_m, _translit(c.ru_m)))
+    return next(c.key for c in COLOURS if name in (c.en, c.ru_m, translit(c.ru_m)))
 
 
 def test_decoys_are_the_same_model_in_another_colour_or_size(demo):
@@ -240,6 +240,6 @@ def test_tiny_catalogues_work(tmp_path):
 
 
 def test_model_names_stay_unique_in_big_catalogues():
-    world = _World(random.Random(0))
+    world = World(random.Random(0))
     families = [world.new_family() for _ in range(5000)]  # more than some brands have model numbers for
     assert len({(f.brand, f.model) for f in families}) == len(families)

@@ -3,15 +3,14 @@ image, and its commands and settings are the ones the code reads."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import yaml
+from builders import REPO
 
 from prodmatch import config
 from prodmatch.cli import main
 
-COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+COMPOSE = REPO / "docker-compose.yml"
 
 
 def load() -> dict:
