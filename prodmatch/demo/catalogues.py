@@ -35,6 +35,7 @@ from prodmatch.demo.world import (
     _retail,
 )
 from prodmatch.errors import ProdmatchError
+from prodmatch.quality.gold import GOLD_COLUMNS as _PAIR_COLUMNS
 
 SHOP_CATALOG = "shop"
 COMPETITOR_CATALOG = "competitor"
@@ -56,7 +57,7 @@ SHOP_COLUMNS = (
     "size",
     "material",
 )
-GOLD_COLUMNS = ("source_catalog", "source_id", "target_catalog", "target_id", "label")
+GOLD_COLUMNS = (*_PAIR_COLUMNS, "label")  # the format `quality.gold` reads
 DUPLICATE_COLUMNS = ("catalog", "id_a", "id_b")
 
 CARRIED_SHARE = 0.70  # of the shop's distinct products, listed by the competitor too

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
-import numpy as np
 import psycopg
 import torch
 from psycopg.rows import dict_row
@@ -28,8 +27,8 @@ from tqdm import tqdm
 
 from prodmatch import store as db
 from prodmatch.config import Settings
+from prodmatch.embed.batch import embed_products
 from prodmatch.embed.encoders import Encoder
-from prodmatch.embed.fusion import fuse
 from prodmatch.embed.images import ImageLimits, load_image
 from prodmatch.embed.queue import _BATCH_TABLE_SQL, _CLAIM_SQL, _RELEASE_SQL, _WRITE_SQL
 from prodmatch.embed.text import render_text
@@ -263,24 +262,18 @@ class _ModelWorker:
         return written
 
     def _encode(self, items: list[_Item]) -> list[tuple]:
-        dim = self.model.dimension
-        image_vectors = np.full((len(items), dim), np.nan, dtype=np.float32)
-        text_vectors = np.full((len(items), dim), np.nan, dtype=np.float32)
-        with_image = [i for i, item in enumerate(items) if item.pixels is not None]
-        with_text = [i for i, item in enumerate(items) if item.text]
-        if with_image:
-            pixels = torch.cat([items[i].pixels for i in with_image])
-            image_vectors[with_image] = self.encoder.embed_pixels(pixels)
-        if with_text:
-            text_vectors[with_text] = self.encoder.embed_texts([items[i].text for i in with_text])
-        fused = fuse(
-            image_vectors, text_vectors, method=self.model.fusion, image_weight=self.model.image_weight
+        vectors = embed_products(
+            self.encoder,
+            [item.pixels for item in items],
+            [item.text for item in items],
+            fusion=self.model.fusion,
+            image_weight=self.model.image_weight,
         )
         rows = []
         for i, item in enumerate(items):
-            image = image_vectors[i] if i in with_image else None
-            text = text_vectors[i] if item.text else None
-            fused_row = None if np.isnan(fused[i]).any() else fused[i]
+            image = vectors.image[i] if vectors.has_image(i) else None
+            text = vectors.text[i] if vectors.has_text(i) else None
+            fused_row = vectors.fused[i] if vectors.has_fused(i) else None
             if fused_row is None:
                 status, error = "failed", item.image_error or "nothing to embed"
                 if not item.text:
