@@ -1,6 +1,6 @@
 """Settings from flags, then environment variables (`PRODMATCH_*`), then defaults — in one frozen dataclass.
 
-Every other module receives a `Settings`; nothing else reads the environment. `db.py` turns the settings into a
+Every other module receives a `Settings`; nothing else reads the environment. `store.server` turns the settings into a
 database connection (the embedded server when no URL is set).
 """
 

@@ -8,7 +8,7 @@ abbreviations, word order, unit formats, typos, marketing words) with jittered p
 shift, rotation, mirroring, badges, JPEG); it adds products of its own and decoys, the same model in another colour
 or size. Ground truth goes to `gold.csv` (shop x competitor pairs, label 1 = same product, 0 = near-identical
 non-match) and `duplicates.csv` (the shop's own double listings). Everything follows from the seed, byte for byte.
-Next on the data's path: `ingest.py` loads the files; `demo.py` runs the rest.
+Next on the data's path: `ingest` loads the files; `demo.run` runs the rest.
 """
 
 from __future__ import annotations

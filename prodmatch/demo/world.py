@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""The demo's made-up world: colours, product categories and families, sizes, brands and the words around them.
+
+`World` draws product families and products (a family's model in one colour and size) from a seeded random
+source; `COLOURS` and the category table hold the vocabulary in English and Russian. `demo.catalogues` turns
+products into shop and competitor listings, `demo.pictures` draws them. Data only, no files.
+"""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 `Encoder.load(source)` takes a Hugging Face hub id or a local directory holding a CLIP-family checkpoint (CLIP,
 SigLIP, and anything else whose model has `get_image_features` and `get_text_features`), and gives back an
 object that turns PIL images and strings into L2-normalised float32 vectors. It knows nothing of the database:
-`images.py` hands it RGB images, `worker.py` and `matching.py` store and compare what it returns, and `fusion.py`
-combines its image and text vectors. Precision ("fp32", "bf16", "fp16") is chosen once, at load time.
+`embed.images` hands it RGB images, `embed.batch` turns products into its vectors for the worker and fine-tuning,
+`match` compares them, and `embed.fusion` combines its image and text vectors. The device and precision probes
+are `prodmatch.hardware`'s. Precision ("fp32", "bf16", "fp16") is chosen once, at load time.
 """
 
 from __future__ import annotations

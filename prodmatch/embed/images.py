@@ -1,6 +1,6 @@
 """Turn an image reference (a local path or an http(s) URL) into a safe, fully loaded RGB image, or a clear error.
-It sits between ``ingest.py``, which stores each product's image reference, and ``encoders.py``, whose image tower
-takes the result; ``worker.py`` calls it from a thread pool. Reading is capped in bytes and time, decoding is capped
+It sits between ``ingest``, which stores each product's image reference, and ``embed.encoders``, whose image tower
+takes the result; ``embed.batch.ImageLoader`` calls it from the worker's thread pool. Reading is capped in bytes and time, decoding is capped
 in pixels before any pixel is decoded, and whatever the file holds (CMYK, palettes with transparency, 16-bit greys,
 animations, EXIF rotation) comes out as an upright 8-bit RGB image on a white background whose longest side fits
 ``ImageLimits.max_side`` (or whose shortest side is ``ImageLimits.shortest_side``, the size a model's image processor

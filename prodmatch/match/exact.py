@@ -1,6 +1,6 @@
 """Exact top-k cosine search in memory: every query vector's k most similar corpus vectors, with no index.
 
-Behind `prodmatch link --mode exact` and dedupe: `matching.py` streams the two catalogues' fused vectors out of
+Behind `prodmatch link --mode exact` and dedupe: `match.candidates` streams the two catalogues' fused vectors out of
 the database, calls `top_k_cosine`, and writes the pairs back. This module knows nothing of the database.
 
 How: the corpus is scanned in blocks of queries times chunks of corpus rows with a matrix multiplication in

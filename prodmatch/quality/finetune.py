@@ -87,7 +87,7 @@ class GoldProduct:
     attributes: dict | None
 
     def fields(self) -> dict:
-        """The product as `models.render_text` takes it."""
+        """The product as `embed.text.render_text` takes it."""
         return asdict(self)
 
 
@@ -421,7 +421,7 @@ def _connected_groups(pairs: list[TrainingPair]) -> list[list[int]]:
 
 
 class _PairData:
-    """Texts, tokens and pixels of gold products, made exactly as `worker.py` makes them for embedding."""
+    """Texts, tokens and pixels of gold products, made exactly as the worker (`embed.batch`) makes them."""
 
     def __init__(self, encoder: Encoder, template: str, image_threads: int) -> None:
         self.encoder = encoder

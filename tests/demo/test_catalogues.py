@@ -17,12 +17,11 @@ from PIL import Image
 from prodmatch.demo.catalogues import DemoFiles, generate, translit
 from prodmatch.demo.world import COLOURS, World
 from prodmatch.errors import ProdmatchError
-from prodmatch.ingest.rows import _csv_rows, _jsonl_rows, _RowBuilder
-from prodmatch.ingest.sources import IngestOptions, _open_source
+from prodmatch.ingest.rows import read_rows
+from prodmatch.ingest.sources import IngestOptions, open_source
 
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 LATIN = re.compile("[a-z]", re.IGNORECASE)
-REJECT_REASON = 11  # index of reject_reason in a staging row
 
 
 @pytest.fixture(scope="module")
@@ -199,19 +198,15 @@ def test_some_price_gaps_exceed_twenty_percent(demo):
 def test_ingest_reads_every_row(demo, which):
     path = getattr(demo, which)
     options = IngestOptions()
-    source = _open_source(path, options)
+    source = open_source(path, options)
     try:
-        builder = _RowBuilder(
-            str(path.parent.resolve()), options.decimal_comma, all_text=source.format == "csv"
-        )
-        read = _csv_rows if source.format == "csv" else _jsonl_rows
-        rows = list(read(source, options, builder))
+        rows = list(read_rows(source, options, str(path.parent.resolve())))
     finally:
         source.close()
     assert source.format == ("csv" if which == "shop" else "jsonl")
     if which == "shop":
         assert source.delimiter == ";" and source.encoding == "utf-8"
-    assert [r for r in rows if r[REJECT_REASON] is not None] == []
+    assert [r for r in rows if r.reject_reason is not None] == []
     assert len(rows) == (demo.products if which == "shop" else demo.competitor_products)
     assert len({r[1] for r in rows}) == len(rows)  # external ids are unique
     for row in rows:
