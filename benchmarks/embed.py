@@ -44,6 +44,7 @@ from prodmatch.embed.encoders import Encoder  # noqa: E402
 from prodmatch.embed.registry import add_model  # noqa: E402
 from prodmatch.embed.text import render_text  # noqa: E402
 from prodmatch.embed.worker import EmbedOptions, embed  # noqa: E402
+from prodmatch.hardware import auto_precision, matmul_flops  # noqa: E402
 from prodmatch.ingest.load import ingest_file  # noqa: E402
 from prodmatch.store.models import get_model  # noqa: E402
 
@@ -205,17 +206,9 @@ def _unit(output) -> np.ndarray:
 # --- (c) the CPU's limit ------------------------------------------------------------------------------------------
 
 
-def matmul_flops(dtype: torch.dtype, sizes=(2048, 3072, 4096), repeats: int = 3) -> float:
-    """The best FLOP/s of torch.matmul on large square matrices of `dtype`."""
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        torch.matmul(a, b)
-        for _ in range(repeats):
-            started = time.perf_counter()
-            torch.matmul(a, b)
-            best = max(best, 2 * n**3 / (time.perf_counter() - started))
-    return best
+def best_matmul_flops(dtype: torch.dtype, sizes=(2048, 3072, 4096)) -> float:
+    """The best FLOP/s of square matrix products of `dtype` on the CPU over a few sizes (prodmatch.hardware)."""
+    return max(matmul_flops(dtype, size=n, device="cpu") for n in sizes)
 
 
 def model_flops_per_product(model_dir: Path, texts: list[str]) -> tuple[float, float, float]:
@@ -308,8 +301,8 @@ def main() -> None:
         seconds_with_load, summary = worker_run(settings, "bench")
         worker_rate = summary.products_per_second
 
-        peak = matmul_flops(torch.bfloat16)
-        fp32_peak = matmul_flops(torch.float32)
+        peak = best_matmul_flops(torch.bfloat16)
+        fp32_peak = best_matmul_flops(torch.float32)
         image_flops, text_flops, text_tokens = model_flops_per_product(model_dir, texts)
         image_agreement, text_agreement = bf16_agreement(model_dir, photos[:32], texts[:32])
         ceiling = peak / (image_flops + text_flops)
@@ -323,7 +316,7 @@ def main() -> None:
                     ingest_file(conn, write_catalogue(tmp, name, size, photos), name)
                 memory.append((size, worker_subprocess(url, name)))
 
-        precision = _auto_precision()
+        precision = auto_precision(torch.device("cpu"))
         print(f"CPU: {cpu_name()}")
         print(
             f"torch {torch.__version__}, threads {torch.get_num_threads()}; batch size {EmbedOptions().batch_size}, "
@@ -370,12 +363,6 @@ def main() -> None:
 def get_model_template(settings: Settings) -> str:
     with db.connection(settings) as conn:
         return get_model(conn, MODEL_NAME).text_template
-
-
-def _auto_precision() -> str:
-    from prodmatch.embed.encoders import resolve_precision
-
-    return resolve_precision("auto", torch.device("cpu"))
 
 
 if __name__ == "__main__":

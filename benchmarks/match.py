@@ -31,7 +31,8 @@ from ingest import cpu_name  # noqa: E402
 from prodmatch import match as matching
 from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings, load_settings  # noqa: E402
-from prodmatch.match.exact import matmul_flops, supported_bf16, top_k_cosine  # noqa: E402
+from prodmatch.hardware import fast_bf16, matmul_flops  # noqa: E402
+from prodmatch.match.exact import top_k_cosine  # noqa: E402
 from prodmatch.store.models import create_indexes, get_model  # noqa: E402
 
 DIM = 512
@@ -127,7 +128,7 @@ def bench_link(
     conn.commit()
     exact_seconds = time.perf_counter() - started
     flops = 2.0 * n * n * DIM
-    dtype = torch.bfloat16 if supported_bf16() else torch.float32
+    dtype = torch.bfloat16 if fast_bf16() else torch.float32
     peak = matmul_flops(dtype)
     exact_rate = n / exact_seconds
     print(

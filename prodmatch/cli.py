@@ -371,6 +371,20 @@ def models_drop(name: str) -> None:
 @click.option("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: CUDA when present).")
 @click.option("--image-threads", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--retry-errors", is_flag=True, help="Re-queue products whose embedding failed before.")
+@click.option(
+    "--image-allow",
+    metavar="HOSTS",
+    help="Internal image hosts or networks to allow, e.g. '10.1.0.0/16, cdn.internal' [env PRODMATCH_IMAGE_ALLOW; "
+    "default: public addresses only].",
+)
+@click.option(
+    "--images-root",
+    "images_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Another folder local images may be read from (besides the catalogues' ingest folders) "
+    "[env PRODMATCH_IMAGE_ROOTS]. Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 def embed_command(
     model: str | None,
@@ -382,6 +396,8 @@ def embed_command(
     device: str | None,
     image_threads: int,
     retry_errors: bool,
+    image_allow: str | None,
+    images_roots: tuple[Path, ...],
     as_json: bool,
 ) -> None:
     """Embed pending products (image, text and fused vectors) and bring the lexical space up to date.
@@ -392,10 +408,13 @@ def embed_command(
     import signal
     import threading
 
+    from prodmatch.embed.images import ImageLimits
     from prodmatch.embed.lexical_refresh import refresh_lexical
+    from prodmatch.embed.netguard import parse_allow_list
     from prodmatch.embed.worker import EmbedOptions, embed
 
     settings = _settings()
+    allow = parse_allow_list(image_allow if image_allow is not None else settings.image_allow)
     with store.connection(settings) as conn:
         lexical = refresh_lexical(conn, progress=not as_json)
     options = EmbedOptions(
@@ -408,6 +427,10 @@ def embed_command(
         device=device,
         image_threads=image_threads,
         retry_errors=retry_errors,
+        image_limits=ImageLimits(
+            max_side=512, allowed_networks=tuple(allow.networks), allowed_hosts=tuple(allow.hosts)
+        ),
+        image_roots=(*settings.image_roots, *(p.resolve() for p in images_roots)),
         progress=not as_json,
     )
     stop = threading.Event()

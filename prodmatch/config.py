@@ -1,6 +1,6 @@
 """Settings from flags, then environment variables (`PRODMATCH_*`), then defaults — in one frozen dataclass.
 
-Every other module receives a `Settings`; nothing else reads the environment. `db.py` turns the settings into a
+Every other module receives a `Settings`; nothing else reads the environment. `store.server` turns the settings into a
 database connection (the embedded server when no URL is set).
 """
 
@@ -16,6 +16,8 @@ ENV_DATABASE_URL = "PRODMATCH_DATABASE_URL"
 ENV_HOME = "PRODMATCH_HOME"
 ENV_MODEL = "PRODMATCH_MODEL"
 ENV_PRECISION = "PRODMATCH_PRECISION"
+ENV_IMAGE_ALLOW = "PRODMATCH_IMAGE_ALLOW"  # internal image hosts / networks the worker may fetch from
+ENV_IMAGE_ROOTS = "PRODMATCH_IMAGE_ROOTS"  # extra folders (os.pathsep-separated) local images may come from
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -28,6 +30,8 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("prodmatch")))
     default_model: str = DEFAULT_MODEL
     precision: str = "auto"
+    image_allow: str = ""  # e.g. "10.1.0.0/16, cdn.internal": see prodmatch.embed.netguard.parse_allow_list
+    image_roots: tuple[Path, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -54,6 +58,10 @@ def load_settings(
         "home": Path(env[ENV_HOME]).expanduser() if env.get(ENV_HOME) else None,
         "default_model": env.get(ENV_MODEL) or None,
         "precision": env.get(ENV_PRECISION) or None,
+        "image_allow": env.get(ENV_IMAGE_ALLOW) or None,
+        "image_roots": tuple(Path(p).expanduser() for p in env[ENV_IMAGE_ROOTS].split(os.pathsep) if p)
+        if env.get(ENV_IMAGE_ROOTS)
+        else None,
     }
     settings = settings.with_overrides(**from_env)
     return settings.with_overrides(

@@ -1,4 +1,5 @@
-"""Shared fixtures. Database fixtures live in db_fixtures.py (one embedded server per session).
+"""Shared fixtures. Database fixtures live in db_fixtures.py (one embedded server per session); data builders
+that several test folders use live in builders.py.
 
 The model fixtures build tiny random-weight CLIP and SigLIP checkpoints once per session (prodmatch.toymodels);
 tests load them through `Encoder.load(str(directory))`, the same from_pretrained path a downloaded model takes.
@@ -7,15 +8,17 @@ tests load them through `Encoder.load(str(directory))`, the same from_pretrained
 from pathlib import Path
 
 import pytest
-from db_fixtures import (  # noqa: F401  (fixtures are found by name)
-    conn,
-    empty_settings,
-    pg_server,
-    settings,
-    template_url,
-)
+from builders import WORDS, product_image, write_items
 
+from prodmatch import store as db
 from prodmatch.demo.toymodels import build_clip, build_siglip
+from prodmatch.embed.registry import add_model
+from prodmatch.embed.worker import EmbedOptions, embed
+from prodmatch.ingest.load import ingest_file
+
+# The database fixtures (pg_server, template_url, settings, empty_settings, conn) as a plugin module, so that
+# they are found by name without being imported here.
+pytest_plugins = ["db_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +31,35 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def tiny_siglip_dir(tmp_path_factory) -> Path:
     """A tiny random-weight SigLIP checkpoint directory (32-dimensional vectors, text padded to 64)."""
     return build_siglip(tmp_path_factory.mktemp("models") / "tiny-siglip", size="tiny", seed=0)
+
+
+@pytest.fixture
+def clip_model(settings, tiny_clip_dir):
+    """The tiny CLIP registered as model "clip" (fp32) in the test's database."""
+    with db.connection(settings) as conn:
+        return add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+
+
+@pytest.fixture
+def matched(settings, tiny_clip_dir, tmp_path):
+    """shop (24 products) and rival: rival-0..15 are exact duplicates of shop-0..15 (same image and title, some
+    with a 30% higher price); rival-16..23 are different products. Embedded with the tiny CLIP."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(48):
+        product_image(images / f"{i}.png", i * 7 + 3, fmt="PNG")
+    shop = [(f"shop-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(24)]
+    rival = [
+        (f"rival-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", (130 if i % 3 == 0 else 100) + i)
+        for i in range(16)
+    ]
+    rival += [
+        (f"rival-{i}", f"{WORDS[(i + 5) % 12]} other {i * 11}", f"{i + 24}.png", 50 + i)
+        for i in range(16, 24)
+    ]
+    with db.connection(settings) as conn:
+        model = add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+        ingest_file(conn, write_items(tmp_path, "shop", shop), "shop")
+        ingest_file(conn, write_items(tmp_path, "rival", rival), "rival")
+    embed(settings, EmbedOptions(batch_size=16))
+    return model

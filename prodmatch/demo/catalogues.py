@@ -8,7 +8,7 @@ abbreviations, word order, unit formats, typos, marketing words) with jittered p
 shift, rotation, mirroring, badges, JPEG); it adds products of its own and decoys, the same model in another colour
 or size. Ground truth goes to `gold.csv` (shop x competitor pairs, label 1 = same product, 0 = near-identical
 non-match) and `duplicates.csv` (the shop's own double listings). Everything follows from the seed, byte for byte.
-Next on the data's path: `ingest.py` loads the files; `demo.py` runs the rest.
+Next on the data's path: `ingest` loads the files; `demo.run` runs the rest.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from prodmatch.demo.world import (
     _SIZE_FORMATS,
     _SIZE_NAMES,
     _TRANSLIT,
+    World,
     _Listing,
     _Photo,
     _Product,
     _retail,
-    _World,
 )
 from prodmatch.errors import ProdmatchError
+from prodmatch.quality.gold import GOLD_COLUMNS as _PAIR_COLUMNS
 
 SHOP_CATALOG = "shop"
 COMPETITOR_CATALOG = "competitor"
@@ -56,7 +57,7 @@ SHOP_COLUMNS = (
     "size",
     "material",
 )
-GOLD_COLUMNS = ("source_catalog", "source_id", "target_catalog", "target_id", "label")
+GOLD_COLUMNS = (*_PAIR_COLUMNS, "label")  # the format `quality.gold` reads
 DUPLICATE_COLUMNS = ("catalog", "id_a", "id_b")
 
 CARRIED_SHARE = 0.70  # of the shop's distinct products, listed by the competitor too
@@ -102,7 +103,7 @@ def generate(folder: Path, size: int = 200, *, seed: int = 0, image_size: int = 
         raise ProdmatchError(f"demo images must be at least 32 pixels wide (got {image_size})")
     folder = Path(folder)
     rng = random.Random(f"prodmatch-demo:{seed}")
-    world = _World(rng)
+    world = World(rng)
     shop = _plan_shop(world, size)
     competitor = _plan_competitor(world, shop, size)
     gold = _gold_pairs(shop, competitor)
@@ -139,7 +140,7 @@ _TRANSLIT.update({"ъ": "", "ь": ""})
 # --- the two catalogues ------------------------------------------------------------------------------------
 
 
-def _plan_shop(world: _World, size: int) -> list[_Listing]:
+def _plan_shop(world: World, size: int) -> list[_Listing]:
     rng = world.rng
     duplicates = max(1, round(size * DUPLICATE_SHARE)) if size >= 4 else 0
     products: list[_Product] = []
@@ -212,7 +213,7 @@ def _shop_repeat(rng: random.Random, original: _Listing, external_id: str) -> _L
     )
 
 
-def _plan_competitor(world: _World, shop: list[_Listing], size: int) -> list[_Listing]:
+def _plan_competitor(world: World, shop: list[_Listing], size: int) -> list[_Listing]:
     rng = world.rng
     originals = [listing for listing in shop if listing.duplicate_of is None]
     carried = rng.sample(originals, round(len(originals) * CARRIED_SHARE))
@@ -257,7 +258,7 @@ def _competitor_listing(
     )
     description = _description(product, "en" if lang == "en" else "ru")
     if lang == "translit":
-        description = _translit(description)
+        description = translit(description)
     return _Listing(
         catalog=COMPETITOR_CATALOG,
         external_id=external_id,
@@ -362,7 +363,7 @@ def _noisy_title(rng: random.Random, product: _Product, lang: str, *, light: boo
     if rng.random() < 0.3 * chance:
         title = _with_marketing(rng, title, words_lang)
     if lang == "translit":
-        title = _translit(title)
+        title = translit(title)
     if rng.random() < 0.2 * chance:
         title = _typo(rng, title)
     return _recase(rng, title, chance)
@@ -403,7 +404,8 @@ def _with_marketing(rng: random.Random, title: str, lang: str) -> str:
     return shape.format(m=word, t=title)
 
 
-def _translit(text: str) -> str:
+def translit(text: str) -> str:
+    """Russian text in Latin letters, the way shops write it for foreign keyboards (other letters pass through)."""
     out = []
     for char in text:
         latin = _TRANSLIT.get(char.lower())
@@ -495,7 +497,7 @@ def _write_competitor(path: Path, competitor: list[_Listing]) -> None:
     lines = []
     for listing in competitor:
         product, family = listing.product, listing.product.family
-        local = _translit if listing.lang == "translit" else str
+        local = translit if listing.lang == "translit" else str
         russian = listing.lang != "en"
         record: dict[str, object] = {
             "id": listing.external_id,

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Product pictures for the demo: each product family drawn from simple shapes in its colours and pattern.
+
+`_Painter` draws a product photo as a listing needs it (size, background, angle, badge, watermark), so the
+same product looks alike in the shop and the competitor's listing and a sibling in another colour looks
+different. Called by `demo.catalogues` when it writes the image files; the vocabulary comes from `demo.world`.
+"""
 
 from __future__ import annotations
 

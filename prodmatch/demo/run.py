@@ -1,6 +1,6 @@
 """The end-to-end demo, the README's main job: generate two catalogues, then ingest, embed, evaluate, link, dedupe.
 
-`synthetic.py` draws the catalogues (product images, noisy Russian/English titles, price jitter, gold pairs and
+`demo.catalogues` (with `demo.world` and `demo.pictures`) draws the catalogues (product images, noisy Russian/English titles, price jitter, gold pairs and
 decoys); this module runs them through the same library functions the CLI uses, on whatever database the
 settings name (the embedded one by default), and returns a short report with the plot paths. When the requested
 model cannot be loaded (no network, no local copy), it says so and goes on with a small random-weight CLIP built

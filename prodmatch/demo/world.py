@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""The demo's made-up world: colours, product categories and families, sizes, brands and the words around them.
+
+`World` draws product families and products (a family's model in one colour and size) from a seeded random
+source; `COLOURS` and the category table hold the vocabulary in English and Russian. `demo.catalogues` turns
+products into shop and competitor listings, `demo.pictures` draws them. Data only, no files.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ class _Colour:
         return {"m": self.ru_m, "f": self.ru_f, "pl": self.ru_pl}[gender]
 
 
-_COLOURS = (
+COLOURS = (
     _Colour("black", "black", "blk", "чёрный", "чёрная", "чёрные", "чёрн.", (32, 32, 36)),
     _Colour("white", "white", "wht", "белый", "белая", "белые", "бел.", (246, 246, 242)),
     _Colour("grey", "grey", "gry", "серый", "серая", "серые", "сер.", (140, 142, 148)),
@@ -406,7 +411,7 @@ class _Listing:
     in_stock: bool = True
 
 
-class _World:
+class World:
     """The product families both catalogues draw from, and the random source that drives everything."""
 
     def __init__(self, rng: random.Random) -> None:
@@ -435,7 +440,7 @@ class _World:
             brand=brand,
             model=model,
             material=rng.choice(category.materials),
-            secondary=rng.choice(_COLOURS),
+            secondary=rng.choice(COLOURS),
             pattern=rng.choice(_PATTERNS),
             price=_retail(rng.uniform(low, high)),
         )
@@ -446,7 +451,7 @@ class _World:
         """A variant of `family` that is not in `avoid` (variant tuples)."""
         sizes = family.category.sizes or (None,)
         while True:
-            product = _Product(family, self.rng.choice(_COLOURS), self.rng.choice(sizes))
+            product = _Product(family, self.rng.choice(COLOURS), self.rng.choice(sizes))
             if product.variant not in avoid:
                 return product
 
@@ -457,7 +462,7 @@ class _World:
             if sizes and self.rng.random() < 0.4:
                 candidate = _Product(product.family, product.colour, self.rng.choice(sizes))
             else:
-                candidate = _Product(product.family, self.rng.choice(_COLOURS), product.size)
+                candidate = _Product(product.family, self.rng.choice(COLOURS), product.size)
             if candidate.variant not in avoid:
                 return candidate
         return self.product(product.family, avoid)

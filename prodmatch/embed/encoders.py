@@ -3,8 +3,9 @@
 `Encoder.load(source)` takes a Hugging Face hub id or a local directory holding a CLIP-family checkpoint (CLIP,
 SigLIP, and anything else whose model has `get_image_features` and `get_text_features`), and gives back an
 object that turns PIL images and strings into L2-normalised float32 vectors. It knows nothing of the database:
-`images.py` hands it RGB images, `worker.py` and `matching.py` store and compare what it returns, and `fusion.py`
-combines its image and text vectors. Precision ("fp32", "bf16", "fp16") is chosen once, at load time.
+`embed.images` hands it RGB images, `embed.batch` turns products into its vectors for the worker and fine-tuning,
+`match` compares them, and `embed.fusion` combines its image and text vectors. The device and precision probes
+are `prodmatch.hardware`'s. Precision ("fp32", "bf16", "fp16") is chosen once, at load time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 from transformers.utils import logging as hf_logging
 
 from prodmatch.errors import ConfigError, ModelLoadError
+from prodmatch.hardware import auto_precision, resolve_device
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -195,21 +197,6 @@ def keep_freed_memory() -> bool:
     return _ALLOCATOR_TUNED
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """The torch device for a name ("cpu", "cuda", "cuda:1", "mps"); None means CUDA when available."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch_device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from error
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    if torch_device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r} requested but MPS is not available; use --device cpu")
-    return torch_device
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn a precision setting into "fp32", "bf16" or "fp16" for `device`.
 
@@ -221,7 +208,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return _auto_precision(device)
+        return auto_precision(device)
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("precision fp16 is not supported on the CPU; use bf16 or fp32")
     return precision
@@ -389,23 +376,6 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0].rstrip(".") if text else type(error).__name__
-
-
-def _auto_precision(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and _cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
-
-
-def _cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX) through oneDNN."""
-    try:
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return bool(native and torch.backends.mkldnn.is_available())
-    except (AttributeError, RuntimeError):  # private helpers; missing in some torch builds
-        return False
 
 
 def _unit_rows(output) -> np.ndarray:

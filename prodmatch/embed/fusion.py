@@ -1,7 +1,7 @@
 """Combine a product's image vector and text vector into one fused vector.
 
-`encoders.py` makes unit-length image and text vectors; `worker.py` stores them and, through `fuse`, the fused
-vector that `matching.py` searches. Two methods, weighted by `image_weight` (w):
+`embed.encoders` makes unit-length image and text vectors; `embed.batch` fuses them (`fuse`) into the fused
+vector that the worker stores and `match` searches. Two methods, weighted by `image_weight` (w):
 
 - "mean": w * image + (1 - w) * text, scaled back to unit length. Same dimension as the inputs.
 - "concat": sqrt(w) * image followed by sqrt(1 - w) * text. Twice the dimension, already unit length, and its

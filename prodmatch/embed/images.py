@@ -1,7 +1,7 @@
 """Turn an image reference (a local path or an http(s) URL) into a safe, fully loaded RGB image, or a clear error.
-It sits between ``ingest.py``, which stores each product's image reference (checking local ones with
-:func:`check_local_reference`), and ``encoders.py``, whose image tower takes the result; ``worker.py`` calls it from
-a thread pool. Image references come from catalogues written by other people, so reading is confined: a local path
+It sits between ``ingest``, which stores each product's image reference (checking local ones with
+:func:`check_local_reference`), and ``embed.encoders``, whose image tower takes the result; ``embed.batch.ImageLoader``
+calls it from the worker's thread pool. Image references come from catalogues written by other people, so reading is confined: a local path
 must resolve inside an allowed images root (``ImageLimits.roots``), and a URL may only reach public addresses
 (``netguard.py`` checks the one address actually connected to, on every redirect hop) unless an allow-list opens an
 internal CDN. Reading is capped in bytes and in total time (``ImageLimits.total_timeout`` bounds connect, TLS and

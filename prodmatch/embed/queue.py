@@ -1,8 +1,38 @@
-"""TODO docstring."""
+"""The embedding queue in SQL: claim pending products, write their vectors, release what was not done.
+
+The queue is the `prodmatch.embeddings` table itself: one row per (model, product), `status = 'pending'` when
+the product is new or changed (the triggers in `sql/pending.sql`, and `models add`). There is no separate queue
+table and no lock held between statements, so any number of workers, on one machine or many, share the work:
+
+- a **claim** marks rows with the claiming backend (`claimed_pid`, `claimed_at`, `claimed_by` for people) and a
+  **lease** (`claim_expires_at`); rows are taken with `FOR UPDATE SKIP LOCKED`, so two workers claiming at once
+  never take the same row, and never wait for each other;
+- a claim is **stale**, and claimable again, once its lease has run out or its backend is gone (a worker that
+  died or lost its connection: its pid is no longer in `pg_stat_activity`, or belongs to a later backend);
+- a **write** only touches rows this backend still holds, so a worker whose claim was taken over writes nothing
+  and nothing is embedded twice;
+- a **release** gives back rows this backend claimed but did not write (stop requested, shutting down).
+
+`embed.worker` runs these in its loop; `embed.batch` makes the rows that `write` stores. Each function runs in
+its own transaction on the connection it is given.
+"""
 
 from __future__ import annotations
 
-_CLAIM_SQL = """
+import os
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+from prodmatch.embed.batch import EmbeddingRow
+
+# Claim up to %(limit)s pending rows of one model (optionally one catalogue), oldest product first, and return
+# the products with every field a text template or image loader may need. A row is claimable when nobody holds
+# it, its lease has expired, or the backend that claimed it is gone (`backend_start <= claimed_at` tells a live
+# claimer from a later backend that happens to reuse its pid). SKIP LOCKED lets concurrent claims pass each
+# other; the lease (%(lease)s seconds) bounds how long a hung but connected worker can sit on its rows.
+CLAIM_SQL = """
 WITH candidates AS (
     SELECT e.product_id
       FROM prodmatch.embeddings e
@@ -33,16 +63,20 @@ SELECT p.id, p.external_id, c.name AS catalog, p.title, p.description, p.brand, 
  ORDER BY p.id
 """
 
-_BATCH_TABLE_SQL = """
+# A batch's rows arrive by binary COPY into this session-private table (emptied at each commit), then one
+# UPDATE moves them into place: one round trip per batch instead of one per product.
+BATCH_TABLE_SQL = """
 CREATE TEMP TABLE IF NOT EXISTS embed_batch (
     product_id bigint, image_vector vector, text_vector vector, fused_vector vector,
     status text, error text, content_hash uuid
 ) ON COMMIT DELETE ROWS
 """
 
-# Only rows this backend still holds are written; a product that changed while it was being embedded stays
-# pending (its new content is embedded next time), with the interim vectors in place.
-_WRITE_SQL = """
+# Write the batch and end its claims. Only rows this backend still holds are written (`claimed_pid =
+# pg_backend_pid()`): a row whose claim was taken over after a lease ran out belongs to the new claimer. A
+# product that changed while it was being embedded (its content hash moved on) stays pending, with the interim
+# vectors in place, and is embedded again with its new content. Returns the status of each row written.
+WRITE_SQL = """
 UPDATE prodmatch.embeddings e
    SET image_vector = b.image_vector, text_vector = b.text_vector, fused_vector = b.fused_vector,
        status = CASE WHEN p.content_hash IS NOT DISTINCT FROM b.content_hash THEN b.status ELSE 'pending' END,
@@ -54,8 +88,112 @@ UPDATE prodmatch.embeddings e
 RETURNING e.status
 """
 
-_RELEASE_SQL = """
+# Give back every pending row of one model that this backend holds (a worker shutting down), so other workers
+# need not wait for the lease to run out.
+RELEASE_ALL_SQL = """
 UPDATE prodmatch.embeddings
    SET claimed_by = NULL, claimed_pid = NULL, claimed_at = NULL, claim_expires_at = NULL
  WHERE model_id = %(model)s AND claimed_pid = pg_backend_pid() AND status = 'pending'
 """
+
+# Give back some of this backend's claims: the batch claimed ahead when a stop was requested.
+RELEASE_PRODUCTS_SQL = """
+UPDATE prodmatch.embeddings
+   SET claimed_by = NULL, claimed_pid = NULL, claimed_at = NULL, claim_expires_at = NULL
+ WHERE model_id = %(model)s AND claimed_pid = pg_backend_pid() AND status = 'pending'
+   AND product_id = ANY(%(ids)s)
+"""
+
+# How many rows are waiting, claimed or not (for the progress bar's total).
+PENDING_COUNT_SQL = """
+SELECT count(*)
+  FROM prodmatch.embeddings e
+  JOIN prodmatch.products p ON p.id = e.product_id
+ WHERE e.model_id = %(model)s AND e.status = 'pending'
+   AND (%(catalog)s::bigint IS NULL OR p.catalog_id = %(catalog)s)
+"""
+
+# Put products whose embedding failed (or lost its image) back in the queue, for one model or all.
+REQUEUE_ERRORS_SQL = """
+UPDATE prodmatch.embeddings e
+   SET status = 'pending'
+  FROM prodmatch.models m
+ WHERE m.id = e.model_id AND e.status IN ('image_error', 'failed')
+   AND (%(model)s::text IS NULL OR m.name = %(model)s)
+"""
+
+
+def claim(
+    conn: psycopg.Connection,
+    model_id: int,
+    catalog_id: int | None,
+    limit: int,
+    worker: str,
+    lease_seconds: int,
+) -> list[dict]:
+    """Claim up to `limit` pending products for this connection's backend (see CLAIM_SQL); their fields."""
+    params = {
+        "model": model_id,
+        "catalog": catalog_id,
+        "limit": limit,
+        "worker": worker,
+        "lease": lease_seconds,
+    }
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(CLAIM_SQL, params).fetchall()
+
+
+def write(conn: psycopg.Connection, model_id: int, rows: list[EmbeddingRow]) -> list[str]:
+    """Store a batch's vectors and statuses where this backend still holds the claim; the statuses written."""
+    with conn.transaction():
+        conn.execute(BATCH_TABLE_SQL)
+        with conn.cursor().copy("COPY embed_batch FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(EmbeddingRow.COPY_TYPES))
+            for row in rows:
+                copy.write_row(row.as_copy_row())
+        return [r[0] for r in conn.execute(WRITE_SQL, {"model": model_id}).fetchall()]
+
+
+def release(conn: psycopg.Connection, model_id: int, product_ids: list[int]) -> None:
+    """Give back this backend's claims on `product_ids` (still pending) at once."""
+    with conn.transaction():
+        conn.execute(RELEASE_PRODUCTS_SQL, {"model": model_id, "ids": product_ids})
+
+
+def release_all(conn: psycopg.Connection, model_id: int) -> None:
+    """Give back every claim this backend holds for the model."""
+    with conn.transaction():
+        conn.execute(RELEASE_ALL_SQL, {"model": model_id})
+
+
+def pending_count(conn: psycopg.Connection, model_id: int, catalog_id: int | None) -> int:
+    """Rows of the model (and catalogue) waiting to be embedded."""
+    row = conn.execute(PENDING_COUNT_SQL, {"model": model_id, "catalog": catalog_id}).fetchone()
+    conn.commit()
+    return row[0]
+
+
+def requeue_errors(conn: psycopg.Connection, model_name: str | None) -> None:
+    """Mark failed and image-error rows pending again (for one model by name, or all) and commit."""
+    conn.execute(REQUEUE_ERRORS_SQL, {"model": model_name})
+    conn.commit()
+
+
+# The folders catalogue files were ingested with: relative image paths were resolved against them, so a local
+# image reference must stay inside one of them (ingest records the resolved folder as options.images_base;
+# runs from before that recorded it have the file's folder or --images-root).
+IMAGE_ROOTS_SQL = """
+SELECT DISTINCT coalesce(options->>'images_base', options->>'images_root', file) AS root,
+       options->>'images_base' IS NULL AND options->>'images_root' IS NULL AS is_file
+  FROM prodmatch.ingest_runs
+"""
+
+
+def image_roots(conn: psycopg.Connection) -> tuple[Path, ...]:
+    """Resolved images roots of every ingest run (see IMAGE_ROOTS_SQL)."""
+    roots = []
+    for root, is_file in conn.execute(IMAGE_ROOTS_SQL):
+        path = Path(root).parent if is_file else Path(root)
+        if path.is_absolute():
+            roots.append(Path(os.path.realpath(path)))
+    return tuple(sorted(set(roots)))

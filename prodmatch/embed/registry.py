@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Registering a model: probe it, then store it with its HNSW indexes and queue every product for it.
+
+`add_model` loads the encoder once (`embed.encoders`) to learn its family and vector dimension, checks the
+fusion method and text template (`embed.fusion`, `embed.text`), and in one transaction inserts the
+`prodmatch.models` row, creates its partial HNSW indexes (`store.models.create_indexes`) and marks every product
+pending, so the worker (`embed.worker`) starts on them. Behind `prodmatch models add` and fine-tuning.
+"""
 
 from __future__ import annotations
 

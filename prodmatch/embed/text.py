@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""A model's text template: which product fields make the text that is embedded, e.g. "{brand} {title}".
+
+`check_template` refuses unknown fields when a model is registered (`embed.registry`); `render_text` fills a
+template from a product's fields (attributes by `{attributes.colour}`), missing ones empty, for the worker's
+batches (`embed.batch`) and fine-tuning (`quality.finetune`), so both embed exactly the same text.
+"""
 
 from __future__ import annotations
 

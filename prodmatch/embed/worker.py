@@ -1,39 +1,44 @@
-"""The embedding worker: claim pending products, embed image and text, fuse, write the vectors, watch for more.
+"""The embedding worker's loop: claim pending products ahead, embed each batch, write it, watch for more.
 
-Pending rows of `prodmatch.embeddings` (made by the triggers in `sql/pending.sql` and by `models add`) are
-claimed in batches with `SELECT ... FOR UPDATE SKIP LOCKED`; a claim records the worker's database backend, so
-several workers — processes on one machine or many — share the work with no product done twice, and the claims
-of a worker that died (its backend is gone) or overran its lease are taken over. Images are read and
-preprocessed by a thread pool while the model computes the previous batch; each batch is written back in one
-transaction with a binary COPY into a temporary table and one UPDATE. A product whose image fails still gets its
-text and fused vectors, with the image error on its row. `--watch` waits for NOTIFY prodmatch_pending.
+This module is the loop only: claim the next batch while the current one is encoded, reconnect after a dropped
+database connection, stop cleanly on request, refresh planner statistics after big runs, and with `--watch` wait
+for NOTIFY prodmatch_pending. The SQL of the queue — claims, leases, writes and releases, and why several workers
+never do a product twice — is in `embed.queue`; one batch (load the images, embed, fuse, decide each product's
+status) is `embed.batch`. A product whose image fails still gets its text and fused vectors, with the image
+error on its row. `embed` opens its own connections, unlike the other stages that take a `conn`, because it must
+be able to replace them when the database goes away mid-run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
-import numpy as np
 import psycopg
-import torch
-from psycopg.rows import dict_row
 from tqdm import tqdm
 
 from prodmatch import store as db
 from prodmatch.config import Settings
+from prodmatch.embed import queue
+from prodmatch.embed.batch import (
+    ClaimedProduct,
+    EmbeddingRow,
+    ImageLoader,
+    cancel_batch,
+    encode_batch,
+    start_batch,
+)
 from prodmatch.embed.encoders import Encoder
-from prodmatch.embed.fusion import fuse
-from prodmatch.embed.images import ImageLimits, load_image
-from prodmatch.embed.queue import _BATCH_TABLE_SQL, _CLAIM_SQL, _RELEASE_SQL, _WRITE_SQL
-from prodmatch.embed.text import render_text
-from prodmatch.errors import ConfigError, DatabaseError, ImageError
+from prodmatch.embed.images import ImageLimits
+from prodmatch.errors import ConfigError, DatabaseError
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.models import Model, get_model, list_models
 
@@ -61,6 +66,9 @@ class EmbedOptions:
     retry_errors: bool = False  # re-queue products whose earlier embedding failed
     watch_poll_seconds: float = 5.0
     image_limits: ImageLimits = field(default_factory=lambda: ImageLimits(max_side=512))
+    # Folders local image paths may be read from, besides the images roots of the catalogues' ingests (an
+    # application's plain-SQL rows name their own): a path outside every root is refused, never read.
+    image_roots: tuple[Path, ...] = ()
     progress: bool = False
 
 
@@ -102,7 +110,7 @@ def embed(
     stop = stop or threading.Event()
     with db.connection(settings) as conn:
         if options.retry_errors:
-            _requeue_errors(conn, options)
+            queue.requeue_errors(conn, options.model)
         models = [get_model(conn, options.model)] if options.model else [s.model for s in list_models(conn)]
     if not models:
         raise ConfigError("no model is registered yet; add one with: prodmatch models add [MODEL]")
@@ -124,17 +132,9 @@ def embed(
 # --- one model --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Item:
-    """One claimed product on its way through the batch."""
-
-    product: dict
-    text: str
-    pixels: torch.Tensor | None = None
-    image_error: str | None = None
-
-
 class _ModelWorker:
+    """One worker run for one model: the claim-ahead loop, its connection and its statistics."""
+
     def __init__(
         self, settings: Settings, model: Model, encoder: Encoder, options: EmbedOptions, stop: threading.Event
     ) -> None:
@@ -148,11 +148,8 @@ class _ModelWorker:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.conn: psycopg.Connection | None = None
         self.catalog_id: int | None = None
-        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
-        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
-        limits = options.image_limits
-        self.image_limits = (
-            limits if limits.shortest_side is not None else replace(limits, shortest_side=encoder.image_side)
+        self.load_image = ImageLoader(
+            encoder, options.image_limits, options.image_retries, options.retry_backoff
         )
 
     def run(self) -> EmbedSummary:
@@ -194,7 +191,8 @@ class _ModelWorker:
             self._refresh_statistics()
         finally:
             bar.close()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Loader threads end by themselves within ImageLimits.total_timeout; do not wait for them here.
+            pool.shutdown(wait=False, cancel_futures=True)
             self._release_all()
             if listener is not None:
                 listener.close()
@@ -205,113 +203,42 @@ class _ModelWorker:
 
     # claiming ------------------------------------------------------------------------------------------------
 
-    def _claim_and_load(
-        self, pool: ThreadPoolExecutor, in_flight: int = 0
-    ) -> list[tuple[_Item, Future | None]]:
+    def _claim_and_load(self, pool: ThreadPoolExecutor, in_flight: int = 0) -> list[ClaimedProduct]:
         size = self.options.batch_size
         if self.options.limit is not None:
             size = min(size, self.options.limit - self._done() - in_flight)
         if size <= 0:
             return []
-        products = self._with_reconnect(lambda: self._claim(size))
-        items = []
-        for product in products:
-            item = _Item(product, render_text(self.model.text_template, product))
-            future = pool.submit(self._load_pixels, product["image"]) if product["image"] else None
-            items.append((item, future))
-        return items
+        products = self._with_reconnect(
+            lambda: queue.claim(
+                self.conn, self.model.id, self.catalog_id, size, self.worker_name, self.options.lease_seconds
+            )
+        )
+        if products:
+            self._with_reconnect(self._refresh_settings)
+        return start_batch(products, self.model.text_template, self.load_image, pool)
 
-    def _claim(self, size: int) -> list[dict]:
-        with self.conn.transaction(), self.conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
-                _CLAIM_SQL,
-                {
-                    "model": self.model.id,
-                    "catalog": self.catalog_id,
-                    "limit": size,
-                    "worker": self.worker_name,
-                    "lease": self.options.lease_seconds,
-                },
-            ).fetchall()
-
-    def _load_pixels(self, ref: str) -> torch.Tensor:
-        """Read, decode and preprocess one image in a loader thread; transient failures are retried."""
-        for attempt in range(self.options.image_retries):
-            try:
-                image = load_image(ref, self.image_limits)
-                return self.encoder.preprocess_images([image])
-            except ImageError as error:
-                if not error.transient or attempt == self.options.image_retries - 1:
-                    if error.transient:
-                        raise ImageError(f"{error} (gave up after {attempt + 1} tries)") from error
-                    raise
-                time.sleep(self.options.retry_backoff * 2**attempt)
-        raise AssertionError("unreachable")
+    def _refresh_settings(self) -> None:
+        """Re-read what may change while a watcher runs: the model's fusion weight (`eval --save` re-fuses
+        stored vectors; a batch fused with the old weight would mix two weights) and the images roots."""
+        self.model = get_model(self.conn, self.model.name)
+        roots = (*self.options.image_roots, *queue.image_roots(self.conn))
+        self.conn.commit()
+        if roots != self.load_image.limits.roots:
+            self.load_image.limits = replace(self.load_image.limits, roots=roots)
 
     # encoding -------------------------------------------------------------------------------------------------
 
-    def _process(self, batch: list[tuple[_Item, Future | None]]) -> int:
-        items = [item for item, _ in batch]
-        for item, future in batch:
-            if future is None:
-                item.image_error = "no image"
-                continue
-            try:
-                item.pixels = future.result()
-            except ImageError as error:
-                item.image_error = str(error)
-            except Exception as error:  # a decoder bug must not stop the worker: record it on the product
-                log.exception("unexpected error reading %s", item.product["image"])
-                item.image_error = f"image {item.product['image']!r}: unexpected error: {error}"
-        rows = self._encode(items)
+    def _process(self, batch: list[ClaimedProduct]) -> int:
+        rows = encode_batch(self.encoder, self.model, batch)
         written = self._with_reconnect(lambda: self._write(rows), give_up_quietly=True)
         self.summary.batches += 1
         return written
 
-    def _encode(self, items: list[_Item]) -> list[tuple]:
-        dim = self.model.dimension
-        image_vectors = np.full((len(items), dim), np.nan, dtype=np.float32)
-        text_vectors = np.full((len(items), dim), np.nan, dtype=np.float32)
-        with_image = [i for i, item in enumerate(items) if item.pixels is not None]
-        with_text = [i for i, item in enumerate(items) if item.text]
-        if with_image:
-            pixels = torch.cat([items[i].pixels for i in with_image])
-            image_vectors[with_image] = self.encoder.embed_pixels(pixels)
-        if with_text:
-            text_vectors[with_text] = self.encoder.embed_texts([items[i].text for i in with_text])
-        fused = fuse(
-            image_vectors, text_vectors, method=self.model.fusion, image_weight=self.model.image_weight
-        )
-        rows = []
-        for i, item in enumerate(items):
-            image = image_vectors[i] if i in with_image else None
-            text = text_vectors[i] if item.text else None
-            fused_row = None if np.isnan(fused[i]).any() else fused[i]
-            if fused_row is None:
-                status, error = "failed", item.image_error or "nothing to embed"
-                if not item.text:
-                    error = (
-                        f"{error}; no text (template {self.model.text_template!r} is empty for this product)"
-                    )
-            elif image is None and item.product["image"]:
-                status, error = "image_error", item.image_error
-            else:
-                status, error = "done", None
-            rows.append(
-                (item.product["id"], image, text, fused_row, status, error, item.product["content_hash"])
-            )
-        return rows
-
     # writing ----------------------------------------------------------------------------------------------------
 
-    def _write(self, rows: list[tuple]) -> int:
-        with self.conn.transaction():
-            self.conn.execute(_BATCH_TABLE_SQL)
-            with self.conn.cursor().copy("COPY embed_batch FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "vector", "vector", "vector", "text", "text", "uuid"])
-                for row in rows:
-                    copy.write_row(row)
-            statuses = [r[0] for r in self.conn.execute(_WRITE_SQL, {"model": self.model.id}).fetchall()]
+    def _write(self, rows: list[EmbeddingRow]) -> int:
+        statuses = queue.write(self.conn, self.model.id, rows)
         for status in statuses:
             if status in ("done", "pending"):  # pending: the product changed meanwhile and will be redone
                 self.summary.embedded += 1
@@ -322,29 +249,18 @@ class _ModelWorker:
         self.summary.skipped += len(rows) - len(statuses)
         return len(statuses)
 
-    def _release(self, batch: list[tuple[_Item, Future | None]]) -> None:
-        for _, future in batch:
-            if future is not None:
-                future.cancel()
+    def _release(self, batch: list[ClaimedProduct]) -> None:
+        cancel_batch(batch)
         if batch:
-            ids = [item.product["id"] for item, _ in batch]
-            self._with_reconnect(lambda: self._release_ids(ids), give_up_quietly=True)
+            ids = [item.product["id"] for item in batch]
+            self._with_reconnect(lambda: queue.release(self.conn, self.model.id, ids), give_up_quietly=True)
             self.summary.skipped += len(ids)
-
-    def _release_ids(self, ids: list[int]) -> None:
-        with self.conn.transaction():
-            self.conn.execute(
-                _RELEASE_SQL + " AND product_id = ANY(%(ids)s)", {"model": self.model.id, "ids": ids}
-            )
 
     def _release_all(self) -> None:
         if self.conn is None or self.conn.closed:
             return
-        try:
-            with self.conn.transaction():
-                self.conn.execute(_RELEASE_SQL, {"model": self.model.id})
-        except psycopg.Error:
-            pass  # the claims die with the backend anyway
+        with contextlib.suppress(psycopg.Error):  # the claims die with the backend anyway
+            queue.release_all(self.conn, self.model.id)
 
     # database ---------------------------------------------------------------------------------------------------
 
@@ -402,14 +318,7 @@ class _ModelWorker:
         return found
 
     def _pending_count(self) -> int:
-        row = self.conn.execute(
-            "SELECT count(*) FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
-            " WHERE e.model_id = %(model)s AND e.status = 'pending'"
-            " AND (%(catalog)s::bigint IS NULL OR p.catalog_id = %(catalog)s)",
-            {"model": self.model.id, "catalog": self.catalog_id},
-        ).fetchone()
-        self.conn.commit()
-        return row[0]
+        return queue.pending_count(self.conn, self.model.id, self.catalog_id)
 
     def _listen(self) -> psycopg.Connection:
         listener = db.connect(self.settings, autocommit=True)
@@ -429,13 +338,3 @@ class _ModelWorker:
 
     def _limit_reached(self, in_flight: int) -> bool:
         return self.options.limit is not None and self._done() + in_flight >= self.options.limit
-
-
-def _requeue_errors(conn: psycopg.Connection, options: EmbedOptions) -> None:
-    conn.execute(
-        "UPDATE prodmatch.embeddings e SET status = 'pending'"
-        " FROM prodmatch.models m WHERE m.id = e.model_id AND e.status IN ('image_error', 'failed')"
-        " AND (%(model)s::text IS NULL OR m.name = %(model)s)",
-        {"model": options.model},
-    )
-    conn.commit()

@@ -5,7 +5,8 @@ each row is validated in Python, written with COPY into a temporary staging tabl
 reason), and one set-based SQL statement upserts the good rows into `prodmatch.products` by (catalogue, external
 id). Rows whose content did not change are left alone; changed rows are updated, which the triggers in
 `sql/pending.sql` turn into pending embeddings. Bad rows land in `prodmatch.ingest_rejects` with file, line, field
-and reason. Next on the data's path: `worker.py` embeds what is pending.
+and reason. Next on the data's path: `embed.worker` embeds what is pending. `ingest.sources` opens the file, `ingest.rows`
+turns records into staged rows.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import psycopg
 from tqdm import tqdm
 
 from prodmatch.errors import IngestError
-from prodmatch.ingest.rows import _STAGING_COLUMNS, _csv_rows, _jsonl_rows, _RowBuilder
-from prodmatch.ingest.sources import IngestOptions, _open_source, _Source
+from prodmatch.ingest.rows import STAGING_COLUMNS, read_rows
+from prodmatch.ingest.sources import IngestOptions, Source, open_source
 from prodmatch.store.catalogs import ensure_catalog
 
 MAX_LISTED_REJECTS = 1000
@@ -93,7 +94,7 @@ def ingest_file(
     options = options or IngestOptions()
     started = time.perf_counter()
     path = Path(path)
-    source = _open_source(path, options)
+    source = open_source(path, options)
     try:
         with conn.transaction():
             catalog_id = ensure_catalog(conn, catalog)
@@ -168,14 +169,9 @@ def _create_staging(conn: psycopg.Connection) -> None:
     )
 
 
-def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
+def _copy_to_staging(conn: psycopg.Connection, source: Source, options: IngestOptions) -> int:
     base_dir = str((options.images_root or source.path.parent).expanduser().resolve())
-    builder = _RowBuilder(base_dir, options.decimal_comma, all_text=source.format == "csv")
-    rows = (
-        _csv_rows(source, options, builder)
-        if source.format == "csv"
-        else _jsonl_rows(source, options, builder)
-    )
+    rows = read_rows(source, options, base_dir)
     count = 0
     bar = tqdm(
         total=source.size,
@@ -186,7 +182,7 @@ def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestO
         file=None,
     )
     started = time.perf_counter()
-    with bar, conn.cursor().copy(f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+    with bar, conn.cursor().copy(f"COPY ingest_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
             count += 1
@@ -290,7 +286,7 @@ def _prune(conn: psycopg.Connection, catalog_id: int, rows: int) -> tuple[int, s
     return cur.rowcount, None
 
 
-def _start_run(conn: psycopg.Connection, catalog_id: int, source: _Source, options: IngestOptions) -> int:
+def _start_run(conn: psycopg.Connection, catalog_id: int, source: Source, options: IngestOptions) -> int:
     settings = {
         "encoding": source.encoding,
         "delimiter": source.delimiter,

@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""Catalogue rows into product rows: column mapping, field validation, prices and currencies, rejects.
+
+`ingest.sources` opens a file and says its format, encoding and delimiter; this module reads its CSV or JSONL
+records (`_csv_rows`, `_jsonl_rows`), maps columns to product fields (`--map`, aliases such as `id`), checks the
+required ones, parses prices written the way shops write them (`parse_price`: thousands separators, decimal
+commas, currency signs), resolves relative image paths, and turns each record into a `StagedRow` for
+`ingest.load` to COPY, or a rejected row naming its line and field.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import NamedTuple
 
 from prodmatch.errors import IngestError
-from prodmatch.ingest.sources import _BAD_BYTES, IngestOptions, _Source
+from prodmatch.ingest.sources import _BAD_BYTES, IngestOptions, Source
 
 FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "image")
 TEXT_FIELDS = ("title", "description", "brand", "category", "currency", "image")
@@ -108,6 +116,42 @@ def _is_decimal_separator(digits: str, sep: str, decimal_comma: bool | None) -> 
     return True  # a lone dot is a decimal point
 
 
+class StagedRow(NamedTuple):
+    """One record of a catalogue file as `ingest.load` copies it into its staging table (same column order).
+
+    A good row has the product's fields and no reject_*; a rejected one has its line, the external id when it
+    could be read, which field was wrong (None for the whole record), why, and the raw record.
+    """
+
+    line: int
+    external_id: str | None
+    title: str | None = None
+    description: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price: Decimal | str | None = None  # a plain number stays text: PostgreSQL parses it
+    currency: str | None = None
+    image: str | None = None
+    attributes: str | None = None  # a JSON object
+    reject_field: str | None = None
+    reject_reason: str | None = None
+    raw: str | None = None
+
+
+# The staging table's columns, in StagedRow's order.
+STAGING_COLUMNS = ", ".join(StagedRow._fields)
+
+
+def read_rows(source: Source, options: IngestOptions, base_dir: str) -> Iterator[StagedRow]:
+    """Every non-blank record of an opened catalogue as a StagedRow, good or rejected, in file order.
+
+    Relative image paths are resolved against `base_dir`.
+    """
+    builder = _RowBuilder(base_dir, options.decimal_comma, all_text=source.format == "csv")
+    read = _csv_rows if source.format == "csv" else _jsonl_rows
+    return read(source, options, builder)
+
+
 class _RowError(Exception):
     def __init__(self, field: str | None, reason: str) -> None:
         super().__init__(reason)
@@ -123,7 +167,7 @@ class _RowBuilder:
     decimal_comma: bool | None
     all_text: bool = False  # every value is a str (CSV): skip per-type checks
 
-    def build(self, line: int, values: list, attributes: dict) -> tuple:
+    def build(self, line: int, values: list, attributes: dict) -> StagedRow:
         """`values` are in FIELDS order; `attributes` are the row's other columns."""
         if self.all_text:
             texts = [v.strip() for v in values]
@@ -135,20 +179,17 @@ class _RowBuilder:
         price, price_currency = self._price(values[5])
         if image and (not _URL.match(image) or _WINDOWS_DRIVE.match(image)):
             image = os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(image)))
-        return (
+        return StagedRow(
             line,
             external_id,
-            title or None,
-            description or None,
-            brand or None,
-            category or None,
-            price,
-            currency or price_currency,
-            image or None,
-            json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
-            None,
-            None,
-            None,
+            title=title or None,
+            description=description or None,
+            brand=brand or None,
+            category=category or None,
+            price=price,
+            currency=currency or price_currency,
+            image=image or None,
+            attributes=json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
         )
 
     def _price(self, value: object) -> tuple[Decimal | str | None, str | None]:
@@ -185,9 +226,11 @@ def _text(value: object, name: str) -> str | None:
     raise _RowError(name, f"{name} must be text, got {type(value).__name__}")
 
 
-def _reject_row(line: int, external_id: object, error: _RowError, raw: str) -> tuple:
+def _reject_row(line: int, external_id: object, error: _RowError, raw: str) -> StagedRow:
     ext = external_id.strip() if isinstance(external_id, str) else None
-    return (line, ext or None, *([None] * 8), error.field, error.reason, raw[:MAX_RAW])
+    return StagedRow(
+        line, ext or None, reject_field=error.field, reject_reason=error.reason, raw=raw[:MAX_RAW]
+    )
 
 
 def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> dict[str, int]:
@@ -215,7 +258,7 @@ def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> 
     return columns
 
 
-def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[tuple]:
+def _csv_rows(source: Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
     reader = csv.reader(source.text(), delimiter=source.delimiter)
     header = next(reader, None)
     if header is None:
@@ -265,7 +308,7 @@ def _json_object(text: str) -> dict:
     return value
 
 
-def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[tuple]:
+def _jsonl_rows(source: Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
     rename = {column: field_name for field_name, column in options.mapping.items()}
     for line, text in enumerate(source.text(), start=1):
         if not text.strip():
@@ -295,11 +338,3 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
         except _RowError as error:
             raw = text.rstrip("\r\n").encode("utf-8", "replace").decode()
             yield _reject_row(line, external_id, error, raw)
-
-
-# --- database --------------------------------------------------------------------------------------------
-
-_STAGING_COLUMNS = (
-    "line, external_id, title, description, brand, category, price, currency, image, attributes,"
-    " reject_field, reject_reason, raw"
-)

@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Opening a catalogue file: `IngestOptions`, gzip, and the detection of format, text encoding and delimiter.
+
+`ingest.load.ingest_file` calls `open_source`, which reads a sample of the file (decompressed if gzipped) to
+decide between CSV and JSON lines, between UTF-8 and a legacy encoding, and which delimiter a CSV uses, unless
+the options say so. Undecodable bytes are kept as surrogates (`_BAD_BYTES`) so that only their row is rejected
+later by `ingest.rows`, not the whole file.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +39,9 @@ class IngestOptions:
 
 
 @dataclass
-class _Source:
+class Source:
+    """An opened catalogue file: its detected format, encoding and delimiter, and the stream to read it from."""
+
     path: Path
     format: str
     encoding: str
@@ -60,13 +68,14 @@ class _Source:
         self.raw.close()
 
 
-def _open_source(path: Path, options: IngestOptions) -> _Source:
+def open_source(path: Path, options: IngestOptions) -> Source:
+    """Open `path` (gunzipping if needed) and detect what the options leave open; the caller closes it."""
     if not path.exists():
         raise IngestError(f"{path}: no such file")
     if path.is_dir():
         raise IngestError(f"{path}: is a folder, not a catalogue file")
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by _Source.close
+        raw = open(path, "rb")  # noqa: SIM115 - closed by Source.close
     except OSError as exc:
         raise IngestError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
@@ -90,7 +99,7 @@ def _open_source(path: Path, options: IngestOptions) -> _Source:
     if fmt == "csv":
         delimiter = options.delimiter or _detect_delimiter(sample.decode(encoding, errors="replace"))
     size = path.stat().st_size
-    return _Source(path, fmt, encoding, delimiter, binary, raw, size)
+    return Source(path, fmt, encoding, delimiter, binary, raw, size)
 
 
 def _gzip_sample(path: Path) -> bytes:

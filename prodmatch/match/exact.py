@@ -1,6 +1,6 @@
 """Exact top-k cosine search in memory: every query vector's k most similar corpus vectors, with no index.
 
-Behind `prodmatch link --mode exact` and dedupe: `matching.py` streams the two catalogues' fused vectors out of
+Behind `prodmatch link --mode exact` and dedupe: `match.candidates` streams the two catalogues' fused vectors out of
 the database, calls `top_k_cosine`, and writes the pairs back. This module knows nothing of the database.
 
 How: the corpus is scanned in blocks of queries times chunks of corpus rows with a matrix multiplication in
@@ -19,12 +19,13 @@ that could still qualify, found by that same bound. `candidates` therefore trade
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from prodmatch.hardware import fast_bf16, resolve_device
 
 CANDIDATE_PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -70,7 +71,7 @@ def top_k_cosine(
     gets row i. Rows past the corpus's end are padded with index -1 and similarity nan.
 
     `candidate_precision` is the precision of the blocked matrix multiplication that picks candidates:
-    "auto" is bf16 where `supported_bf16()`, else fp32. The results are exact either way; see the module
+    "auto" is bf16 where `hardware.fast_bf16(device)`, else fp32. The results are exact either way; see the module
     docstring. `candidates` per query are rescored exactly (default max(2k, k + 16)); `block_size` queries are
     scored at once (default: as many as keep a block's scores within 256 MB, 1280 for
     a corpus of 100,000). `progress` is called after each block with the number of queries that
@@ -92,7 +93,7 @@ def top_k_cosine(
     n_candidates = max(2 * k, k + 16) if candidates is None else _positive_int(candidates, "candidates")
     if n_candidates < k:
         raise ValueError(f"candidates ({n_candidates}) must be at least k ({k})")
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     dtype = _candidate_dtype(candidate_precision, torch_device)
     if block_size is None:
         rows_per_block = _default_block_size(m, dtype)
@@ -114,34 +115,6 @@ def top_k_cosine(
     elif n and progress is not None:
         progress(n)
     return TopK(indices=indices, similarities=similarities)
-
-
-def supported_bf16() -> bool:
-    """Whether bf16 matrix multiplication is fast here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return _cpu_has_bf16()
-
-
-def matmul_flops(
-    dtype: torch.dtype = torch.bfloat16,
-    size: int = 2048,
-    repeat: int = 3,
-    device: str | torch.device | None = None,
-) -> float:
-    """Measured FLOP/s of a (size x size) @ (size x size) matrix multiplication in `dtype`, best of `repeat`."""
-    torch_device = _resolve_device(device)
-    a = torch.randn(size, size, device=torch_device).to(dtype)
-    b = torch.randn(size, size, device=torch_device).to(dtype)
-    best = math.inf
-    for attempt in range(repeat + 1):
-        _synchronize(torch_device)
-        started = time.perf_counter()
-        a @ b
-        _synchronize(torch_device)
-        if attempt:  # the first run warms up
-            best = min(best, time.perf_counter() - started)
-    return 2.0 * size**3 / best
 
 
 class _Search:
@@ -495,28 +468,11 @@ def _positive_int(value: int, name: str) -> int:
     return int(value)
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _candidate_dtype(candidate_precision: str, device: torch.device) -> torch.dtype:
     if candidate_precision not in CANDIDATE_PRECISIONS:
         raise ValueError(
             f"unknown candidate_precision {candidate_precision!r}; choose one of: {', '.join(CANDIDATE_PRECISIONS)}"
         )
     if candidate_precision == "auto":
-        fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_bf16()
-        return torch.bfloat16 if fast else torch.float32
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
     return torch.bfloat16 if candidate_precision == "bf16" else torch.float32
-
-
-def _cpu_has_bf16() -> bool:
-    cpu = torch.cpu
-    return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

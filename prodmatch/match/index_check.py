@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""How good the HNSW index is: recall of the index's top-k against exact search, for several ef_search values.
+
+`check_index` samples products, asks the database for their neighbours through the model's index expression
+(`store.models.vector_expression`) at each `hnsw.ef_search`, computes the exact neighbours in memory from the
+vectors `store.vectors` fetches, and reports recall per setting and the smallest ef_search reaching the
+target recall (`IndexCheck`). Behind `prodmatch index check`; the figure tunes `match.queries` and `match.link`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Ad-hoc nearest-neighbour queries: `similar` (products like one product) and `search` (products like a text).
+
+Both call the SQL API in `sql/matching.sql` (`prodmatch.similar`, `prodmatch.search`), so Python and SQL users
+get the same rows from the same HNSW index expressions; this module only checks the arguments, embeds the
+search text with the model's encoder, and returns typed rows (`Neighbour`, `SearchHit`). Whole-catalogue
+matching is `match.link`; the index's recall is checked by `match.index_check`.
+"""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ import psycopg
 from prodmatch.embed.fusion import fuse
 from prodmatch.errors import ConfigError, ProdmatchError
 from prodmatch.quality.gold import GoldPair, read_gold
-from prodmatch.quality.metrics import SpaceReport, _pr_curve, _recall
+from prodmatch.quality.metrics import SpaceReport, _recall, best_f1, precision_recall_curve
 from prodmatch.quality.plots import draw_plots
 from prodmatch.store.models import Model, get_model, update_settings
 from prodmatch.store.vectors import fetch_vectors
@@ -349,8 +349,10 @@ def _score(
         elif best_id in entry["neg"]:
             decisions.append((best_sim, False, False))
     ranks_arr = np.array(ranks, dtype=float)
-    curve = _pr_curve(decisions)
-    best = max(curve, key=lambda p: (p["f1"], p["recall"]), default=None)
+    scores, correct, has_match = zip(*decisions, strict=True) if decisions else ((), (), ())
+    points = precision_recall_curve(np.array(scores), np.array(correct), sum(has_match))
+    curve = [point.rounded() for point in points]
+    best = None if not points else best_f1(points).rounded()
     return SpaceReport(
         space=space,
         image_weight=weight,

@@ -1,24 +1,22 @@
 """Fine-tune a CLIP-family model on the user's own matched product pairs, and register the result.
 
-A gold file lists pairs of products already known to be the same (`source_catalog,source_id,target_catalog,
-target_id[,label]`, ids being the products' `external_id`). `read_gold_pairs` looks them up in the products that
-`ingest.py` loaded; `finetune` splits the matches into a training part and a hold-out part that shares no product
-with it, trains the last few transformer layers and the projections of both towers with a contrastive loss (each
-source product against the other pairs' targets in its batch), measures the hold-out recall@1 and F1 before and
-after, saves the model as a Hugging Face checkpoint directory that `encoders.py` loads like any other, and
-registers it through `models.add_model` beside the base model, so `worker.py` can embed with it and `matching.py`
-compare the two before anyone switches. Images come through `images.py` and the model's own preprocessing, texts
-through the base model's text template, exactly as when embedding.
+A gold file lists pairs of products already known to be the same; `quality.gold` reads it (its docstring has the
+format) and `read_gold_pairs` looks the products up in what `ingest` loaded. `finetune` splits the matches into a
+training part and a hold-out part that shares no product with it, trains the last few transformer layers and the
+projections of both towers with a contrastive loss (each source product against the other pairs' targets in its
+batch), measures the hold-out recall@1 and F1 before and after (`quality.metrics`), saves the model as a Hugging
+Face checkpoint directory that `embed.encoders` loads like any other, and registers it through
+`embed.registry.add_model` beside the base model, so the worker can embed with it and `quality.evaluate` compare
+the two before anyone switches. Vectors are made by `embed.batch`, exactly as the worker makes them: images
+through `embed.images` and the model's own preprocessing, texts through the base model's text template.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,16 +28,17 @@ import torch.nn.functional as F
 from psycopg.rows import dict_row
 from tqdm import tqdm
 
-from prodmatch.embed.encoders import Encoder, load_processor_and_model, resolve_device, resolve_precision
-from prodmatch.embed.fusion import fuse
+from prodmatch.embed.batch import embed_products
+from prodmatch.embed.encoders import Encoder, load_processor_and_model, resolve_precision
+from prodmatch.embed.fusion import fused_dimension
 from prodmatch.embed.images import ImageLimits, load_image
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE, render_text
 from prodmatch.errors import ConfigError, ImageError
-from prodmatch.store.models import default_name, find_model
-
-GOLD_COLUMNS = ("source_catalog", "source_id", "target_catalog", "target_id")
-SPACES = ("image", "text", "fused")
+from prodmatch.hardware import resolve_device
+from prodmatch.quality.gold import read_gold_file
+from prodmatch.quality.metrics import best_f1, precision_recall_curve
+from prodmatch.store.models import SPACES, default_name, find_model
 
 # The temperature is the base model's own (exp(logit_scale), not trained), held within these bounds: a real CLIP
 # or SigLIP sits at 100+ (clamped to 100, as CLIP clamped it in training), a randomly initialised one near 1-14.
@@ -52,7 +51,6 @@ _INPUT_MODULES = ("embeddings", "pre_layrnorm", "pre_layernorm")
 _TOWERS = ("vision_model", "text_model")
 # Mixed precision: the towers compute in these under autocast, the weights and the optimiser stay float32.
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-_LABELS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
 
 
 @dataclass(frozen=True)
@@ -89,13 +87,13 @@ class GoldProduct:
     attributes: dict | None
 
     def fields(self) -> dict:
-        """The product as `models.render_text` takes it."""
+        """The product as `embed.text.render_text` takes it."""
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class GoldPair:
-    """One usable line of the gold file: a source and a target product, 1 for the same product, 0 for not."""
+class TrainingPair:
+    """A usable gold line (`quality.gold.TrainingPair`) with its two products looked up: 1 for the same, 0 for not."""
 
     line: int
     source: GoldProduct
@@ -147,31 +145,37 @@ class FinetuneResult:
         return "\n".join(lines)
 
 
-def read_gold_pairs(conn: psycopg.Connection, gold_file: Path) -> tuple[list[GoldPair], list[str]]:
-    """The pairs of a gold CSV whose products exist, and a message (file, line, reason) for each line that is not."""
+def read_gold_pairs(conn: psycopg.Connection, gold_file: Path) -> tuple[list[TrainingPair], list[str]]:
+    """The pairs of a gold file whose products exist, and a message (file, line, reason) for each line that is not.
+
+    The file is read by `quality.gold.read_gold_file` (its docstring has the format).
+    """
     gold_file = Path(gold_file)
-    rows, problems = _read_gold_rows(gold_file)
-    keys = {(r[c], r[i]) for r in rows.values() for c, i in ((0, 1), (2, 3))}
+    gold = read_gold_file(gold_file)
+    problems = dict(gold.problems)
+    keys = {
+        key for g in gold.pairs for key in ((g.source_catalog, g.source_id), (g.target_catalog, g.target_id))
+    }
     products = _products(conn, keys)
     known_catalogs = {name for (name,) in conn.execute("SELECT name FROM prodmatch.catalogs")}
     pairs = []
-    for line, (source_catalog, source_id, target_catalog, target_id, label) in rows.items():
-        source = products.get((source_catalog, source_id))
-        target = products.get((target_catalog, target_id))
+    for g in gold.pairs:
+        source = products.get((g.source_catalog, g.source_id))
+        target = products.get((g.target_catalog, g.target_id))
         missing = [
             _unknown_reference(catalog, external_id, known_catalogs)
             for catalog, external_id, product in (
-                (source_catalog, source_id, source),
-                (target_catalog, target_id, target),
+                (g.source_catalog, g.source_id, source),
+                (g.target_catalog, g.target_id, target),
             )
             if product is None
         ]
         if missing:
-            problems[line] = f"{gold_file}:{line}: {'; '.join(missing)}"
+            problems[g.line] = f"{gold_file}:{g.line}: {'; '.join(missing)}"
         elif source.id == target.id:
-            problems[line] = f"{gold_file}:{line}: source and target are the same product"
+            problems[g.line] = f"{gold_file}:{g.line}: source and target are the same product"
         else:
-            pairs.append(GoldPair(line, source, target, label))
+            pairs.append(TrainingPair(g.line, source, target, g.label))
     return pairs, [problems[line] for line in sorted(problems)]
 
 
@@ -261,7 +265,9 @@ def finetune(
     )
 
 
-def split_pairs(pairs: list[GoldPair], holdout: float, seed: int) -> tuple[list[GoldPair], list[GoldPair]]:
+def split_pairs(
+    pairs: list[TrainingPair], holdout: float, seed: int
+) -> tuple[list[TrainingPair], list[TrainingPair]]:
     """Training and hold-out pairs: about `holdout` of them held out, no product on both sides, seeded.
 
     Pairs that share a product (one shop item matched to two rival listings) go to the same side, so the
@@ -365,70 +371,13 @@ def holdout_metrics(
     best = scores[np.arange(n), top] if scores.shape[1] else np.full(n, -np.inf)
     correct = np.array([np.isfinite(best[i]) and int(top[i]) in truth[i] for i in range(n)])
     recall_at_1 = float(correct.mean()) if n else 0.0
-    f1, threshold = _best_f1(best, correct, n)
+    point = best_f1(precision_recall_curve(best, correct, n))
+    point = point if point is not None and point.f1 > 0 else None  # no threshold finds a single right match
     return {
         "recall_at_1": round(recall_at_1, 4),
-        "f1": round(f1, 4),
-        "threshold": None if threshold is None else round(threshold, 4),
+        "f1": round(point.f1, 4) if point else 0.0,
+        "threshold": round(point.threshold, 4) if point else None,
     }
-
-
-# --- the gold file ------------------------------------------------------------------------------------------
-
-
-def _read_gold_rows(gold_file: Path) -> tuple[dict[int, tuple], dict[int, str]]:
-    """Rows of the gold file by line number as (source_catalog, source_id, target_catalog, target_id, label)."""
-    try:
-        text = gold_file.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"gold file {gold_file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read gold file {gold_file}: {error}") from None
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    delimiter = max(",;\t|", key=first.count)
-    rows: dict[int, tuple] = {}
-    problems: dict[int, str] = {}
-    columns: dict[str, int] | None = None
-    width = len(GOLD_COLUMNS) + 1  # without a header: the four columns and an optional label
-    for number, record in _numbered_records(lines, delimiter):
-        cells = [cell.strip() for cell in record]
-        if columns is None:
-            columns = _header(cells)
-            if columns is not None:
-                width = len(cells)
-                continue
-            columns = {name: i for i, name in enumerate((*GOLD_COLUMNS, "label"))}
-        values = [cells[columns[name]] if columns[name] < len(cells) else "" for name in GOLD_COLUMNS]
-        label_text = cells[columns["label"]] if columns["label"] < len(cells) else "1"
-        if len(cells) > width or not all(values):
-            expected = ",".join(GOLD_COLUMNS) + ",label"
-            problems[number] = (
-                f"{gold_file}:{number}: expected {expected} (label optional), got {delimiter.join(cells)!r}"
-            )
-        elif label_text.lower() not in _LABELS:
-            problems[number] = (
-                f"{gold_file}:{number}: label must be 1 (same product) or 0, got {label_text!r}"
-            )
-        else:
-            rows[number] = (*values, _LABELS[label_text.lower()])
-    return rows, problems
-
-
-def _numbered_records(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            yield number, next(csv.reader([line], delimiter=delimiter))
-
-
-def _header(cells: list[str]) -> dict[str, int] | None:
-    """Column positions when `cells` is a header naming the gold columns (in any order), else None."""
-    names = [cell.lower() for cell in cells]
-    if not set(GOLD_COLUMNS) <= set(names):
-        return None
-    columns = {name: names.index(name) for name in GOLD_COLUMNS}
-    columns["label"] = names.index("label") if "label" in names else len(names)
-    return columns
 
 
 def _products(conn: psycopg.Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], GoldProduct]:
@@ -454,7 +403,7 @@ def _unknown_reference(catalog: str, external_id: str, known_catalogs: set[str])
     return f"no product {external_id!r} in catalogue {catalog!r}"
 
 
-def _unique_matches(pairs: list[GoldPair]) -> list[GoldPair]:
+def _unique_matches(pairs: list[TrainingPair]) -> list[TrainingPair]:
     seen: set[tuple[int, int]] = set()
     matches = []
     for pair in pairs:
@@ -465,7 +414,7 @@ def _unique_matches(pairs: list[GoldPair]) -> list[GoldPair]:
     return matches
 
 
-def _connected_groups(pairs: list[GoldPair]) -> list[list[int]]:
+def _connected_groups(pairs: list[TrainingPair]) -> list[list[int]]:
     """Indices of `pairs` grouped so that pairs sharing a product (directly or through others) are together."""
     parent = list(range(len(pairs)))
 
@@ -490,7 +439,7 @@ def _connected_groups(pairs: list[GoldPair]) -> list[list[int]]:
 
 
 class _PairData:
-    """Texts, tokens and pixels of gold products, made exactly as `worker.py` makes them for embedding."""
+    """Texts, tokens and pixels of gold products, made exactly as the worker (`embed.batch`) makes them."""
 
     def __init__(self, encoder: Encoder, template: str, image_threads: int) -> None:
         self.encoder = encoder
@@ -527,7 +476,7 @@ class _PairData:
 def _train(
     model: torch.nn.Module,
     data: _PairData,
-    pairs: list[GoldPair],
+    pairs: list[TrainingPair],
     options: FinetuneOptions,
     device: torch.device,
     precision: str,
@@ -578,14 +527,14 @@ def _train(
     return losses
 
 
-def _batch_products(batch: list[GoldPair]) -> list[GoldProduct]:
+def _batch_products(batch: list[TrainingPair]) -> list[GoldProduct]:
     return [pair.source for pair in batch] + [pair.target for pair in batch]
 
 
 def _batch_loss(
     model: torch.nn.Module,
     data: _PairData,
-    batch: list[GoldPair],
+    batch: list[TrainingPair],
     pixels: list[torch.Tensor | None],
     device: torch.device,
     logit_scale: float,
@@ -676,7 +625,7 @@ def _check_options(options: FinetuneOptions) -> None:
 
 
 def _evaluate(
-    encoder: Encoder, data: _PairData, pairs: list[GoldPair], fusion: str, image_weight: float
+    encoder: Encoder, data: _PairData, pairs: list[TrainingPair], fusion: str, image_weight: float
 ) -> dict[str, dict]:
     """Hold-out recall@1 and F1 per space: each hold-out source against every hold-out target."""
     sources = list({pair.source.id: pair.source for pair in pairs}.values())
@@ -695,43 +644,23 @@ def _embed(
     encoder: Encoder, data: _PairData, products: list[GoldProduct], fusion: str, image_weight: float
 ) -> dict[str, np.ndarray]:
     """Image, text and fused vectors (NaN rows where missing), as the worker would store them."""
-    width = encoder.info.dimension
-    image = np.full((len(products), width), np.nan, dtype=np.float32)
-    text = np.full((len(products), width), np.nan, dtype=np.float32)
+    parts = []
     for start in range(0, len(products), _EVAL_BATCH):
         chunk = products[start : start + _EVAL_BATCH]
         pixels = [future.result() for future in data.load_pixels(chunk)]
         texts = [data.text(product) for product in chunk]
-        with_image = [i for i, p in enumerate(pixels) if p is not None]
-        with_text = [i for i, t in enumerate(texts) if t]
-        if with_image:
-            vectors = encoder.embed_pixels(torch.stack([pixels[i] for i in with_image]))
-            image[[start + i for i in with_image]] = vectors
-        if with_text:
-            text[[start + i for i in with_text]] = encoder.embed_texts([texts[i] for i in with_text])
-    fused = fuse(image, text, method=fusion, image_weight=image_weight)
-    return {"image": image, "text": text, "fused": fused}
+        parts.append(embed_products(encoder, pixels, texts, fusion=fusion, image_weight=image_weight))
+    width, fused_width = encoder.info.dimension, fused_dimension(encoder.info.dimension, fusion)
+    return {
+        "image": np.concatenate([p.image for p in parts]) if parts else np.empty((0, width), np.float32),
+        "text": np.concatenate([p.text for p in parts]) if parts else np.empty((0, width), np.float32),
+        "fused": np.concatenate([p.fused for p in parts])
+        if parts
+        else np.empty((0, fused_width), np.float32),
+    }
 
 
 _EVAL_BATCH = 64
-
-
-def _best_f1(scores: np.ndarray, correct: np.ndarray, positives: int) -> tuple[float, float | None]:
-    """The best F1 over thresholds on the top-1 scores, and the threshold (lowest score accepted) giving it."""
-    finite = np.isfinite(scores)
-    order = np.argsort(-scores[finite], kind="stable")
-    ranked, hits = scores[finite][order], correct[finite][order]
-    best, threshold = 0.0, None
-    true_positives = np.cumsum(hits)
-    for k in range(len(ranked)):
-        if k + 1 < len(ranked) and ranked[k + 1] == ranked[k]:
-            continue  # a threshold accepts every prediction with the same score
-        precision = true_positives[k] / (k + 1)
-        recall = true_positives[k] / positives
-        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-        if f1 > best:
-            best, threshold = float(f1), float(ranked[k])
-    return best, threshold
 
 
 def _save(model: torch.nn.Module, processor, out: Path) -> None:

@@ -1,8 +1,11 @@
-"""TODO docstring."""
+"""Quality measures of a matcher against gold pairs: recall@k, MRR and the precision / recall / F1 sweep.
+
+`quality.evaluate` fills a `SpaceReport` per space from these; `quality.finetune` uses the same sweep for its
+hold-out F1; `quality.plots` draws the curves. Pure numpy: no database, no models.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,31 +50,52 @@ class SpaceReport:
         return best["threshold"], best["precision"], best["recall"]
 
 
-def _pr_curve(decisions: list[tuple[float, bool, bool]]) -> list[dict]:
-    """Precision/recall/F1 when accepting best candidates at or above each distinct score.
+@dataclass(frozen=True)
+class CurvePoint:
+    """Precision, recall and F1 when accepting every prediction scoring at or above `threshold`."""
 
-    decisions: (score, correct, has_true_match) per source.
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+
+    def rounded(self) -> dict:
+        """The point as stored in reports: threshold to 6 decimals, the rates to 4."""
+        return {
+            "threshold": round(self.threshold, 6),
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+        }
+
+
+def precision_recall_curve(scores: np.ndarray, correct: np.ndarray, positives: int) -> list[CurvePoint]:
+    """The precision/recall/F1 sweep: one point per distinct score, from the highest down.
+
+    Each prediction (a source's best candidate) has a score and is right or wrong (`correct`); `positives` is the
+    number of true matches a perfect matcher would find (the recall's denominator). Accepting at a threshold takes
+    every prediction with that score or more, so equal scores come in together. Predictions without a finite
+    score (no vector, no candidate) are never accepted but still count in `positives` through the caller.
     """
-    positives = sum(1 for _, _, has in decisions if has)
-    ordered = sorted((d for d in decisions if math.isfinite(d[0])), key=lambda d: -d[0])
-    curve, accepted, correct = [], 0, 0
-    for i, (score, ok, _) in enumerate(ordered):
-        accepted += 1
-        correct += ok
-        if i + 1 < len(ordered) and ordered[i + 1][0] == score:
-            continue  # a threshold accepts all equal scores together
-        precision = correct / accepted
-        recall = correct / positives if positives else 0.0
+    scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=bool)
+    finite = np.isfinite(scores)
+    order = np.argsort(-scores[finite], kind="stable")
+    ranked, hits = scores[finite][order], correct[finite][order]
+    true_positives = np.cumsum(hits)
+    curve = []
+    for k in range(len(ranked)):
+        if k + 1 < len(ranked) and ranked[k + 1] == ranked[k]:
+            continue  # a threshold accepts every prediction with the same score
+        precision = float(true_positives[k]) / (k + 1)
+        recall = float(true_positives[k]) / positives if positives else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        curve.append(
-            {
-                "threshold": round(score, 6),
-                "precision": round(precision, 4),
-                "recall": round(recall, 4),
-                "f1": round(f1, 4),
-            }
-        )
+        curve.append(CurvePoint(float(ranked[k]), precision, recall, f1))
     return curve
+
+
+def best_f1(curve: list[CurvePoint]) -> CurvePoint | None:
+    """The point with the highest F1 (of equal ones, the one with more recall); None for an empty curve."""
+    return max(curve, key=lambda point: (point.f1, point.recall), default=None)
 
 
 def _recall(ranks: np.ndarray, k: int) -> float:

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Charts of an evaluation: the precision / recall curve of each space and the score histograms of matches and
+non-matches, written as PNG files with matplotlib.
+
+`quality.evaluate` calls `draw_plots` with the `SpaceReport`s that `quality.metrics` filled; this module only
+draws what it is given (no database, no scoring), so the numbers in a report and on its charts are the same.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""Administration of a prodmatch database: status, a read-only role, a psql shell and fresh planner statistics.
+
+`status` reports the server, pgvector, the migration revision and row counts (`prodmatch db status`);
+`grant_reader` lets an existing role read the schema and call the SQL API but change nothing; `psql_command`
+builds the command line of `prodmatch db shell`; `analyze_if_stale` runs ANALYZE on tables that changed a lot,
+which the embedding worker calls after big runs so that queries use the HNSW indexes at once. Connections come
+from `store.server`, revisions from `store.migrate`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Schema migrations: run Alembic's upgrade and downgrade on the prodmatch schema, and report revisions.
+
+The migrations themselves live in `migrations/` (Alembic) and load the SQL API from `sql/` through
+`apply_sql_file`; `store.schema` holds the SQLAlchemy tables they are checked against. `store.server` provides
+the connections, `store.admin` reports the revision in `prodmatch db status`.
+"""
 
 from __future__ import annotations
 

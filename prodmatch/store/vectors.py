@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Vectors out of the database in bulk: a binary COPY of a model's image, text and fused vectors into numpy.
+
+`fetch_vectors` and `fetch_spaces` stream `prodmatch.embeddings` for a model (optionally some catalogues) with
+`COPY ... TO STDOUT (FORMAT BINARY)` and parse pgvector's binary form straight into float32 arrays, with NaN
+rows where a vector is missing; much faster than row-by-row fetching for whole catalogues. Used by
+`match.candidates` and `match.link` (exact search), `match.index_check` and `quality.evaluate`.
+"""
 
 from __future__ import annotations
 

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import product_image, write_catalog
 from click.testing import CliRunner
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from prodmatch import store as db
 from prodmatch.cli import main
 from prodmatch.embed.encoders import Encoder
+from prodmatch.embed.images import ImageLimits
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.text import render_text
 from prodmatch.embed.worker import EmbedOptions, embed
@@ -27,33 +29,7 @@ from prodmatch.errors import ConfigError
 from prodmatch.ingest.load import ingest_file
 from prodmatch.store.models import drop_model, get_model, list_models
 
-COLOURS = ["red", "green", "blue", "orange", "purple", "black", "yellow", "cyan"]
-
-
-def product_image(path: Path, i: int, fmt: str = "JPEG", size=(96, 96)) -> Path:
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([10 + i % 7, 10, 60 + i % 13, 70], fill=COLOURS[i % len(COLOURS)])
-    draw.ellipse([40, 40 + i % 11, 90, 90], fill=COLOURS[(i * 3) % len(COLOURS)])
-    image.save(path, fmt)
-    return path
-
-
-def write_catalog(tmp_path: Path, name: str, n: int, image_ref=None, title=None) -> Path:
-    images = tmp_path / "images"
-    images.mkdir(exist_ok=True)
-    lines = ["external_id,title,brand,price,image"]
-    for i in range(n):
-        path = images / f"{i}.jpg"
-        if not path.exists():
-            product_image(path, i)
-        ref = image_ref(i) if image_ref else f"images/{i}.jpg"
-        lines.append(
-            f"{name}-{i},{title(i) if title else f'Product {i} {COLOURS[i % 8]}'},Brand{i % 5},{i + 1},{ref}"
-        )
-    csv = tmp_path / f"{name}.csv"
-    csv.write_text("\n".join(lines) + "\n")
-    return csv
+LOOPBACK_ALLOWED = ImageLimits(max_side=512, allowed_networks=("127.0.0.1",))  # the test image server
 
 
 def vectors(conn, catalog: str, model_id: int) -> dict[str, dict]:
@@ -71,12 +47,6 @@ def vectors(conn, catalog: str, model_id: int) -> dict[str, dict]:
 def cosine(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-
-
-@pytest.fixture
-def clip_model(settings, tiny_clip_dir):
-    with db.connection(settings) as conn:
-        return add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])
@@ -246,7 +216,8 @@ def _counts(settings, model_id: int) -> dict[str, int]:
 
 
 def _worker_process(settings, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PRODMATCH_DATABASE_URL": settings.database_url}
+    # The test image server listens on 127.0.0.1, which the worker refuses unless allowed.
+    env = {**os.environ, "PRODMATCH_DATABASE_URL": settings.database_url, "PRODMATCH_IMAGE_ALLOW": "127.0.0.1"}
     return subprocess.Popen(
         [sys.executable, "-m", "prodmatch.cli", "embed", "--json", *args],
         env=env,
@@ -324,8 +295,8 @@ def test_watch_picks_up_a_row_inserted_by_plain_sql(settings, clip_model, tmp_pa
     stop = threading.Event()
     summaries = []
     options = EmbedOptions(
-        model="clip", watch=True, watch_poll_seconds=120
-    )  # only NOTIFY can wake it in time
+        model="clip", watch=True, watch_poll_seconds=120, image_roots=(tmp_path.resolve(),)
+    )  # only NOTIFY can wake it in time; the application's images live under tmp_path
     thread = threading.Thread(target=lambda: summaries.extend(embed(settings, options, stop=stop)))
     thread.start()
     try:
@@ -353,7 +324,7 @@ def test_dropped_database_connection_is_retried(settings, clip_model, tmp_path, 
     n = 80
     _slow_catalog(settings, tmp_path, slow_image_server, n)
     result = []
-    options = EmbedOptions(batch_size=8, image_threads=2, retry_backoff=0.05)
+    options = EmbedOptions(batch_size=8, image_threads=2, retry_backoff=0.05, image_limits=LOOPBACK_ALLOWED)
     thread = threading.Thread(target=lambda: result.extend(embed(settings, options)))
     thread.start()
     while _counts(settings, clip_model.id).get("done", 0) < 8:
@@ -423,30 +394,6 @@ def test_changed_product_is_re_embedded_and_new_model_queues_everything(
         ).fetchall()
         # the clip vectors are untouched by the other model's life
         assert vectors(conn, "shop", clip_model.id)["shop-1"]["status"] == "done"
-
-
-def test_model_registration_creates_three_hnsw_indexes_the_planner_uses(settings, clip_model):
-    with db.connection(settings) as conn:
-        indexes = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'prodmatch' AND indexname LIKE %s",
-            (f"embeddings_model_{clip_model.id}_%",),
-        ).fetchall()
-        assert len(indexes) == 3
-        assert all(
-            "hnsw" in d and "vector_cosine_ops" in d and f"model_id = {clip_model.id}" in d
-            for (d,) in indexes
-        )
-        conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            r[0]
-            for r in conn.execute(
-                f"EXPLAIN SELECT product_id FROM prodmatch.embeddings WHERE model_id = {clip_model.id}"
-                f" ORDER BY fused_vector::vector({clip_model.dimension}) <=> %s::vector({clip_model.dimension})"
-                " LIMIT 5",
-                (np.ones(clip_model.dimension, dtype=np.float32),),
-            )
-        )
-    assert f"embeddings_model_{clip_model.id}_fused_hnsw" in plan
 
 
 def test_text_template_and_long_descriptions(settings, tiny_clip_dir, tmp_path):

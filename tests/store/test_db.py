@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import psycopg
+from builders import REPO
 from click.testing import CliRunner
 
 from prodmatch import store as db
 from prodmatch.cli import main
-from prodmatch.config import Settings, load_settings
-
-REPO = Path(__file__).resolve().parent.parent
+from prodmatch.config import Settings
 
 
 def tables(url: str) -> set[str]:
@@ -112,15 +111,6 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path):
     assert result.exit_code == 1
     assert "cannot connect to postgresql://someone:***@127.0.0.1:1/nowhere" in result.output
     assert "secret" not in result.output
-
-
-def test_settings_precedence():
-    env = {"PRODMATCH_DATABASE_URL": "postgresql://env/db", "PRODMATCH_HOME": "/env/home"}
-    assert load_settings(environ=env).database_url == "postgresql://env/db"
-    assert load_settings(environ=env).home == Path("/env/home")
-    flags = load_settings(database_url="postgresql://flag/db", environ=env)
-    assert flags.database_url == "postgresql://flag/db"
-    assert load_settings(environ={}).embedded
 
 
 def test_mask_url():

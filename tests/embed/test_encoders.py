@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, BertConfig, BertModel, CLIPImageProcessorPil
 
-from prodmatch.embed.encoders import Encoder, resolve_device, resolve_precision
+from prodmatch.embed.encoders import Encoder, resolve_precision
 from prodmatch.errors import ConfigError, ModelLoadError
+from prodmatch.hardware import resolve_device
 
 FAMILIES = {"clip": ("tiny_clip_dir", 77), "siglip": ("tiny_siglip_dir", 64)}
 

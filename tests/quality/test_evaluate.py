@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from builders import products_with_vectors
 from click.testing import CliRunner
 from PIL import Image
-from test_matching import _synthetic
 
 from prodmatch import match as matching
 from prodmatch import store as db
@@ -34,8 +34,10 @@ def small_case(settings, tiny_clip_dir, tmp_path):
     between). Gold: s1->t1 match, s2->t3 match (but t2 is closer), s3->t4 known non-match, plus an unknown id."""
     with db.connection(settings) as conn:
         model = add_model(conn, str(tiny_clip_dir), name="clip", fusion="mean")
-        _synthetic(conn, model.id, "src", np.stack([_unit(a) for a in (0, 90, 180)]), ["x"] * 3)
-        _synthetic(conn, model.id, "tgt", np.stack([_unit(a) for a in (10, 75, 120, 200)]), ["x"] * 4)
+        products_with_vectors(conn, model.id, "src", np.stack([_unit(a) for a in (0, 90, 180)]), ["x"] * 3)
+        products_with_vectors(
+            conn, model.id, "tgt", np.stack([_unit(a) for a in (10, 75, 120, 200)]), ["x"] * 4
+        )
     gold = tmp_path / "gold.csv"
     gold.write_text(
         "source_catalog,source_id,target_catalog,target_id,label\n"

@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prodmatch.demo.catalogues import DemoFiles, _translit, generate
-from prodmatch.demo.world import _COLOURS, _World
+from prodmatch.demo.catalogues import DemoFiles, generate, translit
+from prodmatch.demo.world import COLOURS, World
 from prodmatch.errors import ProdmatchError
-from prodmatch.ingest.rows import _csv_rows, _jsonl_rows, _RowBuilder
-from prodmatch.ingest.sources import IngestOptions, _open_source
+from prodmatch.ingest.rows import read_rows
+from prodmatch.ingest.sources import IngestOptions, open_source
 
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 LATIN = re.compile("[a-z]", re.IGNORECASE)
-REJECT_REASON = 11  # index of reject_reason in a staging row
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def test_titles_are_noisy_and_mix_scripts(demo):
 
 def colour_key(name: str) -> str:
     """The colour an attribute names, in English, Russian or transliterated Russian."""
-    return next(c.key for c in _COLOURS if name in (c.en, c.ru_m, _translit(c.ru_m)))
+    return next(c.key for c in COLOURS if name in (c.en, c.ru_m, translit(c.ru_m)))
 
 
 def test_decoys_are_the_same_model_in_another_colour_or_size(demo):
@@ -199,19 +198,15 @@ def test_some_price_gaps_exceed_twenty_percent(demo):
 def test_ingest_reads_every_row(demo, which):
     path = getattr(demo, which)
     options = IngestOptions()
-    source = _open_source(path, options)
+    source = open_source(path, options)
     try:
-        builder = _RowBuilder(
-            str(path.parent.resolve()), options.decimal_comma, all_text=source.format == "csv"
-        )
-        read = _csv_rows if source.format == "csv" else _jsonl_rows
-        rows = list(read(source, options, builder))
+        rows = list(read_rows(source, options, str(path.parent.resolve())))
     finally:
         source.close()
     assert source.format == ("csv" if which == "shop" else "jsonl")
     if which == "shop":
         assert source.delimiter == ";" and source.encoding == "utf-8"
-    assert [r for r in rows if r[REJECT_REASON] is not None] == []
+    assert [r for r in rows if r.reject_reason is not None] == []
     assert len(rows) == (demo.products if which == "shop" else demo.competitor_products)
     assert len({r[1] for r in rows}) == len(rows)  # external ids are unique
     for row in rows:
@@ -240,6 +235,6 @@ def test_tiny_catalogues_work(tmp_path):
 
 
 def test_model_names_stay_unique_in_big_catalogues():
-    world = _World(random.Random(0))
+    world = World(random.Random(0))
     families = [world.new_family() for _ in range(5000)]  # more than some brands have model numbers for
     assert len({(f.brand, f.model) for f in families}) == len(families)

@@ -13,12 +13,13 @@ import click
 import psycopg
 import pytest
 import yaml
+from builders import REPO
 from psycopg import sql
 
 from prodmatch import config
 from prodmatch.cli import main
 
-COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+COMPOSE = REPO / "docker-compose.yml"
 
 
 def load() -> dict:

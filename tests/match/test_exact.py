@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from prodmatch.hardware import fast_bf16 as supported_bf16
+from prodmatch.hardware import matmul_flops
 from prodmatch.match import exact
-from prodmatch.match.exact import TopK, matmul_flops, supported_bf16, top_k_cosine
+from prodmatch.match.exact import TopK, top_k_cosine
 
 PRECISIONS = ["bf16", "fp32"]
 

@@ -4,63 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
+from builders import REPO, products_with_vectors
 from click.testing import CliRunner
-from test_worker import product_image
 
 from prodmatch import match as matching
 from prodmatch import store as db
 from prodmatch.cli import main
 from prodmatch.embed.registry import add_model
-from prodmatch.embed.worker import EmbedOptions, embed
+from prodmatch.embed.worker import embed
 from prodmatch.errors import ProdmatchError
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.assign import cluster_duplicates
 from prodmatch.store.models import update_settings
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "sql" / "examples").glob("*.sql"))
-WORDS = ["kettle", "lamp", "chair", "shoe", "jacket", "mug", "bag", "watch", "phone", "desk", "shirt", "vase"]
-
-
-def _catalogue(tmp_path: Path, name: str, items: list[tuple[str, str, str, float]]) -> Path:
-    """items: (external_id, title, image file name, price)."""
-    lines = ["external_id,title,brand,category,price,image"]
-    for external_id, title, image, price in items:
-        lines.append(
-            f"{external_id},{title},Acme,{'Kitchen' if 'kettle' in title else 'Home'},{price},images/{image}"
-        )
-    path = tmp_path / f"{name}.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def matched(settings, tiny_clip_dir, tmp_path):
-    """shop (24 products) and rival: rival-0..15 are exact duplicates of shop-0..15 (same image and title, some
-    with a 30% higher price); rival-16..23 are different products. Embedded with the tiny CLIP."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(48):
-        product_image(images / f"{i}.png", i * 7 + 3, fmt="PNG")
-    shop = [(f"shop-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(24)]
-    rival = [
-        (f"rival-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", (130 if i % 3 == 0 else 100) + i)
-        for i in range(16)
-    ]
-    rival += [
-        (f"rival-{i}", f"{WORDS[(i + 5) % 12]} other {i * 11}", f"{i + 24}.png", 50 + i)
-        for i in range(16, 24)
-    ]
-    with db.connection(settings) as conn:
-        model = add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
-        ingest_file(conn, _catalogue(tmp_path, "shop", shop), "shop")
-        ingest_file(conn, _catalogue(tmp_path, "rival", rival), "rival")
-    embed(settings, EmbedOptions(batch_size=16))
-    return model
+EXAMPLES = sorted((REPO / "sql" / "examples").glob("*.sql"))
 
 
 def _id(conn, catalog: str, external_id: str) -> int:
@@ -212,33 +172,6 @@ def test_link_writes_pairs_to_a_file(settings, matched, tmp_path, suffix):
     } <= set(rows[0])
 
 
-def _synthetic(conn, model_id: int, catalog: str, vectors: np.ndarray, categories: list[str]) -> list[int]:
-    """Products with given fused/image/text vectors (written as the worker would), for exact control."""
-    conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES (%s) ON CONFLICT DO NOTHING", (catalog,))
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, category, price)"
-            " SELECT id, %s, %s, %s, 10 FROM prodmatch.catalogs WHERE name = %s",
-            [(f"{catalog}-{i}", f"item {i}", categories[i], catalog) for i in range(len(vectors))],
-        )
-    ids = [
-        r[0]
-        for r in conn.execute(
-            "SELECT p.id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s"
-            " ORDER BY p.id",
-            (catalog,),
-        )
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "UPDATE prodmatch.embeddings SET fused_vector = %s, image_vector = %s, text_vector = %s, status = 'done'"
-            " WHERE model_id = %s AND product_id = %s",
-            [(v, v, v, model_id, pid) for v, pid in zip(vectors.astype(np.float32), ids, strict=True)],
-        )
-    conn.commit()
-    return ids
-
-
 def test_filtered_query_keeping_one_percent_still_returns_k_rows(settings, tiny_clip_dir):
     rng = np.random.default_rng(0)
     n, dim = 3000, 32
@@ -247,7 +180,7 @@ def test_filtered_query_keeping_one_percent_still_returns_k_rows(settings, tiny_
     categories = ["rare" if i % 100 == 0 else "common" for i in range(n)]  # 30 rare products: 1%
     with db.connection(settings) as conn:
         model = add_model(conn, str(tiny_clip_dir), name="clip")
-        ids = _synthetic(conn, model.id, "big", vectors, categories)
+        ids = products_with_vectors(conn, model.id, "big", vectors, categories)
         rare_query = ids[0]
         rows = matching.similar(conn, rare_query, k=10, same_category=True)
         assert len(rows) == 10
@@ -283,7 +216,7 @@ def test_dedupe_does_not_chain(settings, tiny_clip_dir):
     with db.connection(settings) as conn:
         add_model(conn, str(tiny_clip_dir), name="clip")
         model_id = conn.execute("SELECT id FROM prodmatch.models").fetchone()[0]
-        ids = _synthetic(conn, model_id, "dupes", vectors, ["x"] * len(vectors))
+        ids = products_with_vectors(conn, model_id, "dupes", vectors, ["x"] * len(vectors))
         result = matching.dedupe(conn, "dupes", threshold=0.9)
         clusters: dict[int, set[int]] = {}
         for cluster_id, product_id in conn.execute(
@@ -318,7 +251,7 @@ def test_index_check_reports_recall_per_ef_search(settings, tiny_clip_dir):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with db.connection(settings) as conn:
         model = add_model(conn, str(tiny_clip_dir), name="clip")
-        _synthetic(conn, model.id, "c", vectors, ["x"] * 1500)
+        products_with_vectors(conn, model.id, "c", vectors, ["x"] * 1500)
     result = CliRunner().invoke(
         main, ["--database-url", settings.database_url, "index", "check", "--sample", "30", "--json"]
     )
@@ -347,37 +280,6 @@ def test_every_example_query_runs_and_returns_rows(settings, matched, example, t
         matching.dedupe(conn, "inhouse", threshold=0.99)
         rows = conn.execute(example.read_text()).fetchall()
     assert rows, f"{example.name} returned no rows"
-
-
-def test_grant_reader_can_read_but_not_write(settings, matched, pg_server):
-    with db.connection(settings) as conn:
-        matching.link(conn, "shop", "rival", k=2)
-        conn.execute("DROP ROLE IF EXISTS analyst")
-        conn.execute("CREATE ROLE analyst LOGIN")
-        conn.commit()
-    runner = CliRunner()
-    result = runner.invoke(main, ["--database-url", settings.database_url, "db", "grant-reader", "analyst"])
-    assert result.exit_code == 0, result.output
-    missing = runner.invoke(main, ["--database-url", settings.database_url, "db", "grant-reader", "nobody"])
-    assert missing.exit_code == 1 and "CREATE ROLE" in missing.output
-    url = settings.database_url.replace("postgres:@", "analyst:@")
-    with psycopg.connect(url, autocommit=True) as reader:
-        assert reader.execute("SELECT count(*) FROM prodmatch.matches_v").fetchone()[0] == 48
-        product = reader.execute("SELECT id FROM prodmatch.products ORDER BY id LIMIT 1").fetchone()[0]
-        assert len(reader.execute("SELECT * FROM prodmatch.similar(%s, k => 3)", (product,)).fetchall()) == 3
-        for statement in (
-            "INSERT INTO prodmatch.catalogs (name) VALUES ('x')",
-            "UPDATE prodmatch.products SET title = 'x'",
-            "DELETE FROM prodmatch.matches",
-            "ALTER TABLE prodmatch.products ADD COLUMN x int",
-            "DROP VIEW prodmatch.matches_v",
-            "CREATE TABLE prodmatch.x (id int)",
-            "TRUNCATE prodmatch.embeddings",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                reader.execute(statement)
-    with db.connection(settings) as conn:
-        conn.execute("REASSIGN OWNED BY analyst TO postgres; DROP OWNED BY analyst; DROP ROLE analyst")
 
 
 def test_cli_similar_search_dedupe(settings, matched):

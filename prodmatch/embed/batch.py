@@ -1,0 +1,245 @@
+"""One batch of products into image, text and fused vectors: the single place products become vectors.
+
+`embed_products` is the core: preprocessed pixels and rendered texts in, image / text / fused vectors out (NaN
+rows where missing). Fine-tuning (`quality.finetune`) calls it to measure its hold-out before and after training,
+so it sees exactly the vectors the database would hold. Around it, one worker batch: `start_batch` renders the
+texts and starts loading images (`ImageLoader`: `embed.images` plus the encoder's preprocessing, with retries)
+while the previous batch is encoded, and `encode_batch` waits for the images, embeds, fuses (`embed.fusion`) and
+decides each product's status (`embedding_status`), giving the `EmbeddingRow`s that `embed.queue.write` stores.
+The loop around batches (claiming, reconnecting, watching) is `embed.worker`'s. No database here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from prodmatch.embed.encoders import Encoder
+from prodmatch.embed.fusion import fuse
+from prodmatch.embed.images import ImageLimits, load_image
+from prodmatch.embed.text import render_text
+from prodmatch.errors import ImageError
+from prodmatch.store.models import Model
+
+log = logging.getLogger("prodmatch.embed.worker")  # the worker's log: batches run inside it
+
+
+@dataclass(frozen=True)
+class ProductVectors:
+    """(n, d) float32 image and text vectors and (n, fused d) fused vectors; a row of NaN where one is missing."""
+
+    image: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+
+    def has_image(self, i: int) -> bool:
+        return not np.isnan(self.image[i]).any()
+
+    def has_text(self, i: int) -> bool:
+        return not np.isnan(self.text[i]).any()
+
+    def has_fused(self, i: int) -> bool:
+        return not np.isnan(self.fused[i]).any()
+
+
+def embed_products(
+    encoder: Encoder,
+    pixels: list[torch.Tensor | None],
+    texts: list[str],
+    *,
+    fusion: str,
+    image_weight: float,
+) -> ProductVectors:
+    """Vectors for products given their preprocessed pixels (None: no usable image) and rendered texts ("": none).
+
+    Each pixel tensor is one image as `encoder.preprocess_images` makes it, (channels, height, width) or with a
+    leading batch dimension of 1. Images and texts each go through the model in one call.
+    """
+    if len(pixels) != len(texts):
+        raise ValueError(f"{len(pixels)} pixel tensors for {len(texts)} texts")
+    width = encoder.info.dimension
+    image = np.full((len(texts), width), np.nan, dtype=np.float32)
+    text = np.full((len(texts), width), np.nan, dtype=np.float32)
+    with_image = [i for i, p in enumerate(pixels) if p is not None]
+    with_text = [i for i, t in enumerate(texts) if t]
+    if with_image:
+        batch = torch.cat([pixels[i].reshape(1, *pixels[i].shape[-3:]) for i in with_image])
+        image[with_image] = encoder.embed_pixels(batch)
+    if with_text:
+        text[with_text] = encoder.embed_texts([texts[i] for i in with_text])
+    fused = fuse(image, text, method=fusion, image_weight=image_weight)
+    return ProductVectors(image=image, text=text, fused=fused)
+
+
+# --- one claimed batch, from products to rows to write ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingRow:
+    """What the worker writes for one product: the row `embed.queue.write` copies into `prodmatch.embeddings`."""
+
+    product_id: int
+    image_vector: np.ndarray | None
+    text_vector: np.ndarray | None
+    fused_vector: np.ndarray | None
+    status: str  # "done", "image_error" or "failed" (see `embedding_status`)
+    error: str | None
+    content_hash: object  # the product's content hash when it was claimed (a UUID)
+
+    # The binary COPY types of the fields above, in order (the columns of embed.queue.BATCH_TABLE_SQL).
+    COPY_TYPES = ("int8", "vector", "vector", "vector", "text", "text", "uuid")
+
+    def as_copy_row(self) -> tuple:
+        return (
+            self.product_id,
+            self.image_vector,
+            self.text_vector,
+            self.fused_vector,
+            self.status,
+            self.error,
+            self.content_hash,
+        )
+
+
+def embedding_status(
+    *,
+    fused_ok: bool,
+    image_ok: bool,
+    has_image_ref: bool,
+    text: str,
+    image_error: str | None,
+    template: str,
+) -> tuple[str, str | None]:
+    """(status, error) of a product after encoding; pure, so the rules are testable without a model or database.
+
+    - no fused vector (neither image nor text could be embedded): "failed", with the image's error or "nothing
+      to embed", and a note when the model's text template renders empty for this product;
+    - a fused vector but the product's image reference could not be embedded: "image_error", with its error;
+      the text (and fused) vectors are stored and searchable;
+    - otherwise "done": image and text, or text alone for a product with no image reference.
+    """
+    if not fused_ok:
+        error = image_error or "nothing to embed"
+        if not text:
+            error = f"{error}; no text (template {template!r} is empty for this product)"
+        return "failed", error
+    if not image_ok and has_image_ref:
+        return "image_error", image_error
+    return "done", None
+
+
+class ImageLoader:
+    """Read, decode and preprocess one product image (in a loader thread), retrying transient failures."""
+
+    def __init__(self, encoder: Encoder, limits: ImageLimits, retries: int, backoff: float) -> None:
+        self.encoder = encoder
+        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
+        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
+        self.limits = (
+            limits if limits.shortest_side is not None else replace(limits, shortest_side=encoder.image_side)
+        )
+        self.retries = retries
+        self.backoff = backoff  # seconds before the first retry, doubled on each next one
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a batch waits for one image at most: every try's total deadline plus the back-offs."""
+        return self.retries * self.limits.total_timeout + self.backoff * (2**self.retries) + 5.0
+
+    def __call__(self, ref: str) -> torch.Tensor:
+        for attempt in range(self.retries):
+            try:
+                image = load_image(ref, self.limits)
+                return self.encoder.preprocess_images([image])
+            except ImageError as error:
+                if not error.transient or attempt == self.retries - 1:
+                    if error.transient:
+                        raise ImageError(f"{error} (gave up after {attempt + 1} tries)") from error
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class ClaimedProduct:
+    """A claimed product on its way through a batch: its fields, rendered text and image being loaded."""
+
+    product: dict  # the columns embed.queue.CLAIM_SQL returns
+    text: str
+    pixels: Future | None  # the loader's result; None when the product has no image reference
+    deadline: float = 300.0  # seconds to wait for `pixels` before recording an image error
+
+
+def start_batch(
+    products: list[dict], template: str, load: ImageLoader, pool: ThreadPoolExecutor
+) -> list[ClaimedProduct]:
+    """Render each product's text and start loading its image in `pool`, while an earlier batch is encoded."""
+    return [
+        ClaimedProduct(
+            product,
+            render_text(template, product),
+            pool.submit(load, product["image"]) if product["image"] else None,
+            load.deadline,
+        )
+        for product in products
+    ]
+
+
+def cancel_batch(batch: list[ClaimedProduct]) -> None:
+    """Stop loading the images of a batch that will not be encoded."""
+    for item in batch:
+        if item.pixels is not None:
+            item.pixels.cancel()
+
+
+def encode_batch(encoder: Encoder, model: Model, batch: list[ClaimedProduct]) -> list[EmbeddingRow]:
+    """Wait for the batch's images, embed and fuse, and decide each product's status: the rows to write."""
+    pixels, image_errors = zip(*(_pixels(item) for item in batch), strict=True) if batch else ((), ())
+    texts = [item.text for item in batch]
+    vectors = embed_products(
+        encoder, list(pixels), texts, fusion=model.fusion, image_weight=model.image_weight
+    )
+    rows = []
+    for i, item in enumerate(batch):
+        status, error = embedding_status(
+            fused_ok=vectors.has_fused(i),
+            image_ok=vectors.has_image(i),
+            has_image_ref=bool(item.product["image"]),
+            text=item.text,
+            image_error=image_errors[i],
+            template=model.text_template,
+        )
+        rows.append(
+            EmbeddingRow(
+                product_id=item.product["id"],
+                image_vector=vectors.image[i] if vectors.has_image(i) else None,
+                text_vector=vectors.text[i] if vectors.has_text(i) else None,
+                fused_vector=vectors.fused[i] if vectors.has_fused(i) else None,
+                status=status,
+                error=error,
+                content_hash=item.product["content_hash"],
+            )
+        )
+    return rows
+
+
+def _pixels(item: ClaimedProduct) -> tuple[torch.Tensor | None, str | None]:
+    """The product's pixels, or None and why not."""
+    if item.pixels is None:
+        return None, "no image"
+    try:
+        return item.pixels.result(timeout=item.deadline), None
+    except FutureTimeout:
+        item.pixels.cancel()
+        return None, f"image {item.product['image']!r}: not loaded within {item.deadline:.0f} s"
+    except ImageError as error:
+        return None, str(error)
+    except Exception as error:  # a decoder bug must not stop the worker: record it on the product
+        log.exception("unexpected error reading %s", item.product["image"])
+        return None, f"image {item.product['image']!r}: unexpected error: {error}"

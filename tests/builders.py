@@ -1,0 +1,85 @@
+"""Test data builders shared across the test tree (pictures, catalogue files, products with given vectors).
+
+Imported as a plain module (`import builders`): tests/ is on sys.path because conftest.py lives there. Fixtures
+that use these builders (`clip_model`, `matched`) are in conftest.py, so no test module imports another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parent.parent
+COLOURS = ["red", "green", "blue", "orange", "purple", "black", "yellow", "cyan"]
+WORDS = ["kettle", "lamp", "chair", "shoe", "jacket", "mug", "bag", "watch", "phone", "desk", "shirt", "vase"]
+
+
+def product_image(path: Path, i: int, fmt: str = "JPEG", size=(96, 96)) -> Path:
+    """A picture of two coloured shapes that differs with `i`, saved at `path`."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([10 + i % 7, 10, 60 + i % 13, 70], fill=COLOURS[i % len(COLOURS)])
+    draw.ellipse([40, 40 + i % 11, 90, 90], fill=COLOURS[(i * 3) % len(COLOURS)])
+    image.save(path, fmt)
+    return path
+
+
+def write_catalog(tmp_path: Path, name: str, n: int, image_ref=None, title=None) -> Path:
+    """A CSV catalogue `name` of `n` products with pictures in tmp_path/images (shared by catalogues)."""
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    lines = ["external_id,title,brand,price,image"]
+    for i in range(n):
+        path = images / f"{i}.jpg"
+        if not path.exists():
+            product_image(path, i)
+        ref = image_ref(i) if image_ref else f"images/{i}.jpg"
+        lines.append(
+            f"{name}-{i},{title(i) if title else f'Product {i} {COLOURS[i % 8]}'},Brand{i % 5},{i + 1},{ref}"
+        )
+    csv = tmp_path / f"{name}.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def write_items(tmp_path: Path, name: str, items: list[tuple[str, str, str, float]]) -> Path:
+    """A CSV catalogue from items (external_id, title, image file name under images/, price)."""
+    lines = ["external_id,title,brand,category,price,image"]
+    for external_id, title, image, price in items:
+        lines.append(
+            f"{external_id},{title},Acme,{'Kitchen' if 'kettle' in title else 'Home'},{price},images/{image}"
+        )
+    path = tmp_path / f"{name}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def products_with_vectors(
+    conn, model_id: int, catalog: str, vectors: np.ndarray, categories: list[str]
+) -> list[int]:
+    """Products with given fused/image/text vectors (written as the worker would), for exact control."""
+    conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES (%s) ON CONFLICT DO NOTHING", (catalog,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, category, price)"
+            " SELECT id, %s, %s, %s, 10 FROM prodmatch.catalogs WHERE name = %s",
+            [(f"{catalog}-{i}", f"item {i}", categories[i], catalog) for i in range(len(vectors))],
+        )
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT p.id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s"
+            " ORDER BY p.id",
+            (catalog,),
+        )
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE prodmatch.embeddings SET fused_vector = %s, image_vector = %s, text_vector = %s, status = 'done'"
+            " WHERE model_id = %s AND product_id = %s",
+            [(v, v, v, model_id, pid) for v, pid in zip(vectors.astype(np.float32), ids, strict=True)],
+        )
+    conn.commit()
+    return ids
