@@ -5,7 +5,6 @@ block an application's INSERT into the same catalogue."""
 from __future__ import annotations
 
 import gzip
-import threading
 import tracemalloc
 from pathlib import Path
 
@@ -190,28 +189,3 @@ def test_an_ingest_does_not_block_an_application_insert(conn, settings, tmp_path
                 " SELECT id, 'APP-1', 'from the application' FROM prodmatch.catalogs WHERE name = 'shop'"
             )
     assert counts(conn) == 2001
-
-
-def test_an_ingest_into_a_new_catalogue_survives_a_concurrent_application_row(conn, settings, tmp_path):
-    # The empty-catalogue fast path keeps ON CONFLICT: an application row with the same id may appear meanwhile.
-    ingest_file(conn, _catalogue_csv(tmp_path / "a.csv", 0), "shop")
-    conn.commit()
-    done = threading.Event()
-
-    def application() -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as app:
-            app.execute(
-                "INSERT INTO prodmatch.products (catalog_id, external_id, title)"
-                " SELECT id, 'SKU-5', 'app' FROM prodmatch.catalogs WHERE name = 'shop'"
-            )
-        done.set()
-
-    with conn.transaction():
-        conn.execute("SELECT 1")
-        thread = threading.Thread(target=application)
-        thread.start()
-        thread.join(10)
-        ingest_file(conn, _catalogue_csv(tmp_path / "b.csv", 20), "shop")
-    assert done.is_set() and counts(conn) == 20
-    title = conn.execute("SELECT title FROM prodmatch.products WHERE external_id = 'SKU-5'").fetchone()[0]
-    assert title == "product 5"
