@@ -10,7 +10,6 @@ and reason. Next on the data's path: `worker.py` embeds what is pending.
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 import zlib
@@ -162,21 +161,32 @@ def _create_staging(conn: psycopg.Connection) -> None:
 def _copy_whole_file(
     conn: psycopg.Connection, source: _Source, options: IngestOptions
 ) -> tuple[_Source, int]:
-    """COPY every row into staging; re-read the file once if it turns out not to be UTF-8 after all."""
+    """COPY every row into staging; re-read the file once if it turns out not to be UTF-8 after all.
+
+    Returns the source actually read (the caller closes it) and the number of rows.
+    """
     try:
-        try:
-            with conn.transaction():  # a savepoint: a restart discards the rows copied so far
-                return source, _copy_to_staging(conn, source, options)
-        except EncodingChanged:
-            verdict = scan_encoding(source.path)
-            source.close()
-            source = _open_source(source.path, options, encoding=verdict.encoding)
+        with conn.transaction():  # a savepoint: a restart discards the rows copied so far
             return source, _copy_to_staging(conn, source, options)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise read_error(source.path, exc) from exc
+    except EncodingChanged:
+        verdict = scan_encoding(source.path)
+        source.close()
+        source = _open_source(source.path, options, encoding=verdict.encoding)
+        try:
+            return source, _copy_to_staging(conn, source, options)
+        except BaseException:
+            source.close()
+            raise
 
 
 def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
+    try:
+        return _copy_rows(conn, source, options)
+    except (EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
+        raise read_error(source.path, exc) from exc
+
+
+def _copy_rows(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
     base_dir = str((options.images_root or source.path.parent).expanduser().resolve())
     builder = _RowBuilder(base_dir, options.decimal_comma, all_text=source.format == "csv")
     rows = (

@@ -293,8 +293,10 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
     csv.field_size_limit(max(options.line_limit, 1024))
     reader = csv.reader(source.lines(), delimiter=source.delimiter)
     header = _next_record(reader, source)
-    if header is None or isinstance(header, _RowError):
+    if header is None:
         raise IngestError(f"{source.path}: the file is empty (no header row)")
+    if isinstance(header, _RowError):
+        raise IngestError(f"{source.path}: cannot read the header row: {header.reason}")
     if _BAD_BYTES.search("".join(header)):
         if not source.settled:
             raise EncodingChanged
