@@ -87,6 +87,7 @@ class _Source:
     line_limit: int = LINE_LIMIT
     last_line_complete: bool = True  # did the last line read end with a newline?
     record_chars: int = 0  # characters read since the row reader last reset it (a CSV record's size)
+    record_limit: int | None = None  # more characters than this in one record: the file is suspect
 
     def text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes visible (as lone surrogates) so the row can be rejected.
@@ -112,6 +113,12 @@ class _Source:
                 line = OVERLONG + "\n"
             self.last_line_complete = line.endswith(("\n", "\r"))
             self.record_chars += len(line)
+            if self.record_limit is not None and self.record_chars > self.record_limit:
+                # A quoted field runs on over many lines: an unclosed quote swallowing the rest of the file.
+                raise IngestError(
+                    f"{self.path}: a CSV record runs over {self.record_limit:,} characters (an unclosed "
+                    "quote?); nothing was loaded"
+                )
             yield line
 
     def position(self) -> int:

@@ -151,6 +151,17 @@ def test_csv_field_over_the_line_limit_is_a_reject(conn, tmp_path):
     assert result.loaded >= 1 and "field larger than field limit" in result.rejects[0].reason
 
 
+def test_csv_record_over_the_row_cap_is_an_error(conn, tmp_path):
+    # Each quoted field stays under the field limit, but the record spans line after line: memory per record
+    # is capped at 8 line limits, and such a file (an unclosed quote, a runaway export) is refused.
+    fields = ",".join('"' + "z" * 500 + '\n"' for _ in range(40))
+    path = tmp_path / "rows.csv"
+    path.write_text("id,title\nA,ok\nB," + fields + "\nC,ok\n")
+    with pytest.raises(IngestError, match="runs over 8,192 characters"):
+        ingest_file(conn, path, "shop", IngestOptions(line_limit=1024))
+    assert counts(conn) == 0
+
+
 def _catalogue_csv(path: Path, n: int) -> Path:
     path.write_text("id,title\n" + "".join(f"SKU-{i},product {i}\n" for i in range(n)))
     return path
