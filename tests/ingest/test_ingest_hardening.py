@@ -200,3 +200,48 @@ def test_an_ingest_does_not_block_an_application_insert(conn, settings, tmp_path
                 " SELECT id, 'APP-1', 'from the application' FROM prodmatch.catalogs WHERE name = 'shop'"
             )
     assert counts(conn) == 2001
+
+
+def test_a_first_load_racing_an_application_row_with_the_same_id_keeps_both_sides_working(
+    conn, settings, tmp_path
+):
+    # The catalogue is empty when the ingest checks, so it takes the fast path; an application inserts the
+    # same id meanwhile. The fast path keeps ON CONFLICT: the ingest waits for the application, then updates.
+    import threading
+    import time
+
+    ingest_file(conn, _catalogue_csv(tmp_path / "empty.csv", 0), "shop")
+    conn.commit()
+    app = psycopg.connect(settings.database_url)
+    app.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title)"
+        " SELECT id, 'SKU-5', 'application row' FROM prodmatch.catalogs WHERE name = 'shop'"
+    )
+    errors: list = []
+
+    def load() -> None:
+        try:
+            with psycopg.connect(settings.database_url) as own:
+                ingest_file(own, _catalogue_csv(tmp_path / "b.csv", 20), "shop")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    with psycopg.connect(settings.database_url, autocommit=True) as watcher:
+        for _ in range(300):
+            waiting = watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%INSERT INTO prodmatch.products%%'"
+                " AND wait_event_type = 'Lock' AND pid <> %s",
+                (app.info.backend_pid,),
+            ).fetchone()
+            if waiting:
+                break
+            time.sleep(0.05)
+    app.commit()
+    app.close()
+    thread.join(30)
+    assert waiting and not errors
+    assert counts(conn) == 20
+    title = conn.execute("SELECT title FROM prodmatch.products WHERE external_id = 'SKU-5'").fetchone()[0]
+    assert title == "product 5"
