@@ -162,8 +162,8 @@ def db_shell(psql_args: tuple[str, ...]) -> None:
     """
     import subprocess
 
-    command = store.psql_command(_settings(), list(psql_args))
-    raise SystemExit(subprocess.call(command))
+    argv, env = store.psql_command(_settings(), list(psql_args))  # the password travels in env, not argv
+    raise SystemExit(subprocess.call(argv, env=env))
 
 
 @db_group.command("grant-reader")
@@ -211,8 +211,16 @@ def db_grant_reader(role: str) -> None:
     "--prune",
     is_flag=True,
     help="The file is a full export: delete the catalogue's products it no longer lists (with their vectors "
-    "and matches). Skipped, with a warning, when a row's id cannot be read.",
+    "and matches). Skipped, with a warning, when a row's id cannot be read or the file looks cut off.",
 )
+@click.option(
+    "--prune-max",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="With --prune: refuse to delete more than this share of the catalogue.",
+)
+@click.option("--force", is_flag=True, help="With --prune: delete past --prune-max.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, rejects included.")
 def ingest_command(
     file: Path,
@@ -225,6 +233,8 @@ def ingest_command(
     decimal_comma: bool | None,
     strict: bool,
     prune: bool,
+    prune_max: float,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue.
@@ -245,6 +255,8 @@ def ingest_command(
         decimal_comma=decimal_comma,
         strict=strict,
         prune=prune,
+        prune_max=prune_max,
+        force=force,
         progress=not as_json,
     )
     with store.connection(_settings()) as conn:

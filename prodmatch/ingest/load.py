@@ -5,15 +5,14 @@ each row is validated in Python, written with COPY into a temporary staging tabl
 reason), and one set-based SQL statement upserts the good rows into `prodmatch.products` by (catalogue, external
 id). Rows whose content did not change are left alone; changed rows are updated, which the triggers in
 `sql/pending.sql` turn into pending embeddings. Bad rows land in `prodmatch.ingest_rejects` with file, line, field
-and reason. Next on the data's path: `embed.worker` embeds what is pending. `ingest.sources` opens the file, `ingest.rows`
-turns records into staged rows.
+and reason. Next on the data's path: `worker.py` embeds what is pending.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,12 +21,17 @@ from tqdm import tqdm
 
 from prodmatch.errors import IngestError
 from prodmatch.ingest.rows import STAGING_COLUMNS, read_rows
-from prodmatch.ingest.sources import IngestOptions, Source, open_source
+from prodmatch.ingest.sources import (
+    EncodingChanged,
+    IngestOptions,
+    _open_source,
+    _Source,
+    read_error,
+    scan_encoding,
+)
 from prodmatch.store.catalogs import ensure_catalog
 
 MAX_LISTED_REJECTS = 1000
-
-csv.field_size_limit(64 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -69,23 +73,6 @@ class IngestResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def to_text(self, *, listed: int = 20) -> str:
-        """The summary line, then (for stderr) why rows were rejected, at most `listed` of them."""
-        lines = [
-            f"{self.file} -> {self.catalog}: {self.rows:,} rows, inserted {self.inserted:,}, "
-            f"updated {self.updated:,}, unchanged {self.unchanged:,}, rejected {self.rejected:,}"
-            + (f", deleted {self.deleted:,}" if self.deleted else "")
-            + f" ({self.seconds:.1f} s)"
-        ]
-        if self.prune_skipped:
-            lines.append(f"  not pruned: {self.prune_skipped}")
-        lines += ["  rejected " + describe_reject(reject) for reject in self.rejects[:listed]]
-        if self.rejected > listed:
-            lines.append(
-                f"  ... {self.rejected - listed} more in prodmatch.ingest_rejects (ingest_run_id = {self.ingest_run_id})"
-            )
-        return "\n".join(lines)
-
 
 def ingest_file(
     conn: psycopg.Connection, path: str | Path, catalog: str, options: IngestOptions | None = None
@@ -94,20 +81,22 @@ def ingest_file(
     options = options or IngestOptions()
     started = time.perf_counter()
     path = Path(path)
-    source = open_source(path, options)
+    source = _open_source(path, options)
     try:
         with conn.transaction():
             catalog_id = ensure_catalog(conn, catalog)
-            # One ingest per catalogue at a time: the upsert below may take the fast path for a new catalogue.
-            conn.execute("SELECT 1 FROM prodmatch.catalogs WHERE id = %s FOR UPDATE", (catalog_id,))
-            run_id = _start_run(conn, catalog_id, source, options)
+            # One ingest per catalogue at a time (the upsert may take the fast path for a new catalogue).
+            # NO KEY UPDATE, not UPDATE: an application's product INSERT takes KEY SHARE on this row for
+            # its foreign key, and must not wait for the whole ingest.
+            conn.execute("SELECT 1 FROM prodmatch.catalogs WHERE id = %s FOR NO KEY UPDATE", (catalog_id,))
             _create_staging(conn)
-            rows = _copy_to_staging(conn, source, options)
+            source, rows = _copy_whole_file(conn, source, options)
+            run_id = _start_run(conn, catalog_id, source, options)
             _reject_duplicates(conn)
             rejected = _store_rejects(conn, run_id, str(path))
             inserted, updated = _upsert(conn, catalog_id)
             unchanged = rows - rejected - inserted - updated
-            deleted, prune_skipped = _prune(conn, catalog_id, rows) if options.prune else (0, None)
+            deleted, prune_skipped = _prune(conn, catalog_id, rows, options) if options.prune else (0, None)
             _finish_run(conn, run_id, inserted, updated, unchanged, rejected)
             rejects = list_rejects(conn, run_id)
             if options.strict and rejected:
@@ -169,7 +158,35 @@ def _create_staging(conn: psycopg.Connection) -> None:
     )
 
 
-def _copy_to_staging(conn: psycopg.Connection, source: Source, options: IngestOptions) -> int:
+def _copy_whole_file(
+    conn: psycopg.Connection, source: _Source, options: IngestOptions
+) -> tuple[_Source, int]:
+    """COPY every row into staging; re-read the file once if it turns out not to be UTF-8 after all.
+
+    Returns the source actually read (the caller closes it) and the number of rows.
+    """
+    try:
+        with conn.transaction():  # a savepoint: a restart discards the rows copied so far
+            return source, _copy_to_staging(conn, source, options)
+    except EncodingChanged:
+        verdict = scan_encoding(source.path)
+        source.close()
+        source = _open_source(source.path, options, encoding=verdict.encoding)
+        try:
+            return source, _copy_to_staging(conn, source, options)
+        except BaseException:
+            source.close()
+            raise
+
+
+def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
+    try:
+        return _copy_rows(conn, source, options)
+    except (EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
+        raise read_error(source.path, exc) from exc
+
+
+def _copy_rows(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:
     base_dir = str((options.images_root or source.path.parent).expanduser().resolve())
     rows = read_rows(source, options, base_dir)
     count = 0
@@ -232,9 +249,15 @@ def _upsert(conn: psycopg.Connection, catalog_id: int) -> tuple[int, int]:
                     attributes)
             SELECT %s, external_id, title, description, brand, category, price, currency, image, attributes
               FROM ingest_staging WHERE reject_reason IS NULL
+            ON CONFLICT (catalog_id, external_id) DO UPDATE
+               SET title = EXCLUDED.title, description = EXCLUDED.description, brand = EXCLUDED.brand,
+                   category = EXCLUDED.category, price = EXCLUDED.price, currency = EXCLUDED.currency,
+                   image = EXCLUDED.image, attributes = EXCLUDED.attributes
             """,
             (catalog_id,),
         )
+        # An application may add rows while the ingest runs (the catalogue row is not locked against it);
+        # the file's values then win, and such a row counts as inserted here.
         return cur.rowcount, 0
     inserted, updated = conn.execute(
         """
@@ -261,12 +284,15 @@ def _upsert(conn: psycopg.Connection, catalog_id: int) -> tuple[int, int]:
     return inserted, updated
 
 
-def _prune(conn: psycopg.Connection, catalog_id: int, rows: int) -> tuple[int, str | None]:
+def _prune(
+    conn: psycopg.Connection, catalog_id: int, rows: int, options: IngestOptions
+) -> tuple[int, str | None]:
     """Delete the catalogue's products whose external id no row of the file has: (deleted, why skipped).
 
     A rejected row still keeps its product (its id is in the file; only its new values were bad). Nothing is
-    deleted when the file has no rows, or when some row's id could not be read (a broken line may be any
-    product): deleting then could remove products the file does list.
+    deleted when the file has no rows, when some row's id could not be read (a broken line may be any
+    product), or when more than `options.prune_max` of the catalogue would go (a truncated or wrong file)
+    unless `options.force`: deleting then could remove products the file does list.
     """
     if rows == 0:
         return 0, "the file has no rows"
@@ -275,6 +301,21 @@ def _prune(conn: psycopg.Connection, catalog_id: int, rows: int) -> tuple[int, s
     ).fetchone()
     if unreadable[0]:
         return 0, f"{unreadable[0]} row(s) have no readable external_id (first on line {unreadable[1]})"
+    doomed, total = conn.execute(
+        """
+        SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ingest_staging s
+                                                   WHERE s.external_id = p.external_id)),
+               count(*)
+          FROM prodmatch.products p WHERE p.catalog_id = %s
+        """,
+        (catalog_id,),
+    ).fetchone()
+    if doomed and doomed > options.prune_max * total and not options.force:
+        return 0, (
+            f"it would delete {doomed:,} of {total:,} products ({doomed / total:.0%}), more than prune_max "
+            f"{options.prune_max:.0%}; is the file complete? Re-run with --force (or a higher --prune-max) "
+            "to delete them"
+        )
     cur = conn.execute(
         """
         DELETE FROM prodmatch.products p
@@ -286,12 +327,14 @@ def _prune(conn: psycopg.Connection, catalog_id: int, rows: int) -> tuple[int, s
     return cur.rowcount, None
 
 
-def _start_run(conn: psycopg.Connection, catalog_id: int, source: Source, options: IngestOptions) -> int:
+def _start_run(conn: psycopg.Connection, catalog_id: int, source: _Source, options: IngestOptions) -> int:
     settings = {
         "encoding": source.encoding,
         "delimiter": source.delimiter,
         "mapping": options.mapping,
         "images_root": str(options.images_root) if options.images_root else None,
+        # The folder local image paths were resolved against and must stay inside (the worker reads it back).
+        "images_base": str((options.images_root or source.path.parent).expanduser().resolve()),
         "decimal_comma": options.decimal_comma,
     }
     return conn.execute(

@@ -1,17 +1,18 @@
-"""Catalogue rows into product rows: column mapping, field validation, prices and currencies, rejects.
+"""Turn each record of a catalogue file into a validated product row, or a reject naming its line and field.
 
-`ingest.sources` opens a file and says its format, encoding and delimiter; this module reads its CSV or JSONL
-records (`_csv_rows`, `_jsonl_rows`), maps columns to product fields (`--map`, aliases such as `id`), checks the
-required ones, parses prices written the way shops write them (`parse_price`: thousands separators, decimal
-commas, currency signs), resolves relative image paths, and turns each record into a `StagedRow` for
-`ingest.load` to COPY, or a rejected row naming its line and field.
+Every value is checked before it reaches PostgreSQL, so one bad row never sinks the file: NUL characters, lone
+surrogates, NaN/Infinity, numbers Python will not parse, JSON nested deeper than `MAX_DEPTH`, ids over
+`MAX_ID_BYTES` (the unique index's limit is ~2.7 KB), fields over `MAX_FIELD_CHARS`, lines over the line limit,
+and CSV rows with fewer or more fields than the header all become rejects. A short CSV row on a last line
+without a newline means the file was cut off: that is an IngestError, raised before anything is committed.
+Neighbours: `sources` opens the file and yields bounded lines; `load` copies these rows into the database.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,14 +20,20 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
 
-from prodmatch.errors import IngestError
-from prodmatch.ingest.sources import _BAD_BYTES, IngestOptions, Source
+from prodmatch.embed.images import check_local_reference
+from prodmatch.errors import ImageError, IngestError
+from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
 
 FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "image")
 TEXT_FIELDS = ("title", "description", "brand", "category", "currency", "image")
 REQUIRED_FIELDS = ("external_id", "title")
 ALIASES = {"id": "external_id"}
 MAX_RAW = 2000
+MAX_ID_BYTES = 1024
+MAX_FIELD_CHARS = 100_000
+MAX_DEPTH = 100
+ROW_LIMIT_LINES = 8  # a CSV record may span this many line limits (quoted newlines), then the file is suspect
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def parse_price(text: str, decimal_comma: bool | None = None) -> tuple[Decimal | None, str | None]:
@@ -140,9 +147,10 @@ class StagedRow(NamedTuple):
 
 # The staging table's columns, in StagedRow's order.
 STAGING_COLUMNS = ", ".join(StagedRow._fields)
+_STAGING_COLUMNS = STAGING_COLUMNS
 
 
-def read_rows(source: Source, options: IngestOptions, base_dir: str) -> Iterator[StagedRow]:
+def read_rows(source: _Source, options: IngestOptions, base_dir: str) -> Iterator[StagedRow]:
     """Every non-blank record of an opened catalogue as a StagedRow, good or rejected, in file order.
 
     Relative image paths are resolved against `base_dir`.
@@ -173,23 +181,32 @@ class _RowBuilder:
             texts = [v.strip() for v in values]
         else:
             texts = [None if n == "price" else _text(v, n) for v, n in zip(values, FIELDS, strict=True)]
+        for text, name in zip(texts, FIELDS, strict=True):
+            if text:
+                _check_text(text, name)
         external_id, title, description, brand, category, _, currency, image = texts
         if not external_id:
             raise _RowError("external_id", "missing external_id")
+        if len(external_id.encode("utf-8")) > MAX_ID_BYTES:
+            raise _RowError("external_id", f"external_id is longer than {MAX_ID_BYTES} bytes")
+        _check_json(attributes, "attributes")
         price, price_currency = self._price(values[5])
         if image and (not _URL.match(image) or _WINDOWS_DRIVE.match(image)):
-            image = os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(image)))
+            try:  # a local path must stay inside the images root: no absolute paths elsewhere, '..', '~', links out
+                image = check_local_reference(image, [self.base_dir])
+            except ImageError as exc:
+                raise _RowError("image", str(exc)) from None
         return StagedRow(
             line,
             external_id,
-            title=title or None,
-            description=description or None,
-            brand=brand or None,
-            category=category or None,
-            price=price,
-            currency=currency or price_currency,
-            image=image or None,
-            attributes=json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
+            title or None,
+            description or None,
+            brand or None,
+            category or None,
+            price,
+            currency or price_currency,
+            image or None,
+            json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
         )
 
     def _price(self, value: object) -> tuple[Decimal | str | None, str | None]:
@@ -221,15 +238,72 @@ def _text(value: object, name: str) -> str | None:
     if isinstance(value, str):
         value = value.strip()
         return value or None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _RowError(name, f"{name} is {value!r}, not a finite number")
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise _RowError(name, f"{name} must be text, got {type(value).__name__}")
 
 
+def _check_text(text: str, name: str) -> None:
+    """Reject text PostgreSQL cannot store (NUL, lone surrogates) or that is unreasonably long."""
+    if "\x00" in text:
+        raise _RowError(name, f"{name} contains a NUL character")
+    if _SURROGATES.search(text):
+        raise _RowError(name, f"{name} contains a lone surrogate (invalid Unicode)")
+    if len(text) > MAX_FIELD_CHARS:
+        raise _RowError(name, f"{name} is longer than {MAX_FIELD_CHARS:,} characters")
+
+
+def _check_json(value: object, name: str, depth: int = 0) -> None:
+    """Every string, key and number in a JSON value must fit jsonb; nesting at most MAX_DEPTH deep."""
+    if depth > MAX_DEPTH:
+        raise _RowError(name, f"{name} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value or _SURROGATES.search(value):
+            _check_text(value, name)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _RowError(name, f"{name} holds {value!r}; JSON numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, name, depth + 1)
+            _check_json(item, key if depth == 0 and isinstance(key, str) else name, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, name, depth + 1)
+
+
+def _loads(text: str, name: str | None) -> object:
+    """json.loads, with every way it can fail turned into a _RowError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = f"{name} is not valid JSON" if name else "broken JSON"
+        raise _RowError(name, f"{what}: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise _RowError(name, f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer over 4,300 digits
+        raise _RowError(name, f"JSON value Python cannot read: {str(exc)[:120]}") from None
+
+
+def _clean(text: str) -> str:
+    """Text that is safe to store whatever it holds: undecodable bytes and NULs become U+FFFD."""
+    return text.encode("utf-8", "replace").decode().replace("\x00", "\ufffd")
+
+
 def _reject_row(line: int, external_id: object, error: _RowError, raw: str) -> StagedRow:
     ext = external_id.strip() if isinstance(external_id, str) else None
+    if ext and (
+        "\x00" in ext or _SURROGATES.search(ext) or len(ext.encode("utf-8", "replace")) > MAX_ID_BYTES
+    ):
+        ext = None  # an id we cannot store is an unreadable id (prune then deletes nothing)
     return StagedRow(
-        line, ext or None, reject_field=error.field, reject_reason=error.reason, raw=raw[:MAX_RAW]
+        line,
+        ext or None,
+        reject_field=error.field,
+        reject_reason=_clean(error.reason),
+        raw=_clean(raw[:MAX_RAW]),
     )
 
 
@@ -258,14 +332,25 @@ def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> 
     return columns
 
 
-def _csv_rows(source: Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
-    reader = csv.reader(source.text(), delimiter=source.delimiter)
-    header = next(reader, None)
+def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
+    # The field limit is process-wide in Python's csv module; every ingest sets its own.
+    csv.field_size_limit(max(options.line_limit, 1024))
+    source.record_limit = ROW_LIMIT_LINES * options.line_limit  # memory per record stays bounded
+    reader = csv.reader(source.lines(), delimiter=source.delimiter)
+    header = _next_record(reader, source)
     if header is None:
         raise IngestError(f"{source.path}: the file is empty (no header row)")
+    if isinstance(header, _RowError):
+        raise IngestError(f"{source.path}: cannot read the header row: {header.reason}")
     if _BAD_BYTES.search("".join(header)):
+        if not source.settled:
+            raise EncodingChanged
         raise IngestError(
             f"{source.path}: the header is not valid {source.encoding}; pass --encoding (e.g. cp1251)"
+        )
+    if any("\x00" in h or OVERLONG in h for h in header):
+        raise IngestError(
+            f"{source.path}: the header holds a NUL character or is too long; is this a CSV file?"
         )
     columns = _resolve_columns(header, options.mapping, source.path)
     mapped = set(columns.values())
@@ -275,19 +360,39 @@ def _csv_rows(source: Source, options: IngestOptions, builder: _RowBuilder) -> I
     indexes = [columns.get(name, width) for name in FIELDS]  # `width` points at the padding ""
     id_index = columns["external_id"]
     line = reader.line_num + 1
-    for record in reader:
+    while True:
+        source.record_chars = 0
+        record = _next_record(reader, source)
+        if record is None:
+            return
         start, line = line, reader.line_num + 1
+        if isinstance(record, _RowError):
+            yield _reject_row(start, None, record, "")
+            continue
         if not record or record == [""]:
             continue
         raw = source.delimiter.join(record)
         external_id = record[id_index] if id_index < len(record) else None
         try:
+            if OVERLONG in raw:
+                raise _RowError(None, f"a line longer than {options.line_limit:,} characters (line_limit)")
             if _BAD_BYTES.search(raw):
-                raise _RowError(None, f"undecodable bytes for encoding {source.encoding}")
+                if not source.settled:
+                    raise EncodingChanged
+                raise _RowError(_field_with(record, header, _BAD_BYTES.search), _undecodable(source))
             if len(record) != width:
                 if len(record) > width:
                     raise _RowError(None, f"{len(record)} fields but the header has {width}")
-                record += [""] * (width - len(record))  # short rows: trailing empty fields
+                if not source.last_line_complete:
+                    raise IngestError(
+                        f"{source.path}:{start}: the last line has {len(record)} of {width} fields and no "
+                        "final newline: the file looks cut off. Nothing was loaded; fetch the whole file."
+                    )
+                raise _RowError(
+                    None, f"{len(record)} fields but the header has {width} (a cut or broken line?)"
+                )
+            if "\x00" in raw:
+                raise _RowError(_field_with(record, header, lambda v: "\x00" in v), "a NUL character")
             record.append("")
             values = [record[i] for i in indexes]
             attributes = {h: record[i] for i, h in extra if record[i] != ""}
@@ -295,32 +400,54 @@ def _csv_rows(source: Source, options: IngestOptions, builder: _RowBuilder) -> I
                 attributes.update(_json_object(attributes.pop("attributes")))
             yield builder.build(start, values, attributes)
         except _RowError as error:
-            yield _reject_row(start, external_id, error, raw.encode("utf-8", "replace").decode())
+            yield _reject_row(start, external_id, error, raw)
+
+
+def _next_record(reader, source: _Source) -> list[str] | _RowError | None:
+    """The next CSV record, a _RowError for a record the csv module refused, or None at the end."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        return _RowError(None, f"broken CSV: {exc}")
+
+
+def _field_with(record: list[str], header: list[str], test) -> str | None:
+    for index, value in enumerate(record):
+        if test(value):
+            return header[index].strip() if index < len(header) else None
+    return None
+
+
+def _undecodable(source: _Source) -> str:
+    return (
+        f"undecodable bytes for encoding {source.encoding}; no single encoding fits the whole file. "
+        "Pass --encoding with the file's real encoding (e.g. --encoding cp1252)"
+    )
 
 
 def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _RowError("attributes", f"attributes is not valid JSON: {exc.msg}") from None
+    value = _loads(text, "attributes")
     if not isinstance(value, dict):
         raise _RowError("attributes", "attributes must be a JSON object")
     return value
 
 
-def _jsonl_rows(source: Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
+def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
     rename = {column: field_name for field_name, column in options.mapping.items()}
-    for line, text in enumerate(source.text(), start=1):
+    for line, text in enumerate(source.lines(), start=1):
         if not text.strip():
             continue
         external_id = None
         try:
+            if text.startswith(OVERLONG):
+                raise _RowError(None, f"a line longer than {options.line_limit:,} characters (line_limit)")
             if _BAD_BYTES.search(text):
-                raise _RowError(None, f"undecodable bytes for encoding {source.encoding}")
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise _RowError(None, f"broken JSON: {exc.msg} at column {exc.colno}") from None
+                if not source.settled:
+                    raise EncodingChanged
+                raise _RowError(None, _undecodable(source))
+            obj = _loads(text, None)
             if not isinstance(obj, dict):
                 raise _RowError(None, f"expected a JSON object, got {type(obj).__name__}")
             values: dict[str, object] = {}
@@ -336,5 +463,7 @@ def _jsonl_rows(source: Source, options: IngestOptions, builder: _RowBuilder) ->
             external_id = values.get("external_id")
             yield builder.build(line, [values.get(name) for name in FIELDS], attributes)
         except _RowError as error:
-            raw = text.rstrip("\r\n").encode("utf-8", "replace").decode()
-            yield _reject_row(line, external_id, error, raw)
+            yield _reject_row(line, external_id, error, text.rstrip("\r\n"))
+
+
+# --- database --------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Opening a catalogue file: `IngestOptions`, gzip, and the detection of format, text encoding and delimiter.
+"""Open a catalogue file: format, encoding and delimiter detection, and bounded line reading.
 
-`ingest.load.ingest_file` calls `open_source`, which reads a sample of the file (decompressed if gzipped) to
-decide between CSV and JSON lines, between UTF-8 and a legacy encoding, and which delimiter a CSV uses, unless
-the options say so. Undecodable bytes are kept as surrogates (`_BAD_BYTES`) so that only their row is rejected
-later by `ingest.rows`, not the whole file.
+`_open_source` looks at the first 256 KiB to pick the format and delimiter. The encoding is UTF-8 when that
+sample decodes as UTF-8; if a later row does not (a cp1252 export whose first "®" is deep in the file), the
+rows reader raises `EncodingChanged` and `load` re-reads the file with the encoding `scan_encoding` finds for
+the whole file, so such files load whole with their physical line numbers. Lines are read with a length limit
+(`IngestOptions.line_limit`), so one giant line costs at most that much memory. Neighbours: `rows` turns lines
+into product rows, `load` copies them into the database.
 """
 
 from __future__ import annotations
@@ -13,14 +15,33 @@ import csv
 import gzip
 import io
 import re
+import unicodedata
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from prodmatch.errors import IngestError
 
 FORMATS = ("csv", "jsonl")
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 256 * 1024
+LINE_LIMIT = 1024 * 1024  # characters per physical line; a longer line is a reject, never read whole
+SCAN_CHUNK = 1024 * 1024
+# Legacy encodings tried for a file that is not UTF-8, most common first. Each is checked against every byte
+# the file holds; charset_normalizer picks among those that fit.
+# koi8_r and cp866 define every byte, so they would "fit" any file: pass them with --encoding.
+LEGACY_ENCODINGS = ("cp1252", "cp1251", "cp1250", "latin_1")
+# Bytes each legacy code page leaves undefined; latin_1 "fits" only files without C1 control bytes.
+_UNDEFINED = {
+    "cp1252": (0x81, 0x8D, 0x8F, 0x90, 0x9D),
+    "cp1251": (0x98,),
+    "cp1250": (0x81, 0x83, 0x88, 0x90, 0x98),
+    "latin_1": tuple(range(0x80, 0xA0)),
+}
+OVERLONG = "\ufdd0overlong line\ufdd0"  # a noncharacter marker the row readers turn into a reject
 
 
 @dataclass(frozen=True)
@@ -35,13 +56,26 @@ class IngestOptions:
     decimal_comma: bool | None = None  # True: "1,234" is 1.234; False: 1234; None: decide per value
     strict: bool = False
     prune: bool = False  # delete the catalogue's products the file no longer lists (a full export)
+    prune_max: float = 0.2  # prune refuses to delete more than this share of the catalogue ...
+    force: bool = False  # ... unless forced
+    line_limit: int = LINE_LIMIT  # characters per line (JSONL) or per CSV field; longer ones are rejected
     progress: bool = False
 
 
-@dataclass
-class Source:
-    """An opened catalogue file: its detected format, encoding and delimiter, and the stream to read it from."""
+class EncodingChanged(Exception):
+    """A row of a file read as UTF-8 is not UTF-8: re-read the whole file in the encoding that fits it."""
 
+
+@dataclass(frozen=True)
+class EncodingVerdict:
+    """The encoding for a whole file, and whether every byte of the file fits it."""
+
+    encoding: str
+    fits: bool
+
+
+@dataclass
+class _Source:
     path: Path
     format: str
     encoding: str
@@ -49,6 +83,11 @@ class Source:
     binary: io.BufferedIOBase
     raw: io.BufferedIOBase
     size: int
+    settled: bool = True  # False: UTF-8 from the sample only; a bad row raises EncodingChanged
+    line_limit: int = LINE_LIMIT
+    last_line_complete: bool = True  # did the last line read end with a newline?
+    record_chars: int = 0  # characters read since the row reader last reset it (a CSV record's size)
+    record_limit: int | None = None  # more characters than this in one record: the file is suspect
 
     def text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes visible (as lone surrogates) so the row can be rejected.
@@ -57,6 +96,30 @@ class Source:
             self.binary, encoding=self.encoding, errors="surrogateescape", newline=""
         )
         return self._text
+
+    def lines(self) -> Iterator[str]:
+        """Physical lines, each at most `line_limit` characters; a longer one comes as OVERLONG."""
+        text = self.text()
+        limit = self.line_limit
+        while True:
+            line = text.readline(limit)
+            if not line:
+                return
+            if len(line) >= limit and not line.endswith(("\n", "\r")):
+                while True:  # skip the rest of the line without holding it
+                    more = text.readline(limit)
+                    if not more or more.endswith(("\n", "\r")):
+                        break
+                line = OVERLONG + "\n"
+            self.last_line_complete = line.endswith(("\n", "\r"))
+            self.record_chars += len(line)
+            if self.record_limit is not None and self.record_chars > self.record_limit:
+                # A quoted field runs on over many lines: an unclosed quote swallowing the rest of the file.
+                raise IngestError(
+                    f"{self.path}: a CSV record runs over {self.record_limit:,} characters (an unclosed "
+                    "quote?); nothing was loaded"
+                )
+            yield line
 
     def position(self) -> int:
         return self.raw.tell()
@@ -68,28 +131,35 @@ class Source:
         self.raw.close()
 
 
-def open_source(path: Path, options: IngestOptions) -> Source:
-    """Open `path` (gunzipping if needed) and detect what the options leave open; the caller closes it."""
+def _open_source(path: Path, options: IngestOptions, encoding: str | None = None) -> _Source:
+    """Open `path`; `encoding` (from a whole-file scan) wins over detection from the sample."""
     if not path.exists():
         raise IngestError(f"{path}: no such file")
     if path.is_dir():
         raise IngestError(f"{path}: is a folder, not a catalogue file")
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by Source.close
+        raw = open(path, "rb")  # noqa: SIM115 - closed by _Source.close
     except OSError as exc:
         raise IngestError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
         gzipped = raw.peek(2)[:2] == b"\x1f\x8b"
         binary = gzip.GzipFile(fileobj=raw) if gzipped else raw
         sample = binary.peek(SAMPLE_BYTES)[:SAMPLE_BYTES] if not gzipped else _gzip_sample(path)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raw.close()
-        raise IngestError(f"{path}: cannot read: {exc}") from exc
+        raise IngestError(f"{path}: cannot read: {_truncation_hint(exc)}") from exc
     fmt = options.format or _detect_format(path, sample)
     if fmt not in FORMATS:
         raw.close()
         raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv or --format jsonl")
-    encoding = options.encoding or _detect_encoding(sample)
+    settled = True
+    if options.encoding or encoding:
+        encoding = options.encoding or encoding
+    else:
+        encoding = _detect_encoding(sample)
+        settled = encoding != "utf-8"
+        if encoding is None:  # the sample is not UTF-8: decide from the whole file
+            encoding = scan_encoding(path).encoding
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -99,7 +169,99 @@ def open_source(path: Path, options: IngestOptions) -> Source:
     if fmt == "csv":
         delimiter = options.delimiter or _detect_delimiter(sample.decode(encoding, errors="replace"))
     size = path.stat().st_size
-    return Source(path, fmt, encoding, delimiter, binary, raw, size)
+    return _Source(
+        path, fmt, encoding, delimiter, binary, raw, size, settled=settled, line_limit=options.line_limit
+    )
+
+
+def read_error(path: Path, exc: BaseException) -> IngestError:
+    """The IngestError for a file that broke while being read (a cut-off gzip, a bad disk)."""
+    return IngestError(f"{path}: cannot read: {_truncation_hint(exc)}; nothing was loaded")
+
+
+def _truncation_hint(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the gzip stream ends early (the file is truncated: download it again)"
+    return str(exc) or type(exc).__name__
+
+
+def scan_encoding(path: Path) -> EncodingVerdict:
+    """The encoding of the whole file: UTF-8 if (nearly) all of it is, else the legacy code page that fits.
+
+    Streams the file once in 1 MiB chunks: counts UTF-8 errors and valid multi-byte characters, keeps a
+    histogram of high bytes (to rule out code pages that leave some of them undefined) and a sample of text
+    around them (for charset_normalizer to choose among the code pages that fit).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    counts = np.zeros(256, dtype=np.int64)
+    bad = multibyte = 0
+    context: list[bytes] = []
+    context_size = 0
+    try:
+        with _open_binary(path) as f:
+            while chunk := f.read(SCAN_CHUNK):
+                text = decoder.decode(chunk)
+                replaced = text.count("\ufffd")
+                bad += replaced
+                multibyte += len(text) - len(text.encode("ascii", "ignore")) - replaced
+                array = np.frombuffer(chunk, dtype=np.uint8)
+                counts += np.bincount(array, minlength=256)
+                if context_size < SAMPLE_BYTES:
+                    for at in np.flatnonzero(array >= 0x80)[:200:4]:
+                        piece = chunk[max(0, at - 40) : at + 40]
+                        context.append(piece)
+                        context_size += len(piece)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise read_error(path, exc) from exc
+    bad += decoder.decode(b"", final=True).count("\ufffd")
+    if bad == 0 or multibyte > 4 * bad:
+        # A few bad bytes in a mostly UTF-8 file are row errors, not a different encoding.
+        return EncodingVerdict("utf-8", bad == 0)
+    fitting = [e for e in LEGACY_ENCODINGS if not any(counts[b] for b in _UNDEFINED[e])]
+    best = _guess_legacy(b"\n".join(context), fitting or list(LEGACY_ENCODINGS[:-1]))
+    return EncodingVerdict(best, bool(fitting))
+
+
+def _guess_legacy(sample: bytes, candidates: list[str]) -> str:
+    """The candidate under which the text around the high bytes reads most like words (ties: list order)."""
+    return min(candidates, key=lambda e: (_oddity(sample.decode(e, errors="replace")), candidates.index(e)))
+
+
+_COMMON_SYMBOLS = set("®©™°±«»–—‘’“”„•…€£¥§¶·×÷¢µ№")
+
+
+def _oddity(text: str) -> int:
+    """How little `text` looks like prose: odd symbols, scripts mixed inside a word, runs of accented
+    Latin letters ("Êðîññîâêè" is Russian read as cp1252), and capitals inside lower-case words."""
+    score = 0
+    run = 0
+    previous = " "
+    for ch in text:
+        high = ord(ch) > 127
+        if high and not ch.isalpha() and ch not in _COMMON_SYMBOLS:
+            score += 1
+        latin_high = high and ch.isalpha() and "LATIN" in unicodedata.name(ch, "")
+        run = run + 1 if latin_high else 0
+        if run >= 3:
+            score += 1
+        if ch.isalpha() and previous.isalpha():
+            if (ord(ch) < 128) != (ord(previous) < 128) and not (latin_high or _is_latin(previous)):
+                score += 1  # an ASCII letter glued to a Cyrillic or Greek one
+            if ch.isupper() and previous.islower():
+                score += 1
+        previous = ch
+    return score
+
+
+def _is_latin(ch: str) -> bool:
+    return ord(ch) < 128 or "LATIN" in unicodedata.name(ch, "")
+
+
+def _open_binary(path: Path):
+    raw = open(path, "rb")  # noqa: SIM115 - returned to a with block
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
 
 
 def _gzip_sample(path: Path) -> bytes:
@@ -116,8 +278,8 @@ def _detect_format(path: Path, sample: bytes) -> str:
     return "jsonl" if sample.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" else "csv"
 
 
-def _detect_encoding(sample: bytes) -> str:
-    """UTF-8 (BOM or not) when the sample decodes as UTF-8, else the best legacy guess."""
+def _detect_encoding(sample: bytes) -> str | None:
+    """From the sample: a BOM's encoding, "utf-8" when it decodes as UTF-8, else None (scan the file)."""
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -125,23 +287,8 @@ def _detect_encoding(sample: bytes) -> str:
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
         return "utf-8"
-    except UnicodeDecodeError as exc:
-        # A few bad bytes deep in a UTF-8 file are row errors, not a different encoding.
-        if _mostly_utf8(sample, exc.start):
-            return "utf-8"
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(
-        sample, cp_isolation=["cp1251", "cp1252", "koi8_r", "cp1250", "latin_1", "cp866"]
-    ).best()
-    return best.encoding if best is not None else "cp1252"
-
-
-def _mostly_utf8(sample: bytes, first_bad: int) -> bool:
-    decoded = sample.decode("utf-8", errors="replace")
-    bad = decoded.count("\ufffd")
-    multibyte = sum(1 for ch in decoded if ord(ch) > 127) - bad
-    return multibyte > 4 * bad
+    except UnicodeDecodeError:
+        return None
 
 
 def _detect_delimiter(sample: str) -> str:
@@ -160,3 +307,8 @@ def _detect_delimiter(sample: str) -> str:
 # --- rows ------------------------------------------------------------------------------------------------
 
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
+
+
+# Public names for callers outside the ingest package (tests, benchmarks).
+Source = _Source
+open_source = _open_source

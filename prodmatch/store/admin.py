@@ -5,6 +5,9 @@
 builds the command line of `prodmatch db shell`; `analyze_if_stale` runs ANALYZE on tables that changed a lot,
 which the embedding worker calls after big runs so that queries use the HNSW indexes at once. Connections come
 from `store.server`, revisions from `store.migrate`.
+
+`psql_command` hands psql the connection without its password, which travels in the PGPASSWORD environment
+variable instead: a command line is visible to every local user (`ps`), an environment is not.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from prodmatch.config import Settings
 from prodmatch.errors import DatabaseError
 from prodmatch.store.migrate import _current_revision, _table_exists, head_revision
 from prodmatch.store.schema import SCHEMA, STATUS_TABLES
-from prodmatch.store.server import _embedded_server, connection, database_url, mask_url, pgvector_version
+from prodmatch.store.server import (
+    _embedded_server,
+    connection,
+    database_url,
+    mask_url,
+    pgvector_version,
+    split_password,
+)
 
 
 @dataclass(frozen=True)
@@ -123,13 +133,18 @@ def grant_reader(conn: psycopg.Connection, role: str) -> None:
         conn.execute(sql.SQL(statement).format(schema=schema, role=name))
 
 
-def psql_command(settings: Settings, args: list[str]) -> list[str]:
-    """The psql command line for this database: the embedded server's own psql, else the one on PATH."""
+def psql_command(settings: Settings, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) to run psql on this database: the password is in the environment, never on argv.
+
+    The embedded server's own psql is used, else the one on PATH. Run it with
+    `subprocess.call(argv, env=env)`; `env` is a copy of os.environ plus PGPASSWORD when there is one.
+    """
+    import os
     import shutil
 
     url = database_url(settings)
     if settings.embedded:
-        server = _embedded_server(settings.pgdata)
+        server = _embedded_server(settings.pgdata, settings.pg_version)
         psql = Path(server.bin_path) / "psql"
     else:
         found = shutil.which("psql")
@@ -138,7 +153,11 @@ def psql_command(settings: Settings, args: list[str]) -> list[str]:
                 "psql is not installed; install the PostgreSQL client (e.g. apt install postgresql-client)"
             )
         psql = Path(found)
-    return [str(psql), url, "-v", "ON_ERROR_STOP=1", *args]
+    conninfo, password = split_password(url)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return [str(psql), conninfo, "-v", "ON_ERROR_STOP=1", *args], env
 
 
 def analyze_if_stale(

@@ -3,6 +3,9 @@
 The migrations themselves live in `migrations/` (Alembic) and load the SQL API from `sql/` through
 `apply_sql_file`; `store.schema` holds the SQLAlchemy tables they are checked against. `store.server` provides
 the connections, `store.admin` reports the revision in `prodmatch db status`.
+
+`upgrade` / `downgrade` move the schema; `apply_sql_file` loads one file of `sql/` from inside a migration. Every
+connection failure, whether psycopg's or SQLAlchemy's, becomes a one-line DatabaseError with no password in it.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from prodmatch.config import Settings
 from prodmatch.errors import DatabaseError
 from prodmatch.store.schema import SCHEMA
 from prodmatch.store.server import (
+    connect_error,
     connection,
     database_url,
     ensure_pgvector,
     mask_url,
     resource_dir,
+    scrub_password,
     sqlalchemy_url,
 )
 
@@ -51,17 +56,26 @@ def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:
     from alembic import command
     from alembic.util import CommandError
     from sqlalchemy import create_engine
+    from sqlalchemy import exc as sa_exc
 
     url = database_url(settings)
-    engine = create_engine(sqlalchemy_url(url), poolclass=_null_pool())
+    try:
+        engine = create_engine(sqlalchemy_url(url), poolclass=_null_pool())
+    except sa_exc.ArgumentError as exc:
+        raise DatabaseError(
+            f"the database URL {mask_url(url)} is not valid: {scrub_password(str(exc), url)}"
+        ) from None
     try:
         with engine.begin() as sa_conn:
             ensure_pgvector(sa_conn.connection.driver_connection, url)
             config = _alembic_config()
             config.attributes["connection"] = sa_conn
             getattr(command, command_name)(config, revision)
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to {mask_url(url)}: {exc}") from exc
+    except (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise connect_error(url, getattr(exc, "orig", None) or exc) from None
+    except sa_exc.DBAPIError as exc:
+        first = str(exc.orig or exc).splitlines()[0]
+        raise DatabaseError(f"{command_name} {revision} failed: {scrub_password(first, url)}") from exc
     except CommandError as exc:
         raise DatabaseError(f"{command_name} {revision}: {exc}") from exc
     finally:

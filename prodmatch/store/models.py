@@ -23,6 +23,7 @@ from prodmatch.errors import ConfigError
 SPACES = ("image", "text", "fused")
 HNSW_MAX_VECTOR_DIM = 2000  # pgvector: vector indexes up to 2,000 dimensions, halfvec up to 4,000
 HNSW_MAX_HALFVEC_DIM = 4000
+BATCH_ROWS = 10_000  # embedding rows inserted or deleted per short transaction by models add / drop
 
 
 @dataclass(frozen=True)
@@ -102,17 +103,36 @@ def find_model(conn: psycopg.Connection, name: str) -> Model | None:
 
 
 def drop_model(conn: psycopg.Connection, name: str) -> Model:
-    """Remove a model, its embeddings and its indexes."""
+    """Remove a model, its embeddings and its indexes, without blocking readers or writers.
+
+    The indexes go with DROP INDEX CONCURRENTLY and the rows in batches of `BATCH_ROWS`, each in its own short
+    transaction: a plain DROP INDEX would hold an ACCESS EXCLUSIVE lock on `embeddings` (every `similar()` and
+    every product INSERT waits) until one big cascading DELETE finished. Commits `conn` first.
+    """
     model = get_model(conn, name)
-    with conn.transaction():
+    conn.commit()  # our own open snapshot would make the concurrent drop wait for us forever
+    with autocommit_twin(conn) as twin:
         for space in SPACES:
-            conn.execute(
-                sql.SQL("DROP INDEX IF EXISTS {}").format(
+            twin.execute(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
                     sql.Identifier("prodmatch", index_name(model, space))
                 )
             )
-        conn.execute("DELETE FROM prodmatch.models WHERE id = %s", (model.id,))
+        while twin.execute(
+            "DELETE FROM prodmatch.embeddings WHERE model_id = %s AND product_id IN"
+            " (SELECT product_id FROM prodmatch.embeddings WHERE model_id = %s LIMIT %s)",
+            (model.id, model.id, BATCH_ROWS),
+        ).rowcount:
+            pass
+        twin.execute("DELETE FROM prodmatch.models WHERE id = %s", (model.id,))  # and rows added meanwhile
     return model
+
+
+def autocommit_twin(conn: psycopg.Connection) -> psycopg.Connection:
+    """A second, autocommit connection to the same database as `conn` (for ... CONCURRENTLY)."""
+    return psycopg.connect(
+        conn.info.dsn, password=conn.info.password, autocommit=True, application_name="prodmatch"
+    )
 
 
 def update_settings(conn: psycopg.Connection, model: Model, values: dict) -> Model:
@@ -153,20 +173,34 @@ def index_name(model: Model, space: str) -> str:
 
 
 def create_indexes(conn: psycopg.Connection, model: Model) -> None:
-    """One partial HNSW cosine index per vector kind, on this model's rows only."""
+    """One partial HNSW cosine index per vector kind, on this model's rows only.
+
+    Built with CREATE INDEX CONCURRENTLY, so `conn` must be in autocommit mode: a plain CREATE INDEX holds a
+    SHARE lock on `embeddings` that makes every product INSERT (its trigger adds embedding rows) and every
+    worker write wait. A build that fails leaves an invalid index, which is dropped before re-raising.
+    """
     for space in SPACES:
         dim = space_dimension(model, space)
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {index} ON prodmatch.embeddings USING hnsw ({expr} {ops})"
-                " WHERE model_id = {model_id}"
-            ).format(
-                index=sql.Identifier(index_name(model, space)),
-                expr=vector_expression(model, space, alias=None),
-                ops=sql.SQL(f"{vector_type(dim)}_cosine_ops"),
-                model_id=sql.Literal(model.id),
+        index = sql.Identifier(index_name(model, space))
+        try:
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON prodmatch.embeddings"
+                    " USING hnsw ({expr} {ops}) WHERE model_id = {model_id}"
+                ).format(
+                    index=index,
+                    expr=vector_expression(model, space, alias=None),
+                    ops=sql.SQL(f"{vector_type(dim)}_cosine_ops"),
+                    model_id=sql.Literal(model.id),
+                )
             )
-        )
+        except psycopg.Error:
+            conn.execute(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                    sql.Identifier("prodmatch", index_name(model, space))
+                )
+            )
+            raise
 
 
 _MODEL_COLUMNS = "id, name, source, revision, family, dimension, fused_dimension, fusion, image_weight, text_template, settings"

