@@ -880,5 +880,114 @@ def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
     return parsed
 
 
+# === review and labels (issue 14) ==============================================================================
+# One block so it can move as a whole; each command parses options and calls one function of prodmatch.review.
+
+
+@main.command("review")
+@click.option("--run", "run_id", type=int, help="Match run to review (default: the newest link run).")
+@click.option("--source", help="Review the newest link run from this catalogue ...")
+@click.option("--target", help="... to this catalogue.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on; others need a token."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--open", "open_browser", is_flag=True, help="Open the label page in a browser.")
+@click.option("--user", help="Name stored with your labels (default: your login name).")
+@click.option("--retrain-every", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--allow-private-images", is_flag=True, help="Let image URLs point at loopback/private hosts.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    help="Write a static HTML page of borderline pairs.",
+)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Pairs in --export.")
+@_errors_as_click
+def review_command(
+    run_id: int | None,
+    source: str | None,
+    target: str | None,
+    host: str,
+    port: int,
+    open_browser: bool,
+    user: str | None,
+    retrain_every: int,
+    allow_private_images: bool,
+    export_dir: Path | None,
+    limit: int,
+) -> None:
+    """Label candidate pairs in the browser (or --export DIR a static page of a run's borderline pairs)."""
+    from prodmatch import review
+
+    settings = _settings()
+    if export_dir is not None:
+        with db.connection(settings) as conn:
+            result = review.export_run(
+                conn,
+                export_dir,
+                run_id=run_id,
+                source=source,
+                target=target,
+                limit=limit,
+                allow_private_images=allow_private_images,
+            )
+        click.echo(f"wrote {result.pairs} borderline pairs of run {result.run_id} to {result.path}")
+        return
+    options = review.ReviewOptions(
+        run_id=run_id,
+        source=source,
+        target=target,
+        host=host,
+        port=port,
+        token=settings.review_token,
+        retrain_every=retrain_every,
+        allow_private_images=allow_private_images,
+        **({"user": user} if user else {}),
+    )
+    review.serve(
+        settings, options, open_browser=open_browser, announce=lambda line: click.echo(line, err=True)
+    )
+
+
+@main.group("labels")
+def labels_group() -> None:
+    """Export and import the labels people gave in `prodmatch review` (the gold CSV format)."""
+
+
+@labels_group.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@_errors_as_click
+def labels_export(file: Path) -> None:
+    """Write the current same/different labels to FILE as gold pairs (source_catalog,...,label)."""
+    from prodmatch import review
+
+    with db.connection(_settings()) as conn:
+        written = review.export_labels(conn, file)
+    click.echo(f"wrote {written} labelled pairs to {file}")
+
+
+@labels_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--by", "labelled_by", default="import", show_default=True, help="Name stored with the labels.")
+@click.option("--json", "as_json", is_flag=True)
+@_errors_as_click
+def labels_import(file: Path, labelled_by: str, as_json: bool) -> None:
+    """Load gold pairs from FILE into prodmatch.labels (label 1/0 or match/non-match/unsure)."""
+    from prodmatch import review
+
+    with db.connection(_settings()) as conn:
+        result = review.import_labels(conn, file, labelled_by=labelled_by)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(f"imported {result.imported} labels from {file}")
+    for line in result.unknown:
+        click.echo(f"  skipped {line}")
+
+
+# === end of review and labels ===================================================================================
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ ENV_DATABASE_URL = "PRODMATCH_DATABASE_URL"
 ENV_HOME = "PRODMATCH_HOME"
 ENV_MODEL = "PRODMATCH_MODEL"
 ENV_PRECISION = "PRODMATCH_PRECISION"
+ENV_REVIEW_TOKEN = "PRODMATCH_REVIEW_TOKEN"
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -28,6 +29,7 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("prodmatch")))
     default_model: str = DEFAULT_MODEL
     precision: str = "auto"
+    review_token: str | None = None  # what `prodmatch review` asks for when it listens beyond 127.0.0.1
 
     @property
     def embedded(self) -> bool:
@@ -54,6 +56,7 @@ def load_settings(
         "home": Path(env[ENV_HOME]).expanduser() if env.get(ENV_HOME) else None,
         "default_model": env.get(ENV_MODEL) or None,
         "precision": env.get(ENV_PRECISION) or None,
+        "review_token": env.get(ENV_REVIEW_TOKEN) or None,
     }
     settings = settings.with_overrides(**from_env)
     return settings.with_overrides(
