@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 RetrainHook = Callable[[psycopg.Connection], dict]
+T = TypeVar("T")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 CSRF_COOKIE, AUTH_COOKIE, USER_COOKIE, BLIND_COOKIE = "pm_csrf", "pm_auth", "pm_user", "pm_blind"
 ANSWERS = {"match": "same", "non-match": "different", "unsure": "unsure"}
@@ -134,24 +135,14 @@ class ReviewState:
         self.history: list[dict] = []
         self.probabilities: dict[tuple[int, int], float] = {}
         self.threshold = 0.5
+        self._pairs: list[data.PairSignals] | None = None  # the run's pairs, read once (re-read after a retrain)
 
     # --- pages -------------------------------------------------------------------------------------------------
 
     async def label_page(self, request: Request) -> Response:
         blind = _blind(request)
-        with data.connect(self.settings) as conn:
-            counts = labels.label_counts(conn, self.run.id)
-            pair = self._requested_pair(conn, request) or self._next_pair(conn, counts.labelled)
-            context: dict[str, Any] = {"counts": counts, "pair": pair, "blind": blind}
-            if pair is not None:
-                found = data.products(conn, [pair.source_product_id, pair.target_product_id])
-                context.update(
-                    source=found.get(pair.source_product_id),
-                    target=found.get(pair.target_product_id),
-                    current=labels.current_label(conn, pair.source_product_id, pair.target_product_id),
-                    probability=self._probability(pair),
-                )
-        context["last"] = ANSWERS.get(request.query_params.get("last", ""))
+        context = await self._db(lambda conn: self._label_context(conn, request))
+        context.update(blind=blind, last=ANSWERS.get(request.query_params.get("last", "")))
         response = self.render(request, "label.html", context)
         if "blind" in request.query_params:
             response.set_cookie(BLIND_COOKIE, "1" if blind else "0", samesite="strict", httponly=True)
@@ -163,17 +154,21 @@ class ReviewState:
         if answer not in labels.LABELS:
             raise HTTPException(400, f"unknown answer {answer!r}; use match, non-match or unsure")
         source, target = _int_field(form, "source"), _int_field(form, "target")
-        with data.connect(self.settings) as conn:
+        user = _user(request, self.options)
+
+        def record(conn: psycopg.Connection) -> None:
             if data.pair_signals(conn, self.run, self.optional, source, target) is None:
                 raise HTTPException(404, f"run {self.run.id} holds no pair {source} → {target}")
-            labels.record_label(conn, source, target, answer, _user(request, self.options), self.run.id)
+            labels.record_label(conn, source, target, answer, user, self.run.id)
+
+        await self._db(record)
         self._count_new_label()
         return RedirectResponse(f"/label?last={quote(answer)}", 303)
 
     async def undo(self, request: Request) -> Response:
         await checked_form(request)
-        with data.connect(self.settings) as conn:
-            undone = labels.undo_last(conn, _user(request, self.options))
+        user = _user(request, self.options)
+        undone = await self._db(lambda conn: labels.undo_last(conn, user))
         if undone is None:
             return RedirectResponse("/label", 303)
         # Show the pair again, so a slip of the finger is answered again at once.
@@ -183,35 +178,39 @@ class ReviewState:
 
     async def browse_page(self, request: Request) -> Response:
         filters = _browse_filters(request)
-        with data.connect(self.settings) as conn:
-            page = data.browse(conn, self.run, self.optional, filters)
-            catalogs = data.catalogs(conn)
-            counts = labels.label_counts(conn, self.run.id)
+
+        def read(conn: psycopg.Connection) -> dict:
+            return {
+                "page": data.browse(conn, self.run, self.optional, filters),
+                "catalogs": data.catalogs(conn),
+                "counts": labels.label_counts(conn, self.run.id),
+            }
+
+        context = await self._db(read)
         query = {k: v for k, v in request.query_params.items() if v not in ("", None)}
-        return self.render(
-            request,
-            "browse.html",
-            {"page": page, "filters": filters, "catalogs": catalogs, "query": query, "counts": counts},
-        )
+        return self.render(request, "browse.html", {**context, "filters": filters, "query": query})
 
     async def product_page(self, request: Request) -> Response:
         product_id = request.path_params["product_id"]
-        with data.connect(self.settings) as conn:
+
+        def read(conn: psycopg.Connection) -> dict:
             product = data.products(conn, [product_id]).get(product_id)
             if product is None:
                 raise HTTPException(404, f"no product with id {product_id}")
             neighbours = data.neighbours(conn, product_id, self.run.model)
             shown = data.products(conn, [n.product_id for rows in neighbours.values() for n in rows])
-        with_image = {i for i, p in shown.items() if p.image}
-        context = {"product": product, "neighbours": neighbours, "with_image": with_image}
-        return self.render(request, "product.html", context)
+            with_image = {i for i, p in shown.items() if p.image}
+            return {"product": product, "neighbours": neighbours, "with_image": with_image}
+
+        return self.render(request, "product.html", await self._db(read))
 
     async def thumbnail(self, request: Request) -> Response:
         product_id = request.path_params["product_id"]
         size = _int_param(request, "size", 240, 32, 480)
-        with data.connect(self.settings) as conn:
-            ref = data.stored_image(conn, product_id)  # only a product's own stored reference is ever loaded
-            exists = ref is not None or data.product_exists(conn, product_id)
+        # Only a product's own stored reference is ever loaded.
+        ref, exists = await self._db(
+            lambda conn: (data.stored_image(conn, product_id), data.product_exists(conn, product_id))
+        )
         if not exists:
             raise HTTPException(404, f"no product with id {product_id}")
         if ref is None:
@@ -251,6 +250,29 @@ class ReviewState:
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
+    async def _db(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run `work` on a fresh connection in a worker thread, so a slow query never stalls other requests."""
+
+        def run() -> T:
+            with data.connect(self.settings) as conn:
+                return work(conn)
+
+        return await run_in_threadpool(run)
+
+    def _label_context(self, conn: psycopg.Connection, request: Request) -> dict[str, Any]:
+        counts = labels.label_counts(conn, self.run.id)
+        pair = self._requested_pair(conn, request) or self._next_pair(conn, counts.labelled)
+        context: dict[str, Any] = {"counts": counts, "pair": pair}
+        if pair is not None:
+            found = data.products(conn, [pair.source_product_id, pair.target_product_id])
+            context.update(
+                source=found.get(pair.source_product_id),
+                target=found.get(pair.target_product_id),
+                current=labels.current_label(conn, pair.source_product_id, pair.target_product_id),
+                probability=self._probability(pair),
+            )
+        return context
+
     def render(self, request: Request, template: str, context: dict, status_code: int = 200) -> Response:
         base = {
             "run": self.run,
@@ -274,7 +296,9 @@ class ReviewState:
         return pair
 
     def _next_pair(self, conn: psycopg.Connection, labelled_so_far: int) -> data.PairSignals | None:
-        pairs = data.run_pairs(conn, self.run, self.optional)
+        pairs = self._pairs
+        if pairs is None:
+            pairs = self._pairs = data.run_pairs(conn, self.run, self.optional)
         by_key = {(p.source_product_id, p.target_product_id): p for p in pairs}
         candidates = [
             queue.Candidate(p.source_product_id, p.target_product_id, p.score, self._probability(p))
@@ -319,6 +343,7 @@ class ReviewState:
                     }
                 if result.get("threshold") is not None:
                     self.threshold = float(result["threshold"])
+                self._pairs = None  # the hook may have written new probabilities into prodmatch.matches
             entry.update({k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None})
         except Exception as error:  # a failing hook must not take the app down; the page shows why
             log.exception("retraining failed")

@@ -27,6 +27,8 @@ from prodmatch.errors import ConfigError, ProdmatchError
 
 OPTIONAL_MATCH_COLUMNS = ("lexical_similarity", "match_probability", "accepted")
 SPACES = ("fused", "image", "text")
+# What --allow-private-images lets image URLs reach: loopback and the private ranges (tests, intranet CDNs).
+PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,12 @@ def connect(settings: Settings) -> psycopg.Connection:
 def image_limits(max_side: int, allow_private_addresses: bool = False) -> _images.ImageLimits:
     """The worker's image limits, sized for a thumbnail; loopback/private hosts allowed only when asked."""
     limits = _images.ImageLimits(max_side=max_side)
-    # The loader may learn to refuse private and loopback addresses; pass the allowance on when it has the switch.
+    # The loader is learning to refuse non-public addresses unless allowed (an allow-list of networks); pass the
+    # allowance on in whichever form the loader in this tree has.
     names = {f.name for f in dataclasses.fields(limits)}
-    for name in ("allow_private_addresses", "allow_private", "allow_private_hosts"):
+    if allow_private_addresses and "allowed_networks" in names:
+        return dataclasses.replace(limits, allowed_networks=PRIVATE_NETWORKS)
+    for name in ("allow_private_addresses", "allow_private"):
         if name in names:
             return dataclasses.replace(limits, **{name: allow_private_addresses})
     return limits

@@ -137,3 +137,25 @@ def test_a_bug_is_a_500_page_with_no_details(settings, world, monkeypatch):
     response = client.get("/browse")
     assert response.status_code == 500 and "secret internals" not in response.text
     assert "Server error" in response.text
+
+
+def test_thumbnails_are_cached_least_recently_used_first(tmp_path):
+    from prodmatch.review.thumbs import ThumbnailCache
+
+    refs = []
+    for i, colour in enumerate(("red", "green", "blue")):
+        Image.new("RGB", (300, 200), colour).save(tmp_path / f"{i}.png")
+        refs.append(str(tmp_path / f"{i}.png"))
+    cache = ThumbnailCache(capacity=2)
+    first = cache.get(refs[0], 90)
+    assert cache.get(refs[0], 96) is first  # sizes round up to the next standard size: one entry
+    with Image.open(__import__("io").BytesIO(first.content)) as image:
+        assert image.size == (96, 64) and first.media_type in ("image/png", "image/jpeg")
+    cache.get(refs[1], 96)
+    cache.get(refs[0], 96)  # refs[0] is now the most recent
+    cache.get(refs[2], 96)  # evicts refs[1]
+    assert len(cache) == 2
+    (tmp_path / "1.png").unlink()
+    with pytest.raises(ProdmatchError, match="file not found"):
+        cache.get(refs[1], 96)
+    assert cache.get(refs[0], 96) is first
