@@ -89,7 +89,15 @@ def is_loopback(host: str) -> bool:
 def create_app(
     settings: Settings, options: ReviewOptions | None = None, retrain: RetrainHook | None = None
 ) -> GuardMiddleware:
-    """The review application for one run (see ReviewOptions); `retrain` is called with a connection."""
+    """The review application (an ASGI app) for one run; see ReviewOptions.
+
+    `retrain(conn) -> dict` runs in a background thread, on its own connection (committed afterwards), after every
+    `options.retrain_every` new labels. What it returns: "f1" (cross-validated F1, shown as a history on the
+    label page), "threshold" (the matcher's decision threshold, default 0.5), "score" (a callable taking the run's
+    pairs, a list of `data.PairSignals`, and returning one match probability per pair: the queue then asks about
+    the pairs nearest the threshold); other plain values are kept in the history. A hook may instead write
+    `prodmatch.matches.match_probability`; the app re-reads the run's pairs after each retrain.
+    """
     options = options or ReviewOptions()
     if not options.local and not options.token:
         raise ProdmatchError(

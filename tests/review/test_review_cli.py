@@ -42,3 +42,42 @@ def test_review_export_and_a_clear_error_for_an_unknown_run(settings, conn, tmp_
     assert (tmp_path / "out" / "index.html").read_text().count('<section class="card export-pair">') == 16
     unknown = _run(settings, "review", "--run", "999", "--export", str(tmp_path / "x"))
     assert unknown.exit_code == 1 and "no match run with id 999" in unknown.output
+
+
+def test_review_serves_on_the_loopback_address_until_interrupted(settings, conn, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    tiny_run(conn)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "PRODMATCH_DATABASE_URL": settings.database_url}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prodmatch.cli", "review", "--port", str(port), "--user", "carol"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/label", timeout=2).read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert "Same product?" in page and "labelling as <strong>carol</strong>" in page
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=15)
+    assert f"http://127.0.0.1:{port}/label" in err
