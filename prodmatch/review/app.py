@@ -53,6 +53,7 @@ T = TypeVar("T")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 CSRF_COOKIE, AUTH_COOKIE, USER_COOKIE, BLIND_COOKIE = "pm_csrf", "pm_auth", "pm_user", "pm_blind"
 ANSWERS = {"match": "same", "non-match": "different", "unsure": "unsure"}
+RESERVE_SECONDS = 120.0  # how long a pair shown to one person is kept from the others
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,10 @@ class ReviewState:
         self.history: list[dict] = []
         self.probabilities: dict[tuple[int, int], float] = {}
         self.threshold = 0.5
-        self._pairs: list[data.PairSignals] | None = None  # the run's pairs, read once (re-read after a retrain)
+        self._pairs: list[data.PairSignals] | None = (
+            None  # the run's pairs, read once (re-read after a retrain)
+        )
+        self._shown: dict[tuple[int, int], tuple[str, float]] = {}  # pair -> (who sees it, since when)
 
     # --- pages -------------------------------------------------------------------------------------------------
 
@@ -269,7 +273,9 @@ class ReviewState:
 
     def _label_context(self, conn: psycopg.Connection, request: Request) -> dict[str, Any]:
         counts = labels.label_counts(conn, self.run.id)
-        pair = self._requested_pair(conn, request) or self._next_pair(conn, counts.labelled)
+        pair = self._requested_pair(conn, request) or self._next_pair(
+            conn, counts.labelled, _user(request, self.options)
+        )
         context: dict[str, Any] = {"counts": counts, "pair": pair}
         if pair is not None:
             found = data.products(conn, [pair.source_product_id, pair.target_product_id])
@@ -303,7 +309,9 @@ class ReviewState:
             raise HTTPException(404, f"run {self.run.id} holds no pair {source} → {target}")
         return pair
 
-    def _next_pair(self, conn: psycopg.Connection, labelled_so_far: int) -> data.PairSignals | None:
+    def _next_pair(
+        self, conn: psycopg.Connection, labelled_so_far: int, user: str
+    ) -> data.PairSignals | None:
         pairs = self._pairs
         if pairs is None:
             pairs = self._pairs = data.run_pairs(conn, self.run, self.optional)
@@ -312,14 +320,32 @@ class ReviewState:
             queue.Candidate(p.source_product_id, p.target_product_id, p.score, self._probability(p))
             for p in pairs
         ]
-        chosen = queue.next_pairs(
-            candidates,
-            labels.labelled_pairs(conn),
-            threshold=self.threshold,
-            random_share=self.options.random_share,
-            seed=self.options.seed + labelled_so_far,  # a new pair mix after each label, replayable
-        )
-        return by_key[chosen[0].pair] if chosen else None
+        labelled = labels.labelled_pairs(conn)
+        with self._lock:
+            now = time.monotonic()
+            # A pair on someone else's screen is skipped for a while, so two people labelling at once see
+            # different pairs (when both do answer one pair, the later answer wins and history keeps both).
+            held = {
+                k for k, (who, since) in self._shown.items() if who != user and now - since < RESERVE_SECONDS
+            }
+            chosen = queue.next_pairs(
+                candidates,
+                labelled | held,
+                threshold=self.threshold,
+                random_share=self.options.random_share,
+                seed=self.options.seed + labelled_so_far,  # a new pair mix after each label, replayable
+            )
+            if not chosen:  # only pairs others are looking at are left: offer one of those after all
+                chosen = queue.next_pairs(
+                    candidates, labelled, threshold=self.threshold, seed=self.options.seed
+                )
+            if not chosen:
+                return None
+            self._shown = {
+                k: v for k, v in self._shown.items() if v[0] != user and now - v[1] < RESERVE_SECONDS
+            }
+            self._shown[chosen[0].pair] = (user, now)
+        return by_key[chosen[0].pair]
 
     def _probability(self, pair: data.PairSignals) -> float | None:
         found = self.probabilities.get((pair.source_product_id, pair.target_product_id))

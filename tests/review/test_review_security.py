@@ -4,6 +4,8 @@ and errors as pages."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PIL import Image
 from review_world import tiny_run
@@ -159,3 +161,17 @@ def test_thumbnails_are_cached_least_recently_used_first(tmp_path):
     with pytest.raises(ProdmatchError, match="file not found"):
         cache.get(refs[1], 96)
     assert cache.get(refs[0], 96) is first
+
+
+def test_two_people_labelling_at_once_are_shown_different_pairs(settings, conn):
+    tiny_run(conn, n=2)  # 4 pairs
+    app = create_app(settings, ReviewOptions())
+    shown = []
+    for name in ("ann", "bob", "cid", "dee", "eve"):
+        client = TestClient(app, base_url=LOCAL, cookies={"pm_user": name})
+        page = client.get("/label").text
+        shown.append(re.search(r'data-source="(\d+)" data-target="(\d+)"', page).groups())
+    assert len(set(shown[:4])) == 4  # everyone gets a pair of their own while there are enough
+    assert shown[4] in shown[:4]  # the fifth gets one of those rather than "all labelled"
+    again = TestClient(app, base_url=LOCAL, cookies={"pm_user": "ann"}).get("/label").text
+    assert re.search(r'data-source="(\d+)" data-target="(\d+)"', again).groups() == shown[0]
