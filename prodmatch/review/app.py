@@ -399,7 +399,6 @@ class GuardMiddleware:
     def __init__(self, app: Starlette, options: ReviewOptions) -> None:
         self.app = app
         self.options = options
-        self.state = app.state.review
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -620,7 +619,8 @@ def _fmt_sim(value: float | None) -> str:
 def _fmt_price(value: float | None, currency: str | None = None) -> str:
     if value is None:
         return "–"
-    return f"{value:,.2f}" + (f" {currency}" if currency else "")
+    amount = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+    return amount + (f" {currency}" if currency else "")
 
 
 def _bar(value: float | None) -> int:
@@ -630,17 +630,24 @@ def _bar(value: float | None) -> int:
     return max(0, min(100, round((value + 1) * 50 if value < 0 else value * 100)))
 
 
-def _sparkline(history: Sequence[dict], width: int = 220, height: int = 44) -> str:
-    """An inline SVG polyline of the F1 history (no chart library, no network)."""
+def _sparkline(history: Sequence[dict], width: int = 260, height: int = 56) -> Markup:
+    """An inline SVG line of the F1 history, scaled to its own range (no chart library, no network)."""
     points = [h["f1"] for h in history if isinstance(h.get("f1"), (int, float))]
     if len(points) < 2:
         return Markup("")
-    step = width / (len(points) - 1)
-    coords = " ".join(f"{i * step:.1f},{height - 4 - p * (height - 8):.1f}" for i, p in enumerate(points))
+    low, high = min(points), max(points)
+    span = max(high - low, 0.1)  # a flat history still reads as flat, not as noise blown up
+    low = max(0.0, (low + high - span) / 2 - 0.02)
+    span += 0.04
+    step = (width - 12) / (len(points) - 1)
+    xy = [(6 + i * step, height - 6 - (p - low) / span * (height - 12)) for i, p in enumerate(points)]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"/>' for x, y in xy)
     return Markup(
         f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img"'
-        f' aria-label="F1 history">'
-        f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{html.escape(coords)}"/></svg>'
+        f' aria-label="cross-validated F1 from {points[0]:.3f} to {points[-1]:.3f}">'
+        f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{html.escape(line)}"/>'
+        f'<g fill="currentColor">{dots}</g></svg>'
     )
 
 

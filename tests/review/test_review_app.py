@@ -200,19 +200,28 @@ def test_the_next_pair_changes_after_a_retrain(fresh, browser):
                 if tuple(r) not in labelled and tuple(r) != before
             )
         _press(browser, "n")  # the second new label starts the retraining in the background
-        deadline = time.monotonic() + 20
-        while True:
-            status = json.loads(urllib.request.urlopen(server.url + "/retrain-status").read())
-            if status["history"] or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        _wait_for_history(server.url, 1)
         assert calls == [2]
         browser.get(server.url + "/label")
         assert _shown_pair(browser) == wanted["pair"]
         assert browser.find_element(By.ID, "probability").text == "40%"
         history = browser.find_element(By.ID, "f1-history").text
         assert "0.600" in history
+        _press(browser, "y")
+        _press(browser, "n")  # two more labels: a second retraining, and the F1 history has a line to draw
+        _wait_for_history(server.url, 2)
+        browser.get(server.url + "/label")
+        assert calls == [2, 4]
+        assert "0.700" in browser.find_element(By.ID, "f1-history").text
+        assert browser.find_elements(By.CSS_SELECTOR, "svg.spark polyline")
         _shot(browser, "label-after-retrain")
+
+
+def _wait_for_history(url: str, entries: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(json.loads(urllib.request.urlopen(url + "/retrain-status").read())["history"]) < entries:
+        assert time.monotonic() < deadline, "the retraining did not finish"
+        time.sleep(0.1)
 
 
 def test_images_from_a_local_file_and_a_url_and_nothing_else(fresh, browser):
