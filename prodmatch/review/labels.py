@@ -125,21 +125,27 @@ def export_labels(conn: psycopg.Connection, path: Path) -> int:
 
     'unsure' answers are left out: a gold file knows only same (1) and different (0).
     """
-    rows = conn.execute(
-        "SELECT source_catalog, source_external_id, target_catalog, target_external_id, label"
-        " FROM prodmatch.labels_v WHERE label <> 'unsure'"
-        " ORDER BY source_catalog, source_external_id, target_catalog, target_external_id"
-    ).fetchall()
+    rows = gold_rows(conn)
     path = Path(path)
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(GOLD_COLUMNS)
-            for source_catalog, source_id, target_catalog, target_id, label in rows:
-                writer.writerow([source_catalog, source_id, target_catalog, target_id, _GOLD_VALUE[label]])
+            writer.writerows(rows)
     except OSError as error:
         raise ConfigError(f"{path}: cannot write ({error.strerror or error})") from None
     return len(rows)
+
+
+def gold_rows(conn: psycopg.Connection) -> list[tuple[str, str, str, str, int]]:
+    """The current same/different labels as gold rows (source_catalog, source_id, target_catalog, target_id,
+    label 1/0): what `eval --labels` and matcher training read instead of a gold file."""
+    rows = conn.execute(
+        "SELECT source_catalog, source_external_id, target_catalog, target_external_id, label"
+        " FROM prodmatch.labels_v WHERE label <> 'unsure'"
+        " ORDER BY source_catalog, source_external_id, target_catalog, target_external_id"
+    ).fetchall()
+    return [(sc, si, tc, ti, _GOLD_VALUE[label]) for sc, si, tc, ti, label in rows]
 
 
 def import_labels(conn: psycopg.Connection, path: Path, labelled_by: str = "import") -> ImportResult:

@@ -12,7 +12,7 @@ from review_world import tiny_run
 from prodmatch import db
 from prodmatch.errors import ConfigError
 from prodmatch.evaluate import read_gold
-from prodmatch.review import export_labels, import_labels, label_counts, record_label, undo_last
+from prodmatch.review import export_labels, gold_rows, import_labels, label_counts, record_label, undo_last
 
 
 def _rows(conn, source, target):
@@ -145,6 +145,10 @@ def test_export_writes_gold_that_read_gold_reads_and_import_reads_it_back(settin
     record_label(conn, ids["shop-1"], ids["rival-1"], "unsure", "alice")
     gold = tmp_path / "gold.csv"
     assert export_labels(conn, gold) == 2
+    assert gold_rows(conn) == [
+        ("shop", "shop-0", "rival", "rival-0", 1),
+        ("shop", "shop-0", "rival", "rival-1", 0),
+    ]
     pairs = read_gold(gold)
     assert [(p.source_catalog, p.source_id, p.target_catalog, p.target_id, p.label) for p in pairs] == [
         ("shop", "shop-0", "rival", "rival-0", 1),
