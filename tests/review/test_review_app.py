@@ -109,8 +109,17 @@ def _shown_pair(browser) -> tuple[int, int]:
 
 def _press(browser, key: str) -> None:
     """Press a key on the page and wait for the next page to load."""
+    _then_wait(browser, lambda: browser.find_element(By.TAG_NAME, "body").send_keys(key))
+
+
+def _click(browser, css: str) -> None:
+    """Click an element and wait for the page it leads to."""
+    _then_wait(browser, lambda: browser.find_element(By.CSS_SELECTOR, css).click())
+
+
+def _then_wait(browser, action) -> None:
     old = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.TAG_NAME, "body").send_keys(key)
+    action()
     WebDriverWait(browser, 10).until(lambda b: _stale(old))
     WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
@@ -264,8 +273,8 @@ def test_browse_filters_sorts_and_pages(fresh, browser):
         assert f"{accepted} pairs match the filters" in browser.page_source
         assert f"page 1 of {-(-accepted // 5)}" in browser.page_source
         browser.get(server.url + "/browse")
-        browser.find_element(By.CSS_SELECTOR, "th a.sort[href*='sort=image']").click()
-        WebDriverWait(browser, 10).until(lambda b: "sort=image" in b.current_url)
+        _click(browser, "th a.sort[href*='sort=image']")
+        assert "sort=image" in browser.current_url
         values = [
             float(td.text)
             for td in browser.find_elements(By.CSS_SELECTOR, "#pairs-table tbody tr td:nth-child(6)")
@@ -285,12 +294,12 @@ def test_a_network_bind_asks_for_the_token_in_the_page(fresh, browser):
         assert "/login" in browser.current_url
         _shot(browser, "login")
         browser.find_element(By.NAME, "token").send_keys("wrong")
-        browser.find_element(By.CSS_SELECTOR, "form button").click()
+        _click(browser, "form button")
         assert "not the one this server printed" in browser.page_source
         browser.find_element(By.NAME, "token").send_keys("letmein")
         browser.find_element(By.NAME, "name").send_keys("Ann")
-        browser.find_element(By.CSS_SELECTOR, "form button").click()
-        WebDriverWait(browser, 10).until(lambda b: b.current_url.endswith("/browse"))
+        _click(browser, "form button")
+        assert browser.current_url.endswith("/browse")
         assert "labelling as Ann" in browser.find_element(By.CLASS_NAME, "user").text
     browser.delete_all_cookies()
 
