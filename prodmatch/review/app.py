@@ -212,7 +212,8 @@ class ReviewState:
             neighbours = data.neighbours(conn, product_id, self.run.model)
             shown = data.products(conn, [n.product_id for rows in neighbours.values() for n in rows])
             with_image = {i for i, p in shown.items() if p.image}
-            return {"product": product, "neighbours": neighbours, "with_image": with_image}
+            in_run = data.browse(conn, self.run, self.optional, data.BrowseFilters(product_id=product_id))
+            return {"product": product, "neighbours": neighbours, "with_image": with_image, "in_run": in_run}
 
         return self.render(request, "product.html", await self._db(read))
 

@@ -113,6 +113,7 @@ class BrowseFilters:
     category: str | None = None
     min_price_gap: float | None = None  # relative: |a - b| / max(a, b), 0..1
     min_disagreement: float | None = None  # |image - text similarity|
+    product_id: int | None = None  # only pairs with this product on either side
     sort: str = "score"
     descending: bool = True
     page: int = 1
@@ -275,6 +276,11 @@ def browse(
         ),
         ("price_gap >= %(gap)s", "gap", filters.min_price_gap),
         ("disagreement >= %(disagreement)s", "disagreement", filters.min_disagreement),
+        (
+            "(source_product_id = %(product)s OR target_product_id = %(product)s)",
+            "product",
+            filters.product_id,
+        ),
     ):
         if value is not None:
             where.append(sql.SQL(clause))

@@ -98,8 +98,19 @@ def _serve(world: World, retrain=None, **options) -> BackgroundServer:
     return BackgroundServer(create_app(world.settings, ReviewOptions(**{**defaults, **options}), retrain))
 
 
-def _shot(browser, name: str) -> None:
+def _shot(browser, name: str, full: bool = False) -> None:
+    """Screenshot the window (or, with full, the whole page up to 1,600 px tall)."""
+    if not full:
+        browser.save_screenshot(str(screenshot_dir() / f"{name}.png"))
+        return
+    size = browser.get_window_size()
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(
+        size["width"],
+        min(1600, height + size["height"] - browser.execute_script("return window.innerHeight")),
+    )
     browser.save_screenshot(str(screenshot_dir() / f"{name}.png"))
+    browser.set_window_size(size["width"], size["height"])
 
 
 def _shown_pair(browser) -> tuple[int, int]:
@@ -240,7 +251,9 @@ def test_images_from_a_local_file_and_a_url_and_nothing_else(fresh, browser):
             widths = _images_loaded(browser)
             assert widths and all(width > 0 for width in widths), product
         assert "http://127.0.0.1" in _stored_image(fresh, fresh.url_product)
-        _shot(browser, "product")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#run-pairs tbody tr")
+        assert len(rows) == _pairs_with(fresh, fresh.local_product) > 0
+        _shot(browser, "product", full=True)
         browser.get(f"{server.url}/product/{fresh.no_image_product}")
         assert "no image" in browser.find_element(By.CLASS_NAME, "picture").text
         for path in ("/thumb/987654321", f"/thumb/{fresh.no_image_product}", "/thumb/..%2F..%2Fetc%2Fpasswd"):
@@ -254,6 +267,14 @@ def test_images_from_a_local_file_and_a_url_and_nothing_else(fresh, browser):
         # Without the allowance the loader's own rules decide; a local file is always fine.
         browser.get(f"{server.url}/thumb/{fresh.local_product}")
         assert browser.execute_script("return document.images.length && document.images[0].naturalWidth") > 0
+
+
+def _pairs_with(world: World, product: int) -> int:
+    with db.connection(world.settings) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM prodmatch.matches WHERE run_id = %s AND %s IN (source_product_id, target_product_id)",
+            (world.run_id, product),
+        ).fetchone()[0]
 
 
 def _stored_image(world: World, product: int) -> str:
