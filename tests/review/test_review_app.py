@@ -4,7 +4,9 @@ screenshotted into $PRODMATCH_SCREENSHOTS (default tests/review/screenshots)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import time
 import urllib.error
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from db_fixtures import create_database, drop_database
+from PIL import Image
 from review_world import chromium, image_server, screenshot_dir
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -99,18 +102,18 @@ def _serve(world: World, retrain=None, **options) -> BackgroundServer:
 
 
 def _shot(browser, name: str, full: bool = False) -> None:
-    """Screenshot the window (or, with full, the whole page up to 1,600 px tall)."""
-    if not full:
-        browser.save_screenshot(str(screenshot_dir() / f"{name}.png"))
-        return
+    """Screenshot the window (or, with full, the whole page up to 1,600 px tall) as a 256-colour PNG."""
     size = browser.get_window_size()
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(
-        size["width"],
-        min(1600, height + size["height"] - browser.execute_script("return window.innerHeight")),
-    )
-    browser.save_screenshot(str(screenshot_dir() / f"{name}.png"))
-    browser.set_window_size(size["width"], size["height"])
+    if full:
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        chrome = size["height"] - browser.execute_script("return window.innerHeight")
+        browser.set_window_size(size["width"], min(1600, height + chrome))
+    png = browser.get_screenshot_as_png()
+    if full:
+        browser.set_window_size(size["width"], size["height"])
+    with Image.open(io.BytesIO(png)) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        small.save(screenshot_dir() / f"{name}.png", optimize=True)
 
 
 def _shown_pair(browser) -> tuple[int, int]:
@@ -342,8 +345,6 @@ def test_static_export_is_one_self_contained_page(fresh, browser, tmp_path):
 def _keep_docs_screenshots():
     """Copy the screenshots to docs/review when PRODMATCH_DOCS_SCREENSHOTS is set (refreshing the docs)."""
     yield
-    import os
-
     if os.environ.get("PRODMATCH_DOCS_SCREENSHOTS"):
         docs = Path(__file__).resolve().parents[2] / "docs" / "review"
         docs.mkdir(parents=True, exist_ok=True)
