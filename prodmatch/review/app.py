@@ -180,7 +180,18 @@ class ReviewState:
     async def undo(self, request: Request) -> Response:
         await checked_form(request)
         user = _user(request, self.options)
-        undone = await self._db(lambda conn: labels.undo_last(conn, user))
+
+        def take_back(conn: psycopg.Connection) -> labels.Undone | None:
+            undone = labels.undo_last(conn, user)
+            if undone is None:
+                return None
+            # The person's latest answer may belong to another run's pair; this app can show only its own.
+            in_run = data.pair_signals(
+                conn, self.run, self.optional, undone.source_product_id, undone.target_product_id
+            )
+            return undone if in_run else None
+
+        undone = await self._db(take_back)
         if undone is None:
             return RedirectResponse("/label", 303)
         # Show the pair again, so a slip of the finger is answered again at once.

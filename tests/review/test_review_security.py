@@ -175,3 +175,18 @@ def test_two_people_labelling_at_once_are_shown_different_pairs(settings, conn):
     assert shown[4] in shown[:4]  # the fifth gets one of those rather than "all labelled"
     again = TestClient(app, base_url=LOCAL, cookies={"pm_user": "ann"}).get("/label").text
     assert re.search(r'data-source="(\d+)" data-target="(\d+)"', again).groups() == shown[0]
+
+
+def test_undo_of_an_answer_outside_the_run_goes_back_to_the_queue(settings, conn):
+    from prodmatch.review import record_label
+
+    ids = tiny_run(conn, n=2)
+    record_label(conn, ids["shop-0"], ids["shop-1"], "non-match", "ann")  # a pair no run holds
+    client = _client(settings, user="ann")
+    undone = _post(client, "/undo", {})
+    assert undone.status_code == 303 and undone.headers["location"] == "/label"
+    assert conn.execute("SELECT count(*) FROM prodmatch.labels").fetchone()[0] == 0
+    conn.commit()
+    record_label(conn, ids["shop-0"], ids["rival-1"], "match", "ann")
+    again = _post(client, "/undo", {})
+    assert again.headers["location"] == f"/label?source={ids['shop-0']}&target={ids['rival-1']}"
