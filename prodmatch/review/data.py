@@ -159,7 +159,8 @@ def image_limits(max_side: int, allow_private_addresses: bool = False) -> _image
     """The worker's image limits, sized for a thumbnail; loopback/private hosts allowed only when asked."""
     limits = _images.ImageLimits(max_side=max_side)
     # The loader is learning to refuse non-public addresses unless allowed (an allow-list of networks); pass the
-    # allowance on in whichever form the loader in this tree has.
+    # allowance on in whichever form the loader in this tree has. When it also confines local paths to images
+    # roots, give it the worker's roots here: the references come from the database.
     names = {f.name for f in dataclasses.fields(limits)}
     if allow_private_addresses and "allowed_networks" in names:
         return dataclasses.replace(limits, allowed_networks=PRIVATE_NETWORKS)

@@ -65,7 +65,10 @@ def record_label(
     labelled_by: str,
     run_id: int | None = None,
 ) -> int:
-    """Store one answer as the pair's current label (earlier answers stay as history); returns its id."""
+    """Store one answer as the pair's current label (earlier answers stay as history); returns its id.
+
+    Committed at once unless the caller has a transaction open, which it then joins (psycopg's `transaction()`).
+    """
     if label not in LABELS:
         raise ConfigError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
     if not labelled_by:
