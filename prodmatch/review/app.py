@@ -6,53 +6,51 @@ asks `review.queue` which pair comes next and `review.thumbs` for pictures. Afte
 it runs the optional `retrain` hook (the learned matcher's training, plugged in by the caller) in a background
 thread; the hook's cross-validated F1 is shown as a history, and its scores steer the queue.
 
-Safe by default: it listens on 127.0.0.1 and then accepts only local Host headers (no DNS rebinding); on any other
-address every page asks for a token first (login form, cookie). Every state-changing request is a POST that must
-carry the page's CSRF token (double-submit cookie) and come from the same origin (Origin or Referer). Errors are
-pages, never tracebacks.
+Safe by default (guard.py): it listens on 127.0.0.1 and then accepts only local Host headers; on any other address
+every page asks for a token first. Every state-changing request is a POST with a CSRF token from the same origin.
+Errors are pages (pages.py), never tracebacks.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import hmac
-import html
-import ipaddress
 import logging
 import re
-import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote
 
 import psycopg
-from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 from prodmatch.config import Settings
 from prodmatch.errors import ImageError, ProdmatchError
 from prodmatch.review import data, labels, queue
+from prodmatch.review.guard import (
+    AUTH_COOKIE,
+    GuardMiddleware,
+    checked_form,
+    is_loopback,
+    safe_next,
+    token_digest,
+)
+from prodmatch.review.pages import ANSWERS, TEMPLATES, error_page, static_file
 from prodmatch.review.thumbs import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
 RetrainHook = Callable[[psycopg.Connection], dict]
 T = TypeVar("T")
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-CSRF_COOKIE, AUTH_COOKIE, USER_COOKIE, BLIND_COOKIE = "pm_csrf", "pm_auth", "pm_user", "pm_blind"
-ANSWERS = {"match": "same", "non-match": "different", "unsure": "unsure"}
+USER_COOKIE, BLIND_COOKIE = "pm_user", "pm_blind"
 RESERVE_SECONDS = 120.0  # how long a pair shown to one person is kept from the others
 
 
@@ -75,16 +73,6 @@ class ReviewOptions:
     @property
     def local(self) -> bool:
         return is_loopback(self.host)
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(
@@ -123,7 +111,7 @@ def create_app(
         exception_handlers={HTTPException: error_page, ProdmatchError: error_page, Exception: error_page},
     )
     app.state.review = state
-    return GuardMiddleware(app, options)
+    return GuardMiddleware(app, local=options.local, token=options.token)
 
 
 class ReviewState:
@@ -248,25 +236,23 @@ class ReviewState:
         )
 
     async def retrain_status(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
         return JSONResponse({"retraining": self.retraining, "history": self.history})
 
     async def login_page(self, request: Request) -> Response:
         return self.render(
-            request, "login.html", {"next": _safe_next(request.query_params.get("next")), "error": None}
+            request, "login.html", {"next": safe_next(request.query_params.get("next")), "error": None}
         )
 
     async def login(self, request: Request) -> Response:
         form = await checked_form(request)
-        target = _safe_next(form.get("next"))
+        target = safe_next(form.get("next"))
         if not self.options.token or not hmac.compare_digest(
             form.get("token", "").encode(), self.options.token.encode()
         ):
             context = {"next": target, "error": "That token is not the one this server printed."}
             return self.render(request, "login.html", context, status_code=403)
         response = RedirectResponse(target, 303)
-        response.set_cookie(AUTH_COOKIE, _token_digest(self.options.token), httponly=True, samesite="strict")
+        response.set_cookie(AUTH_COOKIE, token_digest(self.options.token), httponly=True, samesite="strict")
         name = re.sub(r"[^\w .@-]", "", form.get("name", "")).strip()[:64]
         if name:
             response.set_cookie(USER_COOKIE, quote(name), httponly=True, samesite="strict")
@@ -400,151 +386,6 @@ class ReviewState:
             self.retraining = False
 
 
-# --- security ------------------------------------------------------------------------------------------------
-
-
-class GuardMiddleware:
-    """Host and token checks, the CSRF cookie, and security headers on every response (pure ASGI)."""
-
-    OPEN_PATHS = ("/login", "/static/")
-
-    def __init__(self, app: Starlette, options: ReviewOptions) -> None:
-        self.app = app
-        self.options = options
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        cookies = request.cookies
-        token = cookies.get(CSRF_COOKIE, "")
-        fresh = not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", token)
-        if fresh:
-            token = secrets.token_urlsafe(32)
-        scope["csrf"] = token
-        denial = self._deny(request, cookies)
-        send = _with_headers(send, token if fresh else None)
-        if denial is not None:
-            await denial(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _deny(self, request: Request, cookies: dict) -> Response | None:
-        host = (request.url.hostname or "").strip("[]")
-        if self.options.local and host not in LOCAL_HOSTS:
-            # A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding) stops here.
-            return _page(
-                421, "Wrong host", f"This server answers only to 127.0.0.1 or localhost, not {host!r}."
-            )
-        if self.options.local or request.url.path.startswith(self.OPEN_PATHS):
-            return None
-        given = cookies.get(AUTH_COOKIE, "")
-        if self.options.token and hmac.compare_digest(
-            given.encode(), _token_digest(self.options.token).encode()
-        ):
-            return None
-        if request.method == "GET":
-            return RedirectResponse("/login?next=" + quote(_safe_next(str(request.url.path)), safe="/"), 303)
-        return _page(401, "Token needed", "Log in with the token the server printed when it started.")
-
-
-async def checked_form(request: Request) -> dict[str, str]:
-    """The posted form, once it has proved it comes from our own page: same origin and the CSRF token."""
-    origin = request.headers.get("origin")
-    referer = request.headers.get("referer")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None and origin != "null":
-        same = origin == own
-    elif referer:
-        same = referer == own or referer.startswith(own + "/")
-    else:
-        same = False
-    if not same:
-        raise HTTPException(403, "This form was not sent from this review app (Origin/Referer check).")
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(values.get("csrf", "").encode(), cookie.encode()):
-        raise HTTPException(
-            403, "The form's security token is missing or stale: reload the page and try again."
-        )
-    return values
-
-
-def _with_headers(send, csrf_token: str | None):
-    headers = [
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"same-origin"),
-        (
-            b"content-security-policy",
-            b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self';"
-            b" frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
-    ]
-    if csrf_token:
-        headers.append(
-            (b"set-cookie", f"{CSRF_COOKIE}={csrf_token}; Path=/; SameSite=Strict; HttpOnly".encode())
-        )
-
-    async def wrapped(message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *headers]}
-        await send(message)
-
-    return wrapped
-
-
-def _token_digest(token: str) -> str:
-    """What the auth cookie holds: a digest, so the cookie jar never holds the token itself."""
-    return hashlib.sha256(b"prodmatch-review:" + token.encode()).hexdigest()
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path on this server (no //host, no scheme) is a place to go back to after logging in."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/label"
-    return target
-
-
-# --- errors and static files ---------------------------------------------------------------------------------
-
-
-async def error_page(request: Request, error: Exception) -> Response:
-    """Every error as a page: the message for errors the user can fix, a plain apology for bugs (logged)."""
-    if isinstance(error, HTTPException):
-        status, message = error.status_code, str(error.detail)
-    elif isinstance(error, ProdmatchError):
-        status, message = 400, str(error)
-    else:
-        log.error("review app error on %s", request.url.path, exc_info=error)
-        status, message = 500, "Something went wrong on the server; the details are in its log."
-    titles = {400: "Bad request", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
-    return _page(status, titles.get(status, "Error" if status < 500 else "Server error"), message)
-
-
-def _page(status: int, title: str, message: str) -> Response:
-    from starlette.responses import HTMLResponse
-
-    body = TEMPLATES.get_template("error.html").render(status=status, title=title, message=message)
-    return HTMLResponse(body, status_code=status)
-
-
-STATIC = {"review.css": "text/css", "review.js": "text/javascript"}
-
-
-async def static_file(request: Request) -> Response:
-    name = request.path_params["name"]
-    if name not in STATIC:  # a fixed list: nothing else on disk is reachable
-        raise HTTPException(404, f"no static file {name!r}")
-    return Response(
-        (HERE / "static" / name).read_bytes(),
-        media_type=STATIC[name],
-        headers={"Cache-Control": "max-age=300"},
-    )
-
-
 # --- request parsing -----------------------------------------------------------------------------------------
 
 
@@ -608,8 +449,6 @@ def _blind(request: Request) -> bool:
 
 
 def _user(request: Request, options: ReviewOptions) -> str:
-    from urllib.parse import unquote
-
     name = unquote(request.cookies.get(USER_COOKIE, "")).strip()
     return name or options.user
 
@@ -619,65 +458,3 @@ def _default_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name in a container: still a usable label author
         return "reviewer"
-
-
-# --- templates -----------------------------------------------------------------------------------------------
-
-
-def _fmt_sim(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def _fmt_price(value: float | None, currency: str | None = None) -> str:
-    if value is None:
-        return "–"
-    amount = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
-    return amount + (f" {currency}" if currency else "")
-
-
-def _bar(value: float | None) -> int:
-    """Width in percent of a similarity bar: cosine similarities in [-1, 1] map onto 0..100."""
-    if value is None:
-        return 0
-    return max(0, min(100, round((value + 1) * 50 if value < 0 else value * 100)))
-
-
-def _sparkline(history: Sequence[dict], width: int = 260, height: int = 56) -> Markup:
-    """An inline SVG line of the F1 history, scaled to its own range (no chart library, no network)."""
-    points = [h["f1"] for h in history if isinstance(h.get("f1"), (int, float))]
-    if len(points) < 2:
-        return Markup("")
-    low, high = min(points), max(points)
-    span = max(high - low, 0.1)  # a flat history still reads as flat, not as noise blown up
-    low = max(0.0, (low + high - span) / 2 - 0.02)
-    span += 0.04
-    step = (width - 12) / (len(points) - 1)
-    xy = [(6 + i * step, height - 6 - (p - low) / span * (height - 12)) for i, p in enumerate(points)]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"/>' for x, y in xy)
-    return Markup(
-        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img"'
-        f' aria-label="cross-validated F1 from {points[0]:.3f} to {points[-1]:.3f}">'
-        f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{html.escape(line)}"/>'
-        f'<g fill="currentColor">{dots}</g></svg>'
-    )
-
-
-def _query(query: dict, **changes: object) -> str:
-    """The current query string with some parameters changed (for sort links and the pager)."""
-    from urllib.parse import urlencode
-
-    merged = {**query, **{k: v for k, v in changes.items()}}
-    return "?" + urlencode({k: v for k, v in merged.items() if v not in (None, "")})
-
-
-def _host_of(ref: str | None) -> str:
-    if not ref:
-        return ""
-    parts = urlsplit(ref)
-    return parts.hostname or "local file"
-
-
-TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
-TEMPLATES.env.filters.update(sim=_fmt_sim, price=_fmt_price, bar=_bar, host_of=_host_of)
-TEMPLATES.env.globals.update(sparkline=_sparkline, with_query=_query, answers=ANSWERS)

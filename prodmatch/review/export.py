@@ -18,7 +18,7 @@ import psycopg
 
 from prodmatch.errors import ConfigError, ImageError
 from prodmatch.review import data, labels
-from prodmatch.review.app import HERE, TEMPLATES
+from prodmatch.review.pages import HERE, TEMPLATES
 from prodmatch.review.thumbs import make_thumbnail
 
 EXPORT_FILE = "index.html"
