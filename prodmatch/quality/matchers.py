@@ -11,6 +11,8 @@ calibration, threshold) is `prodmatch.quality.training.train_matcher`; the resul
 
 from __future__ import annotations
 
+import csv
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 import psycopg
 
 from prodmatch.embed.lexical_refresh import refresh_lexical
-from prodmatch.errors import ConfigError
+from prodmatch.errors import ConfigError, ProdmatchError
 from prodmatch.match.hybrid import DEFAULT_K, Gathered, features, gather
 from prodmatch.quality.evaluate import _resolve
 from prodmatch.quality.gold import read_gold
@@ -362,3 +364,111 @@ def _plot_curves(curves: dict, rows: list[SignalScore], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# --- labels from the review app as training data ------------------------------------------------------------
+
+
+def labels_gold_file(conn: psycopg.Connection, path: Path) -> Path:
+    """Write the current same / different labels of `prodmatch.labels` as a gold CSV (what `--labels` reads)."""
+    rows = conn.execute(
+        "SELECT source_catalog, source_external_id, target_catalog, target_external_id,"
+        " CASE label WHEN 'match' THEN 1 ELSE 0 END FROM prodmatch.labels_v WHERE label <> 'unsure'"
+        " ORDER BY 1, 2, 3, 4"
+    ).fetchall()
+    if not rows:
+        raise ConfigError(
+            "no labels yet: label pairs with `prodmatch review` or load them with `prodmatch labels import`"
+        )
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("source_catalog", "source_id", "target_catalog", "target_id", "label"))
+        writer.writerows(rows)
+    return path
+
+
+def score_pairs(conn: psycopg.Connection, matcher_name: str, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """A stored matcher's probability for given (source product, target product) pairs of one catalogue pair."""
+    from prodmatch.match.link import load_matcher
+    from prodmatch.store.matchers import get_matcher
+
+    if not pairs:
+        return np.empty(0, dtype=np.float64)
+    scorer, registered = load_matcher(conn, matcher_name)
+    k = int(get_matcher(conn, matcher_name).trained_on.get("k") or DEFAULT_K)
+    source_ids = sorted({s for s, _ in pairs})
+    catalogs = dict(
+        conn.execute(
+            "SELECT id, catalog_id FROM prodmatch.products WHERE id = ANY(%s)",
+            ([*source_ids, *{t for _, t in pairs}],),
+        ).fetchall()
+    )
+    source_catalog, target_catalog = catalogs[pairs[0][0]], catalogs[pairs[0][1]]
+    gathered = gather(
+        conn,
+        source_catalog,
+        target_catalog,
+        registered,
+        k=k,
+        source_ids=np.array(source_ids, dtype=np.int64),
+        extra=set(pairs),
+    )
+    probability = scorer.predict_proba(features(gathered), allow_missing=True)
+    index = {
+        (s, t): i
+        for i, (s, t) in enumerate(
+            zip(gathered.pairs.sources.tolist(), gathered.pairs.targets.tolist(), strict=True)
+        )
+    }
+    return np.array([probability[index[pair]] for pair in pairs], dtype=np.float64)
+
+
+def review_retrainer(
+    settings, *, run_id: int | None = None, source: str | None = None, target: str | None = None
+):
+    """The review app's retrain hook: train a matcher on the labels so far; its probabilities steer the queue.
+
+    Returns `retrain(conn) -> {"f1", "threshold", "score"}` (the app's hook contract); with too few labels it
+    says so instead of a score.
+    """
+    from prodmatch import store
+
+    def retrain(conn: psycopg.Connection) -> dict:
+        a, b = _run_catalogs(conn, run_id, source, target)
+        name = f"review-{a}-{b}"
+        with tempfile.TemporaryDirectory() as folder:
+            gold = labels_gold_file(conn, Path(folder) / "labels.csv")
+            try:
+                report = train_and_store(conn, gold, a, b, name=name)
+            except ConfigError as error:  # too few matches or non-matches yet
+                return {"note": str(error)}
+            except ProdmatchError as error:
+                return {"note": str(error)}
+
+        def score(pairs) -> list[float]:
+            with store.connection(settings) as scoring:
+                keys = [(p.source_product_id, p.target_product_id) for p in pairs]
+                return score_pairs(scoring, name, keys).tolist()
+
+        return {
+            "f1": round(float(report.metrics.get("out_of_fold_f1", 0.0)), 4),
+            "threshold": report.threshold,
+            "matcher": name,
+            "score": score,
+        }
+
+    return retrain
+
+
+def _run_catalogs(conn, run_id: int | None, source: str | None, target: str | None) -> tuple[str, str]:
+    if source and target:
+        return source, target
+    row = conn.execute(
+        "SELECT sc.name, tc.name FROM prodmatch.match_runs r JOIN prodmatch.catalogs sc ON sc.id = r.source_catalog_id"
+        " JOIN prodmatch.catalogs tc ON tc.id = r.target_catalog_id"
+        " WHERE r.kind = 'link' AND (%s::bigint IS NULL OR r.id = %s) ORDER BY r.id DESC LIMIT 1",
+        (run_id, run_id),
+    ).fetchone()
+    if row is None:
+        raise ConfigError("no link run to learn from; run prodmatch link first")
+    return row[0], row[1]

@@ -286,6 +286,32 @@ ingest_rejects = Table(
 )
 Index("ingest_rejects_ingest_run_id_idx", ingest_rejects.c.ingest_run_id)
 
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("source_product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("target_product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("labelled_by", Text, nullable=False),
+    Column("labelled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("run_id", BigInteger, ForeignKey("match_runs.id", ondelete="SET NULL")),
+    # Answers are never overwritten: a new answer to a pair clears the old row's flag, so history stays.
+    Column("is_current", Boolean, nullable=False, server_default=text("true")),
+    CheckConstraint("label IN ('match', 'non-match', 'unsure')", name="label_known"),
+    CheckConstraint("source_product_id <> target_product_id", name="two_products"),
+)
+# One current answer per pair: concurrent writers serialise on an advisory lock and this index is the backstop.
+Index(
+    "labels_current_pair_key",
+    labels.c.source_product_id,
+    labels.c.target_product_id,
+    unique=True,
+    postgresql_where=text("is_current"),
+)
+Index("labels_target_product_id_idx", labels.c.target_product_id)
+Index("labels_labelled_by_labelled_at_idx", labels.c.labelled_by, labels.c.labelled_at)
+
 # Tables whose row counts `prodmatch db status` shows, in data-path order.
 STATUS_TABLES = (
     "catalogs",
@@ -297,4 +323,5 @@ STATUS_TABLES = (
     "duplicate_clusters",
     "ingest_runs",
     "ingest_rejects",
+    "labels",
 )

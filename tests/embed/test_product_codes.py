@@ -6,13 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prodmatch.embed.codes import (
-    code_kind,
-    compare_codes,
-    extract_codes,
-    gtin_check_digit_ok,
-    normalize_gtin,
-)
+from prodmatch.embed.codes import code_kind, compare_codes, extract_codes, gtin_check_digit_ok, normalize_gtin
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from prodmatch.cli import main
 from prodmatch.demo.catalogues import generate
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ProdmatchError
-from prodmatch.ingest import ingest_file
+from prodmatch.ingest.load import ingest_file
 from prodmatch.match.explain import explain_pair
 from prodmatch.match.link import load_matcher
 from prodmatch.quality.matchers import evaluate_matcher, train_and_store

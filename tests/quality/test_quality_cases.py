@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prodmatch.ingest import ingest_file
+from prodmatch.ingest.load import ingest_file
 from prodmatch.quality.gold import read_gold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
