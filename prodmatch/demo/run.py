@@ -43,6 +43,10 @@ class DemoReport:
     plots: dict[str, str] = field(default_factory=dict)
     sample_matches: list[dict] = field(default_factory=list)
     finetune: dict = field(default_factory=dict)  # hold-out before/after and the tuned model's evaluation
+    matcher: dict = field(
+        default_factory=dict
+    )  # the learned matcher against each single space, on held-out pairs
+    matcher_link: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +75,25 @@ class DemoReport:
             f"  link run {self.link['run_id']}: {self.link['pairs']} pairs for "
             f"{self.link['matched_sources']} of {self.link['sources']} products -> {self.link['out']}"
         )
+        if self.matcher.get("rows"):
+            m = self.matcher
+            lines.append(
+                f"  learned matcher {m['name']!r} ({m['kind']}, trained on {m['train_sources']} shop products' gold "
+                f"pairs), end to end on {m['test_pairs']} held-out gold pairs:"
+            )
+            lines.append(f"    {'decision':<14}{'mode':<6}{'precision':>10}{'recall':>8}{'F1':>7}")
+            for r in m["rows"]:
+                lines.append(
+                    f"    {r['name']:<14}{r['mode']:<6}{r['precision']:>10.3f}{r['recall']:>8.3f}{r['f1']:>7.3f}"
+                )
+            if self.matcher_link:
+                ml = self.matcher_link
+                lines.append(
+                    f"  link run {ml['run_id']} (matcher, one-to-one): {ml['accepted']} accepted pairs of "
+                    f"{ml['sources']} products -> {ml['out']}"
+                )
+        elif self.matcher.get("note"):
+            lines.append(f"  learned matcher: {self.matcher['note']}")
         lines.append(f"  dedupe run {self.dedupe['run_id']}: {self.dedupe['clusters']} duplicate clusters")
         lines += [f"    {m['similarity']}  {m['source']}  <->  {m['target']}" for m in self.sample_matches]
         lines += [f"  plot {name}: {path}" for name, path in self.plots.items()]
@@ -156,6 +179,23 @@ def run_demo(
             )
             conn.commit()
         report.link = linked.to_dict()
+        with clock("matcher"):
+            report.matcher = _matcher_against_spaces(conn, files, name, folder, seed)
+            conn.commit()
+        if report.matcher.get("name"):
+            with clock("link (matcher)"):
+                by_matcher = matching.link(
+                    conn,
+                    files.shop_catalog,
+                    files.competitor_catalog,
+                    k=5,
+                    matcher=report.matcher["name"],
+                    one_to_one=True,
+                    out=folder / "matches_matcher.csv",
+                    progress=progress,
+                )
+                conn.commit()
+            report.matcher_link = by_matcher.to_dict()
         with clock("dedupe"):
             threshold = max(float(evaluation.recommendation.get("threshold") or 0.95), 0.95)
             deduped = matching.dedupe(conn, files.shop_catalog, threshold, model=name, progress=progress)
@@ -174,6 +214,56 @@ def run_demo(
         ]
     report.steps = clock.steps
     return report
+
+
+def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) -> dict:
+    """Train a matcher on half the shop's gold pairs, then judge it and each single space on the other half.
+
+    The split is by shop product (a product's pairs stay together), so the held-out half is really unseen.
+    """
+    import csv
+    import random
+
+    from prodmatch.errors import ProdmatchError
+    from prodmatch.quality.gold import read_gold
+    from prodmatch.quality.matchers import evaluate_matcher, train_and_store
+
+    pairs = read_gold(files.gold)
+    sources = sorted({p.source_id for p in pairs})
+    random.Random(f"prodmatch-demo-split:{seed}").shuffle(sources)
+    train_sources = set(sources[: len(sources) // 2])
+    paths = {"train": folder / "data" / "gold_train.csv", "test": folder / "data" / "gold_test.csv"}
+    for split, path in paths.items():
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(("source_catalog", "source_id", "target_catalog", "target_id", "label"))
+            for p in pairs:
+                if (p.source_id in train_sources) == (split == "train"):
+                    writer.writerow((p.source_catalog, p.source_id, p.target_catalog, p.target_id, p.label))
+    name = "demo-matcher"
+    try:
+        trained = train_and_store(
+            conn, paths["train"], files.shop_catalog, files.competitor_catalog, model=model, name=name
+        )
+        judged = evaluate_matcher(
+            conn,
+            paths["test"],
+            name,
+            files.shop_catalog,
+            files.competitor_catalog,
+            plots_dir=folder / "plots",
+        )
+    except ProdmatchError as error:  # too few gold pairs in a tiny demo
+        return {"note": f"not trained: {error}"}
+    return {
+        "name": name,
+        "kind": trained.kind,
+        "train_sources": len(train_sources),
+        "test_pairs": judged.gold_pairs,
+        "candidate_recall": judged.candidate_recall,
+        "rows": [asdict(r) for r in judged.rows],
+        "plot": judged.plot,
+    }
 
 
 def _finetune_and_compare(conn, settings: Settings, files, base: str, folder: Path, progress: bool) -> dict:

@@ -31,7 +31,10 @@ def test_demo_runs_end_to_end(settings, tiny_clip_dir, tmp_path):
             assert image.format == "PNG"
     with db.connection(settings) as conn:
         assert (
-            conn.execute("SELECT count(*) FROM prodmatch.matches_v").fetchone()[0] == report["link"]["pairs"]
+            conn.execute(
+                "SELECT count(*) FROM prodmatch.matches_v WHERE run_id = %s", (report["link"]["run_id"],)
+            ).fetchone()[0]
+            == report["link"]["pairs"]
         )
         saved = conn.execute("SELECT settings FROM prodmatch.models").fetchone()[0]
         assert saved["threshold"] == report["evaluation"]["recommendation"]["threshold"]
