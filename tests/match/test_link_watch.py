@@ -7,8 +7,13 @@ parameters on the same data (which replaces the run; the watcher follows the new
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +170,37 @@ def test_watch_stops_with_an_error_when_its_run_is_deleted(settings, conn, demo)
         assert "was deleted" in str(watching.error)
     finally:
         watching.close()
+
+
+def test_link_watch_command_shows_an_inserted_offer_in_matches_v_then_stops_on_sigterm(settings, conn, demo):
+    env = {
+        **os.environ,
+        "PRODMATCH_DATABASE_URL": settings.database_url,
+        "PRODMATCH_HOME": str(settings.home),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    command = [sys.executable, "-c", "from prodmatch.cli import main; main()", "link", "--source", "shop"]
+    command += ["--target", "competitor", "--k", "2", "--watch", "--poll-seconds", "0.2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not conn.execute("SELECT count(*) FROM prodmatch.matches").fetchone()[0]:
+            conn.commit()
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        _copy_product(conn, _product(conn, "shop", 3), "app-offer", " new")
+        conn.commit()
+        found = []
+        while not found:
+            found = conn.execute(
+                "SELECT target_external_id FROM prodmatch.matches_v WHERE source_external_id = 'app-offer'"
+            ).fetchall()
+            conn.commit()
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        assert len(found) == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "watched run" in err and "SELECT * FROM prodmatch.matches_v" in out
