@@ -51,7 +51,7 @@ from prodmatch.match.link import _product_signals, accept_cosine, accept_scored,
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.scoring import Matcher
 from prodmatch.store.matchers import get_matcher
-from prodmatch.store.models import SPACES, Model
+from prodmatch.store.models import SPACES, Model, get_model
 from prodmatch.store.runs import store_pairs
 from prodmatch.store.schema import LEXICAL_DIMENSIONS
 from prodmatch.store.vectors import fetch_spaces
@@ -224,7 +224,7 @@ def _load_run(conn: psycopg.Connection, run_id: int) -> _Run:
     model = None
     if model_id is not None:
         name = conn.execute("SELECT name FROM prodmatch.models WHERE id = %s", (model_id,)).fetchone()[0]
-        model = store.get_model(conn, name)
+        model = get_model(conn, name)
     scorer, gather_k = None, DEFAULT_K
     if params.get("matcher"):
         scorer, model = load_matcher(conn, params["matcher"])

@@ -19,6 +19,7 @@ import pytest
 
 from prodmatch import match
 from prodmatch.demo.catalogues import generate
+from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.watch import WatchPass, watch_link
 from prodmatch.quality.matchers import train_and_store
@@ -204,3 +205,39 @@ def test_link_watch_command_shows_an_inserted_offer_in_matches_v_then_stops_on_s
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "watched run" in err and "SELECT * FROM prodmatch.matches_v" in out
+
+
+@pytest.mark.parametrize(
+    "options", [{"k": 3, "mode": "exact"}, {"k": 2, "mode": "exact", "one_to_one": True}]
+)
+def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, conn, matched, options):
+    run = match.link(conn, "shop", "rival", space="fused", **options)
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+
+        def check() -> None:
+            embed(settings, EmbedOptions(batch_size=16))  # the new and changed products' vectors become ready
+            done = watching.caught_up(conn)
+            assert not done.full, done
+            watched = _stored(conn, done.run_id)
+            fresh = match.link(conn, "shop", "rival", space="fused", **options)
+            assert watched == _stored(conn, fresh.run_id)
+            watching.caught_up(conn)
+
+        rival = conn.execute("SELECT id FROM prodmatch.products WHERE external_id = 'rival-3'").fetchone()[0]
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
+            " SELECT catalog_id, 'rival-new', title, image, price, currency FROM prodmatch.products WHERE id = %s",
+            (rival,),
+        )
+        conn.commit()
+        check()
+        conn.execute("UPDATE prodmatch.products SET title = 'something else' WHERE id = %s", (rival,))
+        conn.commit()
+        check()
+        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
+        conn.commit()
+        check()
+    finally:
+        watching.close()
