@@ -73,10 +73,9 @@ def _show(report: object, as_json: bool) -> None:
 # Options shared by several commands, declared once (as sqlite-utils does).
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 model_option = click.option("--model", help="Model name (default: the only registered one).")
-SPACES = ("fused", "image", "text")
-
-
 def space_option(default: str | None = "fused", *, lexical: bool = True, help: str | None = None):
+    from prodmatch.store.models import SPACES  # the one list of vector spaces
+
     choices = [*SPACES, "lexical"] if lexical else list(SPACES)
     return click.option(
         "--space", type=click.Choice(choices), default=default, show_default=default is not None, help=help
@@ -808,6 +807,7 @@ def matcher_train(
             k=k,
             min_precision=min_precision,
             progress=not as_json,
+            labelled_only=labels,  # labels name single pairs; their sources' other candidates are unknown
         )
     _show(report, as_json)
 

@@ -81,8 +81,14 @@ def train_and_store(
     min_precision: float | None = None,
     seed: int = 0,
     progress: bool = False,
+    labelled_only: bool = False,
 ) -> MatcherReport:
-    """Train a matcher on `gold_file`'s pairs between `source` and `target` and store it as `name`."""
+    """Train a matcher on `gold_file`'s pairs between `source` and `target` and store it as `name`.
+
+    By default a gold source's candidates that are not its gold targets are non-matches (a gold file lists every
+    true target of the sources it names). `labelled_only` trains on the listed pairs alone, for labels people
+    gave one pair at a time (`prodmatch review`), where an unlabelled candidate may still be a match.
+    """
     started = time.perf_counter()
     name = name or f"{source}-{target}"
     refresh_lexical(conn, progress=progress)
@@ -93,9 +99,27 @@ def train_and_store(
     if not positives:
         raise ConfigError(f"{gold_file}: no label-1 pairs between {source!r} and {target!r}")
     sources = np.array(sorted({s for s, _ in positives} | {s for s, _ in negatives}), dtype=np.int64)
-    gathered = gather(conn, source_id, target_id, registered, k=k, source_ids=sources, extra=negatives)
+    gathered = gather(
+        conn,
+        source_id,
+        target_id,
+        registered,
+        k=k,
+        source_ids=sources,
+        extra=negatives | (positives if labelled_only else set()),
+    )
     matrix = features(gathered)
     labels = _labels(gathered, positives)
+    if labelled_only:
+        listed = positives | negatives
+        keep = np.array(
+            [
+                (s, t) in listed
+                for s, t in zip(gathered.pairs.sources.tolist(), gathered.pairs.targets.tolist(), strict=True)
+            ]
+        )
+        matrix, labels = matrix.rows(keep), labels[keep]
+        gathered.pairs = gathered.pairs.take(keep)
     matcher = train_matcher(
         matrix, labels, gathered.pairs.sources, min_precision=min_precision, seed=seed, name=name
     )
@@ -437,12 +461,10 @@ def review_retrainer(
         a, b = _run_catalogs(conn, run_id, source, target)
         name = f"review-{a}-{b}"
         with tempfile.TemporaryDirectory() as folder:
-            gold = labels_gold_file(conn, Path(folder) / "labels.csv")
             try:
-                report = train_and_store(conn, gold, a, b, name=name)
-            except ConfigError as error:  # too few matches or non-matches yet
-                return {"note": str(error)}
-            except ProdmatchError as error:
+                gold = labels_gold_file(conn, Path(folder) / "labels.csv")
+                report = train_and_store(conn, gold, a, b, name=name, labelled_only=True)
+            except ProdmatchError as error:  # no labels, or too few matches or non-matches yet
                 return {"note": str(error)}
 
         def score(pairs) -> list[float]:

@@ -26,7 +26,8 @@ from prodmatch.embed import images as _images
 from prodmatch.errors import ConfigError, ProdmatchError
 
 OPTIONAL_MATCH_COLUMNS = ("lexical_similarity", "match_probability", "accepted")
-SPACES = ("fused", "image", "text")
+from prodmatch.store.models import SPACES  # noqa: E402  (the one list of vector spaces)
+
 # What --allow-private-images lets image URLs reach: loopback and the private ranges (tests, intranet CDNs).
 PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
