@@ -73,6 +73,8 @@ def _show(report: object, as_json: bool) -> None:
 # Options shared by several commands, declared once (as sqlite-utils does).
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 model_option = click.option("--model", help="Model name (default: the only registered one).")
+
+
 def space_option(default: str | None = "fused", *, lexical: bool = True, help: str | None = None):
     from prodmatch.store.models import SPACES  # the one list of vector spaces
 
