@@ -645,7 +645,8 @@ def link_command(
     """
     from prodmatch import match
 
-    with store.connection(_settings()) as conn:
+    settings = _settings()
+    with store.connection(settings) as conn:
         result = match.link(
             conn,
             source,
@@ -660,6 +661,7 @@ def link_command(
             ef_search=ef_search,
             out=out,
             progress=not as_json,
+            memory_budget_bytes=settings.memory_budget,
         )
     _show(result, as_json)
 
@@ -683,8 +685,18 @@ def dedupe_command(
     """
     from prodmatch import match
 
-    with store.connection(_settings()) as conn:
-        result = match.dedupe(conn, catalog, threshold, model=model, space=space, k=k, progress=not as_json)
+    settings = _settings()
+    with store.connection(settings) as conn:
+        result = match.dedupe(
+            conn,
+            catalog,
+            threshold,
+            model=model,
+            space=space,
+            k=k,
+            progress=not as_json,
+            memory_budget_bytes=settings.memory_budget,
+        )
     _show(result, as_json)
 
 
@@ -728,8 +740,11 @@ def index_check_command(model: str | None, space: str, sample: int, k: int, as_j
     """
     from prodmatch import match
 
-    with store.connection(_settings()) as conn:
-        report = match.check_index(conn, model=model, space=space, sample=sample, k=k)
+    settings = _settings()
+    with store.connection(settings) as conn:
+        report = match.check_index(
+            conn, model=model, space=space, sample=sample, k=k, memory_budget_bytes=settings.memory_budget
+        )
     _show(report, as_json)
 
 
