@@ -127,7 +127,6 @@ def test_ingest_interrupted_by_a_restart_loads_nothing_then_a_rerun_loads_it_all
     try:
         # Restart while the file is being copied in (COPY progress is visible to other sessions).
         _wait_for(lambda: _count(fsettings, "SELECT count(*) FROM pg_stat_progress_copy") > 0)
-        time.sleep(0.3)
         server.restart()
         out, err = ingest.communicate(timeout=120)
     finally:
