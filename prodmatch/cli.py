@@ -623,6 +623,18 @@ def search_command(
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the pairs (.csv or .jsonl)."
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Then keep the run current as products are added, changed or deleted, until Ctrl-C / SIGTERM.",
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(0.05, 3600),
+    default=1.0,
+    show_default=True,
+    help="With --watch: look for changes this often even without a NOTIFY (deletions send none).",
+)
 @json_option
 def link_command(
     source: str,
@@ -636,9 +648,14 @@ def link_command(
     matcher: str | None,
     ef_search: int | None,
     out: Path | None,
+    watch: bool,
+    poll_seconds: float,
     as_json: bool,
 ) -> None:
     """Find every SOURCE product's best candidates in TARGET and store them as a match run.
+
+    With --watch the run is then kept current: the products that changed (and those whose candidates they
+    change) are recomputed within seconds, so prodmatch.matches_v shows an application's new offer's matches.
 
     \b
     Example: prodmatch link --source shop --target competitor --matcher shop-competitor --one-to-one
@@ -664,6 +681,34 @@ def link_command(
             memory_budget_bytes=settings.memory_budget,
         )
     _show(result, as_json)
+    if watch:
+        from prodmatch.match.watch import watch_link
+
+        def report(done) -> None:
+            if done.rewritten_sources or done.deleted:
+                click.echo(json.dumps(done.to_dict()) if as_json else done.to_text(), err=not as_json)
+
+        stop = _stop_on_signals("stopping the watch")
+        summary = watch_link(settings, result.run_id, stop=stop, poll_seconds=poll_seconds, on_pass=report)
+        click.echo(summary.to_text(), err=True)
+
+
+def _stop_on_signals(message: str):
+    """An Event set by the first SIGINT / SIGTERM (a second one interrupts at once)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo(f"\n{signal.Signals(signum).name}: {message}", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
 
 
 @main.command("dedupe")

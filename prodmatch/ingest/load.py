@@ -73,6 +73,23 @@ class IngestResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_text(self, *, listed: int = 20) -> str:
+        """The summary line, then (for stderr) why rows were rejected, at most `listed` of them."""
+        lines = [
+            f"{self.file} -> {self.catalog}: {self.rows:,} rows, inserted {self.inserted:,}, "
+            f"updated {self.updated:,}, unchanged {self.unchanged:,}, rejected {self.rejected:,}"
+            + (f", deleted {self.deleted:,}" if self.deleted else "")
+            + f" ({self.seconds:.1f} s)"
+        ]
+        if self.prune_skipped:
+            lines.append(f"  not pruned: {self.prune_skipped}")
+        lines += ["  rejected " + describe_reject(reject) for reject in self.rejects[:listed]]
+        if self.rejected > listed:
+            lines.append(
+                f"  ... {self.rejected - listed} more in prodmatch.ingest_rejects (ingest_run_id = {self.ingest_run_id})"
+            )
+        return "\n".join(lines)
+
 
 def ingest_file(
     conn: psycopg.Connection, path: str | Path, catalog: str, options: IngestOptions | None = None

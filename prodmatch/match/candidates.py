@@ -23,9 +23,20 @@ _DOT_CHUNK = 65536  # pairs per einsum, to bound memory
 
 
 def exact_candidates(
-    conn, model: Model, space: str, source_id: int, target_id: int, k: int, advance: Callable[[int], None]
+    conn,
+    model: Model,
+    space: str,
+    source_id: int,
+    target_id: int,
+    k: int,
+    advance: Callable[[int], None],
+    source_only: np.ndarray | None = None,
 ) -> CandidatePairs:
+    """Exact top-k of every source product (or only those in `source_only`) among the target's."""
     source_ids, source = fetch_spaces(conn, model, source_id, space)
+    if source_only is not None:
+        keep = np.isin(source_ids, source_only)
+        source_ids, source = source_ids[keep], {name: v[keep] for name, v in source.items()}
     target_ids, target = fetch_spaces(conn, model, target_id, space)
     found = top_k_cosine(source[space], target[space], k, progress=advance)
     rows, cols = np.nonzero(found.indices >= 0)
@@ -55,7 +66,9 @@ def ann_candidates(
     k: int,
     ef_search: int,
     advance: Callable[[int], None],
+    source_only: np.ndarray | None = None,
 ) -> CandidatePairs:
+    """HNSW top-k of every source product (or only those in `source_only`) through prodmatch.candidates()."""
     ids = [
         r[0]
         for r in conn.execute(
@@ -67,6 +80,9 @@ def ann_candidates(
             (model.id, source),
         )
     ]
+    if source_only is not None:
+        wanted = set(source_only.tolist())
+        ids = [i for i in ids if i in wanted]
     rows = []
     for start in range(0, len(ids), ANN_CHUNK):
         chunk = ids[start : start + ANN_CHUNK]

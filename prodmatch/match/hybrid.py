@@ -216,9 +216,9 @@ def _lexical_top_k(
             if hi == lo:
                 continue
             data, cols = block.data[lo:hi], block.indices[lo:hi]
-            if hi - lo > k:
-                top = np.argpartition(-data, k)[:k]
-                cols = cols[top]
+            # Best first, ties to the lower product id: a source's candidates then depend on nothing but the
+            # target products' contents, so `watch` recomputing one source gets what a full link gets.
+            cols = cols[np.lexsort((cols, -data))[:k]]
             out_s.append(np.full(len(cols), start + row, dtype=np.int64))
             out_t.append(cols.astype(np.int64))
     if not out_s:

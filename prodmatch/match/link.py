@@ -28,6 +28,7 @@ from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.hybrid import DEFAULT_K, features, gather, lexical_candidates, lexical_similarities
 from prodmatch.match.memory import dedupe_peak_bytes, exact_link_peak_bytes, require_fits
+from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.queries import DEFAULT_EF_SEARCH
 from prodmatch.match.scoring import Matcher
 from prodmatch.match.signals.features import PRODUCT_FEATURES
@@ -195,8 +196,7 @@ def link(
             )
     conn.commit()
     pairs.signals["lexical_similarity"] = lexical_similarities(conn, source_id, target_id, pairs)
-    pairs = filter_and_rank(pairs, threshold, one_to_one)
-    pairs.signals["accepted"] = pairs.ranks == 1
+    pairs = accept_cosine(pairs, threshold, one_to_one)
     result = _finish(
         conn,
         "link",
@@ -223,8 +223,7 @@ def _link_lexical(
     params = {"k": k, "threshold": threshold, "one_to_one": one_to_one, "mode": "exact", "space": "lexical"}
     pairs = lexical_candidates(conn, source_id, target_id, k)
     conn.commit()
-    pairs = filter_and_rank(pairs, threshold, one_to_one)
-    pairs.signals["accepted"] = pairs.ranks == 1
+    pairs = accept_cosine(pairs, threshold, one_to_one)
     sources = conn.execute(
         "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (source_id,)
     ).fetchone()[0]
@@ -264,22 +263,7 @@ def _link_with_matcher(
     pairs.score = probability
     pairs.signals["match_probability"] = probability
     pairs.signals["product_signals"] = _product_signals(matrix)
-    accepted = probability >= scorer.threshold
-    if one_to_one:
-        chosen = np.zeros(len(pairs), dtype=bool)
-        candidates = np.flatnonzero(accepted)
-        chosen[
-            candidates[
-                greedy_assignment(
-                    pairs.sources[candidates], pairs.targets[candidates], probability[candidates]
-                )
-            ]
-        ] = True
-        accepted = chosen
-    pairs.signals["accepted"] = accepted
-    pairs = filter_and_rank(pairs, None, False)
-    keep = (pairs.ranks <= k) | pairs.signals["accepted"]
-    pairs = pairs.take(keep)
+    pairs = accept_scored(pairs, scorer.threshold, one_to_one, k)
     params = {
         "k": k,
         "one_to_one": one_to_one,
@@ -308,6 +292,35 @@ def _link_with_matcher(
         started,
         matcher=matcher_name,
     )
+
+
+# --- acceptance (shared with `prodmatch.match.watch`, which repairs a stored run the same way) ----------------
+
+
+def accept_cosine(pairs: CandidatePairs, threshold: float | None, one_to_one: bool) -> CandidatePairs:
+    """A cosine run's stored pairs: over the threshold (one-to-one if asked), ranked; rank 1 is accepted."""
+    pairs = filter_and_rank(pairs, threshold, one_to_one)
+    pairs.signals["accepted"] = pairs.ranks == 1
+    return pairs
+
+
+def accept_scored(pairs: CandidatePairs, threshold: float, one_to_one: bool, k: int) -> CandidatePairs:
+    """A matcher run's stored pairs: accepted at the threshold (one-to-one if asked), the top k of each source."""
+    accepted = pairs.score >= threshold
+    if one_to_one:
+        chosen = np.zeros(len(pairs), dtype=bool)
+        candidates = np.flatnonzero(accepted)
+        chosen[
+            candidates[
+                greedy_assignment(
+                    pairs.sources[candidates], pairs.targets[candidates], pairs.score[candidates]
+                )
+            ]
+        ] = True
+        accepted = chosen
+    pairs.signals["accepted"] = accepted
+    pairs = filter_and_rank(pairs, None, False)
+    return pairs.take((pairs.ranks <= k) | pairs.signals["accepted"])
 
 
 def _finish(

@@ -10,7 +10,9 @@ from click.testing import CliRunner
 from prodmatch.cli import main
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+def _commands(
+    group: click.Group, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
     found = []
     for name, command in sorted(group.commands.items()):
         path = (*prefix, name)

@@ -217,7 +217,11 @@ def _counts(settings, model_id: int) -> dict[str, int]:
 
 def _worker_process(settings, *args: str) -> subprocess.Popen:
     # The test image server listens on 127.0.0.1, which the worker refuses unless allowed.
-    env = {**os.environ, "PRODMATCH_DATABASE_URL": settings.database_url, "PRODMATCH_IMAGE_ALLOW": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "PRODMATCH_DATABASE_URL": settings.database_url,
+        "PRODMATCH_IMAGE_ALLOW": "127.0.0.1",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "prodmatch.cli", "embed", "--json", *args],
         env=env,

@@ -13,11 +13,7 @@ from prodmatch.review import ReviewOptions, create_app, export_run
 
 
 def _with_matcher_columns(conn, ids) -> tuple[int, int]:
-    """Add the columns as a later migration will, and score every pair; returns the pair set at 0.5."""
-    conn.execute(
-        "ALTER TABLE prodmatch.matches ADD COLUMN lexical_similarity real, ADD COLUMN match_probability real,"
-        " ADD COLUMN accepted boolean"
-    )
+    """Score every pair as a matcher run would (migration 0005 added the columns); returns the pair set at 0.5."""
     conn.execute(
         "UPDATE prodmatch.matches SET lexical_similarity = 0.25, match_probability = 0.97,"
         " accepted = (source_product_id = %s)",

@@ -4,6 +4,7 @@ and errors as pages."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -93,8 +94,9 @@ def test_posts_need_the_csrf_token_and_the_same_origin(settings, conn, world):
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
 
 
-def test_thumbnails_come_only_from_a_products_stored_image(settings, world):
-    client = _client(settings)
+def test_thumbnails_come_only_from_a_products_stored_image(settings, world, tmp_path):
+    # The products were written with plain SQL (no ingest run names their folder): the images root is configured.
+    client = _client(dataclasses.replace(settings, image_roots=(tmp_path.resolve(),)))
     thumb = client.get(f"/thumb/{world['shop-0']}?size=96")
     assert thumb.status_code == 200 and thumb.headers["content-type"] in ("image/png", "image/jpeg")
     for path in (
@@ -148,7 +150,7 @@ def test_thumbnails_are_cached_least_recently_used_first(tmp_path):
     for i, colour in enumerate(("red", "green", "blue")):
         Image.new("RGB", (300, 200), colour).save(tmp_path / f"{i}.png")
         refs.append(str(tmp_path / f"{i}.png"))
-    cache = ThumbnailCache(capacity=2)
+    cache = ThumbnailCache(capacity=2, roots=(tmp_path.resolve(),))
     first = cache.get(refs[0], 90)
     assert cache.get(refs[0], 96) is first  # sizes round up to the next standard size: one entry
     with Image.open(__import__("io").BytesIO(first.content)) as image:

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from prodmatch import store as db
-from prodmatch.store.models import SPACES, create_indexes, get_model, index_name, vector_expression
+from prodmatch.store.models import (
+    SPACES,
+    autocommit_twin,
+    create_indexes,
+    get_model,
+    index_name,
+    vector_expression,
+)
 
 
 def test_model_registration_creates_three_hnsw_indexes_the_planner_uses(settings, clip_model):
@@ -49,7 +56,9 @@ def test_python_and_sql_index_expressions_agree(conn, dimension, fusion):
         (f"m{dimension}-{fusion}", dimension, fused, fusion),
     ).fetchone()[0]
     model = get_model(conn, f"m{dimension}-{fusion}")
-    create_indexes(conn, model)
+    conn.commit()
+    with autocommit_twin(conn) as twin:  # the indexes are built CONCURRENTLY, outside a transaction
+        create_indexes(twin, model)
     conn.execute("SET enable_seqscan = off")
     for space in SPACES:
         python_form = vector_expression(model, space).as_string(conn).replace('"', "")

@@ -1,0 +1,243 @@
+"""`watch_link` keeps a stored link run equal to a fresh full link while both catalogues change by plain SQL.
+
+A watcher thread follows the run; after each insert, change or delete (shop or competitor side) the test waits
+until a pass's checkpoint is past the change, reads the run's pairs, then runs a fresh `link` with the same
+parameters on the same data (which replaces the run; the watcher follows the new one) and compares the two.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from prodmatch import match
+from prodmatch.demo.catalogues import generate
+from prodmatch.embed.worker import EmbedOptions, embed
+from prodmatch.ingest.load import ingest_file
+from prodmatch.match.watch import WatchPass, watch_link
+from prodmatch.quality.matchers import train_and_store
+
+
+class Watching:
+    """A watcher thread and the passes it reported."""
+
+    def __init__(self, settings, run_id: int) -> None:
+        self.stop = threading.Event()
+        self.passes: list[WatchPass] = []
+        self.changed = threading.Condition()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(settings, run_id), daemon=True)
+        self.thread.start()
+
+    def _run(self, settings, run_id: int) -> None:
+        try:
+            watch_link(settings, run_id, stop=self.stop, poll_seconds=0.2, on_pass=self._report)
+        except BaseException as error:  # surfaced by caught_up
+            self.error = error
+
+    def _report(self, done: WatchPass) -> None:
+        with self.changed:
+            self.passes.append(done)
+            self.changed.notify_all()
+
+    def caught_up(self, conn, timeout: float = 60.0) -> WatchPass:
+        """The first pass whose checkpoint is past everything this connection committed."""
+        conn.commit()
+        now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()  # an open transaction here would hold the watcher's checkpoint back
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                assert self.error is None, self.error
+                done = next((p for p in self.passes if p.checkpoint > now), None)
+                if done is not None:
+                    return done
+                left = deadline - time.monotonic()
+                assert left > 0, f"the watcher did not catch up: {self.passes[-3:]}"
+                self.changed.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+def _stored(conn, run_id: int) -> list[tuple]:
+    rows = conn.execute(
+        "SELECT source_product_id, target_product_id, rank, accepted,"
+        " round(coalesce(match_probability, lexical_similarity)::numeric, 4)"
+        " FROM prodmatch.matches WHERE run_id = %s ORDER BY 1, 3, 2",
+        (run_id,),
+    ).fetchall()
+    conn.commit()
+    return rows
+
+
+def _product(conn, catalog: str, offset: int) -> int:
+    return conn.execute(
+        "SELECT p.id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
+        " WHERE c.name = %s ORDER BY p.id OFFSET %s LIMIT 1",
+        (catalog, offset),
+    ).fetchone()[0]
+
+
+def _copy_product(conn, product_id: int, external_id: str, suffix: str) -> None:
+    """An application's plain-SQL INSERT: a near copy of an existing product under a new id."""
+    conn.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, price, currency)"
+        " SELECT catalog_id, %s, title || %s, brand, category, price, currency FROM prodmatch.products WHERE id = %s",
+        (external_id, suffix, product_id),
+    )
+
+
+@pytest.fixture
+def demo(conn, tmp_path):
+    files = generate(tmp_path / "demo", 100, seed=3, image_size=32)
+    ingest_file(conn, files.shop, "shop")
+    ingest_file(conn, files.competitor, "competitor")
+    conn.commit()
+    return files
+
+
+CASES = {
+    "lexical": {"k": 3},
+    "lexical-one-to-one": {"k": 3, "threshold": 0.2, "one_to_one": True},
+    "matcher": {"k": 3, "matcher": "m"},
+    "matcher-one-to-one": {"k": 3, "matcher": "m", "one_to_one": True},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_watched_run_equals_a_fresh_link_after_inserts_changes_and_deletes(settings, conn, demo, case):
+    options = CASES[case]
+    if "matcher" in options:
+        train_and_store(conn, demo.gold, "shop", "competitor", name="m")
+    run = match.link(conn, "shop", "competitor", **options)
+    watching = Watching(settings, run.run_id)
+    try:
+        first = watching.caught_up(conn)
+        assert first.full and first.run_id == run.run_id
+
+        def check(expect_recompute: bool = True) -> None:
+            done = watching.caught_up(conn)
+            assert not done.full, done  # the change was handled incrementally, not by redoing the run
+            assert done.recomputed_sources >= 1 or not expect_recompute
+            watched = _stored(conn, done.run_id)
+            fresh = match.link(conn, "shop", "competitor", **options)  # replaces the run
+            assert watched == _stored(conn, fresh.run_id)
+            assert watching.caught_up(conn).run_id == fresh.run_id  # the watcher follows the re-run
+
+        target, source = _product(conn, "competitor", 5), _product(conn, "shop", 7)
+        _copy_product(conn, target, "new-target", " plus")  # a target that competes with an existing one
+        conn.commit()
+        check()
+        _copy_product(conn, source, "new-source", " ")
+        conn.commit()
+        check()
+        conn.execute("UPDATE prodmatch.products SET title = title || ' 2 pack' WHERE id = %s", (target,))
+        conn.execute("UPDATE prodmatch.products SET title = 'Bosch drill 18V' WHERE id = %s", (source,))
+        conn.commit()
+        check()
+        accepted = conn.execute(
+            "SELECT target_product_id FROM prodmatch.matches WHERE run_id = %s AND accepted"
+            " ORDER BY source_product_id LIMIT 1",
+            (watching.passes[-1].run_id,),
+        ).fetchone()[0]
+        conn.execute("DELETE FROM prodmatch.products WHERE id = %s", (accepted,))  # a matched target goes
+        conn.commit()
+        check()
+        conn.execute("DELETE FROM prodmatch.products WHERE id = %s", (_product(conn, "shop", 11),))
+        conn.commit()
+        check(expect_recompute=False)  # a deleted source only loses its rows
+    finally:
+        watching.close()
+
+
+def test_watch_stops_with_an_error_when_its_run_is_deleted(settings, conn, demo):
+    run = match.link(conn, "shop", "competitor", k=2)
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+        conn.execute("DELETE FROM prodmatch.match_runs WHERE id = %s", (run.run_id,))
+        conn.commit()
+        watching.thread.join(timeout=30)
+        assert "was deleted" in str(watching.error)
+    finally:
+        watching.close()
+
+
+def test_link_watch_command_shows_an_inserted_offer_in_matches_v_then_stops_on_sigterm(settings, conn, demo):
+    env = {
+        **os.environ,
+        "PRODMATCH_DATABASE_URL": settings.database_url,
+        "PRODMATCH_HOME": str(settings.home),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    command = [sys.executable, "-c", "from prodmatch.cli import main; main()", "link", "--source", "shop"]
+    command += ["--target", "competitor", "--k", "2", "--watch", "--poll-seconds", "0.2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not conn.execute("SELECT count(*) FROM prodmatch.matches").fetchone()[0]:
+            conn.commit()
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        _copy_product(conn, _product(conn, "shop", 3), "app-offer", " new")
+        conn.commit()
+        found = []
+        while not found:
+            found = conn.execute(
+                "SELECT target_external_id FROM prodmatch.matches_v WHERE source_external_id = 'app-offer'"
+            ).fetchall()
+            conn.commit()
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        assert len(found) == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "watched run" in err and "SELECT * FROM prodmatch.matches_v" in out
+
+
+@pytest.mark.parametrize(
+    "options", [{"k": 3, "mode": "exact"}, {"k": 2, "mode": "exact", "one_to_one": True}]
+)
+def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, conn, matched, options):
+    run = match.link(conn, "shop", "rival", space="fused", **options)
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+
+        def check() -> None:
+            embed(settings, EmbedOptions(batch_size=16))  # the new and changed products' vectors become ready
+            done = watching.caught_up(conn)
+            assert not done.full, done
+            watched = _stored(conn, done.run_id)
+            fresh = match.link(conn, "shop", "rival", space="fused", **options)
+            assert watched == _stored(conn, fresh.run_id)
+            watching.caught_up(conn)
+
+        rival = conn.execute("SELECT id FROM prodmatch.products WHERE external_id = 'rival-3'").fetchone()[0]
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
+            " SELECT catalog_id, 'rival-new', title, image, price, currency FROM prodmatch.products WHERE id = %s",
+            (rival,),
+        )
+        conn.commit()
+        check()
+        conn.execute("UPDATE prodmatch.products SET title = 'something else' WHERE id = %s", (rival,))
+        conn.commit()
+        check()
+        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
+        conn.commit()
+        check()
+    finally:
+        watching.close()
