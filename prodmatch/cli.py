@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 
 import click
+import psycopg
 
 from prodmatch import store
 from prodmatch.config import Settings, load_settings
@@ -21,13 +23,32 @@ from prodmatch.errors import ProdmatchError
 
 
 class _Command(click.Command):
-    """A command whose ProdmatchError becomes a one-line error and exit code 1 (no traceback)."""
+    """A command whose ProdmatchError, or a database connection lost mid-command, becomes a one-line error
+    and exit code 1 (no traceback)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ProdmatchError as exc:
             raise click.ClickException(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            if not _connection_lost(exc):
+                raise
+            raise click.ClickException(_lost_connection_message(exc)) from exc
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """A restart, failover, network cut or terminated backend (not a lock or statement timeout)."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _lost_connection_message(exc: BaseException) -> str:
+    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return (
+        f"lost the database connection ({reason}); what this command had not committed was rolled back, "
+        "so nothing is half-written: run it again"
+    )
 
 
 class _Group(click.Group):
@@ -104,6 +125,14 @@ def k_option(default: int, maximum: int = 1000, help: str | None = None):
 def main(ctx: click.Context, database_url: str | None, home: Path | None) -> None:
     """Match products across catalogues by image and text, with PostgreSQL + pgvector."""
     ctx.obj = load_settings(database_url=database_url, home=home)
+    # After a lost connection psycopg also logs that it could not end a COPY ("error ignored terminating
+    # <Copy>"); the command's one-line error already says what happened.
+    logging.getLogger("psycopg").addFilter(_NotIgnoredErrors())
+
+
+class _NotIgnoredErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error ignored")
 
 
 # Commands import the library inside the function: `prodmatch --help` and fast commands then start without
@@ -650,6 +679,7 @@ def link_command(
             ef_search=ef_search,
             out=out,
             progress=not as_json,
+            memory_budget_bytes=settings.memory_budget,
         )
     _show(result, as_json)
     if watch:
@@ -701,8 +731,18 @@ def dedupe_command(
     """
     from prodmatch import match
 
-    with store.connection(_settings()) as conn:
-        result = match.dedupe(conn, catalog, threshold, model=model, space=space, k=k, progress=not as_json)
+    settings = _settings()
+    with store.connection(settings) as conn:
+        result = match.dedupe(
+            conn,
+            catalog,
+            threshold,
+            model=model,
+            space=space,
+            k=k,
+            progress=not as_json,
+            memory_budget_bytes=settings.memory_budget,
+        )
     _show(result, as_json)
 
 
@@ -746,8 +786,11 @@ def index_check_command(model: str | None, space: str, sample: int, k: int, as_j
     """
     from prodmatch import match
 
-    with store.connection(_settings()) as conn:
-        report = match.check_index(conn, model=model, space=space, sample=sample, k=k)
+    settings = _settings()
+    with store.connection(settings) as conn:
+        report = match.check_index(
+            conn, model=model, space=space, sample=sample, k=k, memory_budget_bytes=settings.memory_budget
+        )
     _show(report, as_json)
 
 

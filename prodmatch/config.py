@@ -20,6 +20,7 @@ ENV_IMAGE_ALLOW = "PRODMATCH_IMAGE_ALLOW"  # internal image hosts / networks the
 ENV_IMAGE_ROOTS = "PRODMATCH_IMAGE_ROOTS"  # extra folders (os.pathsep-separated) local images may come from
 ENV_PG_VERSION = "PRODMATCH_PG_VERSION"
 ENV_REVIEW_TOKEN = "PRODMATCH_REVIEW_TOKEN"
+ENV_MEMORY_BUDGET = "PRODMATCH_MEMORY_BUDGET"  # bytes exact link, dedupe and index check may plan to take
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -38,6 +39,9 @@ class Settings:
     # (18, or PGSERVER_POSTGRES_VERSION). A data folder keeps the major it was created with.
     pg_version: int | None = None
     review_token: str | None = None  # what `prodmatch review` asks for when it listens beyond 127.0.0.1
+    # Bytes one in-memory computation (exact link, dedupe, index check) may take; None: measured from the
+    # machine (hardware.memory_budget: the container's limit or MemAvailable).
+    memory_budget: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -70,6 +74,9 @@ def load_settings(
         else None,
         "pg_version": _int_or_none(env.get(ENV_PG_VERSION), ENV_PG_VERSION),
         "review_token": env.get(ENV_REVIEW_TOKEN) or None,
+        "memory_budget": parse_bytes(env[ENV_MEMORY_BUDGET], ENV_MEMORY_BUDGET)
+        if env.get(ENV_MEMORY_BUDGET)
+        else None,
     }
     settings = settings.with_overrides(**from_env)
     return settings.with_overrides(
@@ -88,3 +95,20 @@ def _int_or_none(value: str | None, name: str) -> int | None:
         raise ConfigError(
             f"{name} must be a PostgreSQL major version such as 16 or 18, got {value!r}"
         ) from None
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 2**20, "mb": 10**6, "mib": 2**20}
+_UNITS |= {"g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(value: str, name: str = "size") -> int:
+    """ "512MiB", "2G", "1.5GB" or "1000000" -> bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        from prodmatch.errors import ConfigError
+
+        raise ConfigError(f"{name} must be a size such as 512MiB, 2GiB or a number of bytes, got {value!r}")
+    return int(float(match.group(1)) * _UNITS[unit])

@@ -12,8 +12,11 @@ The loop around batches (claiming, reconnecting, watching) is `embed.worker`'s. 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
@@ -166,6 +169,52 @@ class ImageLoader:
         raise AssertionError("unreachable")
 
 
+class LoaderPool:
+    """Threads that load images for the batches, which never hold up the process's exit.
+
+    A download stuck on a slow server ends by its own total deadline, but a worker told to stop (SIGTERM) must
+    not wait for it: `concurrent.futures.ThreadPoolExecutor` joins its threads when the interpreter exits, even
+    after `shutdown(wait=False)`, so a stuck download would keep a stopped worker alive. These are daemon threads.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"images-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, function: Callable, *args) -> Future:
+        """Run `function(*args)` in a loader thread; its result or exception in the future."""
+        future: Future = Future()
+        self._work.put((future, function, args))
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel what has not started and let the threads end; never waits for one."""
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._work.put(None)
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, function, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # handed to whoever waits on the future
+                future.set_exception(error)
+
+
 @dataclass(frozen=True)
 class ClaimedProduct:
     """A claimed product on its way through a batch: its fields, rendered text and image being loaded."""
@@ -177,7 +226,7 @@ class ClaimedProduct:
 
 
 def start_batch(
-    products: list[dict], template: str, load: ImageLoader, pool: ThreadPoolExecutor
+    products: list[dict], template: str, load: ImageLoader, pool: LoaderPool
 ) -> list[ClaimedProduct]:
     """Render each product's text and start loading its image in `pool`, while an earlier batch is encoded."""
     return [
@@ -196,6 +245,18 @@ def cancel_batch(batch: list[ClaimedProduct]) -> None:
     for item in batch:
         if item.pixels is not None:
             item.pixels.cancel()
+
+
+def images_ready(batch: list[ClaimedProduct], stop: threading.Event) -> bool:
+    """Wait until every image of the batch is loaded or past its deadline: True; False as soon as `stop` is set
+    while an image is still loading (a stopping worker releases such a batch instead of waiting for it)."""
+    loading = {item.pixels for item in batch if item.pixels is not None}
+    end = time.monotonic() + max((item.deadline for item in batch), default=0.0)
+    while loading and time.monotonic() < end:
+        if stop.is_set():
+            return False
+        _, loading = wait(loading, timeout=0.25, return_when=FIRST_COMPLETED)
+    return True
 
 
 def encode_batch(encoder: Encoder, model: Model, batch: list[ClaimedProduct]) -> list[EmbeddingRow]:

@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,8 +31,10 @@ from prodmatch.embed.batch import (
     ClaimedProduct,
     EmbeddingRow,
     ImageLoader,
+    LoaderPool,
     cancel_batch,
     encode_batch,
+    images_ready,
     start_batch,
 )
 from prodmatch.embed.encoders import Encoder
@@ -61,7 +62,9 @@ class EmbedOptions:
     image_threads: int = 4
     image_retries: int = 3  # tries for an image that fails transiently (timeout, HTTP 5xx)
     retry_backoff: float = 0.5  # seconds, doubled on each retry
-    db_retries: int = 5  # reconnects after a dropped database connection, per batch
+    # Reconnects after a dropped database connection, per batch. A watcher (`watch`) never gives up: it is a
+    # service, and a database restart or failover of any length must not end it.
+    db_retries: int = 5
     lease_seconds: int = 900
     retry_errors: bool = False  # re-queue products whose earlier embedding failed
     watch_poll_seconds: float = 5.0
@@ -147,6 +150,7 @@ class _ModelWorker:
         self._written_at_refresh = 0  # products written when statistics were last refreshed
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.conn: psycopg.Connection | None = None
+        self.listener: psycopg.Connection | None = None  # the LISTEN connection of a watcher
         self.catalog_id: int | None = None
         self.load_image = ImageLoader(
             encoder, options.image_limits, options.image_retries, options.retry_backoff
@@ -156,8 +160,9 @@ class _ModelWorker:
         started = time.perf_counter()
         self._connect()
         self.catalog_id = self._catalog_id()
-        listener = self._listen() if self.options.watch else None
-        pool = ThreadPoolExecutor(max_workers=max(1, self.options.image_threads), thread_name_prefix="images")
+        if self.options.watch:
+            self.listener = self._listen()
+        pool = LoaderPool(self.options.image_threads)
         total = None if self.options.watch else self._pending_count()
         if total is not None and self.options.limit is not None:
             total = min(total, self.options.limit)
@@ -171,7 +176,7 @@ class _ModelWorker:
                     if not self.options.watch or self.stop.is_set() or self._limit_reached(0):
                         break
                     self._refresh_statistics()
-                    self._wait_for_work(listener)
+                    self._wait_for_work()
                     batch = self._claim_and_load(pool)
                     continue
                 in_flight = len(batch)
@@ -191,11 +196,11 @@ class _ModelWorker:
             self._refresh_statistics()
         finally:
             bar.close()
-            # Loader threads end by themselves within ImageLimits.total_timeout; do not wait for them here.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Loader threads end by themselves within ImageLimits.total_timeout; nothing waits for them.
+            pool.shutdown()
             self._release_all()
-            if listener is not None:
-                listener.close()
+            if self.listener is not None:
+                self.listener.close()
             if self.conn is not None:
                 self.conn.close()
             self.summary.seconds = round(time.perf_counter() - started, 3)
@@ -203,7 +208,7 @@ class _ModelWorker:
 
     # claiming ------------------------------------------------------------------------------------------------
 
-    def _claim_and_load(self, pool: ThreadPoolExecutor, in_flight: int = 0) -> list[ClaimedProduct]:
+    def _claim_and_load(self, pool: LoaderPool, in_flight: int = 0) -> list[ClaimedProduct]:
         size = self.options.batch_size
         if self.options.limit is not None:
             size = min(size, self.options.limit - self._done() - in_flight)
@@ -230,6 +235,9 @@ class _ModelWorker:
     # encoding -------------------------------------------------------------------------------------------------
 
     def _process(self, batch: list[ClaimedProduct]) -> int:
+        if not images_ready(batch, self.stop):  # stopping, and an image still loading: do not wait for it
+            self._release(batch)
+            return 0
         rows = encode_batch(self.encoder, self.model, batch)
         written = self._with_reconnect(lambda: self._write(rows), give_up_quietly=True)
         self.summary.batches += 1
@@ -271,14 +279,19 @@ class _ModelWorker:
             return
         self._written_at_refresh = written
         try:
-            # This session's own latest changes reach pg_stat_* only when it next goes idle (PostgreSQL 15+).
-            self.conn.execute("SELECT pg_stat_force_next_flush()")
-            self.conn.commit()
-            db.analyze_if_stale(self.conn)
-            self.conn.commit()
-        except psycopg.Error as error:  # statistics are a nicety: autovacuum gets there eventually
+            self._with_reconnect(self._analyze)
+        except (psycopg.Error, DatabaseError) as error:  # a nicety: autovacuum gets there eventually
             log.warning("could not refresh table statistics: %s", error)
-            self.conn.rollback()
+            # A lost connection cannot roll back; the next claim reconnects it.
+            with contextlib.suppress(psycopg.Error):
+                self.conn.rollback()
+
+    def _analyze(self) -> None:
+        # This session's own latest changes reach pg_stat_* only when it next goes idle (PostgreSQL 15+).
+        self.conn.execute("SELECT pg_stat_force_next_flush()")
+        self.conn.commit()
+        db.analyze_if_stale(self.conn)
+        self.conn.commit()
 
     def _connect(self) -> None:
         if self.conn is not None and not self.conn.closed:
@@ -288,16 +301,20 @@ class _ModelWorker:
         self.conn.commit()
 
     def _with_reconnect(self, action: Callable, *, give_up_quietly: bool = False):
-        """Run `action`; on a dropped connection reconnect with backoff and try again, up to db_retries."""
-        for attempt in range(self.options.db_retries + 1):
+        """Run `action`; on a dropped connection reconnect with backoff and try again, up to db_retries.
+
+        A watcher tries until it is stopped: a database restart must not end a service."""
+        attempt = 0
+        while True:
             try:
                 return action()
             except psycopg.OperationalError as error:
-                if attempt == self.options.db_retries:
+                if attempt >= self.options.db_retries and (not self.options.watch or self.stop.is_set()):
                     raise DatabaseError(
                         f"lost the database connection and could not get it back: {error}"
                     ) from error
-                delay = min(30.0, self.options.retry_backoff * 2**attempt)
+                delay = min(30.0, self.options.retry_backoff * 2 ** min(attempt, 16))
+                attempt += 1
                 log.warning("database connection lost (%s); reconnecting in %.1f s", error, delay)
                 time.sleep(delay)
                 try:
@@ -308,7 +325,6 @@ class _ModelWorker:
                     # The batch's claims belonged to the old backend: they are free again and will be
                     # claimed afresh, so nothing is written twice.
                     return 0
-        return None
 
     def _catalog_id(self) -> int | None:
         if self.options.catalog is None:
@@ -325,12 +341,27 @@ class _ModelWorker:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return listener
 
-    def _wait_for_work(self, listener: psycopg.Connection) -> None:
-        """Sleep until a NOTIFY arrives, the poll interval passes, or a stop is requested."""
+    def _wait_for_work(self) -> None:
+        """Sleep until a NOTIFY arrives, the poll interval passes, or a stop is requested.
+
+        A lost LISTEN connection (database restart) is opened and LISTENed again, with a pause while the server
+        is away; NOTIFYs sent meanwhile are lost, which the poll after this wait covers.
+        """
         deadline = time.monotonic() + self.options.watch_poll_seconds
         while not self.stop.is_set() and time.monotonic() < deadline:
-            for _ in listener.notifies(timeout=0.25, stop_after=1):
-                return
+            try:
+                if self.listener is None or self.listener.closed:
+                    self.listener = self._listen()
+                    return  # poll once: work may have arrived while nobody listened
+                for _ in self.listener.notifies(timeout=0.25, stop_after=1):
+                    return
+            except (psycopg.Error, DatabaseError) as error:
+                log.warning("lost the LISTEN connection (%s); listening again", error)
+                if self.listener is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        self.listener.close()
+                self.listener = None
+                self.stop.wait(min(self.options.retry_backoff, max(0.0, deadline - time.monotonic())))
 
     def _done(self) -> int:
         s = self.summary

@@ -117,6 +117,37 @@ def top_k_cosine(
     return TopK(indices=indices, similarities=similarities)
 
 
+def top_k_peak_bytes(
+    n: int,
+    m: int,
+    d: int,
+    k: int,
+    *,
+    candidate_precision: str = "auto",
+    device: str | torch.device | None = None,
+) -> int:
+    """Bytes `top_k_cosine` allocates at its peak for n queries against m corpus vectors of d dimensions, on top
+    of its inputs (float32, contiguous: not copied on the CPU).
+
+    The scan copy of the corpus in the candidate precision, the block's score buffer (at most 256 MiB), the
+    group maxima, the per-block candidates and rescoring, and the results. Checked against measured peaks by
+    benchmarks/memory.py.
+    """
+    itemsize = _candidate_dtype(candidate_precision, resolve_device(device)).itemsize
+    padded = -(-max(m, 1) // _GROUP) * _GROUP
+    block = min(_default_block_size(m, torch.bfloat16 if itemsize == 2 else torch.float32), max(n, 1))
+    chunk = min(_CHUNK_ROWS, padded)
+    segment = _segment_rows(padded, block, chunk, itemsize)
+    c = min(max(2 * k, k + 16), max(m, 1))
+    scan = padded * d * itemsize
+    scores = block * segment * itemsize
+    maxima = 2 * block * (segment // _GROUP) * itemsize  # per chunk, then concatenated
+    candidates = block * c * _GROUP * 8 * 3 + block * d * (4 + itemsize) + _RESCORE_ROWS * c * d * 8
+    bound = 2 * min(m, 8192) * d * 4  # a chunk's float32 scan copy and rounding residual
+    results = n * k * (8 + 4)
+    return scan + scores + maxima + candidates + bound + results
+
+
 class _Search:
     """The corpus prepared once (on the device, in the candidate precision) and searched block by block."""
 

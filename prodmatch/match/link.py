@@ -10,8 +10,9 @@ nothing of file formats.
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,12 @@ from tqdm import tqdm
 from prodmatch import store
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError
+from prodmatch.hardware import MemoryBudget, format_bytes, memory_budget
 from prodmatch.match.assign import cluster_duplicates, filter_and_rank, greedy_assignment
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.hybrid import DEFAULT_K, features, gather, lexical_candidates, lexical_similarities
+from prodmatch.match.memory import dedupe_peak_bytes, exact_link_peak_bytes, require_fits
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.queries import DEFAULT_EF_SEARCH
 from prodmatch.match.scoring import Matcher
@@ -36,7 +39,8 @@ from prodmatch.store.runs import replace_run, store_pairs, write_matches
 from prodmatch.store.vectors import fetch_vectors
 
 MODES = ("exact", "ann")
-EXACT_MEMORY_BUDGET = 4 * 1024**3  # bytes of vectors both sides may take for --mode exact by default
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class LinkResult:
     out: str | None = None
     matcher: str | None = None
     accepted: int = 0
+    memory_estimate: int = 0  # bytes an exact search was estimated to take at its peak (0: not estimated)
+    notes: tuple[str, ...] = ()  # e.g. why the mode is not the one asked for
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +74,7 @@ class LinkResult:
             f"in {self.seconds:.1f} s"
             + (f"; written to {self.out}" if self.out else "")
             + f"\n  SELECT * FROM prodmatch.matches_v WHERE run_id = {self.run_id} AND accepted ORDER BY rank;"
+            + "".join(f"\n  note: {note}" for note in self.notes)
         )
 
 
@@ -85,6 +92,7 @@ class DedupeResult:
     largest: int
     seconds: float
     method: str = "complete-linkage around the product with most near-duplicates"
+    memory_estimate: int = 0  # bytes the search was estimated to take at its peak
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +123,7 @@ def link(
     ef_search: int | None = None,
     out: Path | None = None,
     progress: bool = False,
+    memory_budget_bytes: int | None = None,
 ) -> LinkResult:
     """Every product of `source` gets its best candidates in `target`, stored as one match run.
 
@@ -122,7 +131,8 @@ def link(
     probability; accepted pairs pass the matcher's threshold (and, with `one_to_one`, the assignment). Without:
     the cosine of one space (the lexical space when no model is registered); accepted pairs are each source's
     rank 1 at or above the threshold. Without a threshold or space, the ones `prodmatch eval --save` stored with
-    the model are used.
+    the model are used. Without a `mode`, exact search is used when its estimated peak memory fits
+    `memory_budget_bytes` (default: measured, `hardware.memory_budget`), else ANN with a note.
     """
     started = time.perf_counter()
     if k < 1:
@@ -162,9 +172,10 @@ def link(
     store.analyze_if_stale(conn)
     counts = _embedded_counts(conn, registered, (source_id, target_id))
     conn.commit()
-    mode = mode or choose_mode(counts[source_id] + counts[target_id], space_dimension(registered, space))
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}; choose exact or ann")
+    estimate = exact_link_peak_bytes(counts[source_id], counts[target_id], registered, space, k)
+    mode, note = choose_mode(estimate, memory_budget(memory_budget_bytes), mode)
+    if note:
+        log.warning("%s", note)
     params = {
         "k": k,
         "threshold": threshold,
@@ -186,7 +197,7 @@ def link(
     conn.commit()
     pairs.signals["lexical_similarity"] = lexical_similarities(conn, source_id, target_id, pairs)
     pairs = accept_cosine(pairs, threshold, one_to_one)
-    return _finish(
+    result = _finish(
         conn,
         "link",
         source,
@@ -202,6 +213,7 @@ def link(
         out,
         started,
     )
+    return replace(result, memory_estimate=estimate, notes=(note,) if note else ())
 
 
 def _link_lexical(
@@ -376,9 +388,23 @@ def _product_signals(matrix) -> np.ndarray:
     return out
 
 
-def choose_mode(products: int, dimension: int, budget: int = EXACT_MEMORY_BUDGET) -> str:
-    """Exact when both catalogues' vectors fit the memory budget (faster and complete for bulk work)."""
-    return "exact" if products * dimension * 4 * 2 <= budget else "ann"
+def choose_mode(estimate: int, budget: MemoryBudget, requested: str | None = None) -> tuple[str, str | None]:
+    """(mode, note): exact when its estimated peak of `estimate` bytes fits the budget (faster and complete for
+    bulk work), else ANN with a note saying why. An explicit `requested` exact that does not fit is refused:
+    the kernel would kill it with no message."""
+    if requested is not None and requested not in MODES:
+        raise ConfigError(f"unknown mode {requested!r}; choose exact or ann")
+    if requested == "ann":
+        return "ann", None
+    if requested == "exact":
+        require_fits("--mode exact", estimate, budget, "use --mode ann (HNSW index), which streams")
+        return "exact", None
+    if estimate <= budget.bytes:
+        return "exact", None
+    return "ann", (
+        f"exact search would need about {format_bytes(estimate)} of memory, more than the budget of "
+        f"{budget.to_text()}; linked with --mode ann (HNSW index) instead"
+    )
 
 
 # --- dedupe -----------------------------------------------------------------------------------------------
@@ -393,6 +419,7 @@ def dedupe(
     space: str = "fused",
     k: int = 20,
     progress: bool = False,
+    memory_budget_bytes: int | None = None,
 ) -> DedupeResult:
     """Group near-duplicate products of one catalogue into clusters, stored as a dedupe run.
 
@@ -400,13 +427,23 @@ def dedupe(
     threshold. Products are taken in order of how many such neighbours they have; each unassigned one becomes a
     centre, and its neighbours join its cluster, most similar first, only if they pass the threshold against
     EVERY member already in the cluster (complete linkage). So A~B, B~C but A!~C never puts A and C together,
-    and a cluster holds at most k + 1 products.
+    and a cluster holds at most k + 1 products. Refused with a message when its estimated peak memory exceeds
+    `memory_budget_bytes` (default: measured, `hardware.memory_budget`): dedupe has no ANN path.
     """
     started = time.perf_counter()
     if not -1.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold must be a cosine similarity between -1 and 1, got {threshold}")
     registered = get_model(conn, model)
     dedupe_catalog = catalog_id(conn, catalog)
+    products = _embedded_counts(conn, registered, (dedupe_catalog,))[dedupe_catalog]
+    conn.commit()
+    estimate = dedupe_peak_bytes(products, registered, space, k)
+    require_fits(
+        f"dedupe of {catalog} ({products:,} products)",
+        estimate,
+        memory_budget(memory_budget_bytes),
+        "dedupe a smaller catalogue or run it on a machine with more memory",
+    )
     ids, vectors = fetch_vectors(conn, registered, space, dedupe_catalog)
     bar = tqdm(total=len(ids), unit="product", desc=f"dedupe {catalog}", disable=not progress)
     with bar:
@@ -437,6 +474,7 @@ def dedupe(
         duplicates=sum(len(c) for c in clusters),
         largest=max((len(c) for c in clusters), default=0),
         seconds=round(time.perf_counter() - started, 3),
+        memory_estimate=estimate,
     )
 
 
