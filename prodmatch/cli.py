@@ -841,10 +841,10 @@ def matcher_train(
     """
     from prodmatch.quality.matchers import train_and_store
 
-    with store.connection(_settings()) as conn:
+    with store.connection(_settings()) as conn, _gold_or_labels(conn, gold, labels) as gold_file:
         report = train_and_store(
             conn,
-            gold,
+            gold_file,
             source,
             target,
             model=model,

@@ -192,8 +192,12 @@ class LoaderPool:
         self._work.put((future, function, args))
         return future
 
-    def shutdown(self) -> None:
-        """Cancel what has not started and let the threads end; never waits for one."""
+    def shutdown(self, *, wait: bool = False, timeout: float = 60.0) -> None:
+        """Cancel what has not started and let the threads end; with `wait`, join them (at most `timeout` s).
+
+        A worker that ends normally waits, so no loader thread is still inside a decoder or torch when the
+        interpreter exits (that aborts the process); a worker told to stop does not.
+        """
         while True:
             try:
                 item = self._work.get_nowait()
@@ -203,6 +207,10 @@ class LoaderPool:
                 item[0].cancel()
         for _ in self._threads:
             self._work.put(None)
+        if wait:
+            deadline = time.monotonic() + timeout
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while (item := self._work.get()) is not None:

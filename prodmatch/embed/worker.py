@@ -196,8 +196,9 @@ class _ModelWorker:
             self._refresh_statistics()
         finally:
             bar.close()
-            # Loader threads end by themselves within ImageLimits.total_timeout; nothing waits for them.
-            pool.shutdown()
+            # A stopping worker does not wait for loader threads (they end within ImageLimits.total_timeout);
+            # one that ran out of work joins them, so none is inside a decoder when the interpreter exits.
+            pool.shutdown(wait=not self.stop.is_set(), timeout=self.options.image_limits.total_timeout + 5)
             self._release_all()
             if self.listener is not None:
                 self.listener.close()
