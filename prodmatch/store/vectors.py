@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from prodmatch.errors import ProdmatchError
-from prodmatch.store.models import SPACES, Model, space_dimension
+from prodmatch.store.models import SPACES, Model, space_dimension, vector_column
 
 # --- vectors out of the database --------------------------------------------------------------------------
 
@@ -39,7 +39,7 @@ def fetch_spaces(
     dims = [space_dimension(model, s) for s in spaces]
     columns = sql.SQL(", ").join(
         sql.SQL("coalesce({column}::vector({dim}), array_fill(0::real, ARRAY[{dim}])::vector({dim}))").format(
-            column=sql.Identifier("e", f"{name}_vector"), dim=sql.Literal(dim)
+            column=sql.Identifier("e", vector_column(model, name)), dim=sql.Literal(dim)
         )
         for name, dim in zip(spaces, dims, strict=True)
     )
@@ -51,7 +51,7 @@ def fetch_spaces(
     ).format(
         columns=columns,
         model=sql.Literal(model.id),
-        required=sql.Identifier("e", f"{space}_vector"),
+        required=sql.Identifier("e", vector_column(model, space)),
         catalog=sql.SQL("AND p.catalog_id = {}").format(sql.Literal(catalog_id))
         if catalog_id
         else sql.SQL(""),

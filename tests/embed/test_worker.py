@@ -34,7 +34,9 @@ LOOPBACK_ALLOWED = ImageLimits(max_side=512, allowed_networks=("127.0.0.1",))  #
 
 def vectors(conn, catalog: str, model_id: int) -> dict[str, dict]:
     rows = conn.execute(
-        "SELECT p.external_id, e.image_vector, e.text_vector, e.fused_vector, e.status, e.error, e.attempts"
+        "SELECT p.external_id, coalesce(e.image_vector, e.image_half::vector),"
+        " coalesce(e.text_vector, e.text_half::vector), coalesce(e.fused_vector, e.fused_half::vector),"
+        " e.status, e.error, e.attempts"
         " FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
         " JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s AND e.model_id = %s",
         (catalog, model_id),
@@ -217,7 +219,11 @@ def _counts(settings, model_id: int) -> dict[str, int]:
 
 def _worker_process(settings, *args: str) -> subprocess.Popen:
     # The test image server listens on 127.0.0.1, which the worker refuses unless allowed.
-    env = {**os.environ, "PRODMATCH_DATABASE_URL": settings.database_url, "PRODMATCH_IMAGE_ALLOW": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "PRODMATCH_DATABASE_URL": settings.database_url,
+        "PRODMATCH_IMAGE_ALLOW": "127.0.0.1",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "prodmatch.cli", "embed", "--json", *args],
         env=env,

@@ -14,7 +14,7 @@ import pytest
 
 from prodmatch import store as db
 from prodmatch.config import Settings
-from prodmatch.embed.queue import _CLAIM_SQL
+from prodmatch.embed.queue import CLAIM_SQL
 from prodmatch.embed.registry import add_model
 from prodmatch.errors import DatabaseError
 from prodmatch.store.models import drop_model, find_model
@@ -223,7 +223,7 @@ def test_a_worker_under_another_role_does_not_take_a_live_claim(settings, conn, 
 
     def claim(worker: psycopg.Connection, name: str, limit: int) -> set[int]:
         rows = worker.execute(
-            _CLAIM_SQL, {"model": model_id, "catalog": None, "limit": limit, "worker": name, "lease": 900}
+            CLAIM_SQL, {"model": model_id, "catalog": None, "limit": limit, "worker": name, "lease": 900}
         ).fetchall()
         worker.commit()
         return {row[0] for row in rows}
