@@ -45,7 +45,11 @@ class IndexStatus:
     valid: bool
 
     def to_text(self) -> str:
-        state = "" if self.valid else "  INVALID (a failed build: DROP INDEX CONCURRENTLY it, then build it again)"
+        state = (
+            ""
+            if self.valid
+            else "  INVALID (a failed build: DROP INDEX CONCURRENTLY it, then build it again)"
+        )
         return f"  {self.name:<44} {self.table:<14} {self.method:<6} {_size(self.size_bytes):>10}{state}"
 
 
