@@ -18,7 +18,8 @@ every 0.2 s):
 - similar: `prodmatch.similar(id, k => 10, in_catalog => 'target')` at the default ef_search, p50/p99 and
   recall@10 against exact search, per storage;
 - link: `link --mode ann` of the 10,000 sources against the N targets, products/s and recall@5 against exact
-  top-5 (numpy), per storage.
+  top-5 (numpy), per storage;
+- what half precision alone costs: recall@10 of exact search on fp16-rounded vectors against fp32, 2,000 queries.
 Only the fused space is filled (one space, 128 dimensions by default) so that the three sizes run in under an
 hour here; the image and text indexes of each model stay empty. Uses a throw-away embedded server per size.
 """
@@ -261,6 +262,17 @@ def run_size(n: int, dim: int, queries: int, storages: tuple[str, ...], lexical:
             conn.execute("ANALYZE prodmatch.embeddings")
             conn.commit()
             truth10 = top_k_cosine(source[:queries], target, 10, candidate_precision="fp32").indices
+            # what half precision alone costs, without an index: exact top-10 on fp16-rounded vectors
+            rounded = top_k_cosine(
+                source[:2000].astype(np.float16).astype(np.float32),
+                target.astype(np.float16).astype(np.float32),
+                10,
+                candidate_precision="fp32",
+            ).indices
+            exact = top_k_cosine(source[:2000], target, 10, candidate_precision="fp32").indices
+            results["exact_recall_at_10_of_halfvec_rounding"] = round(
+                float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(exact, rounded, strict=True)])), 5
+            )
             for storage in models:
                 with step(results, f"similar_{storage}", sampler) as out:
                     latencies, recalls = [], []
