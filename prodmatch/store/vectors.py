@@ -63,6 +63,11 @@ def fetch_spaces(
     vectors = {}
     for name, matrix in zip(spaces, matrices, strict=True):
         missing = ~matrix.any(axis=1)  # the zero vectors that stand for NULL
+        if model.storage == "halfvec":
+            # rounding to 2-byte floats moves a unit vector's length by ~1e-3; the exact search and every
+            # cosine computed from these arrays assume unit length (an exact duplicate must score 1.0)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            np.divide(matrix, norms, out=matrix, where=norms > 0)
         matrix[missing] = np.nan
         vectors[name] = matrix
     return ids, vectors

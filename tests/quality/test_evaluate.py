@@ -33,7 +33,8 @@ def small_case(settings, tiny_clip_dir, tmp_path):
     """s1 at 0 deg, s2 at 90, s3 at 180; t1 at 10, t2 at 75, t3 at 120, t4 at 200 (similarity = cos of the angle
     between). Gold: s1->t1 match, s2->t3 match (but t2 is closer), s3->t4 known non-match, plus an unknown id."""
     with db.connection(settings) as conn:
-        model = add_model(conn, str(tiny_clip_dir), name="clip", fusion="mean")
+        # 4-byte storage: the expected figures below are computed to 1e-5
+        model = add_model(conn, str(tiny_clip_dir), name="clip", fusion="mean", storage="vector")
         products_with_vectors(conn, model.id, "src", np.stack([_unit(a) for a in (0, 90, 180)]), ["x"] * 3)
         products_with_vectors(
             conn, model.id, "tgt", np.stack([_unit(a) for a in (10, 75, 120, 200)]), ["x"] * 4
@@ -76,7 +77,7 @@ def test_metrics_match_hand_computed_values(settings, small_case, tmp_path):
 def test_weight_grid_finds_the_weight_that_separates(settings, tiny_clip_dir, tmp_path):
     # images say s0~t0 and s1~t1; texts are misleading (swapped). The best fusion weight leans on the image.
     with db.connection(settings) as conn:
-        add_model(conn, str(tiny_clip_dir), name="clip", fusion="concat", image_weight=0.5)
+        add_model(conn, str(tiny_clip_dir), name="clip", fusion="concat", image_weight=0.5, storage="vector")
         for catalog in ("a", "b"):
             conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES (%s)", (catalog,))
             for i in range(2):
