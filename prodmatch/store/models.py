@@ -1,7 +1,8 @@
 """Registered embedding models: list, find, drop, update settings, and their HNSW indexes and index expressions.
 
 A model row in `prodmatch.models` says where the weights come from (hub id or local folder), the vector size,
-how image and text are fused, and which product fields make its text. Registering a model creates its partial
+how image and text are fused, which product fields make its text, and its storage: `vector` (4-byte floats in
+`embeddings.*_vector`) or `halfvec` (2-byte floats in `embeddings.*_half`). Registering a model creates its partial
 expression HNSW indexes (one per vector kind, cast to the model's dimension, so models of different sizes live
 side by side in one `embeddings` table) and marks every product pending for it. `embed.worker` fills the vectors;
 `match` queries them through the same index expressions (`vector_expression`, which `sql/matching.sql`'s
