@@ -357,8 +357,8 @@ def draw(runs: list[dict], png: Path) -> None:
         ("link_ann_vector", "link --mode ann 10k, vector"),
         ("link_ann_halfvec", "link --mode ann 10k, halfvec"),
     ]:
-        if all(key in r for r in runs):
-            left.plot(sizes, [r[key]["seconds"] for r in runs], marker="o", label=label)
+        have = [r for r in runs if key in r]  # a size run with fewer steps (--no-lexical) plots what it has
+        left.plot([r["products"] for r in have], [r[key]["seconds"] for r in have], marker="o", label=label)
     left.set(xscale="log", yscale="log", xlabel="products", ylabel="seconds", title="time per step")
     left.legend(fontsize=8)
     for key, label in [
@@ -366,8 +366,8 @@ def draw(runs: list[dict], png: Path) -> None:
         ("hnsw_halfvec", "HNSW index, halfvec"),
         ("lexical", "lexical HNSW index"),
     ]:
-        if all(key in r for r in runs):
-            right.plot(sizes, [r[key]["index_mb"] for r in runs], marker="o", label=label)
+        have = [r for r in runs if key in r]
+        right.plot([r["products"] for r in have], [r[key]["index_mb"] for r in have], marker="o", label=label)
     if all("similar_halfvec" in r for r in runs):
         twin = right.twinx()
         twin.plot(
