@@ -1,8 +1,9 @@
 -- prodmatch: the SQL API for matching. Installed and upgraded by the Alembic migrations; `prodmatch similar`,
 -- `search`, `link` and `dedupe` call these same functions. Reference: docs/sql.md.
 --
--- Vectors live in prodmatch.embeddings with no fixed dimension; each model has partial HNSW indexes on
--- (image|text|fused)_vector cast to its dimension (prodmatch.vector_expr builds that expression), so every
+-- Vectors live in prodmatch.embeddings with no fixed dimension: a model with `vector` storage in
+-- (image|text|fused)_vector, one with `halfvec` storage (2-byte floats) in (image|text|fused)_half. Each model has
+-- partial HNSW indexes on its columns cast to its dimension (prodmatch.vector_expr builds that expression), so every
 -- nearest-neighbour query here orders by exactly that expression and filters on the model id: the planner then
 -- uses the model's index. Filtered queries use pgvector's iterative index scans (hnsw.iterative_scan), so a
 -- filter that keeps 1% of the rows still returns k rows when k exist.
@@ -64,19 +65,33 @@ BEGIN
 END
 $$;
 
--- The expression a model's HNSW index is built on, e.g. (e.fused_vector::vector(512)).
+-- The expression a model's HNSW index is built on, e.g. (e.fused_vector::vector(512)) for `vector` storage or
+-- (e.fused_half::halfvec(512)) for `halfvec` storage.
 CREATE OR REPLACE FUNCTION prodmatch.vector_expr(model_id integer, space text, alias text DEFAULT 'e')
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
+    half boolean;
+BEGIN
+    SELECT m.storage = 'halfvec' INTO half FROM prodmatch.models m WHERE m.id = vector_expr.model_id;
+    RETURN format('(%I.%I::%s)', alias, space || CASE WHEN half THEN '_half' ELSE '_vector' END,
+                  prodmatch.index_type(model_id, space));
+END
+$$;
+
+-- The type a query vector is cast to for the model's index on `space`, e.g. vector(512) or halfvec(512).
+CREATE OR REPLACE FUNCTION prodmatch.index_type(model_id integer, space text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
     dim integer;
+    storage text;
 BEGIN
     IF space IS NULL OR space NOT IN ('image', 'text', 'fused') THEN
         RAISE EXCEPTION 'prodmatch: space must be image, text or fused, not %', coalesce(space, 'NULL');
     END IF;
-    SELECT CASE WHEN space = 'fused' THEN m.fused_dimension ELSE m.dimension END INTO dim
-      FROM prodmatch.models m WHERE m.id = vector_expr.model_id;
-    RETURN format('(%I.%I::%s(%s))', alias, space || '_vector', prodmatch.vector_type(dim), dim);
+    SELECT CASE WHEN space = 'fused' THEN m.fused_dimension ELSE m.dimension END, m.storage INTO dim, storage
+      FROM prodmatch.models m WHERE m.id = index_type.model_id;
+    RETURN format('%s(%s)', CASE WHEN storage = 'halfvec' THEN 'halfvec' ELSE prodmatch.vector_type(dim) END, dim);
 END
 $$;
 
@@ -145,7 +160,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'prodmatch: no product with id %', query_product_id;
     END IF;
-    SELECT e.status, e.image_vector, e.text_vector, e.fused_vector INTO q
+    SELECT e.status, coalesce(e.image_vector, e.image_half::vector) AS image_vector,
+           coalesce(e.text_vector, e.text_half::vector) AS text_vector,
+           coalesce(e.fused_vector, e.fused_half::vector) AS fused_vector INTO q
       FROM prodmatch.embeddings e WHERE e.product_id = query_product_id AND e.model_id = m;
     has_embedding := FOUND;
     SELECT l.vector INTO query_lexical FROM prodmatch.lexical l WHERE l.product_id = query_product_id;
@@ -171,7 +188,7 @@ BEGIN
             RAISE EXCEPTION 'prodmatch: product % has no % vector yet (embedding status %)', query_product_id,
                 space, q.status USING HINT = 'run: prodmatch embed; or pick another space';
         END IF;
-        query_type := prodmatch.vector_type(vector_dims(query_vector)) || '(' || vector_dims(query_vector) || ')';
+        query_type := prodmatch.index_type(m, space);
         nearest := format($n$
             SELECT e.product_id, %1$s <=> $18::%2$s AS distance
               FROM prodmatch.embeddings e
@@ -198,8 +215,9 @@ BEGIN
     RETURN QUERY EXECUTE format($query$
         WITH nearest AS MATERIALIZED (%1$s)
         SELECT n.product_id, c.name, p.external_id, p.title, p.brand, p.price,
-               (1 - (e.fused_vector <=> $15))::real, (1 - (e.image_vector <=> $16))::real,
-               (1 - (e.text_vector <=> $17))::real, (1 - (l.vector <=> $1))::real
+               (1 - (coalesce(e.fused_vector, e.fused_half::vector) <=> $15))::real,
+               (1 - (coalesce(e.image_vector, e.image_half::vector) <=> $16))::real,
+               (1 - (coalesce(e.text_vector, e.text_half::vector) <=> $17))::real, (1 - (l.vector <=> $1))::real
           FROM nearest n
           JOIN prodmatch.products p ON p.id = n.product_id
           JOIN prodmatch.catalogs c ON c.id = p.catalog_id
@@ -256,7 +274,7 @@ BEGIN
           JOIN prodmatch.catalogs c ON c.id = p.catalog_id
          ORDER BY n.distance, n.product_id
         $query$,
-        expr, prodmatch.vector_type(vector_dims(query)) || '(' || vector_dims(query) || ')', m)
+        expr, prodmatch.index_type(m, space), m)
     USING query, catalog_id, k;
 END
 $$;
@@ -313,9 +331,12 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format($query$
         SELECT sp.id, t.product_id, t.rank::integer,
-               (1 - (s.fused_vector <=> te.fused_vector))::real,
-               (1 - (s.image_vector <=> te.image_vector))::real,
-               (1 - (s.text_vector <=> te.text_vector))::real,
+               (1 - (coalesce(s.fused_vector, s.fused_half::vector)
+                     <=> coalesce(te.fused_vector, te.fused_half::vector)))::real,
+               (1 - (coalesce(s.image_vector, s.image_half::vector)
+                     <=> coalesce(te.image_vector, te.image_half::vector)))::real,
+               (1 - (coalesce(s.text_vector, s.text_half::vector)
+                     <=> coalesce(te.text_vector, te.text_half::vector)))::real,
                (1 - (sl.vector <=> tl.vector))::real
           FROM prodmatch.products sp
           LEFT JOIN prodmatch.embeddings s ON s.product_id = sp.id AND s.model_id = $5

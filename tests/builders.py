@@ -56,6 +56,9 @@ def write_items(tmp_path: Path, name: str, items: list[tuple[str, str, str, floa
     return path
 
 
+VECTOR_COLUMNS = ("fused_vector", "image_vector", "text_vector")
+
+
 def products_with_vectors(
     conn, model_id: int, catalog: str, vectors: np.ndarray, categories: list[str]
 ) -> list[int]:
@@ -75,10 +78,12 @@ def products_with_vectors(
             (catalog,),
         )
     ]
+    storage = conn.execute("SELECT storage FROM prodmatch.models WHERE id = %s", (model_id,)).fetchone()[0]
+    columns = ("fused_half", "image_half", "text_half") if storage == "halfvec" else VECTOR_COLUMNS
     with conn.cursor() as cur:
         cur.executemany(
-            "UPDATE prodmatch.embeddings SET fused_vector = %s, image_vector = %s, text_vector = %s, status = 'done'"
-            " WHERE model_id = %s AND product_id = %s",
+            "UPDATE prodmatch.embeddings SET {} = %s::vector, {} = %s::vector, {} = %s::vector, status = 'done'"
+            " WHERE model_id = %s AND product_id = %s".format(*columns),
             [(v, v, v, model_id, pid) for v, pid in zip(vectors.astype(np.float32), ids, strict=True)],
         )
     conn.commit()

@@ -121,7 +121,7 @@ def upgrade() -> None:
     ):
         op.add_column("matches", column, schema="prodmatch")
     op.execute("UPDATE prodmatch.matches SET accepted = true WHERE rank = 1")
-    apply_sql_file(op.get_bind(), "matching.sql")
+    apply_sql_file(op.get_bind(), "versions/matching_0006.sql")  # the SQL API of revisions 0005 and 0006
 
 
 def downgrade() -> None:

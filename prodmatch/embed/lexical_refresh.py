@@ -29,8 +29,10 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
+from prodmatch.config import IndexBuild
 from prodmatch.embed.codes import extract_codes
 from prodmatch.embed.lexical import IdfTable, LexicalEncoder, idf_weights, weigh_many
+from prodmatch.store.models import use_index_build
 from prodmatch.store.schema import LEXICAL_DIMENSIONS
 
 REWEIGH_FRACTION = 0.2  # re-weigh every vector when the product count moved this much since weighting
@@ -58,8 +60,13 @@ class LexicalRefresh:
         )
 
 
-def refresh_lexical(conn: psycopg.Connection, *, progress: bool = False) -> LexicalRefresh:
-    """Bring `prodmatch.lexical` up to date with `prodmatch.products` (see the module docstring)."""
+def refresh_lexical(
+    conn: psycopg.Connection, *, progress: bool = False, build: IndexBuild | None = None
+) -> LexicalRefresh:
+    """Bring `prodmatch.lexical` up to date with `prodmatch.products` (see the module docstring).
+
+    `build`: memory and parallel workers of the HNSW index build a full rebuild ends with (default: the
+    settings' `index_build`, sized to the machine)."""
     started = time.perf_counter()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -71,7 +78,7 @@ def refresh_lexical(conn: psycopg.Connection, *, progress: bool = False) -> Lexi
         oldest = conn.execute("SELECT min(weighted_documents) FROM prodmatch.lexical").fetchone()[0]
         moved = oldest is not None and abs(documents - oldest) > REWEIGH_FRACTION * max(oldest, 1)
         if moved or (stale and (oldest is None or stale > REWEIGH_FRACTION * documents)):
-            encoded = _rebuild(conn, documents, progress)
+            encoded = _rebuild(conn, documents, progress, build)
             return LexicalRefresh(encoded, encoded, documents, round(time.perf_counter() - started, 3))
         df = _load_frequencies(conn)
         touched: set[int] = set()
@@ -176,7 +183,9 @@ def _ensure_batch_table(conn: psycopg.Connection) -> None:
     )
 
 
-def _rebuild(conn: psycopg.Connection, documents: int, progress: bool) -> int:
+def _rebuild(
+    conn: psycopg.Connection, documents: int, progress: bool, build: IndexBuild | None = None
+) -> int:
     """Encode every product again, recount document frequencies and rewrite the lexical space in one pass.
 
     Used for the first build and whenever the product count moved by more than REWEIGH_FRACTION: writing into an
@@ -222,6 +231,7 @@ def _rebuild(conn: psycopg.Connection, documents: int, progress: bool) -> int:
                 (product_id, content_hash, sparse_text(ri, rv), sparse_text(wi, wv), product_codes, documents)
             )
     _store_frequencies(conn, df)
+    use_index_build(conn, build, local=True)  # memory and workers sized to the machine (config.IndexBuild)
     conn.execute(
         "CREATE INDEX lexical_vector_hnsw ON prodmatch.lexical USING hnsw (vector sparsevec_cosine_ops)"
     )

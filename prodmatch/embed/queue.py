@@ -77,15 +77,22 @@ CREATE TEMP TABLE IF NOT EXISTS embed_batch (
 # Write the batch and end its claims. Only rows this backend still holds are written (`claimed_pid =
 # pg_backend_pid()`): a row whose claim was taken over after a lease ran out belongs to the new claimer. A
 # product that changed while it was being embedded (its content hash moved on) stays pending, with the interim
-# vectors in place, and is embedded again with its new content. Returns the status of each row written.
+# vectors in place, and is embedded again with its new content. A model with halfvec storage keeps its vectors
+# in the _half columns (store.models.vector_column). Returns the status of each row written.
 WRITE_SQL = """
 UPDATE prodmatch.embeddings e
-   SET image_vector = b.image_vector, text_vector = b.text_vector, fused_vector = b.fused_vector,
+   SET image_vector = CASE WHEN m.half THEN NULL ELSE b.image_vector END,
+       text_vector = CASE WHEN m.half THEN NULL ELSE b.text_vector END,
+       fused_vector = CASE WHEN m.half THEN NULL ELSE b.fused_vector END,
+       image_half = CASE WHEN m.half THEN b.image_vector::halfvec END,
+       text_half = CASE WHEN m.half THEN b.text_vector::halfvec END,
+       fused_half = CASE WHEN m.half THEN b.fused_vector::halfvec END,
        status = CASE WHEN p.content_hash IS NOT DISTINCT FROM b.content_hash THEN b.status ELSE 'pending' END,
        error = b.error, attempts = e.attempts + 1, content_hash = b.content_hash, embedded_at = now(),
        claimed_by = NULL, claimed_pid = NULL, claimed_at = NULL, claim_expires_at = NULL
   FROM embed_batch b
   JOIN prodmatch.products p ON p.id = b.product_id
+  CROSS JOIN (SELECT storage = 'halfvec' AS half FROM prodmatch.models WHERE id = %(model)s) m
  WHERE e.model_id = %(model)s AND e.product_id = b.product_id AND e.claimed_pid = pg_backend_pid()
 RETURNING e.status
 """

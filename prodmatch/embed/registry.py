@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import psycopg
 
+from prodmatch.config import IndexBuild
 from prodmatch.embed.fusion import fused_dimension
 from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE, check_template
 from prodmatch.errors import ConfigError
 from prodmatch.store.models import (
     BATCH_ROWS,
+    DEFAULT_STORAGE,
     HNSW_MAX_HALFVEC_DIM,
+    STORAGES,
     Model,
     autocommit_twin,
     create_indexes,
@@ -35,14 +38,22 @@ def add_model(
     image_weight: float = 0.5,
     text_template: str = DEFAULT_TEXT_TEMPLATE,
     precision: str = "auto",
+    storage: str = DEFAULT_STORAGE,
+    build: IndexBuild | None = None,
 ) -> Model:
-    """Load `source` to read its family and dimension, register it, index it and queue every product."""
+    """Load `source` to read its family and dimension, register it, index it and queue every product.
+
+    `storage` is "halfvec" (2-byte floats: half the table and HNSW index size) or "vector" (4-byte floats);
+    `build` sizes the HNSW builds (default: the settings' `index_build`).
+    """
     from prodmatch.embed.encoders import Encoder
 
     check_template(text_template)
     fused_dimension(1, fusion)  # validates the method
     if not 0.0 <= image_weight <= 1.0:
         raise ConfigError(f"--image-weight must be between 0 and 1, got {image_weight}")
+    if storage not in STORAGES:
+        raise ConfigError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     name = name or default_name(source)
     if find_model(conn, name) is not None:
         raise ConfigError(f"a model named {name!r} is already registered; pick another --name")
@@ -56,7 +67,7 @@ def add_model(
     with conn.transaction():
         conn.execute(
             "INSERT INTO prodmatch.models (name, source, revision, family, dimension, fused_dimension, fusion,"
-            " image_weight, text_template, settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " image_weight, text_template, settings, storage) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 name,
                 source,
@@ -68,6 +79,7 @@ def add_model(
                 image_weight,
                 text_template,
                 psycopg.types.json.Jsonb({"max_text_tokens": info.max_text_tokens}),
+                storage,
             ),
         )
     model = get_model(conn, name)
@@ -75,7 +87,7 @@ def add_model(
     conn.commit()
     try:
         with autocommit_twin(conn) as twin:
-            create_indexes(twin, model)
+            create_indexes(twin, model, build)
             _queue_products(twin, model)
             twin.execute("SELECT pg_notify('prodmatch_pending', 'model')")
     except BaseException:

@@ -21,7 +21,7 @@ from psycopg import sql
 from prodmatch.errors import ProdmatchError
 from prodmatch.hardware import memory_budget
 from prodmatch.match.memory import index_check_peak_bytes, require_fits
-from prodmatch.store.models import get_model, space_dimension, vector_expression, vector_type
+from prodmatch.store.models import get_model, index_type, space_dimension, vector_expression
 from prodmatch.store.vectors import fetch_vectors, iter_vectors
 
 
@@ -96,7 +96,7 @@ def check_index(
         " WHERE e.model_id = {model} AND e.product_id <> %s ORDER BY {expr} <=> %s::{type}({dim}) LIMIT %s"
     ).format(
         expr=vector_expression(registered, space),
-        type=sql.SQL(vector_type(dim)),
+        type=sql.SQL(index_type(registered, space)),
         dim=sql.Literal(dim),
         model=sql.Literal(registered.id),
     )

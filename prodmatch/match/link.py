@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from tqdm import tqdm
 
 from prodmatch import store
@@ -34,7 +35,7 @@ from prodmatch.match.scoring import Matcher
 from prodmatch.match.signals.features import PRODUCT_FEATURES
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.matchers import get_matcher
-from prodmatch.store.models import Model, get_model, space_dimension
+from prodmatch.store.models import Model, get_model, space_dimension, vector_column
 from prodmatch.store.runs import replace_run, store_pairs, write_matches
 from prodmatch.store.vectors import fetch_vectors
 
@@ -481,8 +482,11 @@ def dedupe(
 def _embedded_counts(conn: psycopg.Connection, model: Model, catalog_ids: tuple[int, ...]) -> dict[int, int]:
     counts = dict.fromkeys(catalog_ids, 0)
     for catalog, n in conn.execute(
-        "SELECT p.catalog_id, count(*) FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
-        " WHERE e.model_id = %s AND e.fused_vector IS NOT NULL AND p.catalog_id = ANY(%s) GROUP BY 1",
+        sql.SQL(
+            "SELECT p.catalog_id, count(*) FROM prodmatch.embeddings e"
+            " JOIN prodmatch.products p ON p.id = e.product_id"
+            " WHERE e.model_id = %s AND {} IS NOT NULL AND p.catalog_id = ANY(%s) GROUP BY 1"
+        ).format(sql.Identifier("e", vector_column(model, "fused"))),
         (model.id, list(catalog_ids)),
     ):
         counts[catalog] = n

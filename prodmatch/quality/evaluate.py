@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from prodmatch.embed.fusion import fuse
 from prodmatch.errors import ConfigError, ProdmatchError
 from prodmatch.quality.gold import GoldPair, read_gold
 from prodmatch.quality.metrics import SpaceReport, _recall, best_f1, precision_recall_curve
 from prodmatch.quality.plots import draw_plots
-from prodmatch.store.models import Model, get_model, update_settings
+from prodmatch.store.models import Model, get_model, update_settings, vector_column
 from prodmatch.store.vectors import fetch_vectors
 
 WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
@@ -208,8 +209,13 @@ def refuse(conn: psycopg.Connection, model: Model, image_weight: float) -> int:
             if not np.isnan(vector).any():
                 copy.write_row((pid, vector))
     return conn.execute(
-        "UPDATE prodmatch.embeddings e SET fused_vector = r.fused_vector FROM refused r"
-        " WHERE e.model_id = %s AND e.product_id = r.product_id",
+        sql.SQL(
+            "UPDATE prodmatch.embeddings e SET {column} = r.fused_vector::{kind} FROM refused r"
+            " WHERE e.model_id = %s AND e.product_id = r.product_id"
+        ).format(
+            column=sql.Identifier(vector_column(model, "fused")),
+            kind=sql.SQL("halfvec" if model.storage == "halfvec" else "vector"),
+        ),
         (model.id,),
     ).rowcount
 

@@ -1,6 +1,8 @@
 """Administration of a prodmatch database: status, a read-only role, a psql shell and fresh planner statistics.
 
-`status` reports the server, pgvector, the migration revision and row counts (`prodmatch db status`);
+`status` reports the server, pgvector, the migration revision, row counts and every index of the schema with its
+size and whether it is valid (`prodmatch db status`; a CREATE INDEX CONCURRENTLY that failed leaves an invalid
+index, which costs writes and serves no query);
 `grant_reader` lets an existing role read the schema and call the SQL API but change nothing; `psql_command`
 builds the command line of `prodmatch db shell`; `analyze_if_stale` runs ANALYZE on tables that changed a lot,
 which the embedding worker calls after big runs so that queries use the HNSW indexes at once. Connections come
@@ -12,7 +14,7 @@ variable instead: a command line is visible to every local user (`ps`), an envir
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -33,6 +35,25 @@ from prodmatch.store.server import (
 
 
 @dataclass(frozen=True)
+class IndexStatus:
+    """One index of the prodmatch schema: its table, access method, size and whether queries can use it."""
+
+    name: str
+    table: str
+    method: str
+    size_bytes: int
+    valid: bool
+
+    def to_text(self) -> str:
+        state = (
+            ""
+            if self.valid
+            else "  INVALID (a failed build: DROP INDEX CONCURRENTLY it, then build it again)"
+        )
+        return f"  {self.name:<44} {self.table:<14} {self.method:<6} {_size(self.size_bytes):>10}{state}"
+
+
+@dataclass(frozen=True)
 class DatabaseStatus:
     """What `prodmatch db status` reports."""
 
@@ -45,6 +66,7 @@ class DatabaseStatus:
     row_counts: dict[str, int]
     embedding_status: dict[str, dict[str, int]]
     recent_errors: list[dict]
+    indexes: list[IndexStatus] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +83,9 @@ class DatabaseStatus:
         lines += [f"  {table:<16}{count:>12,}" for table, count in self.row_counts.items()]
         for model, counts in self.embedding_status.items():
             lines.append(f"model {model}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()))
+        if self.indexes:
+            lines.append("indexes:")
+            lines += [i.to_text() for i in self.indexes]
         if self.recent_errors:
             lines.append("recent embedding errors:")
             lines += [
@@ -80,7 +105,9 @@ def status(settings: Settings) -> DatabaseStatus:
         counts: dict[str, int] = {}
         embedding_status: dict[str, dict[str, int]] = {}
         errors: list[dict] = []
+        indexes: list[IndexStatus] = []
         if revision is not None:
+            indexes = index_status(conn)
             for table in STATUS_TABLES:
                 if _table_exists(conn, table):
                     query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table))
@@ -110,7 +137,30 @@ def status(settings: Settings) -> DatabaseStatus:
         row_counts=counts,
         embedding_status=embedding_status,
         recent_errors=errors,
+        indexes=indexes,
     )
+
+
+def index_status(conn: psycopg.Connection) -> list[IndexStatus]:
+    """Every index of the prodmatch schema with its size on disk and pg_index.indisvalid, by table and name."""
+    return [
+        IndexStatus(*row)
+        for row in conn.execute(
+            "SELECT ic.relname, tc.relname, am.amname, pg_relation_size(ic.oid), i.indisvalid"
+            " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class tc ON tc.oid = i.indrelid"
+            " JOIN pg_am am ON am.oid = ic.relam JOIN pg_namespace n ON n.oid = ic.relnamespace"
+            " WHERE n.nspname = %s ORDER BY tc.relname, ic.relname",
+            (SCHEMA,),
+        )
+    ]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
 
 
 def grant_reader(conn: psycopg.Connection, role: str) -> None:

@@ -1,7 +1,8 @@
 """Registered embedding models: list, find, drop, update settings, and their HNSW indexes and index expressions.
 
 A model row in `prodmatch.models` says where the weights come from (hub id or local folder), the vector size,
-how image and text are fused, and which product fields make its text. Registering a model creates its partial
+how image and text are fused, which product fields make its text, and its storage: `vector` (4-byte floats in
+`embeddings.*_vector`) or `halfvec` (2-byte floats in `embeddings.*_half`). Registering a model creates its partial
 expression HNSW indexes (one per vector kind, cast to the model's dimension, so models of different sizes live
 side by side in one `embeddings` table) and marks every product pending for it. `embed.worker` fills the vectors;
 `match` queries them through the same index expressions (`vector_expression`, which `sql/matching.sql`'s
@@ -18,11 +19,16 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from prodmatch.config import IndexBuild, load_settings
 from prodmatch.errors import ConfigError
 
 SPACES = ("image", "text", "fused")
 HNSW_MAX_VECTOR_DIM = 2000  # pgvector: vector indexes up to 2,000 dimensions, halfvec up to 4,000
 HNSW_MAX_HALFVEC_DIM = 4000
+# How a model keeps its vectors: 4-byte floats in the `*_vector` columns, or 2-byte floats in the `*_half`
+# columns (half the table and index size; see docs/benchmarks.md "Scale" for what it costs in recall).
+STORAGES = ("vector", "halfvec")
+DEFAULT_STORAGE = "halfvec"
 BATCH_ROWS = 10_000  # embedding rows inserted or deleted per short transaction by models add / drop
 
 
@@ -41,6 +47,7 @@ class Model:
     image_weight: float
     text_template: str
     settings: dict = field(default_factory=dict)
+    storage: str = "vector"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +67,8 @@ class ModelStats:
         m = self.model
         counts = ", ".join(f"{k} {v:,}" for k, v in self.counts.items()) or "no products"
         return (
-            f"{m.name}: {m.source} ({m.family}, {m.dimension} dims, {m.fusion} w={m.image_weight}) — {counts}"
+            f"{m.name}: {m.source} ({m.family}, {m.dimension} dims {m.storage}, {m.fusion} w={m.image_weight})"
+            f" — {counts}"
         )
 
 
@@ -161,26 +169,39 @@ def space_dimension(model: Model, space: str) -> int:
     return model.fused_dimension if space == "fused" else model.dimension
 
 
+def index_type(model: Model, space: str) -> str:
+    """The type the model's index on `space` casts to: `halfvec` for halfvec storage, else `vector_type`."""
+    return "halfvec" if model.storage == "halfvec" else vector_type(space_dimension(model, space))
+
+
+def vector_column(model: Model, space: str) -> str:
+    """The column of `prodmatch.embeddings` holding the model's `space` vectors: `fused_vector` or `fused_half`."""
+    space_dimension(model, space)  # validates the space
+    return f"{space}_half" if model.storage == "halfvec" else f"{space}_vector"
+
+
 def vector_expression(model: Model, space: str, alias: str | None = "e") -> sql.Composed:
-    """`(e.fused_vector::vector(512))`: the expression the model's HNSW index is built on."""
+    """`(e.fused_vector::vector(512))` or `(e.fused_half::halfvec(512))`: what the model's HNSW index is on."""
     dim = space_dimension(model, space)
-    column = sql.Identifier(alias, f"{space}_vector") if alias else sql.Identifier(f"{space}_vector")
-    return sql.SQL("({}::{}({}))").format(column, sql.SQL(vector_type(dim)), sql.Literal(dim))
+    name = vector_column(model, space)
+    column = sql.Identifier(alias, name) if alias else sql.Identifier(name)
+    return sql.SQL("({}::{}({}))").format(column, sql.SQL(index_type(model, space)), sql.Literal(dim))
 
 
 def index_name(model: Model, space: str) -> str:
     return f"embeddings_model_{model.id}_{space}_hnsw"
 
 
-def create_indexes(conn: psycopg.Connection, model: Model) -> None:
+def create_indexes(conn: psycopg.Connection, model: Model, build: IndexBuild | None = None) -> None:
     """One partial HNSW cosine index per vector kind, on this model's rows only.
 
     Built with CREATE INDEX CONCURRENTLY, so `conn` must be in autocommit mode: a plain CREATE INDEX holds a
     SHARE lock on `embeddings` that makes every product INSERT (its trigger adds embedding rows) and every
-    worker write wait. A build that fails leaves an invalid index, which is dropped before re-raising.
+    worker write wait. A build that fails leaves an invalid index, which is dropped before re-raising. `build`
+    (default: the settings' `index_build`, sized to the machine) sets the build's memory and parallel workers.
     """
+    use_index_build(conn, build)
     for space in SPACES:
-        dim = space_dimension(model, space)
         index = sql.Identifier(index_name(model, space))
         try:
             conn.execute(
@@ -190,7 +211,7 @@ def create_indexes(conn: psycopg.Connection, model: Model) -> None:
                 ).format(
                     index=index,
                     expr=vector_expression(model, space, alias=None),
-                    ops=sql.SQL(f"{vector_type(dim)}_cosine_ops"),
+                    ops=sql.SQL(f"{index_type(model, space)}_cosine_ops"),
                     model_id=sql.Literal(model.id),
                 )
             )
@@ -203,7 +224,23 @@ def create_indexes(conn: psycopg.Connection, model: Model) -> None:
             raise
 
 
-_MODEL_COLUMNS = "id, name, source, revision, family, dimension, fused_dimension, fusion, image_weight, text_template, settings"
+def use_index_build(
+    conn: psycopg.Connection, build: IndexBuild | None = None, *, local: bool = False
+) -> None:
+    """Set `maintenance_work_mem` and `max_parallel_maintenance_workers` for the index builds that follow on
+    `conn` (for its session; with `local`, for its current transaction only)."""
+    build = build or load_settings().index_build
+    for name, value in (
+        ("maintenance_work_mem", build.maintenance_work_mem),
+        ("max_parallel_maintenance_workers", str(build.workers)),
+    ):
+        conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
+
+
+_MODEL_COLUMNS = (
+    "id, name, source, revision, family, dimension, fused_dimension, fusion, image_weight, text_template,"
+    " settings, storage"
+)
 
 
 def _all_models(conn: psycopg.Connection) -> list[Model]:

@@ -7,7 +7,7 @@ column names here are public: analysts and applications write SQL against them.
 
 from __future__ import annotations
 
-from pgvector.sqlalchemy import SPARSEVEC, VECTOR
+from pgvector.sqlalchemy import HALFVEC, SPARSEVEC, VECTOR
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -106,7 +106,10 @@ models = Table(
     Column("text_template", Text, nullable=False),
     Column("settings", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _now(),
+    # Where the model's vectors live: 4-byte `vector` in embeddings.*_vector, 2-byte `halfvec` in *_half.
+    Column("storage", Text, nullable=False, server_default="vector"),
     CheckConstraint("fusion IN ('mean', 'concat')", name="fusion_known"),
+    CheckConstraint("storage IN ('vector', 'halfvec')", name="storage_known"),
     CheckConstraint("image_weight BETWEEN 0 AND 1", name="image_weight_range"),
     CheckConstraint("dimension > 0 AND fused_dimension > 0", name="dimension_positive"),
 )
@@ -123,6 +126,10 @@ embeddings = Table(
     Column("image_vector", VECTOR()),
     Column("text_vector", VECTOR()),
     Column("fused_vector", VECTOR()),
+    # The same vectors as 2-byte floats, for a model with halfvec storage (its *_vector columns stay NULL).
+    Column("image_half", HALFVEC()),
+    Column("text_half", HALFVEC()),
+    Column("fused_half", HALFVEC()),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("error", Text),
     Column("attempts", Integer, nullable=False, server_default=text("0")),

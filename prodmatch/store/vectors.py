@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from prodmatch.errors import ProdmatchError
-from prodmatch.store.models import SPACES, Model, space_dimension
+from prodmatch.store.models import SPACES, Model, space_dimension, vector_column
 
 # --- vectors out of the database --------------------------------------------------------------------------
 
@@ -67,9 +67,18 @@ def fetch_spaces(
     for name, matrix in zip(spaces, matrices, strict=True):
         matrix = matrix[:filled]
         missing = ~matrix.any(axis=1)  # the zero vectors that stand for NULL
+        if model.storage == "halfvec":
+            _unit_rows(matrix)
         matrix[missing] = np.nan
         vectors[name] = matrix
     return ids[:filled], vectors
+
+
+def _unit_rows(matrix: np.ndarray) -> None:
+    """Rounding to 2-byte floats moves a unit vector's length by ~1e-3; exact search and every cosine computed
+    from these arrays assume unit length (an exact duplicate must score 1.0), so halfvec rows are renormalised."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.divide(matrix, norms, out=matrix, where=norms > 0)
 
 
 def iter_vectors(
@@ -79,6 +88,8 @@ def iter_vectors(
     for scans over every vector (an index check) in constant memory."""
     _, dims, query, _ = _copy_query(model, catalog_id, space, (), None)
     for ids, (vectors,) in _copy_blocks(conn, query, dims):
+        if model.storage == "halfvec":
+            _unit_rows(vectors)
         yield ids, vectors
 
 
@@ -102,7 +113,7 @@ def _copy_query(
     dims = [space_dimension(model, s) for s in spaces]
     columns = sql.SQL(", ").join(
         sql.SQL("coalesce({column}::vector({dim}), array_fill(0::real, ARRAY[{dim}])::vector({dim}))").format(
-            column=sql.Identifier("e", f"{name}_vector"), dim=sql.Literal(dim)
+            column=sql.Identifier("e", vector_column(model, name)), dim=sql.Literal(dim)
         )
         for name, dim in zip(spaces, dims, strict=True)
     )
@@ -111,7 +122,7 @@ def _copy_query(
         " WHERE e.model_id = {model} AND {required} IS NOT NULL {catalog} {products}"
     ).format(
         model=sql.Literal(model.id),
-        required=sql.Identifier("e", f"{space}_vector"),
+        required=sql.Identifier("e", vector_column(model, space)),
         catalog=sql.SQL("AND p.catalog_id = {}").format(sql.Literal(catalog_id))
         if catalog_id
         else sql.SQL(""),

@@ -5,7 +5,7 @@
 SELECT s.*
   FROM prodmatch.similar(
            (SELECT e.product_id FROM prodmatch.embeddings e
-             WHERE e.fused_vector IS NOT NULL ORDER BY e.product_id LIMIT 1),
+             WHERE e.status IN ('done', 'image_error') ORDER BY e.product_id LIMIT 1),
            k => 5,
            other_catalog => true,
            min_price_ratio => 0.5,

@@ -34,7 +34,9 @@ LOOPBACK_ALLOWED = ImageLimits(max_side=512, allowed_networks=("127.0.0.1",))  #
 
 def vectors(conn, catalog: str, model_id: int) -> dict[str, dict]:
     rows = conn.execute(
-        "SELECT p.external_id, e.image_vector, e.text_vector, e.fused_vector, e.status, e.error, e.attempts"
+        "SELECT p.external_id, coalesce(e.image_vector, e.image_half::vector),"
+        " coalesce(e.text_vector, e.text_half::vector), coalesce(e.fused_vector, e.fused_half::vector),"
+        " e.status, e.error, e.attempts"
         " FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
         " JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s AND e.model_id = %s",
         (catalog, model_id),

@@ -18,7 +18,7 @@ from prodmatch.embed.worker import embed
 from prodmatch.errors import ProdmatchError
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.assign import cluster_duplicates
-from prodmatch.store.models import update_settings
+from prodmatch.store.models import index_type, update_settings, vector_expression
 
 EXAMPLES = sorted((REPO / "sql" / "examples").glob("*.sql"))
 
@@ -191,10 +191,11 @@ def test_filtered_query_keeping_one_percent_still_returns_k_rows(settings, tiny_
         assert len({r.product_id for r in rows} & {ids[i] for i in expected}) >= 9
         # the same query through the index without iterative scans loses rows: the test proves something
         conn.execute("SET hnsw.iterative_scan = off; SET enable_seqscan = off; SET enable_sort = off")
+        expr = vector_expression(model, "fused").as_string(conn)
         plain = conn.execute(
             f"SELECT e.product_id FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
             f" WHERE e.model_id = {model.id} AND p.category = 'rare' AND e.product_id <> %s"
-            f" ORDER BY (e.fused_vector::vector({dim})) <=> %s::vector({dim}) LIMIT 10",
+            f" ORDER BY {expr} <=> %s::{index_type(model, 'fused')}({dim}) LIMIT 10",
             (rare_query, vectors[0].astype(np.float32)),
         ).fetchall()
         assert len(plain) < 10

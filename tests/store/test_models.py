@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from prodmatch import store as db
+from prodmatch.embed.registry import add_model
+from prodmatch.errors import ConfigError
 from prodmatch.store.models import (
     SPACES,
     autocommit_twin,
@@ -16,48 +18,67 @@ from prodmatch.store.models import (
 )
 
 
-def test_model_registration_creates_three_hnsw_indexes_the_planner_uses(settings, clip_model):
+@pytest.mark.parametrize("storage", ["halfvec", "vector"])
+def test_model_registration_creates_three_hnsw_indexes_the_planner_uses(settings, tiny_clip_dir, storage):
     with db.connection(settings) as conn:
+        model = add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32", storage=storage)
+        assert model.storage == storage
         indexes = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = 'prodmatch' AND indexname LIKE %s",
-            (f"embeddings_model_{clip_model.id}_%",),
+            (f"embeddings_model_{model.id}_%",),
         ).fetchall()
         assert len(indexes) == 3
+        column = "_half" if storage == "halfvec" else "_vector"
         assert all(
-            "hnsw" in d and "vector_cosine_ops" in d and f"model_id = {clip_model.id}" in d
+            "hnsw" in d and f" {storage}_cosine_ops" in d and column in d and f"model_id = {model.id}" in d
             for (d,) in indexes
         )
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(
             r[0]
             for r in conn.execute(
-                f"EXPLAIN SELECT product_id FROM prodmatch.embeddings WHERE model_id = {clip_model.id}"
-                f" ORDER BY fused_vector::vector({clip_model.dimension}) <=> %s::vector({clip_model.dimension})"
+                f"EXPLAIN SELECT product_id FROM prodmatch.embeddings WHERE model_id = {model.id}"
+                f" ORDER BY fused{column}::{storage}({model.dimension}) <=> %s::{storage}({model.dimension})"
                 " LIMIT 5",
-                (np.ones(clip_model.dimension, dtype=np.float32),),
+                (np.ones(model.dimension, dtype=np.float32),),
             )
         )
-    assert f"embeddings_model_{clip_model.id}_fused_hnsw" in plan
+    assert f"embeddings_model_{model.id}_fused_hnsw" in plan
 
 
-# (dimension, fusion): fused vectors of 2000 dimensions are the last `vector`, 2001 to 4000 are `halfvec`.
-SHAPES = [(32, "mean"), (512, "concat"), (1000, "concat"), (2000, "mean"), (1024, "concat"), (2001, "mean")]
+def test_unknown_storage_is_refused(conn, tiny_clip_dir):
+    with pytest.raises(ConfigError, match="--storage must be one of vector, halfvec"):
+        add_model(conn, str(tiny_clip_dir), name="clip", storage="float8")
 
 
-@pytest.mark.parametrize("dimension, fusion", SHAPES)
-def test_python_and_sql_index_expressions_agree(conn, dimension, fusion):
+# (dimension, fusion, storage): with vector storage, fused vectors of 2000 dimensions are the last `vector`,
+# 2001 to 4000 are `halfvec`; with halfvec storage every index is on halfvec.
+SHAPES = [
+    (32, "mean", "vector"),
+    (512, "concat", "vector"),
+    (1000, "concat", "vector"),
+    (2000, "mean", "vector"),
+    (1024, "concat", "vector"),
+    (2001, "mean", "vector"),
+    (32, "mean", "halfvec"),
+    (1024, "concat", "halfvec"),
+]
+
+
+@pytest.mark.parametrize("dimension, fusion, storage", SHAPES)
+def test_python_and_sql_index_expressions_agree(conn, dimension, fusion, storage):
     """`store.models.vector_expression` (used to build the indexes) and `prodmatch.vector_expr` (used by the
     SQL API's queries) must produce the same expression, or queries silently stop using the HNSW index."""
     fused = dimension * 2 if fusion == "concat" else dimension
     model_id = conn.execute(
         "INSERT INTO prodmatch.models (name, source, revision, family, dimension, fused_dimension, fusion,"
-        " image_weight, text_template, settings) VALUES (%s, 'nowhere', NULL, 'clip', %s, %s, %s, 0.5, '{title}',"
-        " '{}') RETURNING id",
-        (f"m{dimension}-{fusion}", dimension, fused, fusion),
+        " image_weight, text_template, settings, storage) VALUES (%s, 'nowhere', NULL, 'clip', %s, %s, %s, 0.5,"
+        " '{title}', '{}', %s) RETURNING id",
+        (f"m{dimension}-{fusion}", dimension, fused, fusion, storage),
     ).fetchone()[0]
     model = get_model(conn, f"m{dimension}-{fusion}")
     conn.commit()
-    with autocommit_twin(conn) as twin:  # the indexes are built CONCURRENTLY, outside a transaction
+    with autocommit_twin(conn) as twin:  # CREATE INDEX CONCURRENTLY runs outside a transaction
         create_indexes(twin, model)
     conn.execute("SET enable_seqscan = off")
     for space in SPACES:
@@ -65,8 +86,12 @@ def test_python_and_sql_index_expressions_agree(conn, dimension, fusion):
         sql_form = conn.execute("SELECT prodmatch.vector_expr(%s, %s)", (model_id, space)).fetchone()[0]
         assert python_form == sql_form
         dim = fused if space == "fused" else dimension
-        kind = "vector" if dim <= 2000 else "halfvec"
+        kind = "vector" if dim <= 2000 and storage == "vector" else "halfvec"
         assert f"::{kind}({dim}))" in sql_form
+        assert f".{space}{'_half' if storage == 'halfvec' else '_vector'}::" in sql_form
+        assert conn.execute("SELECT prodmatch.index_type(%s, %s)", (model_id, space)).fetchone()[0] == (
+            f"{kind}({dim})"
+        )
         query = "'[" + ",".join(["1"] * dim) + f"]'::{kind}({dim})"
         plan = "\n".join(
             row[0]
