@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import psycopg
@@ -361,7 +362,9 @@ def _products(conn: psycopg.Connection, ids: np.ndarray) -> dict[int, dict]:
     return out
 
 
+@lru_cache(maxsize=1 << 18)
 def _normalize_brand(text: str) -> str:
+    # Called once per pair and side: a catalogue has few distinct brands (and titles), so cache the work.
     return normalize(text or "")
 
 
