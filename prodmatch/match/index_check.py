@@ -21,7 +21,7 @@ from psycopg import sql
 from prodmatch.errors import ProdmatchError
 from prodmatch.hardware import memory_budget
 from prodmatch.match.memory import index_check_peak_bytes, require_fits
-from prodmatch.store.models import get_model, index_type, space_dimension, vector_expression
+from prodmatch.store.models import get_model, index_type, space_dimension, vector_column, vector_expression
 from prodmatch.store.vectors import fetch_vectors, iter_vectors
 
 
@@ -127,7 +127,7 @@ def check_index(
 
 def _product_ids(conn: psycopg.Connection, model, space: str) -> np.ndarray:
     """Ids of the products that have a `space` vector, in order (8 bytes each: the only per-product memory)."""
-    column = sql.Identifier("e", f"{space}_vector")
+    column = sql.Identifier("e", vector_column(model, space))  # *_vector or *_half, by the model's storage
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
