@@ -225,10 +225,7 @@ def _link_lexical(
     pairs = lexical_candidates(conn, source_id, target_id, k)
     conn.commit()
     pairs = accept_cosine(pairs, threshold, one_to_one)
-    sources = conn.execute(
-        "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (source_id,)
-    ).fetchone()[0]
-    conn.commit()
+    sources = _catalog_size(conn, source_id)
     return _finish(
         conn,
         "link",
@@ -272,10 +269,7 @@ def _link_with_matcher(
         "matcher": matcher_name,
         "threshold": scorer.threshold,
     }
-    sources = conn.execute(
-        "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (source_id,)
-    ).fetchone()[0]
-    conn.commit()
+    sources = _catalog_size(conn, source_id)
     return _finish(
         conn,
         "link",
@@ -372,6 +366,15 @@ def load_matcher(conn: psycopg.Connection, name: str) -> tuple[Matcher, Model | 
     row = get_matcher(conn, name)
     model = get_model(conn, row.model) if row.model else None
     return Matcher.from_json(row.definition), model
+
+
+def _catalog_size(conn: psycopg.Connection, catalog_id: int) -> int:
+    """Products in a catalogue (a lexical or matcher run's source count), outside any open transaction."""
+    found = conn.execute(
+        "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (catalog_id,)
+    ).fetchone()[0]
+    conn.commit()
+    return found
 
 
 def _has_models(conn: psycopg.Connection) -> bool:

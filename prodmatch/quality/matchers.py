@@ -11,7 +11,6 @@ calibration, threshold) is `prodmatch.quality.training.train_matcher`; the resul
 
 from __future__ import annotations
 
-import csv
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -395,19 +394,12 @@ def _plot_curves(curves: dict, rows: list[SignalScore], path: Path) -> Path:
 
 def labels_gold_file(conn: psycopg.Connection, path: Path) -> Path:
     """Write the current same / different labels of `prodmatch.labels` as a gold CSV (what `--labels` reads)."""
-    rows = conn.execute(
-        "SELECT source_catalog, source_external_id, target_catalog, target_external_id,"
-        " CASE label WHEN 'match' THEN 1 ELSE 0 END FROM prodmatch.labels_v WHERE label <> 'unsure'"
-        " ORDER BY 1, 2, 3, 4"
-    ).fetchall()
-    if not rows:
+    from prodmatch.review.labels import export_labels  # the one writer of labels as gold pairs
+
+    if not export_labels(conn, path):
         raise ConfigError(
             "no labels yet: label pairs with `prodmatch review` or load them with `prodmatch labels import`"
         )
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(("source_catalog", "source_id", "target_catalog", "target_id", "label"))
-        writer.writerows(rows)
     return path
 
 
