@@ -40,6 +40,7 @@ from quality_cases import DATASETS, Case, load_case  # noqa: E402
 from prodmatch.match.scoring import ThresholdScorer  # noqa: E402
 from prodmatch.match.signals.features import FeatureMatrix, pair_features, with_context  # noqa: E402
 from prodmatch.match.signals.ranks import rank_signals  # noqa: E402
+from prodmatch.quality import matchers as matcher_quality  # noqa: E402
 from prodmatch.quality.training import train_matcher  # noqa: E402
 
 MAX_CODE_FREQUENCY = 20  # a "code" many products share is a word, not an identifier
@@ -317,40 +318,15 @@ def _signal(features: FeatureMatrix, name: str) -> np.ndarray:
     return np.where(np.isnan(values), -np.inf, values)
 
 
-def decisions(cands: Candidates, score: np.ndarray, mode: str) -> np.ndarray:
-    """Indexes of the pairs a mode may accept, best first (a threshold then keeps a prefix)."""
-    order = np.argsort(-score, kind="stable")
-    if mode == "all":
-        return order
-    used_sources: set = set()
-    used_targets: set = set()
-    kept = []
-    for i in order:
-        s, t = cands.source_ids[i], cands.target_ids[i]
-        if s in used_sources or (mode == "1:1" and t in used_targets):
-            continue
-        used_sources.add(s)
-        used_targets.add(t)
-        kept.append(i)
-    return np.array(kept, dtype=np.int64)
-
-
 def best_threshold(cands: Candidates, score: np.ndarray, gold: frozenset, mode: str) -> float:
-    """The threshold with the best end-to-end F1 of `mode` on a (training) case."""
-    kept = decisions(cands, score, mode)
-    s = score[kept]
-    tp = np.cumsum(cands.labels[kept])
-    n = np.arange(1, len(kept) + 1)
-    f1 = 2 * tp / (n + len(gold))
-    last_of_tie = np.r_[s[1:] != s[:-1], True] & np.isfinite(s)
-    if not last_of_tie.any():
-        return np.inf
-    best = np.flatnonzero(last_of_tie)[np.argmax(f1[last_of_tie])]
-    return float(s[best])
+    """The threshold with the best end-to-end F1 of `mode` on a (training) case (the library's sweep)."""
+    return matcher_quality.best_threshold(
+        cands.source_ids, cands.target_ids, cands.labels, score, len(gold), mode
+    )
 
 
 def end_to_end(cands: Candidates, score: np.ndarray, threshold: float, gold: frozenset, mode: str):
-    kept = decisions(cands, score, mode)
+    kept = matcher_quality.decisions(cands.source_ids, cands.target_ids, score, mode)
     kept = kept[score[kept] >= threshold]
     tp = int(cands.labels[kept].sum())
     precision = tp / len(kept) if len(kept) else 0.0
