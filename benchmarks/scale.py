@@ -19,7 +19,12 @@ every 0.2 s):
   recall@10 against exact search, per storage;
 - link: `link --mode ann` of the 10,000 sources against the N targets, products/s and recall@5 against exact
   top-5 (numpy), per storage;
-- what half precision alone costs: recall@10 of exact search on fp16-rounded vectors against fp32, 2,000 queries.
+- what half precision alone costs: recall@10 of exact search on fp16-rounded vectors against fp32, 2,000 queries;
+- watch: `link --watch` (`watch_link`) following the stored ANN link run of the last storage; an application
+  inserts, one at a time, new source offers and new target products by plain SQL, and the embedding worker's
+  write of each one's vector is simulated by the worker's own UPDATE (status 'done', embedded_at); measured: the
+  seconds from the INSERT's commit to the product's rows in `prodmatch.matches_v` (p50 / max), the watcher's pass
+  seconds, and its first (whole-run) pass.
 Only the fused space is filled (one space, 128 dimensions by default) so that the three sizes run in under an
 hour here; the image and text indexes of each model stay empty. Uses a throw-away embedded server per size.
 """
@@ -49,6 +54,7 @@ from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings, load_settings  # noqa: E402
 from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 from prodmatch.match.exact import top_k_cosine  # noqa: E402
+from prodmatch.match.watch import WatchPass, watch_link  # noqa: E402
 from prodmatch.store.models import autocommit_twin, create_indexes, get_model, index_name  # noqa: E402
 
 SOURCES = 10_000
@@ -211,7 +217,9 @@ def load_vectors(conn, storage: str, ids: dict[str, np.ndarray], vectors: dict[s
 _PARTIAL: Path | None = None
 
 
-def run_size(n: int, dim: int, queries: int, storages: tuple[str, ...], lexical: bool) -> dict:
+def run_size(
+    n: int, dim: int, queries: int, storages: tuple[str, ...], lexical: bool, watch_offers: int = 20
+) -> dict:
     print(f"\n== {n:,} target products + {SOURCES:,} sources, {dim} dimensions", flush=True)
     results: dict = {"products": n + SOURCES, "dim": dim}
     target, source, family, source_family = synthetic(n, dim)
@@ -329,8 +337,96 @@ def run_size(n: int, dim: int, queries: int, storages: tuple[str, ...], lexical:
                 ]
                 out["recall_at_5"] = round(float(np.mean(hits)), 4)
                 conn.rollback()
+                last_run = run.run_id if lexical else None
+            if last_run is not None and watch_offers:
+                with step(results, "watch", sampler) as out:
+                    out.update(
+                        measure_watch(settings, conn, last_run, storage, ids, target, source, watch_offers)
+                    )
         sampler.stop()
     return results
+
+
+def measure_watch(
+    settings: Settings,
+    conn,
+    run_id: int,
+    storage: str,
+    ids: dict[str, np.ndarray],
+    target: np.ndarray,
+    source: np.ndarray,
+    offers: int,
+    poll_seconds: float = 1.0,
+) -> dict:
+    """Insert `offers` products (sources and targets alternately) while `watch_link` follows run `run_id`."""
+    stop = threading.Event()
+    passes: list[WatchPass] = []
+    thread = threading.Thread(
+        target=watch_link,
+        args=(settings, run_id),
+        kwargs={"stop": stop, "poll_seconds": poll_seconds, "on_pass": passes.append},
+        daemon=True,
+    )
+    started = time.perf_counter()
+    thread.start()
+    while not passes:  # the first pass computes the whole run and keeps it in memory
+        time.sleep(0.05)
+    first_pass = time.perf_counter() - started
+    model = get_model(conn, storage)
+    catalogs = dict(conn.execute("SELECT name, id FROM prodmatch.catalogs").fetchall())
+    conn.commit()
+    rng = np.random.default_rng(7)
+    latencies: dict[str, list[float]] = {"source": [], "target": []}
+    for number in range(offers):
+        side = ("source", "target")[number % 2]
+        # a near copy of an existing source's vector: a new offer in the source catalogue has the copied
+        # source's matches; a new target product becomes that source's best candidate
+        base = source[rng.integers(len(source))]
+        vector = base + 0.02 * rng.standard_normal(base.shape[0]).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        external_id = f"watch-{side}-{number}"
+        began = time.perf_counter()
+        product_id = conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, price)"
+            " VALUES (%s, %s, %s, 'acme', 'kettle', 10) RETURNING id",
+            (catalogs[side], external_id, f"acme new kettle {number}"),
+        ).fetchone()[0]
+        conn.commit()
+        column = "fused_half" if storage == "halfvec" else "fused_vector"
+        value = HalfVector(vector) if storage == "halfvec" else vector
+        conn.execute(  # what the embedding worker writes once it has embedded the new product
+            f"UPDATE prodmatch.embeddings SET {column} = %s, status = 'done', embedded_at = now()"
+            " WHERE model_id = %s AND product_id = %s",
+            (value, model.id, product_id),
+        )
+        conn.commit()
+        where = "source_external_id" if side == "source" else "target_external_id"
+        while not conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM prodmatch.matches_v WHERE run_id = %s AND {where} = %s)",
+            (run_id, external_id),
+        ).fetchone()[0]:
+            conn.commit()
+            if time.perf_counter() - began > 300:
+                raise RuntimeError(f"{external_id} did not show in matches_v within 300 s")
+            time.sleep(0.01)
+        conn.commit()
+        latencies[side].append(time.perf_counter() - began)
+        time.sleep(float(rng.uniform(0, poll_seconds)))  # the next one arrives at a random point of the poll
+    stop.set()
+    thread.join()
+    work = [p.seconds for p in passes[1:] if p.recomputed_sources]
+    every = latencies["source"] + latencies["target"]
+    return {
+        "first_pass_s": round(first_pass, 2),
+        "offers": offers,
+        "latency_p50_s": round(float(np.median(every)), 3),
+        "latency_max_s": round(max(every), 3),
+        "latency_source_p50_s": round(float(np.median(latencies["source"])), 3),
+        "latency_target_p50_s": round(float(np.median(latencies["target"])), 3),
+        "pass_p50_s": round(float(np.median(work)), 3) if work else None,
+        "pass_max_s": round(max(work), 3) if work else None,
+        "poll_seconds": poll_seconds,
+    }
 
 
 def _size_mb(conn, relation: str, total: bool = False) -> float:
@@ -397,13 +493,21 @@ def main() -> None:
         "--no-lexical", action="store_true", help="Skip the lexical build (link then skips it too)."
     )
     parser.add_argument("--partial", type=Path, help="Write each size's figures here after every step.")
+    parser.add_argument(
+        "--watch-offers",
+        type=int,
+        default=20,
+        help="Products inserted under `link --watch` (0: skip the step).",
+    )
     args = parser.parse_args()
     global _PARTIAL
     _PARTIAL = args.partial
     print(f"CPU: {cpu_name()}; index build settings: {load_settings().index_build}", flush=True)
     runs = []
     for n in args.sizes:
-        runs.append(run_size(n, args.dim, args.queries, tuple(args.storages), not args.no_lexical))
+        runs.append(
+            run_size(n, args.dim, args.queries, tuple(args.storages), not args.no_lexical, args.watch_offers)
+        )
         args.json.write_text(json.dumps({"cpu": cpu_name(), "runs": runs}, indent=1) + "\n")
         draw(runs, args.png)
 

@@ -171,12 +171,17 @@ def lexical_similarities(
 def _lexical_matrix(
     conn: psycopg.Connection, catalog_id: int, only: np.ndarray | None
 ) -> tuple[np.ndarray, sp.csr_matrix]:
-    """(product ids, CSR rows of their weighted lexical vectors) of one catalogue."""
+    """(product ids, CSR rows of their weighted lexical vectors) of one catalogue, or of its products `only`.
+
+    With `only`, just those rows are read (by primary key): scoring a few pairs must not read a catalogue of a
+    million products."""
     ids, indptr, indices, values = [], [0], [], []
+    restrict = "" if only is None else " AND l.product_id = ANY(%s)"
+    params = (catalog_id,) if only is None else (catalog_id, np.asarray(only, dtype=np.int64).tolist())
     with conn.cursor().copy(
         "COPY (SELECT l.product_id, l.vector FROM prodmatch.lexical l JOIN prodmatch.products p"
-        " ON p.id = l.product_id WHERE p.catalog_id = %s ORDER BY 1) TO STDOUT",
-        (catalog_id,),
+        " ON p.id = l.product_id WHERE p.catalog_id = %s" + restrict + " ORDER BY 1) TO STDOUT",
+        params,
     ) as copy:
         for product_id, text in copy.rows():
             ids.append(int(product_id))

@@ -1,9 +1,11 @@
 """Keep a stored link run current while catalogues change: `prodmatch link ... --watch`.
 
-`watch_link` follows one run of `prodmatch.match.link`. It wakes on NOTIFY prodmatch_pending (sent when products
-are inserted or change, see `sql/pending.sql`) or after `poll_seconds` (deletions and products of a database
-without models send nothing), brings the lexical space current (`refresh_lexical`), and finds what changed since
-its checkpoint: products, lexical rows and (for model runs) embeddings written since, and products that are gone.
+`watch_link` follows one run of `prodmatch.match.link`. It wakes on NOTIFY prodmatch_pending (products inserted
+or changed, `sql/pending.sql`) and prodmatch_changed (products inserted or deleted, vectors written by the worker,
+`sql/changes.sql`), or after `poll_seconds` at the latest, brings the lexical space current (`refresh_lexical`),
+and finds what changed since its checkpoint: products, lexical rows and (for model runs) embeddings written since
+(each read through an index on its time column, so a pass costs what changed, not the catalogue's size), and
+products that are gone.
 It then recomputes only the affected source products: changed or new sources, and the sources for which a changed,
 new or deleted target is, or could now become, a candidate. That reverse search is exact: the watcher keeps every
 candidate pair of the run in memory with each source's k-th best score in every candidate source (lexical query
@@ -58,7 +60,7 @@ from prodmatch.store.vectors import fetch_spaces
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "prodmatch_pending"
+NOTIFY_CHANNELS = ("prodmatch_pending", "prodmatch_changed")
 FULL_FRACTION = 0.2  # recompute the whole run when more than this share of its products changed at once
 
 
@@ -124,7 +126,8 @@ def watch_link(
     while not stop.is_set():
         try:
             with store.connection(settings) as conn, store.connection(settings, autocommit=True) as listener:
-                listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                for channel in NOTIFY_CHANNELS:
+                    listener.execute(f"LISTEN {channel}")
                 watcher = watcher or _Watcher(_load_run(conn, summary.run_id))
                 while not stop.is_set():
                     done = watcher.step(conn)
@@ -203,6 +206,7 @@ class _State:
     target_lexical: tuple[np.ndarray, sp.csr_matrix] | None = None
     lexical_kth: dict[int, float] = field(default_factory=dict)  # source -> k-th best lexical query score
     usable_codes: set[str] = field(default_factory=set)
+    source_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # reverse search
     seen: dict[int, datetime] = field(default_factory=dict)
     checkpoint: datetime | None = None
 
@@ -421,6 +425,7 @@ class _Watcher:
             state.target_lexical = _patch_lexical(
                 conn, state.target_lexical, changed_targets | deleted_targets
             )
+        self._patch_source_vectors(conn, state, changed_sources | deleted_sources)
         touched = changed_targets | deleted_targets
         affected = set(changed_sources)
         candidates = state.candidates
@@ -474,16 +479,39 @@ class _Watcher:
                 reach = dots.data >= kth  # an entry reaches a source with fewer than k candidates
                 found |= set(source_ids[dots.row[reach]].tolist())
         for space in run.dense_spaces():
-            source_ids, source = fetch_spaces(conn, run.model, run.source_id, space, also=())
-            target_ids, target = fetch_spaces(conn, run.model, run.target_id, space, also=())
-            keep = np.isin(target_ids, wanted)
-            if not keep.any() or not len(source_ids):
+            source_ids, source = self._source_vectors(conn, state, space)
+            target_ids, target = fetch_spaces(
+                conn, run.model, run.target_id, space, also=(), product_ids=wanted.tolist()
+            )
+            if not len(target_ids) or not len(source_ids):
                 continue
-            cosines = np.nan_to_num(source[space] @ target[space][keep].T, nan=-np.inf).max(axis=1)
+            cosines = np.nan_to_num(source @ target[space].T, nan=-np.inf).max(axis=1)
             kth = _dense_kth(state, run, space, source_ids)
             found |= set(source_ids[cosines >= kth].tolist())
         conn.commit()
         return found
+
+    def _source_vectors(
+        self, conn: psycopg.Connection, state: _State, space: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every source's vector of `space`, read once and kept (a pass then reads only the changed targets')."""
+        if space not in state.source_vectors:
+            ids, vectors = fetch_spaces(conn, self.run.model, self.run.source_id, space, also=())
+            state.source_vectors[space] = (ids, vectors[space])
+        return state.source_vectors[space]
+
+    def _patch_source_vectors(self, conn: psycopg.Connection, state: _State, changed: set[int]) -> None:
+        """Re-read the cached vectors of changed sources (and forget deleted ones)."""
+        if not changed:
+            return
+        for space, (ids, vectors) in list(state.source_vectors.items()):
+            keep = ~np.isin(ids, list(changed))
+            new_ids, new = fetch_spaces(
+                conn, self.run.model, self.run.source_id, space, also=(), product_ids=sorted(changed)
+            )
+            all_ids = np.concatenate([ids[keep], new_ids])
+            order = np.argsort(all_ids, kind="stable")
+            state.source_vectors[space] = (all_ids[order], np.concatenate([vectors[keep], new[space]])[order])
 
     # --- writing ------------------------------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ products = Table(
     CheckConstraint("price >= 0", name="price_not_negative"),
     CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
 )
+Index("products_updated_at_idx", products.c.updated_at)  # `link --watch`: what changed since (0008)
 
 models = Table(
     "models",
@@ -146,6 +147,8 @@ embeddings = Table(
     ),
 )
 Index("embeddings_product_id_idx", embeddings.c.product_id)
+# "What was written since?" for `link --watch` (migration 0008), on each table whose writes move matches.
+Index("embeddings_embedded_at_idx", embeddings.c.embedded_at)
 Index(
     "embeddings_pending_idx",
     embeddings.c.model_id,
@@ -177,6 +180,8 @@ Index(
     postgresql_ops={"vector": "sparsevec_cosine_ops"},
 )
 Index("lexical_codes_idx", lexical.c.codes, postgresql_using="gin")
+Index("lexical_updated_at_idx", lexical.c.updated_at)
+Index("lexical_weighted_documents_idx", lexical.c.weighted_documents)  # the refresh's min(): one probe
 
 # Document frequency of each hashed lexical term over all products, kept current by the lexical refresh.
 lexical_terms = Table(

@@ -28,17 +28,20 @@ from prodmatch.quality.matchers import train_and_store
 class Watching:
     """A watcher thread and the passes it reported."""
 
-    def __init__(self, settings, run_id: int) -> None:
+    def __init__(self, settings, run_id: int, poll_seconds: float = 0.2) -> None:
+        self.poll_seconds = poll_seconds
         self.stop = threading.Event()
         self.passes: list[WatchPass] = []
         self.changed = threading.Condition()
         self.error: BaseException | None = None
+        self.window: list[WatchPass] = []  # the passes up to the last caught_up since the one before it
+        self._consumed = 0
         self.thread = threading.Thread(target=self._run, args=(settings, run_id), daemon=True)
         self.thread.start()
 
     def _run(self, settings, run_id: int) -> None:
         try:
-            watch_link(settings, run_id, stop=self.stop, poll_seconds=0.2, on_pass=self._report)
+            watch_link(settings, run_id, stop=self.stop, poll_seconds=self.poll_seconds, on_pass=self._report)
         except BaseException as error:  # surfaced by caught_up
             self.error = error
 
@@ -48,7 +51,10 @@ class Watching:
             self.changed.notify_all()
 
     def caught_up(self, conn, timeout: float = 60.0) -> WatchPass:
-        """The first pass whose checkpoint is past everything this connection committed."""
+        """The first pass whose checkpoint is past everything this connection committed.
+
+        A NOTIFY may wake the watcher before this call reads the clock, so the change can be handled by an
+        earlier pass than the one returned: `window` holds every pass since the previous call's."""
         conn.commit()
         now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         conn.commit()  # an open transaction here would hold the watcher's checkpoint back
@@ -56,9 +62,11 @@ class Watching:
         with self.changed:
             while True:
                 assert self.error is None, self.error
-                done = next((p for p in self.passes if p.checkpoint > now), None)
-                if done is not None:
-                    return done
+                at = next((i for i, p in enumerate(self.passes) if p.checkpoint > now), None)
+                if at is not None:
+                    self.window = self.passes[self._consumed : at + 1]
+                    self._consumed = at + 1
+                    return self.passes[at]
                 left = deadline - time.monotonic()
                 assert left > 0, f"the watcher did not catch up: {self.passes[-3:]}"
                 self.changed.wait(min(left, 0.5))
@@ -123,12 +131,13 @@ def test_watched_run_equals_a_fresh_link_after_inserts_changes_and_deletes(setti
     watching = Watching(settings, run.run_id)
     try:
         first = watching.caught_up(conn)
-        assert first.full and first.run_id == run.run_id
+        assert watching.window[0].full and first.run_id == run.run_id
 
         def check(expect_recompute: bool = True) -> None:
             done = watching.caught_up(conn)
-            assert not done.full, done  # the change was handled incrementally, not by redoing the run
-            assert done.recomputed_sources >= 1 or not expect_recompute
+            window = watching.window
+            assert not any(p.full for p in window), window  # handled incrementally, not by redoing the run
+            assert sum(p.recomputed_sources for p in window) >= 1 or not expect_recompute, window
             watched = _stored(conn, done.run_id)
             fresh = match.link(conn, "shop", "competitor", **options)  # replaces the run
             assert watched == _stored(conn, fresh.run_id)
@@ -219,12 +228,20 @@ def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, 
         def check() -> None:
             embed(settings, EmbedOptions(batch_size=16))  # the new and changed products' vectors become ready
             done = watching.caught_up(conn)
-            assert not done.full, done
+            assert not any(p.full for p in watching.window), watching.window
             watched = _stored(conn, done.run_id)
             fresh = match.link(conn, "shop", "rival", space="fused", **options)
             assert watched == _stored(conn, fresh.run_id)
             watching.caught_up(conn)
 
+        # A new source first: the reverse search of the target changes below must see its (cached) vector.
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
+            " SELECT catalog_id, 'shop-new', title || ' v2', image, price, currency FROM prodmatch.products"
+            " WHERE external_id = 'shop-3'"
+        )
+        conn.commit()
+        check()
         rival = conn.execute("SELECT id FROM prodmatch.products WHERE external_id = 'rival-3'").fetchone()[0]
         conn.execute(
             "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
@@ -239,5 +256,53 @@ def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, 
         conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
         conn.commit()
         check()
+    finally:
+        watching.close()
+
+
+def _within(seconds: float, conn, query: str, params: tuple, expected) -> float:
+    """Seconds until `query` returns `expected` (fails after `seconds`)."""
+    started = time.monotonic()
+    while True:
+        got = conn.execute(query, params).fetchone()[0]
+        conn.commit()
+        if got == expected:
+            return time.monotonic() - started
+        assert time.monotonic() - started < seconds, f"still {got!r}, not {expected!r}, after {seconds} s"
+        time.sleep(0.05)
+
+
+def test_deletes_and_model_less_inserts_wake_the_watcher_before_its_poll(settings, conn, demo):
+    """NOTIFY prodmatch_changed (sql/changes.sql): with a 60 s poll, the changes still show within seconds."""
+    # No model registered: the product INSERT sends no prodmatch_pending.
+    run = match.link(conn, "shop", "competitor", k=3)
+    watching = Watching(settings, run.run_id, poll_seconds=60.0)
+    try:
+        watching.caught_up(conn)
+        _copy_product(conn, _product(conn, "shop", 5), "shop-late", " late")
+        conn.commit()
+        inserted = _within(
+            20,
+            conn,
+            "SELECT count(*) FROM prodmatch.matches_v WHERE run_id = %s AND source_external_id = 'shop-late'",
+            (run.run_id,),
+            3,
+        )
+        source, target = conn.execute(
+            "SELECT source_product_id, target_product_id FROM prodmatch.matches WHERE run_id = %s"
+            " ORDER BY source_product_id LIMIT 1",
+            (run.run_id,),
+        ).fetchone()
+        conn.execute("DELETE FROM prodmatch.products WHERE id = %s", (target,))  # its pairs go by cascade
+        conn.commit()
+        deleted = _within(  # the watcher gives the source its next candidate back
+            20,
+            conn,
+            "SELECT count(*) FROM prodmatch.matches WHERE run_id = %s AND source_product_id = %s",
+            (run.run_id, source),
+            3,
+        )
+        assert any(p.deleted == 1 for p in watching.passes)
+        assert inserted < 10 and deleted < 10  # far inside one 60 s poll interval
     finally:
         watching.close()

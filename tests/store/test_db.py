@@ -186,3 +186,49 @@ def test_migration_0003_sets_and_resets_the_ef_search_default(empty_settings: Se
     assert ef_defaults() == {"NULL::integer"}
     db.upgrade(empty_settings)
     assert ef_defaults() == {"100"}
+
+
+def test_migration_0008_adds_change_indexes_and_notifies_then_goes(empty_settings: Settings):
+    def present(conn) -> tuple[set[str], set[str]]:
+        indexes = {
+            r[0]
+            for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'prodmatch'")
+            if r[0].endswith(("_updated_at_idx", "_embedded_at_idx", "_weighted_documents_idx"))
+        }
+        triggers = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgname IN ('products_changed', 'embeddings_written')"
+            )
+        }
+        return indexes, triggers
+
+    db.upgrade(empty_settings)
+    with (
+        psycopg.connect(empty_settings.database_url, autocommit=True) as conn,
+        psycopg.connect(empty_settings.database_url, autocommit=True) as listener,
+    ):
+        assert present(conn) == (
+            {
+                "products_updated_at_idx",
+                "lexical_updated_at_idx",
+                "lexical_weighted_documents_idx",
+                "embeddings_embedded_at_idx",
+            },
+            {"products_changed", "embeddings_written"},
+        )
+        listener.execute("LISTEN prodmatch_changed")
+        catalog = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('c') RETURNING id").fetchone()[
+            0
+        ]
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (%s, 'a', 't')",
+            (catalog,),
+        )
+        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'a'")
+        got = [n.payload for n in listener.notifies(timeout=5, stop_after=2)]
+        assert got == ["products insert", "products delete"]
+    assert db.downgrade(empty_settings, "0007") == "0007"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert present(conn) == (set(), set())
+        assert not conn.execute("SELECT 1 FROM pg_proc WHERE proname = 'notify_changed'").fetchone()
