@@ -19,6 +19,7 @@ every 0.2 s):
   recall@10 against exact search, per storage;
 - link: `link --mode ann` of the 10,000 sources against the N targets, products/s and recall@5 against exact
   top-5 (numpy), per storage;
+- ef_search sweep: recall@10 and p50 of `similar` at ef_search 40 to 800 (100 queries, last storage);
 - what half precision alone costs: recall@10 of exact search on fp16-rounded vectors against fp32, 2,000 queries;
 - watch: `link --watch` (`watch_link`) following the stored ANN link run of the last storage; an application
   inserts, one at a time, new source offers and new target products by plain SQL, and the embedding worker's
@@ -58,6 +59,7 @@ from prodmatch.match.watch import WatchPass, watch_link  # noqa: E402
 from prodmatch.store.models import autocommit_twin, create_indexes, get_model, index_name  # noqa: E402
 
 SOURCES = 10_000
+EF_SWEEP = (40, 100, 200, 400, 800)  # hnsw.ef_search values tried for `similar` at each size
 BRANDS = [
     "acme",
     "globex",
@@ -302,6 +304,27 @@ def run_size(
                     queries=queries,
                     ef_search=matching.DEFAULT_EF_SEARCH,
                 )
+            # what a wider search buys at this size: recall@10 and p50 of `similar` per ef_search, last storage
+            sweep = {}
+            for ef in EF_SWEEP:
+                latencies, recalls = [], []
+                for q in range(min(queries, 100)):
+                    started = time.perf_counter()
+                    got = conn.execute(
+                        "SELECT product_id FROM prodmatch.similar(%s::bigint, k => 10, in_catalog => 'target',"
+                        " model => %s, ef_search => %s)",
+                        (int(ids["source"][q]), storage, ef),
+                    ).fetchall()
+                    latencies.append(time.perf_counter() - started)
+                    truth = set(ids["target"][truth10[q]].tolist())
+                    recalls.append(len(truth & {r[0] for r in got}) / 10)
+                conn.rollback()
+                sweep[str(ef)] = {
+                    "recall_at_10": round(float(np.mean(recalls)), 4),
+                    "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+                }
+            results[f"ef_search_sweep_{storage}"] = sweep
+            print(f"  ef_search_sweep_{storage}: {json.dumps(sweep)}", flush=True)
             truth5 = top_k_cosine(source, target, 5, candidate_precision="fp32").indices
             for storage in models:
                 found: dict[int, set] = {}

@@ -69,20 +69,20 @@ def ann_candidates(
     source_only: np.ndarray | None = None,
 ) -> CandidatePairs:
     """HNSW top-k of every source product (or only those in `source_only`) through prodmatch.candidates()."""
+    # With `source_only` (a watcher's few changed sources) only those rows are read, not the whole catalogue.
+    only = sql.SQL("") if source_only is None else sql.SQL(" AND e.product_id = ANY(%s)")
+    params = (model.id, source) if source_only is None else (model.id, source, source_only.tolist())
     ids = [
         r[0]
         for r in conn.execute(
             sql.SQL(
                 "SELECT e.product_id FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
                 " JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
-                " WHERE e.model_id = %s AND c.name = %s AND {} IS NOT NULL ORDER BY 1"
-            ).format(vector_expression(model, space)),
-            (model.id, source),
+                " WHERE e.model_id = %s AND c.name = %s AND {} IS NOT NULL{} ORDER BY 1"
+            ).format(vector_expression(model, space), only),
+            params,
         )
     ]
-    if source_only is not None:
-        wanted = set(source_only.tolist())
-        ids = [i for i in ids if i in wanted]
     rows = []
     for start in range(0, len(ids), ANN_CHUNK):
         chunk = ids[start : start + ANN_CHUNK]

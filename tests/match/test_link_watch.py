@@ -217,7 +217,8 @@ def test_link_watch_command_shows_an_inserted_offer_in_matches_v_then_stops_on_s
 
 
 @pytest.mark.parametrize(
-    "options", [{"k": 3, "mode": "exact"}, {"k": 2, "mode": "exact", "one_to_one": True}]
+    "options",
+    [{"k": 3, "mode": "exact"}, {"k": 2, "mode": "exact", "one_to_one": True}, {"k": 3, "mode": "ann"}],
 )
 def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, conn, matched, options):
     run = match.link(conn, "shop", "rival", space="fused", **options)
