@@ -225,7 +225,7 @@ def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) ->
     import random
 
     from prodmatch.errors import ProdmatchError
-    from prodmatch.quality.gold import read_gold
+    from prodmatch.quality.gold import GOLD_HEADER, read_gold
     from prodmatch.quality.matchers import evaluate_matcher, train_and_store
 
     pairs = read_gold(files.gold)
@@ -236,7 +236,7 @@ def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) ->
     for split, path in paths.items():
         with open(path, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(("source_catalog", "source_id", "target_catalog", "target_id", "label"))
+            writer.writerow(GOLD_HEADER)
             for p in pairs:
                 if (p.source_id in train_sources) == (split == "train"):
                     writer.writerow((p.source_catalog, p.source_id, p.target_catalog, p.target_id, p.label))

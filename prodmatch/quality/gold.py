@@ -26,6 +26,7 @@ from pathlib import Path
 from prodmatch.errors import ConfigError
 
 GOLD_COLUMNS = ("source_catalog", "source_id", "target_catalog", "target_id")
+GOLD_HEADER = (*GOLD_COLUMNS, "label")  # the header prodmatch writes (review labels, the demo's splits)
 LABELS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0, "": 1}
 _DELIMITERS = ",;\t|"
 _EXPECTED = ",".join(GOLD_COLUMNS) + ",label"

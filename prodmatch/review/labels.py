@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 
 from prodmatch.errors import ConfigError
+from prodmatch.quality.gold import GOLD_COLUMNS, GOLD_HEADER
 
 LABELS = ("match", "non-match", "unsure")
-GOLD_COLUMNS = ("source_catalog", "source_id", "target_catalog", "target_id", "label")
 _GOLD_VALUE = {"match": 1, "non-match": 0}
 _FROM_GOLD = {"1": "match", "0": "non-match", "match": "match", "non-match": "non-match", "unsure": "unsure"}
 
@@ -133,7 +133,7 @@ def export_labels(conn: psycopg.Connection, path: Path) -> int:
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(GOLD_COLUMNS)
+            writer.writerow(GOLD_HEADER)
             writer.writerows(rows)
     except OSError as error:
         raise ConfigError(f"{path}: cannot write ({error.strerror or error})") from None
@@ -190,14 +190,14 @@ def _read_pairs(path: Path) -> list[tuple[int, str, str, str, str, str]]:
     """(line, source_catalog, source_id, target_catalog, target_id, label) per row of a gold CSV file."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such labels file")
-    required = GOLD_COLUMNS[:4]
+    required = GOLD_COLUMNS
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         header = [(h or "").strip().lower() for h in reader.fieldnames or []]
         missing = [c for c in required if c not in header]
         if missing:
             raise ConfigError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(GOLD_COLUMNS)}"
+                f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(GOLD_HEADER)}"
             )
         reader.fieldnames = header
         pairs = []
