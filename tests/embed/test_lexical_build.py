@@ -1,0 +1,105 @@
+"""A full build of the lexical space: what it stores, the binary form it writes, the steps it reports.
+
+Real PostgreSQL; a few hundred generated products (benchmarks/lexical_build.py measures the same at 100,000).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh_many
+from prodmatch.embed.lexical_refresh import (
+    parse_sparse_text,
+    refresh_lexical,
+    sparse_binary,
+    sparse_text,
+)
+from prodmatch.store.schema import LEXICAL_DIMENSIONS
+
+PRODUCTS = [
+    {"title": f"{kind} {code}{n} {n % 7 + 1}W", "brand": brand}
+    for n, (kind, code, brand) in enumerate(
+        [("LED bulb", "PS-LX", "Philips"), ("Turntable", "AT-LP", "Sony"), ("Чайник", "HD", "Филипс")] * 60
+    )
+]
+
+
+@pytest.fixture
+def catalogue(conn):
+    catalog_id = conn.execute(
+        "INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id"
+    ).fetchone()[0]
+    with conn.cursor().copy(
+        "COPY prodmatch.products (catalog_id, external_id, title, brand) FROM STDIN"
+    ) as copy:
+        for i, product in enumerate(PRODUCTS):
+            copy.write_row((catalog_id, f"p{i}", product["title"], product["brand"]))
+    conn.commit()
+    return catalog_id
+
+
+@pytest.mark.parametrize(
+    ("indices", "values"),
+    [
+        ([0, 5, LEXICAL_DIMENSIONS - 1], [0.25, -1.5, 1e-7]),
+        ([123456], [3.0]),
+        ([], []),
+    ],
+)
+def test_binary_sparse_vectors_read_back_as_written(conn, indices, values):
+    indices, values = np.array(indices, np.int32), np.array(values, np.float32)
+    conn.execute(f"CREATE TEMP TABLE v (binary_form sparsevec({LEXICAL_DIMENSIONS}), text_form text)")
+    with conn.cursor().copy("COPY v (binary_form, text_form) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["bytea", "text"])
+        copy.write_row((sparse_binary(indices, values), sparse_text(indices, values)))
+    binary_form, same = conn.execute(
+        "SELECT binary_form::text, binary_form = text_form::sparsevec FROM v"
+    ).fetchone()
+    read_indices, read_values = parse_sparse_text(binary_form)
+    assert read_indices.tolist() == indices.tolist()
+    assert np.allclose(read_values, values, rtol=1e-6)
+    assert same
+
+
+def test_binary_sparse_vector_with_unsorted_indices_is_refused(conn):
+    conn.execute("CREATE TEMP TABLE v (vector sparsevec)")
+    unsorted = sparse_binary(np.array([5, 2], np.int32), np.array([1.0, 1.0], np.float32))
+    with (
+        pytest.raises(psycopg.errors.DataException),
+        conn.cursor().copy("COPY v (vector) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(["bytea"])
+        copy.write_row((unsorted,))
+
+
+def test_first_build_stores_the_weighted_vectors_and_reports_each_step(conn, catalogue):
+    built = refresh_lexical(conn)
+    assert built.encoded == built.documents == len(PRODUCTS)
+    assert list(built.steps) == ["read", "encode", "weigh", "write", "index"]
+    assert all(seconds >= 0 for seconds in built.steps.values())
+    assert "index" in built.to_text()
+
+    raw = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS).encode_many(PRODUCTS)
+    expected = weigh_many(raw, idf_weights(document_frequencies(raw), len(raw)))
+    rows = conn.execute(
+        "SELECT p.external_id, l.terms::text, l.vector::text FROM prodmatch.lexical l"
+        " JOIN prodmatch.products p ON p.id = l.product_id"
+    ).fetchall()
+    assert len(rows) == len(PRODUCTS)
+    for external_id, terms, vector in rows:
+        k = int(external_id[1:])
+        stored_terms, stored_vector = parse_sparse_text(terms), parse_sparse_text(vector)
+        assert stored_terms[0].tolist() == raw[k][0].tolist()
+        assert np.allclose(stored_terms[1], raw[k][1], rtol=1e-6)
+        assert stored_vector[0].tolist() == expected[k][0].tolist()
+        assert np.allclose(stored_vector[1], expected[k][1], rtol=1e-6)
+
+
+def test_an_incremental_refresh_after_a_build_reports_no_steps(conn, catalogue):
+    refresh_lexical(conn)
+    conn.commit()
+    conn.execute("UPDATE prodmatch.products SET title = 'LED bulb PS-LX999 9W' WHERE external_id = 'p0'")
+    done = refresh_lexical(conn)
+    assert (done.encoded, done.reweighed, done.steps) == (1, 0, {})
