@@ -41,7 +41,8 @@ from quality import _cpu  # noqa: E402
 
 from prodmatch import store  # noqa: E402
 from prodmatch.config import Settings  # noqa: E402
-from prodmatch.embed.lexical_refresh import parse_sparse_text, refresh_lexical  # noqa: E402
+from prodmatch.embed.lexical import weigh_many  # noqa: E402
+from prodmatch.embed.lexical_refresh import lexical_idf, parse_sparse_text, refresh_lexical  # noqa: E402
 from prodmatch.store.models import use_index_build  # noqa: E402
 from prodmatch.store.schema import LEXICAL_DIMENSIONS  # noqa: E402
 
@@ -81,7 +82,7 @@ def main() -> None:
             print(f"  {'total':8s} {total:7.1f} s ({total / built.documents * 100_000:.1f} s per 100,000)")
             print(f"  {index_description(conn)}")
             print(f"load average after the build: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-            queries, exact = exact_top(conn, args.queries)
+            queries, exact = exact_scores(conn, args.queries)
             report_recall(conn, queries, exact)
             for variant in args.variants:
                 m, ef_construction = (int(x) for x in variant.split(":"))
@@ -123,46 +124,72 @@ def index_description(conn: psycopg.Connection) -> str:
     return f"index {size}: {definition}"
 
 
-def exact_top(conn: psycopg.Connection, queries: int) -> tuple[list[int], tuple[np.ndarray, np.ndarray]]:
-    """Random query products and (all product ids ascending, each query's exact similarity to each, self -inf)."""
-    ids, indptr, indices, values = [], [0], [], []
-    with conn.cursor().copy(
-        "COPY (SELECT product_id, vector FROM prodmatch.lexical ORDER BY 1) TO STDOUT"
-    ) as c:
-        for product_id, text in c.rows():
-            i, v = parse_sparse_text(text)
-            ids.append(int(product_id))
-            indices.append(i)
-            values.append(v)
-            indptr.append(indptr[-1] + len(i))
-    matrix = sp.csr_matrix(
+def exact_scores(conn: psycopg.Connection, queries: int) -> tuple[list[int], dict[str, tuple]]:
+    """Random query products and, per reference, (all product ids ascending, each query's exact similarity to
+    each product, self -inf): "stored" from the stored (indexed) vectors, "full" from every raw term weighed with
+    the current IDF (the lexical cosine before any cut to `VECTOR_TERMS`)."""
+    columns = {}
+    for column in ("vector", "terms"):
+        ids, indptr, indices, values = [], [0], [], []
+        statement = sql.SQL("COPY (SELECT product_id, {} FROM prodmatch.lexical ORDER BY 1) TO STDOUT")
+        with conn.cursor().copy(statement.format(sql.Identifier(column))) as copy:
+            for product_id, text in copy.rows():
+                i, v = parse_sparse_text(text)
+                ids.append(int(product_id))
+                indices.append(i)
+                values.append(v)
+                indptr.append(indptr[-1] + len(i))
+        columns[column] = (np.array(ids), indices, values, indptr)
+    ids, indices, values, indptr = columns["vector"]
+    print(f"  mean non-zeros per indexed vector: {indptr[-1] / len(ids):.1f}")
+    stored = sp.csr_matrix(
         (np.concatenate(values), np.concatenate(indices), np.array(indptr)),
         shape=(len(ids), LEXICAL_DIMENSIONS),
     )
-    id_array = np.array(ids)
-    print(f"  mean non-zeros per indexed vector: {matrix.nnz / len(ids):.1f}")
+    ids, indices, values, _ = columns["terms"]
+    full_vectors = weigh_many(list(zip(indices, values, strict=True)), lexical_idf(conn))
+    lengths = [len(i) for i, _ in full_vectors]
+    full = sp.csr_matrix(
+        (
+            np.concatenate([v for _, v in full_vectors]),
+            np.concatenate([i for i, _ in full_vectors]),
+            np.concatenate([[0], np.cumsum(lengths)]),
+        ),
+        shape=(len(ids), LEXICAL_DIMENSIONS),
+    )
     rows = sorted(random.Random(7).sample(range(len(ids)), queries))
-    scores = (matrix[rows] @ matrix.T).toarray()
-    scores[np.arange(len(rows)), rows] = -np.inf
-    return [ids[r] for r in rows], (id_array, scores)
+    references = {}
+    for name, matrix in (("full", full), ("stored", stored)):
+        scores = (matrix[rows] @ matrix.T).toarray()
+        scores[np.arange(len(rows)), rows] = -np.inf
+        references[name] = (ids, scores)
+    return [int(ids[r]) for r in rows], references
 
 
-def report_recall(conn: psycopg.Connection, queries: list[int], exact: tuple[np.ndarray, np.ndarray]) -> None:
-    id_array, scores = exact
-    kth = -np.partition(-scores, K - 1, axis=1)[:, K - 1] - 1e-5  # each query's 10th best exact similarity
+def report_recall(conn: psycopg.Connection, queries: list[int], references: dict[str, tuple]) -> None:
     for ef_search in (100, 40):
-        hits, started = 0, time.perf_counter()
-        for q, query in enumerate(queries):
-            found = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT product_id FROM prodmatch.similar(%s, k => %s, space => 'lexical', ef_search => %s)",
-                    (query, K, ef_search),
-                )
-            ]
-            hits += int((scores[q, np.searchsorted(id_array, found)] >= kth[q]).sum())
+        found, started = [], time.perf_counter()
+        for query in queries:
+            found.append(
+                [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT product_id FROM prodmatch.similar(%s, k => %s, space => 'lexical',"
+                        " ef_search => %s)",
+                        (query, K, ef_search),
+                    )
+                ]
+            )
         ms = (time.perf_counter() - started) / len(queries) * 1000
-        print(f"  recall@{K} ef_search {ef_search}: {hits / (K * len(queries)):.3f} ({ms:.1f} ms per query)")
+        recalls = []
+        for name, (id_array, scores) in references.items():
+            kth = -np.partition(-scores, K - 1, axis=1)[:, K - 1] - 1e-5  # each query's 10th best similarity
+            hits = sum(
+                int((scores[q, np.searchsorted(id_array, ids)] >= kth[q]).sum())
+                for q, ids in enumerate(found)
+            )
+            recalls.append(f"{hits / (K * len(queries)):.3f} vs exact {name} cosine")
+        print(f"  recall@{K} ef_search {ef_search}: {', '.join(recalls)} ({ms:.1f} ms per query)")
 
 
 if __name__ == "__main__":

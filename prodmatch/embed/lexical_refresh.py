@@ -35,7 +35,7 @@ from prodmatch.config import IndexBuild
 from prodmatch.embed.codes import extract_codes
 from prodmatch.embed.lexical import IdfTable, LexicalEncoder, idf_weights, weigh_many
 from prodmatch.store.models import use_index_build
-from prodmatch.store.schema import LEXICAL_DIMENSIONS
+from prodmatch.store.schema import LEXICAL_DIMENSIONS, LEXICAL_HNSW
 
 REWEIGH_FRACTION = 0.2  # re-weigh every vector when the product count moved this much since weighting
 BATCH = 5000  # products encoded and written per round trip
@@ -271,8 +271,15 @@ def _rebuild(
         use_index_build(
             conn, build, local=True
         )  # memory and workers sized to the machine (config.IndexBuild)
+        options = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Literal(value))
+            for name, value in LEXICAL_HNSW.items()
+        )
         conn.execute(
-            "CREATE INDEX lexical_vector_hnsw ON prodmatch.lexical USING hnsw (vector sparsevec_cosine_ops)"
+            sql.SQL(
+                "CREATE INDEX lexical_vector_hnsw ON prodmatch.lexical USING hnsw (vector sparsevec_cosine_ops)"
+                " WITH ({})"
+            ).format(options)
         )
     return len(ids)
 

@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from prodmatch import store
 from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh_many
 from prodmatch.embed.lexical_refresh import (
     parse_sparse_text,
@@ -16,7 +17,7 @@ from prodmatch.embed.lexical_refresh import (
     sparse_binary,
     sparse_text,
 )
-from prodmatch.store.schema import LEXICAL_DIMENSIONS
+from prodmatch.store.schema import LEXICAL_DIMENSIONS, LEXICAL_HNSW
 
 PRODUCTS = [
     {"title": f"{kind} {code}{n} {n % 7 + 1}W", "brand": brand}
@@ -103,3 +104,28 @@ def test_an_incremental_refresh_after_a_build_reports_no_steps(conn, catalogue):
     conn.execute("UPDATE prodmatch.products SET title = 'LED bulb PS-LX999 9W' WHERE external_id = 'p0'")
     done = refresh_lexical(conn)
     assert (done.encoded, done.reweighed, done.steps) == (1, 0, {})
+
+
+def _index_options(conn) -> set[str]:
+    row = conn.execute(
+        "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'prodmatch' AND c.relname = 'lexical_vector_hnsw'"
+    ).fetchone()
+    return set(row[0] or [])
+
+
+def test_a_rebuilt_lexical_index_keeps_the_options_of_the_migrations(conn, catalogue):
+    assert _index_options(conn) == {"ef_construction=32"}  # as migration 0008 left it
+    refresh_lexical(conn)
+    conn.commit()
+    assert _index_options(conn) == {f"{name}={value}" for name, value in LEXICAL_HNSW.items()}
+    assert "ef_construction=32" in _index_options(conn)
+
+
+def test_migration_0008_sets_and_resets_ef_construction(empty_settings):
+    assert store.upgrade(empty_settings, "0008") == "0008"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _index_options(conn) == {"ef_construction=32"}
+    assert store.downgrade(empty_settings, "0007") == "0007"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _index_options(conn) == set()
