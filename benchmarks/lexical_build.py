@@ -68,19 +68,24 @@ def main() -> None:
             load(conn, {"A": a, "B": b})
             print(f"load products (COPY): {time.perf_counter() - started:.1f} s")
             print(f"load average before the build: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            notices: list[str] = []
+            conn.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
             started = time.perf_counter()
             built = refresh_lexical(conn, build=settings.index_build)
             conn.commit()
             total = time.perf_counter() - started
             print(
                 f"refresh_lexical, first build of {built.documents:,} products "
-                f"(maintenance_work_mem {settings.index_build.maintenance_work_mem}, "
+                f"(maintenance_work_mem up to {settings.index_build.maintenance_work_mem}, "
                 f"{settings.index_build.workers} parallel workers):"
             )
             for step, seconds in built.steps.items():
                 print(f"  {step:8s} {seconds:7.1f} s")
             print(f"  {'total':8s} {total:7.1f} s ({total / built.documents * 100_000:.1f} s per 100,000)")
             print(f"  {index_description(conn)}")
+            print(
+                f"  graph {'spilled out of' if any('no longer fits' in n for n in notices) else 'built in'} memory"
+            )
             print(f"load average after the build: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             queries, exact = exact_scores(conn, args.queries)
             report_recall(conn, queries, exact)

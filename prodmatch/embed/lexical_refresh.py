@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 from tqdm import tqdm
 
-from prodmatch.config import IndexBuild
+from prodmatch.config import IndexBuild, load_settings
 from prodmatch.embed.codes import extract_codes
 from prodmatch.embed.lexical import IdfTable, LexicalEncoder, idf_weights, weigh_many
 from prodmatch.store.models import use_index_build
@@ -39,6 +39,9 @@ from prodmatch.store.schema import LEXICAL_DIMENSIONS, LEXICAL_HNSW
 
 REWEIGH_FRACTION = 0.2  # re-weigh every vector when the product count moved this much since weighting
 BATCH = 5000  # products encoded and written per round trip
+_GRAPH_BYTES_PER_ELEMENT = (
+    1024  # pgvector's in-memory HNSW element with m=16: lists of 2m + m per upper layer
+)
 _LOCK_KEY = 0x6C6578  # pg_advisory_xact_lock key of the lexical refresh ('lex')
 _ENCODER = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
 
@@ -99,6 +102,19 @@ def refresh_lexical(
         if touched:
             _store_frequencies(conn, df, np.fromiter(touched, dtype=np.int64, count=len(touched)))
     return LexicalRefresh(encoded, 0, documents, round(time.perf_counter() - started, 3))
+
+
+def lexical_index_build(build: IndexBuild, documents: int, nonzeros: int) -> IndexBuild:
+    """`build` with its memory cut to what the lexical HNSW graph of `documents` vectors needs (`nonzeros` in all).
+
+    A parallel HNSW build allocates all of `maintenance_work_mem` as shared memory before it starts: ~1.5 s per
+    GB here, 5-14 s for the 4-8 GB that `IndexBuild.for_this_machine` gives. The graph needs ~1 kB per element
+    (neighbour lists, tuple ids) plus 8 bytes per non-zero; twice that, at least 64 MB, never above `build`'s."""
+    needed = max(64 * 2**20, 2 * (documents * _GRAPH_BYTES_PER_ELEMENT + nonzeros * 8))
+    ceiling = _memory_bytes(build.maintenance_work_mem)
+    if ceiling <= needed:
+        return build
+    return IndexBuild(maintenance_work_mem=f"{-(-needed // 2**20)}MB", workers=build.workers)
 
 
 def lexical_idf(conn: psycopg.Connection) -> IdfTable:
@@ -268,9 +284,10 @@ def _rebuild(
         )
         _store_frequencies(conn, df)
     with clock("index"):
+        nonzeros = sum(len(indices) for indices, _ in weighted)
         use_index_build(
-            conn, build, local=True
-        )  # memory and workers sized to the machine (config.IndexBuild)
+            conn, lexical_index_build(build or load_settings().index_build, len(ids), nonzeros), local=True
+        )
         options = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(name), sql.Literal(value))
             for name, value in LEXICAL_HNSW.items()
@@ -312,6 +329,12 @@ class _StepClock:
             yield
         finally:
             self.steps[step] = round(self.steps.get(step, 0.0) + time.perf_counter() - started, 3)
+
+
+def _memory_bytes(setting: str) -> int:
+    """Bytes of a PostgreSQL memory setting such as 64MB or 4 GB (config.IndexBuild validates the form)."""
+    number, unit = re.fullmatch(r"\s*(\d+)\s*(kB|MB|GB|TB)?\s*", setting).groups()
+    return int(number) * {"kB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, None: 2**10}[unit]
 
 
 def _load_frequencies(conn: psycopg.Connection) -> np.ndarray:

@@ -10,8 +10,10 @@ import psycopg
 import pytest
 
 from prodmatch import store
+from prodmatch.config import IndexBuild
 from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh_many
 from prodmatch.embed.lexical_refresh import (
+    lexical_index_build,
     parse_sparse_text,
     refresh_lexical,
     sparse_binary,
@@ -129,3 +131,24 @@ def test_migration_0008_sets_and_resets_ef_construction(empty_settings):
     assert store.downgrade(empty_settings, "0007") == "0007"
     with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
         assert _index_options(conn) == set()
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "documents", "nonzeros", "expected"),
+    [
+        ("16GB", 100_000, 9_200_000, "336MB"),  # the graph's size, not a quarter of the machine
+        ("4 GB", 100, 9_200, "64MB"),  # never under 64 MB
+        ("200MB", 100_000, 9_200_000, "200MB"),  # never above the configured memory
+        ("1MB", 3000, 300_000, "1MB"),
+    ],
+)
+def test_the_lexical_index_build_asks_only_the_memory_its_graph_needs(ceiling, documents, nonzeros, expected):
+    build = lexical_index_build(IndexBuild(ceiling, 3), documents, nonzeros)
+    assert (build.maintenance_work_mem, build.workers) == (expected, 3)
+
+
+def test_a_rebuild_with_a_large_memory_ceiling_still_builds_its_graph_in_memory(conn, catalogue):
+    notices = []
+    conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    refresh_lexical(conn, build=IndexBuild("8GB", 0))
+    assert not any("no longer fits" in message for message in notices), notices
