@@ -182,6 +182,7 @@ _FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
 
 
+@lru_cache(maxsize=1 << 16)  # pure; brands, categories and words repeat across a catalogue
 def normalize(text: str) -> str:
     """The canonical spelling of `text`: space-separated lower-case ASCII tokens, units glued to their number.
 

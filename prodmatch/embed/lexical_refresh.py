@@ -259,7 +259,9 @@ def _rebuild(
     with clock("weigh"):
         df = np.zeros(LEXICAL_DIMENSIONS, dtype=np.int32)
         if raw:
-            np.add.at(df, np.concatenate([indices for indices, _ in raw]), 1)
+            df += np.bincount(
+                np.concatenate([indices for indices, _ in raw]), minlength=LEXICAL_DIMENSIONS
+            ).astype(np.int32)
         terms = np.flatnonzero(df)
         weighted = weigh_many(raw, idf_weights((terms, df[terms]), documents))
     with clock("write"):
