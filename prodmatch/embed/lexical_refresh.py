@@ -39,9 +39,8 @@ from prodmatch.store.schema import LEXICAL_DIMENSIONS, LEXICAL_HNSW
 
 REWEIGH_FRACTION = 0.2  # re-weigh every vector when the product count moved this much since weighting
 BATCH = 5000  # products encoded and written per round trip
-_GRAPH_BYTES_PER_ELEMENT = (
-    1024  # pgvector's in-memory HNSW element with m=16: lists of 2m + m per upper layer
-)
+# pgvector's in-memory HNSW element for m <= 16 (lists of 2m neighbours, m per upper layer), values aside.
+_GRAPH_BYTES_PER_ELEMENT = 1024
 _LOCK_KEY = 0x6C6578  # pg_advisory_xact_lock key of the lexical refresh ('lex')
 _ENCODER = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
 
