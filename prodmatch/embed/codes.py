@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from prodmatch.embed.lexical import normalize
 
@@ -194,6 +195,9 @@ def _text_codes(text: str, numbers_are_codes: bool = False) -> list[str]:
     return codes
 
 
+@lru_cache(
+    maxsize=1 << 16
+)  # pure, and catalogues repeat their words: a full lexical rebuild calls it per word
 def _normalize_code(raw: str, numbers_are_codes: bool) -> str | None:
     digits = re.sub(r"[-/.]", "", raw)
     if digits.isascii() and digits.isdigit():
@@ -213,6 +217,7 @@ def _normalize_code(raw: str, numbers_are_codes: bool) -> str | None:
     return code
 
 
+@lru_cache(maxsize=1 << 16)
 def _is_measure(raw: str) -> bool:
     # Units in any script ("8Вт", "40мм", "1,5л") through the lexical space's table.
     tokens = normalize(raw).split()

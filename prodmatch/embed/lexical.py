@@ -182,6 +182,7 @@ _FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
 
 
+@lru_cache(maxsize=1 << 16)  # pure; brands, categories and words repeat across a catalogue
 def normalize(text: str) -> str:
     """The canonical spelling of `text`: space-separated lower-case ASCII tokens, units glued to their number.
 
@@ -389,12 +390,15 @@ def weigh_many(
     norms = np.sqrt(np.where(lengths > 0, squares, 0.0))
     out = []
     for k, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        part, part_indices = weights[start : start + length], indices[start : start + length]
         if length > max_terms:
-            out.append(weigh(vectors[k], idf, max_terms))  # rare: long texts need the cut first
-            continue
-        part = weights[start : start + length]
-        norm = norms[k]
-        out.append((indices[start : start + length], (part / norm if norm > 0 else part).astype(np.float32)))
+            # The heaviest terms, ties broken by index, as in `weigh`; indices stay ascending.
+            keep = np.sort(np.lexsort((part_indices, -part))[:max_terms])
+            part, part_indices = part[keep], part_indices[keep]
+            norm = float(np.sqrt(np.dot(part.astype(np.float64), part.astype(np.float64))))
+        else:
+            norm = norms[k]
+        out.append((part_indices, (part / norm if norm > 0 else part).astype(np.float32)))
     return out
 
 

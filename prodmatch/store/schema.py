@@ -160,6 +160,11 @@ Index(
 # with no neural model. `terms` keeps the raw term frequencies (to re-weigh when IDF moves); `vector` is the
 # IDF-weighted, L2-normalised form that similar / candidates / link search through the HNSW index.
 LEXICAL_DIMENSIONS = 2**20
+# HNSW options of the lexical index (migration 0009). Its build is nearly all sparse inner products; with m 12 and
+# ef_construction 24 instead of pgvector's 16 and 64 it is ~2-2.5x faster (100,000 products in 25-38 s on 2 cores)
+# for recall@10 0.67 instead of 0.75 at similar()'s ef_search 100 (benchmarks/lexical_build.py,
+# docs/benchmarks.md). The full rebuild in embed/lexical_refresh.py uses them too.
+LEXICAL_HNSW = {"m": 12, "ef_construction": 24}
 
 lexical = Table(
     "lexical",
@@ -178,6 +183,7 @@ Index(
     lexical.c.vector,
     postgresql_using="hnsw",
     postgresql_ops={"vector": "sparsevec_cosine_ops"},
+    postgresql_with=LEXICAL_HNSW,
 )
 Index("lexical_codes_idx", lexical.c.codes, postgresql_using="gin")
 Index("lexical_updated_at_idx", lexical.c.updated_at)

@@ -205,13 +205,14 @@ def test_encode_many_matches_terms_and_similarity_is_a_cosine():
     assert 0.0 <= similarity(a, b) < 0.5
 
 
-def test_weigh_many_equals_weigh_one_by_one():
+@pytest.mark.parametrize("max_terms", [300, 8])
+def test_weigh_many_equals_weigh_one_by_one(max_terms):
     encoder = LexicalEncoder()
     long = {"title": "Sony PS-LX350H", "description": " ".join(f"w{i}x{i * 7}" for i in range(400))}
     raw = encoder.encode_many([*FILLER, {"title": ""}, long])
     idf = idf_weights(document_frequencies(raw), len(raw))
     for (i1, v1), (i2, v2) in zip(
-        weigh_many(raw, idf, max_terms=300), [weigh(r, idf, 300) for r in raw], strict=True
+        weigh_many(raw, idf, max_terms=max_terms), [weigh(r, idf, max_terms) for r in raw], strict=True
     ):
         assert i1.tolist() == i2.tolist()
         assert np.allclose(v1, v2, atol=1e-6)

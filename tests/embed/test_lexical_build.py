@@ -1,0 +1,154 @@
+"""A full build of the lexical space: what it stores, the binary form it writes, the steps it reports.
+
+Real PostgreSQL; a few hundred generated products (benchmarks/lexical_build.py measures the same at 100,000).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+from prodmatch import store
+from prodmatch.config import IndexBuild
+from prodmatch.embed.lexical import LexicalEncoder, document_frequencies, idf_weights, weigh_many
+from prodmatch.embed.lexical_refresh import (
+    lexical_index_build,
+    parse_sparse_text,
+    refresh_lexical,
+    sparse_binary,
+    sparse_text,
+)
+from prodmatch.store.schema import LEXICAL_DIMENSIONS, LEXICAL_HNSW
+
+PRODUCTS = [
+    {"title": f"{kind} {code}{n} {n % 7 + 1}W", "brand": brand}
+    for n, (kind, code, brand) in enumerate(
+        [("LED bulb", "PS-LX", "Philips"), ("Turntable", "AT-LP", "Sony"), ("Чайник", "HD", "Филипс")] * 60
+    )
+]
+
+
+@pytest.fixture
+def catalogue(conn):
+    catalog_id = conn.execute(
+        "INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id"
+    ).fetchone()[0]
+    with conn.cursor().copy(
+        "COPY prodmatch.products (catalog_id, external_id, title, brand) FROM STDIN"
+    ) as copy:
+        for i, product in enumerate(PRODUCTS):
+            copy.write_row((catalog_id, f"p{i}", product["title"], product["brand"]))
+    conn.commit()
+    return catalog_id
+
+
+@pytest.mark.parametrize(
+    ("indices", "values"),
+    [
+        ([0, 5, LEXICAL_DIMENSIONS - 1], [0.25, -1.5, 1e-7]),
+        ([123456], [3.0]),
+        ([], []),
+    ],
+)
+def test_binary_sparse_vectors_read_back_as_written(conn, indices, values):
+    indices, values = np.array(indices, np.int32), np.array(values, np.float32)
+    conn.execute(f"CREATE TEMP TABLE v (binary_form sparsevec({LEXICAL_DIMENSIONS}), text_form text)")
+    with conn.cursor().copy("COPY v (binary_form, text_form) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["bytea", "text"])
+        copy.write_row((sparse_binary(indices, values), sparse_text(indices, values)))
+    binary_form, same = conn.execute(
+        "SELECT binary_form::text, binary_form = text_form::sparsevec FROM v"
+    ).fetchone()
+    read_indices, read_values = parse_sparse_text(binary_form)
+    assert read_indices.tolist() == indices.tolist()
+    assert np.allclose(read_values, values, rtol=1e-6)
+    assert same
+
+
+def test_binary_sparse_vector_with_unsorted_indices_is_refused(conn):
+    conn.execute("CREATE TEMP TABLE v (vector sparsevec)")
+    unsorted = sparse_binary(np.array([5, 2], np.int32), np.array([1.0, 1.0], np.float32))
+    with (
+        pytest.raises(psycopg.errors.DataException),
+        conn.cursor().copy("COPY v (vector) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(["bytea"])
+        copy.write_row((unsorted,))
+
+
+def test_first_build_stores_the_weighted_vectors_and_reports_each_step(conn, catalogue):
+    built = refresh_lexical(conn)
+    assert built.encoded == built.documents == len(PRODUCTS)
+    assert list(built.steps) == ["read", "encode", "weigh", "write", "index"]
+    assert all(seconds >= 0 for seconds in built.steps.values())
+    assert "index" in built.to_text()
+
+    raw = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS).encode_many(PRODUCTS)
+    expected = weigh_many(raw, idf_weights(document_frequencies(raw), len(raw)))
+    rows = conn.execute(
+        "SELECT p.external_id, l.terms::text, l.vector::text FROM prodmatch.lexical l"
+        " JOIN prodmatch.products p ON p.id = l.product_id"
+    ).fetchall()
+    assert len(rows) == len(PRODUCTS)
+    for external_id, terms, vector in rows:
+        k = int(external_id[1:])
+        stored_terms, stored_vector = parse_sparse_text(terms), parse_sparse_text(vector)
+        assert stored_terms[0].tolist() == raw[k][0].tolist()
+        assert np.allclose(stored_terms[1], raw[k][1], rtol=1e-6)
+        assert stored_vector[0].tolist() == expected[k][0].tolist()
+        assert np.allclose(stored_vector[1], expected[k][1], rtol=1e-6)
+
+
+def test_an_incremental_refresh_after_a_build_reports_no_steps(conn, catalogue):
+    refresh_lexical(conn)
+    conn.commit()
+    conn.execute("UPDATE prodmatch.products SET title = 'LED bulb PS-LX999 9W' WHERE external_id = 'p0'")
+    done = refresh_lexical(conn)
+    assert (done.encoded, done.reweighed, done.steps) == (1, 0, {})
+
+
+def _index_options(conn) -> set[str]:
+    row = conn.execute(
+        "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'prodmatch' AND c.relname = 'lexical_vector_hnsw'"
+    ).fetchone()
+    return set(row[0] or [])
+
+
+def test_a_rebuilt_lexical_index_keeps_the_options_of_the_migrations(conn, catalogue):
+    assert _index_options(conn) == {"m=12", "ef_construction=24"}  # as migration 0009 left it
+    refresh_lexical(conn)
+    conn.commit()
+    assert _index_options(conn) == {f"{name}={value}" for name, value in LEXICAL_HNSW.items()}
+
+
+def test_migration_0009_sets_and_resets_the_lexical_hnsw_options(empty_settings):
+    assert store.upgrade(empty_settings, "0009") == "0009"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _index_options(conn) == {"m=12", "ef_construction=24"}
+    assert store.downgrade(empty_settings, "0008") == "0008"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _index_options(conn) == set()
+    assert store.upgrade(empty_settings) == store.head_revision()
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "documents", "nonzeros", "expected"),
+    [
+        ("16GB", 100_000, 9_200_000, "336MB"),  # the graph's size, not a quarter of the machine
+        ("4 GB", 100, 9_200, "64MB"),  # never under 64 MB
+        ("200MB", 100_000, 9_200_000, "200MB"),  # never above the configured memory
+        ("1MB", 3000, 300_000, "1MB"),
+    ],
+)
+def test_the_lexical_index_build_asks_only_the_memory_its_graph_needs(ceiling, documents, nonzeros, expected):
+    build = lexical_index_build(IndexBuild(ceiling, 3), documents, nonzeros)
+    assert (build.maintenance_work_mem, build.workers) == (expected, 3)
+
+
+def test_a_rebuild_with_a_large_memory_ceiling_still_builds_its_graph_in_memory(conn, catalogue):
+    notices = []
+    conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    refresh_lexical(conn, build=IndexBuild("8GB", 0))
+    assert not any("no longer fits" in message for message in notices), notices
