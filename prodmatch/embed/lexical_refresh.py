@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -68,19 +68,28 @@ class LexicalRefresh:
 
 
 def refresh_lexical(
-    conn: psycopg.Connection, *, progress: bool = False, build: IndexBuild | None = None
+    conn: psycopg.Connection,
+    *,
+    progress: bool = False,
+    build: IndexBuild | None = None,
+    product_ids: Sequence[int] | None = None,
 ) -> LexicalRefresh:
     """Bring `prodmatch.lexical` up to date with `prodmatch.products` (see the module docstring).
 
     `build`: memory and parallel workers of the HNSW index build a full rebuild ends with (default: the
-    settings' `index_build`, sized to the machine)."""
+    settings' `index_build`, sized to the machine). `product_ids`: only these products can be stale (a watcher
+    that knows what was written since its checkpoint), so the check reads them by key instead of joining every
+    product with its lexical row; the IDF check and a full rebuild, when due, are the same."""
     started = time.perf_counter()
+    only = "" if product_ids is None else " AND p.id = ANY(%(ids)s)"
+    params = {} if product_ids is None else {"ids": list(product_ids)}
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         documents = conn.execute("SELECT count(*) FROM prodmatch.products").fetchone()[0]
         stale = conn.execute(
             "SELECT count(*) FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
-            " WHERE l.product_id IS NULL OR l.content_hash <> p.content_hash"
+            " WHERE (l.product_id IS NULL OR l.content_hash <> p.content_hash)" + only,
+            params,
         ).fetchone()[0]
         oldest = conn.execute("SELECT min(weighted_documents) FROM prodmatch.lexical").fetchone()[0]
         moved = oldest is not None and abs(documents - oldest) > REWEIGH_FRACTION * max(oldest, 1)
@@ -94,7 +103,7 @@ def refresh_lexical(
         if stale:
             bar = tqdm(total=stale, unit="product", desc="lexical space", disable=not progress)
             with bar:
-                for batch in _stale_batches(conn):
+                for batch in _stale_batches(conn, only, params):
                     touched |= _apply_batch(conn, batch, df, documents)
                     encoded += len(batch)
                     bar.update(len(batch))
@@ -154,14 +163,16 @@ def parse_sparse_text(text: str) -> tuple[np.ndarray, np.ndarray]:
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
-def _stale_batches(conn: psycopg.Connection) -> Iterator[list[tuple]]:
-    """Rows (id, content_hash, product mapping, old raw terms or None) of new or changed products."""
+def _stale_batches(conn: psycopg.Connection, only: str, params: dict) -> Iterator[list[tuple]]:
+    """Rows (id, content_hash, product mapping, old raw terms or None) of new or changed products (`only`: an
+    extra condition on p.id with its `params`)."""
     with conn.cursor(name="prodmatch_lexical_stale") as cur:
         cur.itersize = BATCH
         cur.execute(
             "SELECT p.id, p.content_hash, p.title, p.brand, p.category, p.description, p.attributes,"
             " l.terms::text FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
-            " WHERE l.product_id IS NULL OR l.content_hash <> p.content_hash ORDER BY p.id"
+            " WHERE (l.product_id IS NULL OR l.content_hash <> p.content_hash)" + only + " ORDER BY p.id",
+            params,
         )
         while rows := cur.fetchmany(BATCH):
             yield rows

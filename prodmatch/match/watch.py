@@ -261,9 +261,11 @@ class _Watcher:
             raise _RunGone
         checkpoint = _checkpoint(conn)
         conn.commit()
-        refreshed = refresh_lexical(conn)
-        conn.commit()
         state = self.state
+        # After the first pass only the products written since the checkpoint can have a stale lexical row.
+        written = None if state is None else _written_since(conn, run, state.checkpoint)
+        refreshed = refresh_lexical(conn, product_ids=written)
+        conn.commit()
         if state is None:
             seen = _changed_since(conn, run, checkpoint)
             self.state = state = self._compute_all(conn)
@@ -587,6 +589,15 @@ def _changed_since(conn: psycopg.Connection, run: _Run, since: datetime) -> dict
             if product_id not in found or found[product_id][1] < stamp:
                 found[product_id] = (catalog, stamp)
     return found
+
+
+def _written_since(conn: psycopg.Connection, run: _Run, since: datetime) -> list[int]:
+    """Products of either catalogue whose row was written since `since` (read through products_updated_at_idx)."""
+    rows = conn.execute(
+        "SELECT id FROM prodmatch.products WHERE catalog_id = ANY(%s) AND updated_at >= %s",
+        ([run.source_id, run.target_id], since),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def _counts(conn: psycopg.Connection, run: _Run) -> dict[int, int]:

@@ -152,3 +152,27 @@ def test_a_rebuild_with_a_large_memory_ceiling_still_builds_its_graph_in_memory(
     conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
     refresh_lexical(conn, build=IndexBuild("8GB", 0))
     assert not any("no longer fits" in message for message in notices), notices
+
+
+def test_a_refresh_told_which_products_changed_encodes_only_those(conn, catalogue):
+    refresh_lexical(conn)
+    conn.commit()
+    first, second = (
+        r[0] for r in conn.execute("SELECT id FROM prodmatch.products ORDER BY id LIMIT 2").fetchall()
+    )
+    conn.execute(
+        "UPDATE prodmatch.products SET title = title || ' 2 pack' WHERE id = ANY(%s)", ([first, second],)
+    )
+    conn.commit()
+    told = refresh_lexical(conn, product_ids=[first])  # a watcher that saw only `first` change
+    conn.commit()
+    assert told.encoded == 1
+    stale = {
+        r[0]
+        for r in conn.execute(
+            "SELECT p.id FROM prodmatch.products p JOIN prodmatch.lexical l ON l.product_id = p.id"
+            " WHERE l.content_hash <> p.content_hash"
+        )
+    }
+    assert stale == {second}
+    assert refresh_lexical(conn).encoded == 1  # an unrestricted refresh finds the other one
