@@ -14,6 +14,7 @@ matcher sees at link time exactly the features it was trained on.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ import torch
 
 from prodmatch.embed.codes import code_kind
 from prodmatch.embed.lexical import normalize
-from prodmatch.embed.lexical_refresh import parse_sparse_text
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.signals.features import FeatureMatrix, indexed_pair_features, with_context
@@ -174,31 +174,56 @@ def _lexical_matrix(
     conn: psycopg.Connection, catalog_id: int, only: np.ndarray | None
 ) -> tuple[np.ndarray, sp.csr_matrix]:
     """(product ids, CSR rows of their weighted lexical vectors) of one catalogue."""
-    ids, indptr, indices, values = [], [0], [], []
     with conn.cursor().copy(
         "COPY (SELECT l.product_id, l.vector FROM prodmatch.lexical l JOIN prodmatch.products p"
-        " ON p.id = l.product_id WHERE p.catalog_id = %s ORDER BY 1) TO STDOUT",
+        " ON p.id = l.product_id WHERE p.catalog_id = %s ORDER BY 1) TO STDOUT (FORMAT BINARY)",
         (catalog_id,),
     ) as copy:
-        for product_id, text in copy.rows():
-            ids.append(int(product_id))
-            i, v = parse_sparse_text(text)
-            indices.append(i)
-            values.append(v)
-            indptr.append(indptr[-1] + len(i))
-    matrix = sp.csr_matrix(
-        (
-            np.concatenate(values) if values else np.empty(0, np.float32),
-            np.concatenate(indices) if indices else np.empty(0, np.int32),
-            np.array(indptr, dtype=np.int64),
-        ),
-        shape=(len(ids), LEXICAL_DIMENSIONS),
-    )
-    id_array = np.array(ids, dtype=np.int64)
+        data = b"".join(bytes(block) for block in copy)
+    ids, indptr, indices, values = _parse_sparse_copy(data)
+    matrix = sp.csr_matrix((values, indices, indptr), shape=(len(ids), LEXICAL_DIMENSIONS))
     if only is not None:
-        keep = np.isin(id_array, only)
-        return id_array[keep], matrix[keep]
-    return id_array, matrix
+        keep = np.isin(ids, only)
+        return ids[keep], matrix[keep]
+    return ids, matrix
+
+
+def _parse_sparse_copy(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, indptr, 0-based indices, values) from a binary COPY of (bigint, sparsevec) rows.
+
+    The binary form skips printing and parsing every weight as decimal text, the bulk of reading a catalogue's
+    vectors. Layout: PostgreSQL's binary COPY (a 19-byte header, then per row a field count and each field's
+    length and bytes), and pgvector's sparsevec_send (dim, nnz, 0, nnz int32 indices, nnz float32 values), all
+    big-endian.
+    """
+    extension = struct.unpack_from(">I", data, 15)[0]
+    position = 19 + extension
+    ids, starts, counts = [], [], []
+    while True:
+        (fields,) = struct.unpack_from(">h", data, position)
+        if fields == -1:  # the trailer
+            break
+        product_id, length, nnz = struct.unpack_from(">xxxxqixxxxi", data, position + 2)
+        ids.append(product_id)
+        starts.append(position + 2 + 12 + 4 + 12)
+        counts.append(nnz)
+        position += 2 + 12 + 4 + length
+    counts_array = np.array(counts, dtype=np.int64)
+    indptr = np.r_[0, np.cumsum(counts_array)].astype(np.int64)
+    # Every index and value by its byte offset, gathered at once.
+    row_starts = np.repeat(np.array(starts, dtype=np.int64), counts_array)
+    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], counts_array)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    index_at = row_starts + 4 * within
+    value_at = index_at + 4 * np.repeat(counts_array, counts_array)
+    indices = _gather_be32(raw, index_at).view(">i4").astype(np.int32)
+    values = _gather_be32(raw, value_at).view(">f4").astype(np.float32)
+    return np.array(ids, dtype=np.int64), indptr, indices, values
+
+
+def _gather_be32(raw: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The 4 bytes at each offset, as one contiguous buffer of 4-byte items."""
+    return np.ascontiguousarray(raw[offsets[:, None] + np.arange(4)]).reshape(-1)
 
 
 def _lexical_top_k(
@@ -261,9 +286,10 @@ def _best_per_column(scores: np.ndarray, k: int, absent: float) -> tuple[np.ndar
     `watch` recomputing one source gets what a full link gets. `absent` marks a target sharing no term."""
     n_targets = scores.shape[0]
     top = torch.topk(torch.from_numpy(scores), min(k, n_targets), dim=0, sorted=True).values
-    kth = top[-1].numpy()
-    # Every row at or above a column's k-th value (ties included), then the exact order among those few.
-    targets, queries = np.nonzero((scores >= kth) & (scores > absent))
+    # Every row at or above a column's k-th value (ties included) and above `absent` (a column with fewer
+    # than k rows sharing a term), then the exact order among those few.
+    floor = np.nextafter(np.float32(absent), np.float32(1))  # the least value above `absent`
+    targets, queries = np.nonzero(scores >= np.maximum(top[-1].numpy(), floor))
     values = scores[targets, queries]
     order = np.lexsort((targets, -values, queries))
     targets, queries = targets[order], queries[order]
@@ -367,7 +393,9 @@ def _dense_dots(
     rows, ok_s = _positions(source_ids, pairs.sources)
     cols, ok_t = _positions(target_ids, pairs.targets)
     out = np.full(len(pairs), np.nan, dtype=np.float32)
-    ok = np.flatnonzero(ok_s & ok_t)
+    # A product without this vector (a NaN row) gives NaN whatever it meets: skip its pairs' products.
+    has_s, has_t = ~np.isnan(source).any(axis=1), ~np.isnan(target).any(axis=1)
+    ok = np.flatnonzero(ok_s & ok_t & has_s[rows] & has_t[cols]) if len(source) and len(target) else []
     for start in range(0, len(ok), _DOT_CHUNK):
         chunk = ok[start : start + _DOT_CHUNK]
         out[chunk] = np.einsum("ij,ij->i", source[rows[chunk]], target[cols[chunk]])

@@ -135,29 +135,29 @@ def _model_containment(tokens: _TokenSets, left: np.ndarray, right: np.ndarray) 
 
 
 def _measures(titles: Sequence[str], left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """numbers_agree / numbers_conflict, computed once per distinct pair of measure sets."""
-    signature: dict[tuple, int] = {}
-    representative: list[dict] = []
-    ids = np.empty(len(titles), dtype=np.int64)
-    for i, title in enumerate(titles):
-        found = text._measures(title)
-        # The dimensions' order is part of the key: it sets the order in which a mean adds its terms.
-        key = tuple((d, tuple(sorted(v))) for d, v in found.items())
-        if key not in signature:
-            signature[key] = len(representative)
-            representative.append(found)
-        ids[i] = signature[key]
-    agree = np.full(len(left), np.nan, dtype=np.float32)
-    conflict = np.full(len(left), np.nan, dtype=np.float32)
-    empty = signature.get(())
-    ok = (ids[left] != empty) & (ids[right] != empty) if empty is not None else np.ones(len(left), bool)
-    combos, inverse = _distinct(ids[left[ok]], ids[right[ok]])
-    values = np.array(
-        [text.measures_agreement(representative[x], representative[y]) for x, y in combos.tolist()],
-        dtype=np.float32,
-    ).reshape(-1, 2)
-    agree[ok], conflict[ok] = values[inverse, 0], values[inverse, 1]
-    return agree, conflict
+    """numbers_agree / numbers_conflict: per measured dimension, the Jaccard of the two titles' values."""
+    found = [text._measures(title) for title in titles]
+    dimensions = sorted({d for f in found for d in f})
+    n = len(left)
+    total = np.zeros(n, dtype=np.float64)  # sum of the shared dimensions' Jaccards
+    shared = np.zeros(n, dtype=np.int64)
+    conflict = np.zeros(n, dtype=bool)
+    for dimension in dimensions:
+        values = _TokenSets([f.get(dimension, frozenset()) for f in found])
+        a, b, both = values._both(left, right)
+        pairs = np.flatnonzero(both)
+        inter = values.overlap(left[pairs], right[pairs])
+        total[pairs] += inter / (a[pairs] + b[pairs] - inter)
+        shared[pairs] += 1
+        conflict[pairs] |= inter == 0
+    agree = np.full(n, np.nan, dtype=np.float32)
+    clash = np.full(n, np.nan, dtype=np.float32)
+    ok = shared > 0
+    # One or two terms add up alike in any order; a mean of more follows the per-pair code's own order.
+    agree[ok], clash[ok] = total[ok] / shared[ok], conflict[ok]
+    for i in np.flatnonzero(shared > 2).tolist():
+        agree[i], clash[i] = text.measures_agreement(found[left[i]], found[right[i]])
+    return agree, clash
 
 
 def _distinct(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -66,6 +66,7 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])")
 Column = np.ndarray
 
 
+@lru_cache(maxsize=200_000)  # each title signal starts from it
 def normalize_title(text: str | None) -> str:
     """NFKC and case folding: the form every title signal starts from."""
     return unicodedata.normalize("NFKC", text or "").casefold()
