@@ -268,8 +268,9 @@ def _partial_scores(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray
     used, position = np.unique(block.indices, return_inverse=True)
     dense_queries = np.zeros((len(used), block.shape[0]), dtype=np.float32)
     dense_queries[position, np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))] = block.data
-    by_target = postings[used].T.tocsr()
-    return np.asarray(by_target @ dense_queries, dtype=np.float32)
+    # The transpose of the postings' rows is a CSC matrix: its product goes term by term (ascending), each
+    # adding into every target of the term, so no conversion is needed and the order of the sums is kept.
+    return np.asarray(postings[used].T @ dense_queries, dtype=np.float32)
 
 
 def _partial_scores_sparse(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray:
@@ -285,11 +286,21 @@ def _best_per_column(scores: np.ndarray, k: int, absent: float) -> tuple[np.ndar
     lower row (product id): a source's candidates then depend on nothing but the target products' contents, so
     `watch` recomputing one source gets what a full link gets. `absent` marks a target sharing no term."""
     n_targets = scores.shape[0]
-    top = torch.topk(torch.from_numpy(scores), min(k, n_targets), dim=0, sorted=True).values
-    # Every row at or above a column's k-th value (ties included) and above `absent` (a column with fewer
-    # than k rows sharing a term), then the exact order among those few.
+    depth = min(k + 1, n_targets)  # one more than k: is the k-th value tied with the next?
+    top = torch.topk(torch.from_numpy(scores), depth, dim=0, sorted=True)
+    values, rows = top.values.numpy(), top.indices.numpy()
     floor = np.nextafter(np.float32(absent), np.float32(1))  # the least value above `absent`
-    targets, queries = np.nonzero(scores >= np.maximum(top[-1].numpy(), floor))
+    kth = values[min(k, n_targets) - 1]
+    tied = (depth > k) & (values[-1] == kth) & (kth >= floor)
+    # Where the k-th value is not tied with the next, the top k are the set; else every row at or above the
+    # k-th value is (ties included). Both go through one exact order: best first, then the lower row.
+    keep = (values[: min(k, n_targets)] >= floor) & ~tied
+    queries = np.broadcast_to(np.arange(scores.shape[1]), keep.shape)[keep]
+    targets = rows[: min(k, n_targets)][keep]
+    if tied.any():
+        columns = np.flatnonzero(tied)
+        extra_targets, at = np.nonzero(scores[:, columns] >= kth[columns])
+        targets, queries = np.r_[targets, extra_targets], np.r_[queries, columns[at]]
     values = scores[targets, queries]
     order = np.lexsort((targets, -values, queries))
     targets, queries = targets[order], queries[order]
