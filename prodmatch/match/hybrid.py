@@ -268,9 +268,10 @@ def _partial_scores(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray
     used, position = np.unique(block.indices, return_inverse=True)
     dense_queries = np.zeros((len(used), block.shape[0]), dtype=np.float32)
     dense_queries[position, np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))] = block.data
-    # The transpose of the postings' rows is a CSC matrix: its product goes term by term (ascending), each
-    # adding into every target of the term, so no conversion is needed and the order of the sums is kept.
-    return np.asarray(postings[used].T @ dense_queries, dtype=np.float32)
+    # As CSR (target by target) each output row is written once; the CSC transpose would scatter into rows
+    # all over a (targets x sources) array too large for the cache at 100,000 targets (measured 4x slower).
+    by_target = postings[used].T.tocsr()
+    return np.asarray(by_target @ dense_queries, dtype=np.float32)
 
 
 def _partial_scores_sparse(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray:
@@ -298,9 +299,10 @@ def _best_per_column(scores: np.ndarray, k: int, absent: float) -> tuple[np.ndar
     queries = np.broadcast_to(np.arange(scores.shape[1]), keep.shape)[keep]
     targets = rows[: min(k, n_targets)][keep]
     if tied.any():
-        columns = np.flatnonzero(tied)
-        extra_targets, at = np.nonzero(scores[:, columns] >= kth[columns])
-        targets, queries = np.r_[targets, extra_targets], np.r_[queries, columns[at]]
+        # One pass over the block (a column gathered alone strides through all of it).
+        threshold = np.where(tied, kth, np.inf).astype(np.float32)
+        extra_targets, extra_queries = np.nonzero(scores >= threshold)
+        targets, queries = np.r_[targets, extra_targets], np.r_[queries, extra_queries]
     values = scores[targets, queries]
     order = np.lexsort((targets, -values, queries))
     targets, queries = targets[order], queries[order]
