@@ -13,7 +13,9 @@ near their originals). Steps, each timed:
 3. `matcher train` on the gold pairs of `--train-sources` products of A (with the model's vectors);
 4. `link --matcher` A -> B (hybrid candidates: exact top-k of the fused space, lexical top-k, code hits; every
    pair's signals; the matcher's probabilities; the stored run), and its time as a multiple of step 2;
-5. the matcher run's precision / recall / F1 on all gold pairs.
+5. the matcher run's precision / recall / F1 on all gold pairs;
+6. the process's peak resident memory (`getrusage` max RSS) before and after step 4: the link works in
+   blocks and chunks, so its peak grows with the catalogues, not with pairs times signals.
 Uses a throw-away embedded server.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -157,6 +160,7 @@ def main() -> None:
                 f"3. matcher train on {report.gold_pairs} gold pairs: {time.perf_counter() - started:.1f} s "
                 f"({report.kind}, held-out F1 {report.metrics['out_of_fold_f1']:.3f})"
             )
+            rss_before = _max_rss()
             started = time.perf_counter()
             matched = link(conn, "A", "B", k=5, matcher="bench-matcher")
             t_matcher = time.perf_counter() - started
@@ -184,8 +188,16 @@ def main() -> None:
                 tp = len(found & truth)
                 p, r = tp / max(len(found), 1), tp / len(truth)
                 print(f"5. {label}: precision {p:.3f} recall {r:.3f} F1 {2 * p * r / max(p + r, 1e-9):.3f}")
+            print(
+                f"6. peak RSS of the process: {rss_before:,.0f} MiB before link --matcher, {_max_rss():,.0f} MiB after"
+            )
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _max_rss() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

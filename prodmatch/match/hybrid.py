@@ -14,6 +14,7 @@ matcher sees at link time exactly the features it was trained on.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,13 +23,13 @@ from functools import lru_cache
 import numpy as np
 import psycopg
 import scipy.sparse as sp
+import torch
 
-from prodmatch.embed.codes import compare_codes
+from prodmatch.embed.codes import code_kind
 from prodmatch.embed.lexical import normalize
-from prodmatch.embed.lexical_refresh import parse_sparse_text
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
-from prodmatch.match.signals.features import FeatureMatrix, pair_features, with_context
+from prodmatch.match.signals.features import FeatureMatrix, indexed_pair_features, with_context
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
 from prodmatch.store.models import SPACES, Model
 from prodmatch.store.schema import LEXICAL_DIMENSIONS
@@ -37,7 +38,8 @@ from prodmatch.store.vectors import fetch_spaces
 DEFAULT_K = 10
 MAX_CODE_TARGETS = 20  # a "code" that many target products share is a word, not an identifier
 LEXICAL_QUERY_TERMS = 48  # a source's heaviest terms used to find lexical candidates (scores use all terms)
-_LEXICAL_BLOCK = 512  # source rows per sparse product
+_LEXICAL_BLOCK = 256  # source rows per block of the lexical top-k
+_LEXICAL_BLOCK_CELLS = 1 << 25  # at most this many (target, source) scores at once: 128 MiB of float32
 _DOT_CHUNK = 65536
 
 
@@ -133,15 +135,15 @@ def features(gathered: Gathered) -> FeatureMatrix:
         name: rank_signals(s, t, score, pair_source_ids=pairs.sources, pair_target_ids=pairs.targets)
         for name, (s, t, score) in gathered.proposals.items()
     }
-    left = [gathered.products[i] for i in pairs.sources.tolist()]
-    right = [gathered.products[i] for i in pairs.targets.tolist()]
-    matrix = pair_features(
-        left,
-        right,
+    ids = np.unique(np.concatenate([pairs.sources, pairs.targets]))  # the products of these pairs only
+    matrix = indexed_pair_features(
+        [gathered.products[i] for i in ids.tolist()],
+        np.searchsorted(ids, pairs.sources),
+        np.searchsorted(ids, pairs.targets),
         similarities=similarities,
         ranks=ranks,
         normalize_brand=_normalize_brand,
-        compare_codes=compare_codes,
+        code_kind=code_kind,
     )
     return with_context(matrix, pairs.sources, pairs.targets)
 
@@ -175,63 +177,146 @@ def _lexical_matrix(
 
     With `only`, just those rows are read (by primary key): scoring a few pairs must not read a catalogue of a
     million products."""
-    ids, indptr, indices, values = [], [0], [], []
     restrict = "" if only is None else " AND l.product_id = ANY(%s)"
     params = (catalog_id,) if only is None else (catalog_id, np.asarray(only, dtype=np.int64).tolist())
     with conn.cursor().copy(
         "COPY (SELECT l.product_id, l.vector FROM prodmatch.lexical l JOIN prodmatch.products p"
-        " ON p.id = l.product_id WHERE p.catalog_id = %s" + restrict + " ORDER BY 1) TO STDOUT",
+        " ON p.id = l.product_id WHERE p.catalog_id = %s"
+        + restrict
+        + " ORDER BY 1) TO STDOUT (FORMAT BINARY)",
         params,
     ) as copy:
-        for product_id, text in copy.rows():
-            ids.append(int(product_id))
-            i, v = parse_sparse_text(text)
-            indices.append(i)
-            values.append(v)
-            indptr.append(indptr[-1] + len(i))
-    matrix = sp.csr_matrix(
-        (
-            np.concatenate(values) if values else np.empty(0, np.float32),
-            np.concatenate(indices) if indices else np.empty(0, np.int32),
-            np.array(indptr, dtype=np.int64),
-        ),
-        shape=(len(ids), LEXICAL_DIMENSIONS),
-    )
-    id_array = np.array(ids, dtype=np.int64)
+        data = b"".join(bytes(block) for block in copy)
+    ids, indptr, indices, values = _parse_sparse_copy(data)
+    matrix = sp.csr_matrix((values, indices, indptr), shape=(len(ids), LEXICAL_DIMENSIONS))
     if only is not None:
-        keep = np.isin(id_array, only)
-        return id_array[keep], matrix[keep]
-    return id_array, matrix
+        keep = np.isin(ids, only)
+        return ids[keep], matrix[keep]
+    return ids, matrix
+
+
+def _parse_sparse_copy(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, indptr, 0-based indices, values) from a binary COPY of (bigint, sparsevec) rows.
+
+    The binary form skips printing and parsing every weight as decimal text, the bulk of reading a catalogue's
+    vectors. Layout: PostgreSQL's binary COPY (a 19-byte header, then per row a field count and each field's
+    length and bytes), and pgvector's sparsevec_send (dim, nnz, 0, nnz int32 indices, nnz float32 values), all
+    big-endian.
+    """
+    extension = struct.unpack_from(">I", data, 15)[0]
+    position = 19 + extension
+    ids, starts, counts = [], [], []
+    while True:
+        (fields,) = struct.unpack_from(">h", data, position)
+        if fields == -1:  # the trailer
+            break
+        product_id, length, nnz = struct.unpack_from(">xxxxqixxxxi", data, position + 2)
+        ids.append(product_id)
+        starts.append(position + 2 + 12 + 4 + 12)
+        counts.append(nnz)
+        position += 2 + 12 + 4 + length
+    counts_array = np.array(counts, dtype=np.int64)
+    indptr = np.r_[0, np.cumsum(counts_array)].astype(np.int64)
+    # Every index and value by its byte offset, gathered at once.
+    row_starts = np.repeat(np.array(starts, dtype=np.int64), counts_array)
+    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], counts_array)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    index_at = row_starts + 4 * within
+    value_at = index_at + 4 * np.repeat(counts_array, counts_array)
+    indices = _gather_be32(raw, index_at).view(">i4").astype(np.int32)
+    values = _gather_be32(raw, value_at).view(">f4").astype(np.float32)
+    return np.array(ids, dtype=np.int64), indptr, indices, values
+
+
+def _gather_be32(raw: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The 4 bytes at each offset, as one contiguous buffer of 4-byte items."""
+    return np.ascontiguousarray(raw[offsets[:, None] + np.arange(4)]).reshape(-1)
 
 
 def _lexical_top_k(
     source: tuple[np.ndarray, sp.csr_matrix], target: tuple[np.ndarray, sp.csr_matrix], k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each source's k most lexically similar targets: blocked sparse products over the heaviest query terms."""
+    """Each source's k most lexically similar targets: blocked products over the heaviest query terms."""
     source_ids, s = source
     target_ids, t = target
     if not len(source_ids) or not len(target_ids):
         return _empty()
     query = _heaviest_terms(s, LEXICAL_QUERY_TERMS)
-    t_columns = t.T.tocsr()
+    postings = t.T.tocsr()  # term -> the targets that have it
+    # Dense partial scores are only right where "no shared term" means 0, i.e. with positive weights (which
+    # IDF-weighted counts are); anything else goes through the sparse product, whose structure says it.
+    positive = bool((query.data > 0).all() and (t.data > 0).all())
+    block_rows = max(16, min(_LEXICAL_BLOCK, _LEXICAL_BLOCK_CELLS // len(target_ids)))
     out_s, out_t = [], []
-    for start in range(0, query.shape[0], _LEXICAL_BLOCK):
-        block = (query[start : start + _LEXICAL_BLOCK] @ t_columns).tocsr()
-        for row in range(block.shape[0]):
-            lo, hi = block.indptr[row], block.indptr[row + 1]
-            if hi == lo:
-                continue
-            data, cols = block.data[lo:hi], block.indices[lo:hi]
-            # Best first, ties to the lower product id: a source's candidates then depend on nothing but the
-            # target products' contents, so `watch` recomputing one source gets what a full link gets.
-            cols = cols[np.lexsort((cols, -data))[:k]]
-            out_s.append(np.full(len(cols), start + row, dtype=np.int64))
-            out_t.append(cols.astype(np.int64))
-    if not out_s:
-        return _empty()
+    for start in range(0, query.shape[0], block_rows):
+        block = query[start : start + block_rows]
+        if positive:
+            rows, cols = _best_per_column(_partial_scores(block, postings), k, absent=0.0)
+        else:
+            rows, cols = _best_per_column(_partial_scores_sparse(block, postings), k, absent=-np.inf)
+        out_s.append(rows + start)
+        out_t.append(cols)
     rows, cols = np.concatenate(out_s), np.concatenate(out_t)
+    if not len(rows):
+        return _empty()
     scores = _sparse_row_dots(s, rows, t, cols)  # exact cosine over all terms, not only the query terms
     return source_ids[rows], target_ids[cols], scores
+
+
+def _partial_scores(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray:
+    """(targets x block rows) dot products of a block of queries with every target; 0 = no shared term.
+
+    Computed as (targets x used terms, sparse) @ (used terms x block rows, dense): each target's sum runs over
+    the terms in ascending order, adding exact zeros for queries without the term, so every value is
+    bit-identical to the sparse product's (whose rows add their terms in the same order), and ties resolve
+    alike. With the output about half dense (character n-grams are shared widely), this beats a sparse
+    product, which spends its time keeping the output's structure.
+    """
+    used, position = np.unique(block.indices, return_inverse=True)
+    dense_queries = np.zeros((len(used), block.shape[0]), dtype=np.float32)
+    dense_queries[position, np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))] = block.data
+    # As CSR (target by target) each output row is written once; the CSC transpose would scatter into rows
+    # all over a (targets x sources) array too large for the cache at 100,000 targets (measured 4x slower).
+    by_target = postings[used].T.tocsr()
+    return np.asarray(by_target @ dense_queries, dtype=np.float32)
+
+
+def _partial_scores_sparse(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray:
+    """Like `_partial_scores` for any weights: -inf where a target shares no term with the query."""
+    product = (block @ postings).tocsr()
+    out = np.full((postings.shape[1], block.shape[0]), -np.inf, dtype=np.float32)
+    out[product.indices, np.repeat(np.arange(block.shape[0]), np.diff(product.indptr))] = product.data
+    return out
+
+
+def _best_per_column(scores: np.ndarray, k: int, absent: float) -> tuple[np.ndarray, np.ndarray]:
+    """(column, row) of each column's k best rows of `scores` (targets x queries), best first and ties to the
+    lower row (product id): a source's candidates then depend on nothing but the target products' contents, so
+    `watch` recomputing one source gets what a full link gets. `absent` marks a target sharing no term."""
+    n_targets = scores.shape[0]
+    depth = min(k + 1, n_targets)  # one more than k: is the k-th value tied with the next?
+    top = torch.topk(torch.from_numpy(scores), depth, dim=0, sorted=True)
+    values, rows = top.values.numpy(), top.indices.numpy()
+    floor = np.nextafter(np.float32(absent), np.float32(1))  # the least value above `absent`
+    kth = values[min(k, n_targets) - 1]
+    tied = (depth > k) & (values[-1] == kth) & (kth >= floor)
+    # Where the k-th value is not tied with the next, the top k are the set; else every row at or above the
+    # k-th value is (ties included). Both go through one exact order: best first, then the lower row.
+    keep = (values[: min(k, n_targets)] >= floor) & ~tied
+    queries = np.broadcast_to(np.arange(scores.shape[1]), keep.shape)[keep]
+    targets = rows[: min(k, n_targets)][keep]
+    if tied.any():
+        # One pass over the block (a column gathered alone strides through all of it).
+        threshold = np.where(tied, kth, np.inf).astype(np.float32)
+        extra_targets, extra_queries = np.nonzero(scores >= threshold)
+        targets, queries = np.r_[targets, extra_targets], np.r_[queries, extra_queries]
+    values = scores[targets, queries]
+    order = np.lexsort((targets, -values, queries))
+    targets, queries = targets[order], queries[order]
+    starts = np.flatnonzero(np.r_[True, queries[1:] != queries[:-1]]) if len(queries) else np.empty(0, int)
+    position = np.arange(len(queries)) - np.repeat(starts, np.diff(np.r_[starts, len(queries)]))
+    keep = position < k
+    return queries[keep].astype(np.int64), targets[keep].astype(np.int64)
 
 
 def _heaviest_terms(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
@@ -328,7 +413,9 @@ def _dense_dots(
     rows, ok_s = _positions(source_ids, pairs.sources)
     cols, ok_t = _positions(target_ids, pairs.targets)
     out = np.full(len(pairs), np.nan, dtype=np.float32)
-    ok = np.flatnonzero(ok_s & ok_t)
+    # A product without this vector (a NaN row) gives NaN whatever it meets: skip its pairs' products.
+    has_s, has_t = ~np.isnan(source).any(axis=1), ~np.isnan(target).any(axis=1)
+    ok = np.flatnonzero(ok_s & ok_t & has_s[rows] & has_t[cols]) if len(source) and len(target) else []
     for start in range(0, len(ok), _DOT_CHUNK):
         chunk = ok[start : start + _DOT_CHUNK]
         out[chunk] = np.einsum("ij,ij->i", source[rows[chunk]], target[cols[chunk]])

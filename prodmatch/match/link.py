@@ -260,8 +260,10 @@ def _link_with_matcher(
     pairs = gathered.pairs
     pairs.score = probability
     pairs.signals["match_probability"] = probability
-    pairs.signals["product_signals"] = _product_signals(matrix)
+    pairs.signals["feature_row"] = np.arange(len(pairs), dtype=np.int64)
     pairs = accept_scored(pairs, scorer.threshold, one_to_one, k)
+    # Only the pairs kept are stored: their signals' mappings are built for them alone.
+    pairs.signals["product_signals"] = _product_signals(matrix, pairs.signals.pop("feature_row"))
     params = {
         "k": k,
         "one_to_one": one_to_one,
@@ -383,10 +385,11 @@ def _has_models(conn: psycopg.Connection) -> bool:
     return found
 
 
-def _product_signals(matrix) -> np.ndarray:
-    """Per pair, the named product signals (codes, brand, price, ...) that are not missing, for `matches.signals`."""
+def _product_signals(matrix, rows: np.ndarray) -> np.ndarray:
+    """Per pair (`rows` of the matrix), the named product signals (codes, brand, price, ...) that are not
+    missing, for `matches.signals`."""
     names = [n for n in PRODUCT_FEATURES if n in matrix.names]
-    values = np.round(np.stack([matrix.column(n) for n in names], axis=1).astype(np.float64), 4)
+    values = np.round(np.stack([matrix.column(n)[rows] for n in names], axis=1).astype(np.float64), 4)
     out = np.empty(len(values), dtype=object)
     out[:] = [{n: v for n, v in zip(names, row, strict=True) if v == v} for row in values.tolist()]
     return out

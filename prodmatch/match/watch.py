@@ -406,7 +406,7 @@ class _Watcher:
         at = np.flatnonzero(mask)[mine]
         pairs.score[at] = probability[mine]
         pairs.signals["match_probability"][at] = probability[mine]
-        pairs.signals["product_signals"][at] = _product_signals(matrix)[mine]
+        pairs.signals["product_signals"][at] = _product_signals(matrix, np.flatnonzero(mine))
 
     def _update(
         self,

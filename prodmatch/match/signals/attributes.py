@@ -22,11 +22,16 @@ def attribute_agreement(
     """Share of the attribute keys filled in on both sides whose values are equal; NaN where none is shared."""
     out = np.full(len(left_attributes), np.nan, dtype=np.float32)
     for i, (a, b) in enumerate(zip(left_attributes, right_attributes, strict=True)):
-        na, nb = _normalised(a), _normalised(b)
-        shared = na.keys() & nb.keys()
-        if shared:
-            out[i] = sum(na[k] == nb[k] for k in shared) / len(shared)
+        out[i] = agreement(_normalised(a), _normalised(b))
     return out
+
+
+def agreement(a: Mapping[str, str], b: Mapping[str, str]) -> float:
+    """Share of the keys of two normalised attribute mappings with equal values; NaN where none is shared."""
+    shared = a.keys() & b.keys()
+    if not shared:
+        return np.nan
+    return sum(a[k] == b[k] for k in shared) / len(shared)
 
 
 def _normalised(attributes: Mapping[str, object] | None) -> dict[str, str]:

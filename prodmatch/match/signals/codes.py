@@ -59,9 +59,14 @@ MIN_CODE_IN_TEXT = 5
 
 def _written_in(codes: Sequence[str], text: str | None) -> bool:
     squashed = _squash(text or "")
+    return any(form in squashed for form in written_forms(codes))
+
+
+def written_forms(codes: Sequence[str]) -> list[str]:
+    """How `codes` would be written in a text (squashed like `_squash`), those long enough to look for."""
     # A GTIN is stored padded to 14 digits; a title writes it as EAN-13 or UPC-A, without the leading zeros
     forms = (_squash(c.split(":")[-1]).lstrip("0") if c.startswith("gtin:") else _squash(c) for c in codes)
-    return any(len(form) >= MIN_CODE_IN_TEXT and form in squashed for form in forms)
+    return [form for form in forms if len(form) >= MIN_CODE_IN_TEXT]
 
 
 @lru_cache(maxsize=200_000)  # a product's text recurs in each of its candidate pairs

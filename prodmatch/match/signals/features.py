@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodmatch.match.signals import attributes, brand, codes, price, text
+from prodmatch.match.signals import attributes, batch, brand, codes, price, text
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
 
 Product = Mapping[str, object]
@@ -75,22 +75,57 @@ def pair_features(
     normalize_brand: Callable[[str], str] | None = None,
     compare_codes: codes.Compare | None = None,
 ) -> FeatureMatrix:
-    """All features of the pairs (left_products[i], right_products[i])."""
+    """All features of the pairs (left_products[i], right_products[i]), one pair at a time."""
     n = len(left_products)
     if len(right_products) != n:
         raise ValueError(f"{n} left products but {len(right_products)} right products")
+    product = per_pair_product_signals(left_products, right_products, normalize_brand, compare_codes)
+    return _matrix(n, similarities, ranks, product)
+
+
+def indexed_pair_features(
+    products: Sequence[Product],
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    similarities: Mapping[str, np.ndarray] | None = None,
+    ranks: Mapping[str, RankColumns] | None = None,
+    normalize_brand: Callable[[str], str] | None = None,
+    code_kind: Callable[[str], str] | None = None,
+) -> FeatureMatrix:
+    """All features of the pairs (products[left[i]], products[right[i]]): what `pair_features` gives, with the
+    product signals computed once per distinct product (`batch.product_signals`), for millions of pairs.
+
+    Codes compare as `prodmatch.embed.codes.compare_codes` does with `code_kind` (default: the code's prefix).
+    """
+    n = len(left)
+    if len(right) != n:
+        raise ValueError(f"{n} left products but {len(right)} right products")
+    product = batch.product_signals(
+        products, left, right, normalize_brand=normalize_brand, code_kind=code_kind
+    )
+    return _matrix(n, similarities, ranks, product)
+
+
+def _matrix(
+    n: int,
+    similarities: Mapping[str, np.ndarray] | None,
+    ranks: Mapping[str, RankColumns] | None,
+    product: Mapping[str, np.ndarray],
+) -> FeatureMatrix:
     columns: dict[str, np.ndarray] = {}
     for name, values in (similarities or {}).items():
         columns[f"sim:{name}"] = _checked(np.asarray(values, dtype=np.float32), n, f"similarity {name!r}")
     for name, rank in (ranks or {}).items():
         for kind in ("rank", "margin", "reverse_rank", "reverse_margin"):
             columns[f"{kind}:{name}"] = _checked(getattr(rank, kind), n, f"ranks {name!r}")
-    columns.update(_product_features(left_products, right_products, normalize_brand, compare_codes))
+    assert tuple(product) == PRODUCT_FEATURES
+    columns.update(product)
     names = tuple(columns)
-    values = (
-        np.column_stack([columns[c] for c in names]).astype(np.float32) if n else np.empty((0, len(names)))
-    )
-    return FeatureMatrix(names, values.astype(np.float32))
+    values = np.empty((n, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        values[:, j] = columns[name]
+    return FeatureMatrix(names, values)
 
 
 CONTEXT_FEATURES = ("title_jaccard", "model_token_containment", "code_in_other_text", "numbers_agree")
@@ -120,12 +155,14 @@ def with_context(
     return FeatureMatrix((*features.names, *added), np.hstack(columns).astype(np.float32))
 
 
-def _product_features(
+def per_pair_product_signals(
     left: Sequence[Product],
     right: Sequence[Product],
-    normalize_brand: Callable[[str], str] | None,
-    compare_codes: codes.Compare | None,
+    normalize_brand: Callable[[str], str] | None = None,
+    compare_codes: codes.Compare | None = None,
 ) -> dict[str, np.ndarray]:
+    """The PRODUCT_FEATURES columns, pair by pair through the per-signal modules: their definition."""
+
     def get(products: Sequence[Product], key: str) -> list:
         return [p.get(key) for p in products]
 

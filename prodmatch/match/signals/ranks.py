@@ -76,15 +76,25 @@ def _align(
     pair_source_ids: np.ndarray,
     pair_target_ids: np.ndarray,
 ) -> list[np.ndarray]:
-    index = {(s, t): i for i, (s, t) in enumerate(zip(source_ids.tolist(), target_ids.tolist(), strict=True))}
-    rows = np.array(
-        [index.get(key, -1) for key in zip(pair_source_ids.tolist(), pair_target_ids.tolist(), strict=True)],
-        dtype=np.int64,
+    # Each pair's row among the candidates, by a sort of encoded (source, target) keys; a candidate listed
+    # twice resolves to its last row, like a dict built in order would.
+    _, codes = np.unique(
+        np.concatenate([source_ids, target_ids, pair_source_ids, pair_target_ids]), return_inverse=True
     )
-    found = rows >= 0
+    codes = codes.ravel().astype(np.int64)
+    n, m, width = len(source_ids), len(pair_source_ids), int(codes.max(initial=0)) + 1
+    keys = codes[:n] * width + codes[n : 2 * n]
+    wanted = codes[2 * n : 2 * n + m] * width + codes[2 * n + m :]
+    order = np.lexsort((np.arange(n), keys))  # by key, then position: the last of equal keys is the one kept
+    sorted_keys = keys[order]
+    last = np.r_[sorted_keys[1:] != sorted_keys[:-1], True] if n else np.zeros(0, bool)
+    unique_keys, unique_rows = sorted_keys[last], order[last]
+    at = np.minimum(np.searchsorted(unique_keys, wanted), max(len(unique_keys) - 1, 0))
+    found = (unique_keys[at] == wanted) if len(unique_keys) else np.zeros(m, bool)
+    rows = np.where(found, unique_rows[at] if len(unique_keys) else 0, -1)
     aligned = []
     for column in columns:
-        out = np.full(len(rows), np.nan)
+        out = np.full(m, np.nan)
         out[found] = column[rows[found]]
         aligned.append(out)
     return aligned

@@ -66,6 +66,7 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])")
 Column = np.ndarray
 
 
+@lru_cache(maxsize=200_000)  # each title signal starts from it
 def normalize_title(text: str | None) -> str:
     """NFKC and case folding: the form every title signal starts from."""
     return unicodedata.normalize("NFKC", text or "").casefold()
@@ -100,12 +101,18 @@ def numbers_agreement(left: Sequence[str | None], right: Sequence[str | None]) -
     agree = np.full(len(left), np.nan, dtype=np.float32)
     conflict = np.full(len(left), np.nan, dtype=np.float32)
     for i, (a, b) in enumerate(zip(left, right, strict=True)):
-        da, db = _measures(a or ""), _measures(b or "")
-        shared = da.keys() & db.keys()
-        if shared:
-            agree[i] = np.mean([_jaccard(da[d], db[d]) for d in shared])
-            conflict[i] = float(any(not (da[d] & db[d]) for d in shared))
+        agree[i], conflict[i] = measures_agreement(_measures(a or ""), _measures(b or ""))
     return agree, conflict
+
+
+def measures_agreement(a: dict[str, frozenset], b: dict[str, frozenset]) -> tuple[float, float]:
+    """(agree, conflict) of two titles' measures (`_measures`: dimension -> values); NaN, NaN if none shared."""
+    shared = a.keys() & b.keys()
+    if not shared:
+        return np.nan, np.nan
+    return float(np.mean([_jaccard(a[d], b[d]) for d in shared])), float(
+        any(not (a[d] & b[d]) for d in shared)
+    )
 
 
 def plain_number_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
