@@ -67,6 +67,22 @@ class Gathered:
         return out
 
 
+@dataclass
+class TargetSide:
+    """The target catalogue's lexical rows and vectors, read once and kept by a caller that gathers again and
+    again (`link --watch`), so that a pass for a few changed sources does not re-read a catalogue of a million."""
+
+    lexical: tuple[np.ndarray, sp.csr_matrix]
+    vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None  # None: no model
+
+
+def read_target_side(conn: psycopg.Connection, target_catalog_id: int, model: Model | None) -> TargetSide:
+    """What `gather` reads of the target catalogue."""
+    lexical = _lexical_matrix(conn, target_catalog_id, None)
+    vectors = fetch_spaces(conn, model, target_catalog_id, "fused") if model is not None else None
+    return TargetSide(lexical, vectors)
+
+
 def gather(
     conn: psycopg.Connection,
     source_catalog_id: int,
@@ -77,16 +93,19 @@ def gather(
     source_ids: np.ndarray | None = None,
     extra: set[tuple[int, int]] | None = None,
     advance: Callable[[int], None] | None = None,
+    target_side: TargetSide | None = None,
 ) -> Gathered:
     """Candidates of every source (or only `source_ids`) from every candidate source, with all signals.
 
     `extra` pairs (e.g. a gold file's labelled non-matches) join the union even when no source proposed them.
+    `target_side`: the target catalogue as `read_target_side` read it (default: read it now).
     """
     seconds: dict[str, float] = {}
     proposals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     clock = time.perf_counter()
+    target_side = target_side or read_target_side(conn, target_catalog_id, model)
     lexical_source = _lexical_matrix(conn, source_catalog_id, source_ids)
-    lexical_target = _lexical_matrix(conn, target_catalog_id, None)
+    lexical_target = target_side.lexical
     proposals["lexical"] = _lexical_top_k(lexical_source, lexical_target, k)
     seconds["lexical"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -95,12 +114,11 @@ def gather(
     dense: dict[str, tuple] = {}
     if model is not None:
         clock = time.perf_counter()
-        source_vector_ids, source_vectors = fetch_spaces(conn, model, source_catalog_id, "fused")
-        target_vector_ids, target_vectors = fetch_spaces(conn, model, target_catalog_id, "fused")
-        if source_ids is not None:
-            keep = np.isin(source_vector_ids, source_ids)
-            source_vector_ids = source_vector_ids[keep]
-            source_vectors = {name: v[keep] for name, v in source_vectors.items()}
+        wanted = None if source_ids is None else np.asarray(source_ids, dtype=np.int64).tolist()
+        source_vector_ids, source_vectors = fetch_spaces(
+            conn, model, source_catalog_id, "fused", product_ids=wanted
+        )
+        target_vector_ids, target_vectors = target_side.vectors
         for space in SPACES:
             proposals[space] = _dense_top_k(
                 source_vector_ids, source_vectors[space], target_vector_ids, target_vectors[space], k

@@ -41,6 +41,7 @@ from prodmatch.match.hybrid import (
     DEFAULT_K,
     MAX_CODE_TARGETS,
     Gathered,
+    TargetSide,
     _heaviest_terms,
     _lexical_matrix,
     _lexical_top_k,
@@ -207,6 +208,7 @@ class _State:
     lexical_kth: dict[int, float] = field(default_factory=dict)  # source -> k-th best lexical query score
     usable_codes: set[str] = field(default_factory=set)
     source_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # reverse search
+    target_vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # matcher runs with a model
     seen: dict[int, datetime] = field(default_factory=dict)
     checkpoint: datetime | None = None
 
@@ -338,6 +340,8 @@ class _Watcher:
             state.target_lexical = _lexical_matrix(conn, run.target_id, None)
         if run.kind == "matcher":
             state.usable_codes = _usable_codes(conn, run.target_id)
+            if run.model is not None:
+                state.target_vectors = fetch_spaces(conn, run.model, run.target_id, "fused")
         conn.commit()
         only = np.array(sorted(sources), dtype=np.int64)
         state.candidates = self._candidates(conn, state, only)
@@ -366,7 +370,15 @@ class _Watcher:
                 conn, run.source_id, run.target_id, pairs
             )
         else:
-            gathered = gather(conn, run.source_id, run.target_id, run.model, k=run.gather_k, source_ids=only)
+            gathered = gather(
+                conn,
+                run.source_id,
+                run.target_id,
+                run.model,
+                k=run.gather_k,
+                source_ids=only,
+                target_side=TargetSide(state.target_lexical, state.target_vectors),
+            )
             pairs = gathered.pairs
             state.products.update(gathered.products)
             for name, (s, t, score) in gathered.proposals.items():
@@ -428,6 +440,10 @@ class _Watcher:
                 conn, state.target_lexical, changed_targets | deleted_targets
             )
         self._patch_source_vectors(conn, state, changed_sources | deleted_sources)
+        if state.target_vectors is not None:
+            state.target_vectors = _patch_spaces(
+                conn, run, run.target_id, state.target_vectors, changed_targets | deleted_targets
+            )
         touched = changed_targets | deleted_targets
         affected = set(changed_sources)
         candidates = state.candidates
@@ -702,6 +718,26 @@ def _dense_kth(state: _State, run: _Run, space: str, source_ids: np.ndarray) -> 
     full = sizes >= k
     kth = dict(zip(s[starts[full]].tolist(), score[starts[full] + k - 1].tolist(), strict=True))
     return np.array([kth.get(int(i), -np.inf) for i in source_ids])
+
+
+def _patch_spaces(
+    conn: psycopg.Connection,
+    run: _Run,
+    catalog_id: int,
+    cached: tuple[np.ndarray, dict[str, np.ndarray]],
+    changed: set[int],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Cached vectors of every space (as `fetch_spaces` reads them) with `changed` products re-read or dropped."""
+    if not changed:
+        return cached
+    ids, vectors = cached
+    keep = ~np.isin(ids, list(changed))
+    new_ids, new = fetch_spaces(conn, run.model, catalog_id, "fused", product_ids=sorted(changed))
+    all_ids = np.concatenate([ids[keep], new_ids])
+    order = np.argsort(all_ids, kind="stable")
+    return all_ids[order], {
+        name: np.concatenate([matrix[keep], new[name]])[order] for name, matrix in vectors.items()
+    }
 
 
 def _patch_lexical(

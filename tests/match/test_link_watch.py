@@ -307,3 +307,44 @@ def test_deletes_and_model_less_inserts_wake_the_watcher_before_its_poll(setting
         assert inserted < 10 and deleted < 10  # far inside one 60 s poll interval
     finally:
         watching.close()
+
+
+def test_watched_matcher_run_with_a_model_keeps_the_target_side_in_memory(settings, conn, matched, tmp_path):
+    """A matcher run over a model's vectors: a pass gathers from the kept target side, patched on changes."""
+    gold = tmp_path / "gold.csv"
+    gold.write_text(
+        "source_catalog,source_id,target_catalog,target_id,label\n"
+        + "".join(f"shop,shop-{i},rival,rival-{i},1\n" for i in range(16))
+    )
+    train_and_store(conn, gold, "shop", "rival", model="clip", name="mm", k=3)
+    options = {"k": 3, "matcher": "mm", "one_to_one": True}
+    run = match.link(conn, "shop", "rival", **options)
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+
+        def check() -> None:
+            embed(settings, EmbedOptions(batch_size=16))
+            done = watching.caught_up(conn)
+            assert not any(p.full for p in watching.window), watching.window
+            assert sum(p.recomputed_sources for p in watching.window) >= 1, watching.window
+            watched = _stored(conn, done.run_id)
+            fresh = match.link(conn, "shop", "rival", **options)
+            assert watched == _stored(conn, fresh.run_id)
+            watching.caught_up(conn)
+
+        conn.execute(  # a new target: a near copy of rival-4 with its image
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
+            " SELECT catalog_id, 'rival-new', title || ' new', image, price, currency FROM prodmatch.products"
+            " WHERE external_id = 'rival-4'"
+        )
+        conn.commit()
+        check()
+        conn.execute("UPDATE prodmatch.products SET title = 'something else' WHERE external_id = 'rival-4'")
+        conn.commit()
+        check()
+        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
+        conn.commit()
+        check()
+    finally:
+        watching.close()
