@@ -413,6 +413,7 @@ def measure_watch(
     conn.commit()
     rng = np.random.default_rng(7)
     latencies: dict[str, list[float]] = {"source": [], "target": []}
+    appeared = {"source": 0, "target": 0}
     for number in range(offers):
         side = ("source", "target")[number % 2]
         # a near copy of an existing source's vector: a new offer in the source catalogue has the copied
@@ -436,17 +437,24 @@ def measure_watch(
             (value, model.id, product_id),
         )
         conn.commit()
+        written = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()
         where = "source_external_id" if side == "source" else "target_external_id"
-        while not conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM prodmatch.matches_v WHERE run_id = %s AND {where} = %s)",
-            (run_id, external_id),
-        ).fetchone()[0]:
+        # Done when the product shows in matches_v, or when a pass that saw its vector has finished: a new
+        # target that the ANN search of its source misses (as a fresh `link --mode ann` would) never shows.
+        while not (
+            shown := conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM prodmatch.matches_v WHERE run_id = %s AND {where} = %s)",
+                (run_id, external_id),
+            ).fetchone()[0]
+        ) and not any(p.checkpoint > written for p in passes):
             conn.commit()
             if time.perf_counter() - began > 300:
-                raise RuntimeError(f"{external_id} did not show in matches_v within 300 s")
+                raise RuntimeError(f"{external_id}: no watcher pass within 300 s")
             time.sleep(0.01)
         conn.commit()
         latencies[side].append(time.perf_counter() - began)
+        appeared[side] += int(shown)
         time.sleep(float(rng.uniform(0, poll_seconds)))  # the next one arrives at a random point of the poll
     stop.set()
     thread.join()
@@ -459,6 +467,7 @@ def measure_watch(
         "latency_max_s": round(max(every), 3),
         "latency_source_p50_s": round(float(np.median(latencies["source"])), 3),
         "latency_target_p50_s": round(float(np.median(latencies["target"])), 3),
+        "shown": appeared,  # of the offers/2 per side, how many are in matches_v (the others: missed by ANN)
         "pass_p50_s": round(float(np.median(work)), 3) if work else None,
         "pass_max_s": round(max(work), 3) if work else None,
         "poll_seconds": poll_seconds,
