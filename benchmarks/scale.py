@@ -500,6 +500,14 @@ def draw(runs: list[dict], png: Path) -> None:
     ]:
         have = [r for r in runs if key in r]  # a size run with fewer steps (--no-lexical) plots what it has
         left.plot([r["products"] for r in have], [r[key]["seconds"] for r in have], marker="o", label=label)
+    have = [r for r in runs if "watch" in r]
+    left.plot(
+        [r["products"] for r in have],
+        [r["watch"]["latency_p50_s"] for r in have],
+        marker="s",
+        linestyle="--",
+        label="--watch: INSERT -> matches_v, p50",
+    )
     left.set(xscale="log", yscale="log", xlabel="products", ylabel="seconds", title="time per step")
     left.legend(fontsize=8)
     for key, label in [
