@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -207,6 +208,10 @@ class _State:
     target_lexical: tuple[np.ndarray, sp.csr_matrix] | None = None
     lexical_kth: dict[int, float] = field(default_factory=dict)  # source -> k-th best lexical query score
     usable_codes: set[str] = field(default_factory=set)
+    target_codes: dict[int, tuple[str, ...]] = field(
+        default_factory=dict
+    )  # targets with codes -> their codes
+    code_counts: Counter = field(default_factory=Counter)  # code -> target products carrying it
     source_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # reverse search
     target_vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # matcher runs with a model
     seen: dict[int, datetime] = field(default_factory=dict)
@@ -339,7 +344,9 @@ class _Watcher:
             state.source_lexical = _lexical_matrix(conn, run.source_id, None)
             state.target_lexical = _lexical_matrix(conn, run.target_id, None)
         if run.kind == "matcher":
-            state.usable_codes = _usable_codes(conn, run.target_id)
+            state.target_codes = _target_codes(conn, run.target_id)
+            state.code_counts = Counter(c for codes in state.target_codes.values() for c in codes)
+            state.usable_codes = {c for c, n in state.code_counts.items() if n <= MAX_CODE_TARGETS}
             if run.model is not None:
                 state.target_vectors = fetch_spaces(conn, run.model, run.target_id, "fused")
         conn.commit()
@@ -451,9 +458,7 @@ class _Watcher:
         if changed_targets:
             affected |= self._reverse(conn, state, changed_targets)
         if run.kind == "matcher":
-            usable = _usable_codes(conn, run.target_id)
-            flipped = usable ^ state.usable_codes
-            state.usable_codes = usable
+            flipped = _recount_codes(conn, state, changed_targets, deleted_targets)
             affected |= _sources_with_codes(conn, run, changed_targets, flipped)
         affected -= deleted_sources
         affected &= state.sources | changed_sources
@@ -658,14 +663,44 @@ def _successor(conn: psycopg.Connection, run: _Run) -> int:
     return row[0]
 
 
-def _usable_codes(conn: psycopg.Connection, target_id: int) -> set[str]:
-    """Codes that at most MAX_CODE_TARGETS target products carry (the ones `hybrid` proposes pairs on)."""
+def _target_codes(conn: psycopg.Connection, target_id: int) -> dict[int, tuple[str, ...]]:
+    """The codes of every target product that has some (read once; a pass then recounts only what changed)."""
     rows = conn.execute(
-        "SELECT code FROM (SELECT unnest(l.codes) AS code FROM prodmatch.lexical l JOIN prodmatch.products p"
-        " ON p.id = l.product_id WHERE p.catalog_id = %s) c GROUP BY code HAVING count(*) <= %s",
-        (target_id, MAX_CODE_TARGETS),
+        "SELECT l.product_id, l.codes FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id"
+        " WHERE p.catalog_id = %s AND cardinality(l.codes) > 0",
+        (target_id,),
     ).fetchall()
-    return {r[0] for r in rows}
+    return {product_id: tuple(codes) for product_id, codes in rows}
+
+
+def _recount_codes(conn: psycopg.Connection, state: _State, changed: set[int], deleted: set[int]) -> set[str]:
+    """Update the per-code target counts for changed and deleted targets; the codes whose usability flipped.
+
+    A code is usable (`hybrid` proposes pairs on it) while at most MAX_CODE_TARGETS target products carry it.
+    """
+    touched: set[str] = set()
+    for target in changed | deleted:
+        for code in state.target_codes.pop(target, ()):
+            state.code_counts[code] -= 1
+            touched.add(code)
+    if changed:
+        for product_id, codes in conn.execute(
+            "SELECT product_id, codes FROM prodmatch.lexical WHERE product_id = ANY(%s)", (sorted(changed),)
+        ):
+            if codes:
+                state.target_codes[product_id] = tuple(codes)
+                state.code_counts.update(codes)
+                touched.update(codes)
+    flipped = set()
+    for code in touched:
+        count = state.code_counts[code]
+        if count <= 0:
+            del state.code_counts[code]
+        usable = 0 < count <= MAX_CODE_TARGETS
+        if usable != (code in state.usable_codes):
+            flipped.add(code)
+            (state.usable_codes.add if usable else state.usable_codes.discard)(code)
+    return flipped
 
 
 def _sources_with_codes(conn, run: _Run, targets: set[int], flipped: set[str]) -> set[int]:

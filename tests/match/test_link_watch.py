@@ -348,3 +348,49 @@ def test_watched_matcher_run_with_a_model_keeps_the_target_side_in_memory(settin
         check()
     finally:
         watching.close()
+
+
+def test_code_counts_follow_changed_and_deleted_targets_and_say_which_codes_flipped(conn):
+    """The watcher recounts codes per changed target instead of scanning the catalogue: same usable set."""
+    from prodmatch.embed.lexical_refresh import refresh_lexical
+    from prodmatch.match.hybrid import MAX_CODE_TARGETS
+    from prodmatch.match.watch import _recount_codes, _State, _target_codes
+
+    catalog = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('t') RETURNING id").fetchone()[0]
+    for i in range(MAX_CODE_TARGETS + 1):  # one code on 21 products: a word, not an identifier
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (%s, %s, %s)",
+            (catalog, f"t{i}", f"Lamp PS-LX350H variant {i}"),
+        )
+    conn.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (%s, 'odd', 'Drill GSR-120LI')",
+        (catalog,),
+    )
+    conn.commit()
+    refresh_lexical(conn)
+    conn.commit()
+
+    def usable_now() -> set[str]:  # the definition: codes carried by at most MAX_CODE_TARGETS targets
+        counts: dict[str, int] = {}
+        for codes in _target_codes(conn, catalog).values():
+            for code in codes:
+                counts[code] = counts.get(code, 0) + 1
+        return {c for c, n in counts.items() if n <= MAX_CODE_TARGETS}
+
+    state = _State(None, None, set(), set())
+    state.target_codes = _target_codes(conn, catalog)
+    for codes in state.target_codes.values():
+        state.code_counts.update(codes)
+    state.usable_codes = {c for c, n in state.code_counts.items() if n <= MAX_CODE_TARGETS}
+    assert "PSLX350H" not in state.usable_codes and "GSR120LI" in state.usable_codes
+
+    gone = conn.execute("SELECT id FROM prodmatch.products WHERE external_id = 't0'").fetchone()[0]
+    odd = conn.execute("SELECT id FROM prodmatch.products WHERE external_id = 'odd'").fetchone()[0]
+    conn.execute("DELETE FROM prodmatch.products WHERE id = %s", (gone,))
+    conn.execute("UPDATE prodmatch.products SET title = 'Drill GSR-180LI' WHERE id = %s", (odd,))
+    conn.commit()
+    refresh_lexical(conn)
+    conn.commit()
+    flipped = _recount_codes(conn, state, {odd}, {gone})
+    assert flipped == {"PSLX350H", "GSR120LI", "GSR180LI"}  # 20 carriers now; one code gone, one new
+    assert state.usable_codes == usable_now()
