@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from prodmatch import store
 from prodmatch.config import Settings
-from prodmatch.embed.lexical_refresh import parse_sparse_text, refresh_lexical
+from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import DatabaseError, ProdmatchError
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.hybrid import (
@@ -57,7 +57,6 @@ from prodmatch.match.scoring import Matcher
 from prodmatch.store.matchers import get_matcher
 from prodmatch.store.models import SPACES, Model, get_model
 from prodmatch.store.runs import store_pairs
-from prodmatch.store.schema import LEXICAL_DIMENSIONS
 from prodmatch.store.vectors import fetch_spaces
 
 log = logging.getLogger(__name__)
@@ -441,10 +440,10 @@ class _Watcher:
         run = self.run
         if state.source_lexical is not None:
             state.source_lexical = _patch_lexical(
-                conn, state.source_lexical, changed_sources | deleted_sources
+                conn, run.source_id, state.source_lexical, changed_sources | deleted_sources
             )
             state.target_lexical = _patch_lexical(
-                conn, state.target_lexical, changed_targets | deleted_targets
+                conn, run.target_id, state.target_lexical, changed_targets | deleted_targets
             )
         self._patch_source_vectors(conn, state, changed_sources | deleted_sources)
         if state.target_vectors is not None:
@@ -528,13 +527,11 @@ class _Watcher:
         if not changed:
             return
         for space, (ids, vectors) in list(state.source_vectors.items()):
-            keep = ~np.isin(ids, list(changed))
             new_ids, new = fetch_spaces(
                 conn, self.run.model, self.run.source_id, space, also=(), product_ids=sorted(changed)
             )
-            all_ids = np.concatenate([ids[keep], new_ids])
-            order = np.argsort(all_ids, kind="stable")
-            state.source_vectors[space] = (all_ids[order], np.concatenate([vectors[keep], new[space]])[order])
+            keep, order, merged = _merge_by_id(ids, changed, new_ids)
+            state.source_vectors[space] = (merged, np.concatenate([vectors[keep], new[space]])[order])
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -755,6 +752,17 @@ def _dense_kth(state: _State, run: _Run, space: str, source_ids: np.ndarray) -> 
     return np.array([kth.get(int(i), -np.inf) for i in source_ids])
 
 
+def _merge_by_id(
+    ids: np.ndarray, changed: set[int], new_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For cached rows `ids` of which `changed` were re-read as `new_ids`: the mask of old rows to keep, the order
+    that sorts (kept old rows, new rows) by id, and the merged ids in that order."""
+    keep = ~np.isin(ids, list(changed))
+    merged = np.concatenate([ids[keep], new_ids])
+    order = np.argsort(merged, kind="stable")
+    return keep, order, merged[order]
+
+
 def _patch_spaces(
     conn: psycopg.Connection,
     run: _Run,
@@ -766,48 +774,23 @@ def _patch_spaces(
     if not changed:
         return cached
     ids, vectors = cached
-    keep = ~np.isin(ids, list(changed))
     new_ids, new = fetch_spaces(conn, run.model, catalog_id, "fused", product_ids=sorted(changed))
-    all_ids = np.concatenate([ids[keep], new_ids])
-    order = np.argsort(all_ids, kind="stable")
-    return all_ids[order], {
+    keep, order, merged = _merge_by_id(ids, changed, new_ids)
+    return merged, {
         name: np.concatenate([matrix[keep], new[name]])[order] for name, matrix in vectors.items()
     }
 
 
 def _patch_lexical(
-    conn: psycopg.Connection, cached: tuple[np.ndarray, sp.csr_matrix], changed: set[int]
+    conn: psycopg.Connection, catalog_id: int, cached: tuple[np.ndarray, sp.csr_matrix], changed: set[int]
 ) -> tuple[np.ndarray, sp.csr_matrix]:
     """The cached lexical rows with `changed` products re-read (or dropped when gone), ordered by id."""
     if not changed:
         return cached
     ids, rows = cached
-    keep = ~np.isin(ids, list(changed))
-    new_ids, new_rows = _lexical_rows(conn, sorted(changed))
-    all_ids = np.concatenate([ids[keep], new_ids])
-    order = np.argsort(all_ids, kind="stable")
-    return all_ids[order], sp.vstack([rows[keep], new_rows]).tocsr()[order]
-
-
-def _lexical_rows(conn: psycopg.Connection, ids: list[int]) -> tuple[np.ndarray, sp.csr_matrix]:
-    found, indptr, indices, values = [], [0], [], []
-    for product_id, text in conn.execute(
-        "SELECT product_id, vector::text FROM prodmatch.lexical WHERE product_id = ANY(%s) ORDER BY 1", (ids,)
-    ):
-        i, v = parse_sparse_text(text)
-        found.append(product_id)
-        indices.append(i)
-        values.append(v)
-        indptr.append(indptr[-1] + len(i))
-    matrix = sp.csr_matrix(
-        (
-            np.concatenate(values) if values else np.empty(0, np.float32),
-            np.concatenate(indices) if indices else np.empty(0, np.int32),
-            np.array(indptr, dtype=np.int64),
-        ),
-        shape=(len(found), LEXICAL_DIMENSIONS),
-    )
-    return np.array(found, dtype=np.int64), matrix
+    new_ids, new_rows = _lexical_matrix(conn, catalog_id, np.array(sorted(changed), dtype=np.int64))
+    keep, order, merged = _merge_by_id(ids, changed, new_ids)
+    return merged, sp.vstack([rows[keep], new_rows]).tocsr()[order]
 
 
 def _rows_of(cached: tuple[np.ndarray, sp.csr_matrix], only: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
