@@ -458,7 +458,8 @@ class _Watcher:
             affected |= self._reverse(conn, state, changed_targets)
         if run.kind == "matcher":
             flipped = _recount_codes(conn, state, changed_targets, deleted_targets)
-            affected |= _sources_with_codes(conn, run, changed_targets, flipped)
+            shared = {c for t in changed_targets for c in state.target_codes.get(t, ())}  # just re-read
+            affected |= _sources_with_codes(conn, run, shared | flipped)
         affected -= deleted_sources
         affected &= state.sources | changed_sources
         conn.commit()
@@ -700,14 +701,8 @@ def _recount_codes(conn: psycopg.Connection, state: _State, changed: set[int], d
     return flipped
 
 
-def _sources_with_codes(conn, run: _Run, targets: set[int], flipped: set[str]) -> set[int]:
-    """Sources sharing a code with the changed targets, or carrying a code that became (un)usable."""
-    codes = set(flipped)
-    if targets:
-        for (product_codes,) in conn.execute(
-            "SELECT codes FROM prodmatch.lexical WHERE product_id = ANY(%s)", (sorted(targets),)
-        ):
-            codes |= set(product_codes or ())
+def _sources_with_codes(conn, run: _Run, codes: set[str]) -> set[int]:
+    """Sources carrying any of `codes` (the changed targets' codes, and codes that became (un)usable)."""
     if not codes:
         return set()
     rows = conn.execute(
