@@ -6,6 +6,11 @@ that use these builders (`clip_model`, `matched`) are in conftest.py, so no test
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +93,30 @@ def products_with_vectors(
         )
     conn.commit()
     return ids
+
+
+class _SlowPictures(http.server.SimpleHTTPRequestHandler):
+    delay = 0.05
+
+    def do_GET(self):
+        time.sleep(self.delay)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def slow_picture_server(folder: Path) -> Iterator[str]:
+    """8 product pictures served on 127.0.0.1 from `folder`, each after 50 ms (a run lasts long enough to be hit);
+    yields the base URL ({url}/0.jpg ... {url}/7.jpg)."""
+    folder.mkdir()
+    for i in range(8):
+        product_image(folder / f"{i}.jpg", i)
+    handler = lambda *a, **k: _SlowPictures(*a, directory=str(folder), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

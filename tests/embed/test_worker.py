@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import product_image, write_catalog
+from builders import product_image, slow_picture_server, write_catalog
 from click.testing import CliRunner
 from PIL import Image
 
@@ -176,29 +175,10 @@ def test_every_bad_image_ends_as_a_recorded_error_or_a_correct_decode(settings, 
     assert any(e["external_id"] == "zero_bytes" for e in report.recent_errors)
 
 
-class SlowImages(http.server.SimpleHTTPRequestHandler):
-    delay = 0.05
-
-    def do_GET(self):
-        time.sleep(self.delay)
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def slow_image_server(tmp_path):
-    folder = tmp_path / "served"
-    folder.mkdir()
-    for i in range(8):
-        product_image(folder / f"{i}.jpg", i)
-    handler = lambda *a, **k: SlowImages(*a, directory=str(folder), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with slow_picture_server(tmp_path / "served") as url:
+        yield url
 
 
 def _slow_catalog(settings, tmp_path, base_url: str, n: int, name: str = "shop") -> None:

@@ -6,7 +6,6 @@ The restarts use a server of this module's own (tests/faultdb.py), never the ses
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import product_image, write_catalog
+from builders import product_image, slow_picture_server, write_catalog
 from faultdb import RestartableServer, settings_for
 
 from prodmatch import store as db
@@ -52,29 +51,11 @@ def model(fsettings, tiny_clip_dir):
         return add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
 
 
-class _SlowImages(http.server.SimpleHTTPRequestHandler):
-    delay = 0.05
-
-    def do_GET(self):
-        time.sleep(self.delay)
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def image_server(tmp_path):
     """Serves 8 product pictures on 127.0.0.1, each after 50 ms, so a run lasts long enough to be hit."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    for i in range(8):
-        product_image(folder / f"{i}.jpg", i)
-    handler = lambda *a, **k: _SlowImages(*a, directory=str(folder), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with slow_picture_server(tmp_path / "served") as url:
+        yield url
 
 
 @pytest.fixture
