@@ -116,6 +116,7 @@ def normalize_gtin(digits: str) -> str | None:
     return digits.zfill(14)
 
 
+@lru_cache(maxsize=200_000)  # a link asks for the kinds of every code of every candidate
 def code_kind(code: str) -> str:
     """What sort of code `code` is, for `compare_codes`: "gtin", or its letter/digit pattern and length.
 
@@ -125,8 +126,14 @@ def code_kind(code: str) -> str:
     """
     if code.startswith(GTIN_PREFIX):
         return "gtin"
-    pattern = re.sub(r"D+", "D", re.sub(r"A+", "A", re.sub(r"[0-9]", "D", re.sub(r"[A-Z]", "A", code))))
+    pattern = _KIND_RUNS.sub(r"\1", code.translate(_KIND_LETTERS))  # "PSLX350H" -> "AAAADDDA" -> "ADA"
     return f"{pattern}:{len(code)}"
+
+
+_KIND_LETTERS = str.maketrans(
+    {**dict.fromkeys(map(chr, range(65, 91)), "A"), **dict.fromkeys("0123456789", "D")}
+)
+_KIND_RUNS = re.compile(r"([AD])\1+")
 
 
 def compare_codes(a: Sequence[str], b: Sequence[str]) -> tuple[bool, bool]:

@@ -44,8 +44,9 @@ LEXICAL_MIN_QUERY_TERMS = 16  # ... of which it keeps at least this many, widesp
 WIDESPREAD_SHARE = 0.05  # a term in more than this share of the targets ...
 WIDESPREAD_MIN_TARGETS = 1000  # ... and in more than this many is not searched with (see _query_terms)
 _LEXICAL_BLOCK = 256  # source rows per block of the lexical top-k
-_LEXICAL_BLOCK_CELLS = 1 << 25  # at most this many (target, source) scores at once: 128 MiB of float32
-_TOP_K_CHUNKS = 64  # row chunks whose maxima bound a column's k-th best score (at least k + 1)
+_LEXICAL_BLOCK_CELLS = (
+    1 << 25
+)  # a block's padded scores (sources x most targets one reaches) stay under 128 MiB
 _LEXICAL_MAX_WORKERS = 8  # threads for the lexical top-k's blocks (at most one per core)
 _DOT_CHUNK = 65536
 
@@ -268,27 +269,18 @@ def _lexical_top_k(
         return _empty()
     postings = t.T.tocsr()  # term -> the targets that have it
     query = _query_terms(s, np.diff(postings.indptr), len(target_ids))
-    # Dense partial scores are only right where "no shared term" means 0, i.e. with positive weights (which
-    # IDF-weighted counts are); anything else goes through the sparse product, whose structure says it.
-    positive = bool((query.data > 0).all() and (t.data > 0).all())
     workers = _lexical_workers(query.shape[0])
     # the blocks in flight together stay within _LEXICAL_BLOCK_CELLS
     block_rows = max(16, min(_LEXICAL_BLOCK, _LEXICAL_BLOCK_CELLS // (workers * len(target_ids))))
-    order = _by_common_terms(query, np.diff(postings.indptr))
 
     def one_block(start: int) -> tuple[np.ndarray, np.ndarray]:
-        members = order[start : start + block_rows]
-        block = query[members]
-        if positive:
-            rows, cols = _best_per_column(_partial_scores(block, postings), k, absent=0.0)
-        else:
-            rows, cols = _best_per_column(_partial_scores_sparse(block, postings), k, absent=-np.inf)
-        return members[rows], cols
+        rows, cols = _best_per_row((query[start : start + block_rows] @ postings).tocsr(), k)
+        return rows + start, cols
 
     starts = range(0, query.shape[0], block_rows)
     if workers > 1:
-        # scipy's sparse x dense product and torch release the GIL: blocks run side by side on the cores, and
-        # each block's result depends on its own rows only (the same as in one thread, in any grouping)
+        # scipy's sparse product and torch's top-k release the GIL: blocks run side by side on the cores, and
+        # each block's result depends on its own rows only (the same as in one thread)
         with ThreadPoolExecutor(workers, thread_name_prefix="lexical-top-k") as pool:
             done = list(pool.map(one_block, starts))
     else:
@@ -297,28 +289,8 @@ def _lexical_top_k(
     cols = np.concatenate([c for _, c in done])
     if not len(rows):
         return _empty()
-    back = np.argsort(rows, kind="stable")  # source by source again, each one's best first
-    rows, cols = rows[back], cols[back]
     scores = _sparse_row_dots(s, rows, t, cols)  # exact cosine over all terms, not only the query terms
     return source_ids[rows], target_ids[cols], scores
-
-
-def _by_common_terms(query: sp.csr_matrix, document_frequency: np.ndarray) -> np.ndarray:
-    """The query rows ordered by their three most widespread terms, so that a block's queries share terms.
-
-    A block's product costs the postings of the union of its queries' terms; the widespread terms have the long
-    postings, so grouping queries that share them shrinks the work (measured: 40% less at 100,000 products).
-    Each query's result does not depend on its block, so the order changes nothing but the time.
-    """
-    n = query.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(query.indptr))
-    terms = query.indices.astype(np.int64)
-    spread = np.lexsort((terms, -document_frequency[terms], rows))  # per row: widest postings first
-    position = np.arange(len(terms)) - np.repeat(query.indptr[:-1], np.diff(query.indptr))
-    keys = np.full((3, n), -1, dtype=np.int64)
-    first = position < 3
-    keys[position[first], rows[spread][first]] = terms[spread][first]
-    return np.lexsort((np.arange(n), keys[2], keys[1], keys[0]))
 
 
 def _lexical_workers(n_sources: int) -> int:
@@ -330,61 +302,35 @@ def _lexical_workers(n_sources: int) -> int:
     return max(1, min(cores, _LEXICAL_MAX_WORKERS, -(-n_sources // 16)))
 
 
-def _partial_scores(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray:
-    """(targets x block rows) dot products of a block of queries with every target; 0 = no shared term.
+def _best_per_row(product: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of each row's k best entries of a sparse (queries x targets) product, best first and ties to
+    the lower column (product id): a source's candidates then depend on nothing but the target products'
+    contents, so `watch` recomputing one source gets what a full link gets. Targets sharing no searched term
+    with the query have no entry and are never candidates.
 
-    Computed as (targets x used terms, sparse) @ (used terms x block rows, dense): each target's sum runs over
-    the terms in ascending order, adding exact zeros for queries without the term, so every value is
-    bit-identical to the sparse product's (whose rows add their terms in the same order), and ties resolve
-    alike. With the output about half dense (character n-grams are shared widely), this beats a sparse
-    product, which spends its time keeping the output's structure.
+    Each row's k-th largest value comes from a top-k over the rows padded to equal length; every entry at or
+    above it (ties included) is then sorted by (value, column) and the first k kept.
     """
-    used, position = np.unique(block.indices, return_inverse=True)
-    dense_queries = np.zeros((len(used), block.shape[0]), dtype=np.float32)
-    dense_queries[position, np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))] = block.data
-    # As CSR (target by target) each output row is written once; the CSC transpose would scatter into rows
-    # all over a (targets x sources) array too large for the cache at 100,000 targets (measured 4x slower).
-    by_target = postings[used].T.tocsr()
-    return np.asarray(by_target @ dense_queries, dtype=np.float32)
-
-
-def _partial_scores_sparse(block: sp.csr_matrix, postings: sp.csr_matrix) -> np.ndarray:
-    """Like `_partial_scores` for any weights: -inf where a target shares no term with the query."""
-    product = (block @ postings).tocsr()
-    out = np.full((postings.shape[1], block.shape[0]), -np.inf, dtype=np.float32)
-    out[product.indices, np.repeat(np.arange(block.shape[0]), np.diff(product.indptr))] = product.data
-    return out
-
-
-def _best_per_column(scores: np.ndarray, k: int, absent: float) -> tuple[np.ndarray, np.ndarray]:
-    """(column, row) of each column's k best rows of `scores` (targets x queries), best first and ties to the
-    lower row (product id): a source's candidates then depend on nothing but the target products' contents, so
-    `watch` recomputing one source gets what a full link gets. `absent` marks a target sharing no term.
-
-    Rather than a top-k over every row, each column's rows are cut into at least k + 1 chunks: the (k + 1)-th
-    largest chunk maximum is a value that k + 1 rows reach, so every row of the column's top k (and any row tied
-    with its k-th) is at or above it. Only the few rows there are sorted, by (value, row).
-    """
-    n_targets = scores.shape[0]
-    tensor = torch.from_numpy(scores)
-    floor = torch.tensor(np.nextafter(np.float32(absent), np.float32(1)))  # the least value above `absent`
-    chunks = max(_TOP_K_CHUNKS, 2 * (k + 1))
-    if n_targets >= chunks:
-        length = (
-            n_targets // chunks
-        )  # the rows past chunks * length are left out of the bound: it stays a lower one
-        maxima = tensor[: chunks * length].reshape(chunks, length, -1).amax(dim=1)
-        bound = torch.maximum(torch.topk(maxima, k + 1, dim=0).values[-1], floor)
+    counts = np.diff(product.indptr)
+    if not product.nnz:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    rows = np.repeat(np.arange(product.shape[0]), counts)
+    data = product.data.astype(np.float32, copy=False)
+    if counts.max() > k:
+        position = np.arange(product.nnz) - np.repeat(product.indptr[:-1], counts)
+        padded = torch.full((product.shape[0], int(counts.max())), -torch.inf, dtype=torch.float32)
+        padded[torch.from_numpy(rows), torch.from_numpy(position)] = torch.from_numpy(data)
+        kth = torch.topk(padded, k, dim=1, sorted=False).values.amin(dim=1).numpy()  # -inf: fewer than k
+        keep = data >= kth[rows]
+        rows, targets, values = rows[keep], product.indices[keep], data[keep]
     else:
-        bound = floor
-    targets, queries = (i.numpy() for i in torch.nonzero(tensor >= bound, as_tuple=True))
-    values = scores[targets, queries]
-    order = np.lexsort((targets, -values, queries))
-    targets, queries = targets[order], queries[order]
-    starts = np.flatnonzero(np.r_[True, queries[1:] != queries[:-1]]) if len(queries) else np.empty(0, int)
-    position = np.arange(len(queries)) - np.repeat(starts, np.diff(np.r_[starts, len(queries)]))
+        targets, values = product.indices, data
+    order = np.lexsort((targets, -values, rows))
+    rows, targets = rows[order], targets[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
     keep = position < k
-    return queries[keep].astype(np.int64), targets[keep].astype(np.int64)
+    return rows[keep].astype(np.int64), targets[keep].astype(np.int64)
 
 
 def _query_terms(s: sp.csr_matrix, document_frequency: np.ndarray, n_targets: int) -> sp.csr_matrix:

@@ -12,6 +12,7 @@ without any way to run code: no pickle, no eval; a LightGBM model is its own tex
 """
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -87,7 +88,9 @@ class Matcher:
         if self.kind == "gbdt":
             if not len(x):  # LightGBM divides by the row count
                 return np.zeros(0)
-            return self._booster.predict(x, raw_score=True, num_threads=1).astype(np.float64)
+            return self._booster.predict(x, raw_score=True, num_threads=_threads_for(len(x))).astype(
+                np.float64
+            )
         return self._logistic_inputs(x) @ self._coefficients + float(self.model["intercept"])
 
     def contributions(self, features: FeatureMatrix, *, allow_missing: bool = False) -> FeatureMatrix:
@@ -268,3 +271,18 @@ def _string(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise MatcherError(f"matcher {what} must be a non-empty string, got {value!r}")
     return value
+
+
+_PARALLEL_ROWS = (
+    1 << 17
+)  # below this many rows, one thread: OpenMP's start-up and spinning cost more than they save
+
+
+def _threads_for(rows: int) -> int:
+    """LightGBM threads for scoring `rows` rows (each row's score is the same whatever the thread count)."""
+    if rows < _PARALLEL_ROWS:
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -85,6 +85,24 @@ class _TokenSets:
             shape=(len(sets), max(len(vocabulary), 1)),
         )
 
+    @classmethod
+    def from_rows(cls, n: int, rows: Sequence[int], tokens: Sequence[object]) -> _TokenSets:
+        """The sets of n products from (product, token) items in product order, without a set per product."""
+        made = cls.__new__(cls)
+        made.sets = None  # only _model_containment reads the sets, of sets built by __init__
+        vocabulary: dict[object, int] = {}
+        indices = [vocabulary.setdefault(token, len(vocabulary)) for token in tokens]
+        made.sizes = np.bincount(np.asarray(rows, dtype=np.int64), minlength=n).astype(np.int64)
+        made.matrix = sp.csr_matrix(
+            (
+                np.ones(len(indices), dtype=np.float32),
+                np.array(indices, dtype=np.int64),
+                np.r_[0, np.cumsum(made.sizes)],
+            ),
+            shape=(n, max(len(vocabulary), 1)),
+        )
+        return made
+
     def overlap(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """|A ∩ B| per pair (as float64; exact: counts of ones)."""
         out = np.zeros(len(left), dtype=np.float64)
@@ -142,8 +160,15 @@ def _measures(titles: Sequence[str], left: np.ndarray, right: np.ndarray) -> tup
     total = np.zeros(n, dtype=np.float64)  # sum of the shared dimensions' Jaccards
     shared = np.zeros(n, dtype=np.int64)
     conflict = np.zeros(n, dtype=bool)
+    # each dimension's values as token sets, built from one pass over the products (most have few dimensions)
+    rows: dict[str, list[int]] = {d: [] for d in dimensions}
+    tokens: dict[str, list[float]] = {d: [] for d in dimensions}
+    for i, f in enumerate(found):
+        for dimension, measured in f.items():
+            rows[dimension] += [i] * len(measured)
+            tokens[dimension] += measured
     for dimension in dimensions:
-        values = _TokenSets([f.get(dimension, frozenset()) for f in found])
+        values = _TokenSets.from_rows(len(found), rows[dimension], tokens[dimension])
         a, b, both = values._both(left, right)
         pairs = np.flatnonzero(both)
         inter = values.overlap(left[pairs], right[pairs])
@@ -164,8 +189,9 @@ def _distinct(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (a, b) combinations and, per pair, the index of its combination."""
     if not len(a):
         return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.int64)
-    combos, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    return combos, inverse.ravel()
+    width = int(max(a.max(), b.max())) + 1  # one int64 key per pair: a 1-d unique, not a row-wise one
+    keys, inverse = np.unique(a.astype(np.int64) * width + b, return_inverse=True)
+    return np.stack([keys // width, keys % width], axis=1), inverse.ravel()
 
 
 def _price(products: Sequence[Product], left: np.ndarray, right: np.ndarray) -> np.ndarray:
