@@ -25,7 +25,8 @@ from prodmatch.match.signals.features import FeatureMatrix
 
 FORMAT = "prodmatch-matcher"
 VERSION = 1
-KINDS = ("gbdt", "logistic")
+KINDS = ("gbdt", "logistic", "blend")
+_IDENTITY = {"method": "platt", "a": 1.0, "b": 0.0}  # a blend's parts give raw scores; the blend calibrates
 
 
 class MatcherError(ProdmatchError):
@@ -57,12 +58,14 @@ class Matcher:
     inputs are the features (NaN replaced by the training median) followed by a 0/1 "is missing" column for
     each feature named in missing_indicators, standardised by means/scales. `calibration` maps the model's raw
     score (log-odds) to a probability: {"method": "isotonic", "x": [...], "y": [...]} (piecewise linear) or
-    {"method": "platt", "a": a, "b": b} (sigmoid(a * raw + b)).
+    {"method": "platt", "a": a, "b": b} (sigmoid(a * raw + b)). Kind "blend" holds both: {"gbdt": <as above>,
+    "logistic": <as above>}, and its raw score is the mean of their raw scores (a tree model's and a linear
+    model's log-odds averaged: less variance than either on catalogues unlike the training pairs).
     """
 
     name: str
     feature_names: tuple[str, ...]
-    kind: Literal["gbdt", "logistic"]
+    kind: Literal["gbdt", "logistic", "blend"]
     model: Mapping[str, Any]
     calibration: Mapping[str, Any]
     threshold: float
@@ -84,6 +87,12 @@ class Matcher:
 
     def raw_score(self, features: FeatureMatrix, *, allow_missing: bool = False) -> np.ndarray:
         """The model's uncalibrated score (log-odds)."""
+        if self.kind == "blend":
+            gbdt, logistic = self._parts
+            return 0.5 * (
+                gbdt.raw_score(features, allow_missing=allow_missing)
+                + logistic.raw_score(features, allow_missing=allow_missing)
+            )
         x = self._aligned(features, allow_missing)
         if self.kind == "gbdt":
             if not len(x):  # LightGBM divides by the row count
@@ -97,10 +106,16 @@ class Matcher:
         """Each feature's additive share of the raw score (log-odds), plus a final "bias" column.
 
         LightGBM's SHAP values for "gbdt"; coefficient times standardised input for "logistic" (a feature's
-        missing indicator is added to the feature's own share). Rows sum to `raw_score`.
+        missing indicator is added to the feature's own share); for "blend" the mean of both. Rows sum to
+        `raw_score`.
         """
-        x = self._aligned(features, allow_missing)
         names = (*self.feature_names, "bias")
+        if self.kind == "blend":
+            gbdt, logistic = (
+                part.contributions(features, allow_missing=allow_missing).values for part in self._parts
+            )
+            return FeatureMatrix(names, 0.5 * (gbdt + logistic))
+        x = self._aligned(features, allow_missing)
         if self.kind == "gbdt":
             if not len(x):
                 return FeatureMatrix(names, np.zeros((0, len(names))))
@@ -151,7 +166,17 @@ class Matcher:
         matcher = cls(name, tuple(names), kind, model, calibration, threshold, dict(metrics))
         if kind == "gbdt":
             _ = matcher._booster  # parse now, so a damaged model fails at load time, not at first use
+        if kind == "blend":
+            _ = matcher._parts[0]._booster
         return matcher
+
+    @cached_property
+    def _parts(self) -> tuple["Matcher", "Matcher"]:
+        """A blend's gbdt and logistic models, each as an uncalibrated matcher."""
+        return tuple(
+            Matcher(self.name, self.feature_names, kind, self.model[kind], _IDENTITY, 0.5)
+            for kind in ("gbdt", "logistic")
+        )
 
     @cached_property
     def _booster(self):  # noqa: ANN202 - lightgbm is imported lazily: logistic matchers do not need it
@@ -218,6 +243,8 @@ def _column(features: FeatureMatrix, name: str, what: str) -> np.ndarray:
 def _checked_model(name: str, kind: str, names: list[str], model: object) -> dict:
     if not isinstance(model, Mapping):
         raise MatcherError(f"matcher {name!r}: model must be an object")
+    if kind == "blend":
+        return {part: _checked_model(name, part, names, model.get(part)) for part in ("gbdt", "logistic")}
     if kind == "gbdt":
         text = model.get("lightgbm")
         # LightGBM's text format starts with "tree"; anything else (a pickle, code) is refused unread

@@ -1,10 +1,11 @@
 """Training a matcher: labelled candidate pairs -> a calibrated, thresholded prodmatch.match.scoring.Matcher.
 
 Cross-validation is grouped by source product, so the pairs of one source never sit on both sides of a fold
-(they share the source's rank and margin signals; splitting them would flatter the model). Two model kinds
+(they share the source's rank and margin signals; splitting them would flatter the model). Three model kinds
 compete on out-of-fold log-loss: a small, regularised LightGBM with monotone constraints where the direction is
-obvious (a higher similarity never lowers the match probability), and a logistic regression with median
-imputation and missing-value indicators. The winner's out-of-fold scores fit the calibration (isotonic with
+obvious (a higher similarity never lowers the match probability), a logistic regression with median
+imputation and missing-value indicators, and their blend (the mean of the two log-odds, whose out-of-fold
+scores come from the same folds at no extra cost). The winner's out-of-fold scores fit the calibration (isotonic with
 enough positives, Platt otherwise) and then the threshold (best F1, or most recall at a minimum precision);
 finally the winner is refitted on all pairs. With few labels the boosted model is skipped and the folds are
 fewer; the metrics say so in "notes". The gold reading and candidate gathering belong to the callers.
@@ -59,26 +60,30 @@ def train_matcher(
     min_precision: float | None = None,
     seed: int = 0,
     name: str = "matcher",
-    kinds: Sequence[str] = ("gbdt", "logistic"),
+    kinds: Sequence[str] = ("gbdt", "logistic", "blend"),
 ) -> Matcher:
     """A matcher trained on labelled pairs; `groups` (the source product of each pair) keeps folds apart.
 
-    `kinds` are the model kinds that compete on out-of-fold log-loss ("gbdt", "logistic").
+    `kinds` are the model kinds that compete on out-of-fold log-loss ("gbdt", "logistic", "blend").
     """
     labels = np.asarray(labels).astype(np.int64)
     groups = np.asarray(groups)
     _check_inputs(features, labels, groups, min_precision)
-    unknown = set(kinds) - {"gbdt", "logistic"}
+    unknown = set(kinds) - {"gbdt", "logistic", "blend"}
     if unknown or not kinds:
-        raise ProdmatchError(f"model kinds must be among 'gbdt' and 'logistic', got {list(kinds)}")
+        raise ProdmatchError(f"model kinds must be among 'gbdt', 'logistic' and 'blend', got {list(kinds)}")
     x = features.values.astype(np.float64)
     notes: list[str] = []
     folds = _folds(labels, groups, seed, notes)
     n_pos = int(labels.sum())
-    if "gbdt" in kinds and n_pos < MIN_POSITIVES_FOR_GBDT:
+    if {"gbdt", "blend"} & set(kinds) and n_pos < MIN_POSITIVES_FOR_GBDT:
         notes.append(f"gradient boosting skipped: {n_pos} positives < {MIN_POSITIVES_FOR_GBDT}")
-        kinds = [k for k in kinds if k != "gbdt"] or ["logistic"]
-    out_of_fold = {kind: _out_of_fold(kind, x, labels, folds, features.names, seed) for kind in kinds}
+        kinds = [k for k in kinds if k not in ("gbdt", "blend")] or ["logistic"]
+    bases = [k for k in ("gbdt", "logistic") if k in kinds or "blend" in kinds]
+    out_of_fold = {kind: _out_of_fold(kind, x, labels, folds, features.names, seed) for kind in bases}
+    if "blend" in kinds:
+        out_of_fold["blend"] = 0.5 * (out_of_fold["gbdt"] + out_of_fold["logistic"])
+    out_of_fold = {kind: out_of_fold[kind] for kind in kinds}
     losses = {kind: _log_loss(labels, _sigmoid(raw)) for kind, raw in out_of_fold.items()}
     kind = min(kinds, key=lambda k: (losses[k], k != "gbdt"))
     calibration = _calibration(out_of_fold[kind], labels, notes)
@@ -142,6 +147,8 @@ def _out_of_fold(kind: str, x: np.ndarray, y: np.ndarray, folds: list, names: tu
 
 
 def _fit(kind: str, x: np.ndarray, y: np.ndarray, names: tuple, seed: int) -> dict:
+    if kind == "blend":
+        return {"gbdt": _fit_gbdt(x, y, names, seed), "logistic": _fit_logistic(x, y, names)}
     return _fit_gbdt(x, y, names, seed) if kind == "gbdt" else _fit_logistic(x, y, names)
 
 

@@ -238,7 +238,7 @@ def test_cli_matcher_train_list_link_eval_explain_drop(settings, demo, tmp_path)
     )
     assert done.exit_code == 0, done.output
     trained = json.loads(done.output)
-    assert trained["name"] == "shop-competitor" and trained["kind"] in ("gbdt", "logistic")
+    assert trained["name"] == "shop-competitor" and trained["kind"] in ("gbdt", "logistic", "blend")
     listed = runner.invoke(main, [*url, "matcher", "list", "--json"])
     assert [m["name"] for m in json.loads(listed.output)] == ["shop-competitor"]
     linked = runner.invoke(

@@ -29,13 +29,14 @@ def generated(n: int, seed: int) -> tuple[FeatureMatrix, np.ndarray, np.ndarray]
 @pytest.fixture(scope="module")
 def matchers() -> dict[str, Matcher]:
     features, labels, groups = generated(3000, 0)
-    gbdt = train_matcher(features, labels, groups, name="m-gbdt")
+    gbdt = train_matcher(features, labels, groups, name="m-gbdt", kinds=("gbdt",))
+    blend = train_matcher(features, labels, groups, name="m-blend", kinds=("blend",))
     few = train_matcher(features.rows(np.arange(120)), labels[:120], groups[:120], name="m-logistic")
-    assert gbdt.kind == "gbdt" and few.kind == "logistic"
-    return {"gbdt": gbdt, "logistic": few}
+    assert gbdt.kind == "gbdt" and blend.kind == "blend" and few.kind == "logistic"
+    return {"gbdt": gbdt, "logistic": few, "blend": blend}
 
 
-@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+@pytest.mark.parametrize("kind", ["gbdt", "logistic", "blend"])
 def test_json_round_trip_scores_identically(matchers, kind):
     matcher = matchers[kind]
     features, _, _ = generated(500, 1)
@@ -48,7 +49,7 @@ def test_json_round_trip_scores_identically(matchers, kind):
     np.testing.assert_array_equal(loaded.accept(features), probabilities >= loaded.threshold)
 
 
-@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+@pytest.mark.parametrize("kind", ["gbdt", "logistic", "blend"])
 def test_columns_are_taken_by_name(matchers, kind):
     matcher = matchers[kind]
     features, _, _ = generated(200, 2)
@@ -70,7 +71,7 @@ def test_columns_are_taken_by_name(matchers, kind):
     )
 
 
-@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+@pytest.mark.parametrize("kind", ["gbdt", "logistic", "blend"])
 def test_contributions_add_up_to_the_raw_score(matchers, kind):
     matcher = matchers[kind]
     features, _, _ = generated(100, 3)
@@ -82,7 +83,7 @@ def test_contributions_add_up_to_the_raw_score(matchers, kind):
     assert (contributions.column("codes_agree")[agreeing] > 0).all()
 
 
-@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+@pytest.mark.parametrize("kind", ["gbdt", "logistic", "blend"])
 def test_no_pairs_score_to_nothing(matchers, kind):
     empty = FeatureMatrix(NAMES, np.zeros((0, 3), np.float32))
     assert matchers[kind].predict_proba(empty).shape == (0,)
@@ -107,6 +108,24 @@ def test_loading_refuses_anything_but_plain_values(matchers):
         )
     with pytest.raises(MatcherError, match="calibration"):
         Matcher.from_json({**logistic, "calibration": {"method": "eval", "code": "1+1"}})
+    blend = matchers["blend"].to_json()
+    for part, bad in (("gbdt", {"lightgbm": payload}), ("logistic", {"coefficients": "os.system"})):
+        with pytest.raises(MatcherError):
+            Matcher.from_json({**blend, "model": {**blend["model"], part: bad}})
+    assert not Path("/tmp/prodmatch-pwned").exists()
+
+
+def test_a_blend_scores_the_mean_of_its_two_models_log_odds(matchers):
+    blend = matchers["blend"]
+    features, _, _ = generated(300, 4)
+    gbdt, logistic = (
+        Matcher("part", NAMES, kind, blend.model[kind], {"method": "platt", "a": 1.0, "b": 0.0}, 0.5)
+        for kind in ("gbdt", "logistic")
+    )
+    np.testing.assert_allclose(
+        blend.raw_score(features), (gbdt.raw_score(features) + logistic.raw_score(features)) / 2
+    )
+    assert set(blend.metrics["out_of_fold_log_loss"]) == {"blend"}
 
 
 def test_the_scoring_module_cannot_unpickle():

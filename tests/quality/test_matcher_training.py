@@ -111,7 +111,7 @@ def test_too_few_labels_is_a_clear_error(labels, message):
         train_matcher(features, labels.astype(np.int64), groups)
 
 
-@pytest.mark.parametrize("kind", ["gbdt", "logistic"])
+@pytest.mark.parametrize("kind", ["gbdt", "logistic", "blend"])
 def test_a_feature_no_pair_has_does_not_break_training(kind):
     features, labels, groups = no_single_signal_suffices(1500, 6)
     values = features.values.copy()
