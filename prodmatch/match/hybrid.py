@@ -340,9 +340,9 @@ def _query_terms(s: sp.csr_matrix, document_frequency: np.ndarray, n_targets: in
     "stop n-gram" for finding candidates: its IDF weight is low, so it hardly moves a source's ranking, but
     its postings are nearly all of the work (at 100,000 products: a query's postings fall from 378,000 to
     7,400 targets). A source keeps at least LEXICAL_MIN_QUERY_TERMS terms, its least widespread. Candidates'
-    scores still use every term; catalogues under WIDESPREAD_MIN_TARGETS / WIDESPREAD_SHARE targets lose no
-    term. Forced onto the small development catalogues (no 1,000 floor), candidate-union recall was unchanged
-    on all four (docs/benchmarks.md).
+    scores still use every term; a catalogue of at most WIDESPREAD_MIN_TARGETS targets loses no term. Forced
+    onto the small development catalogues (no 1,000 floor), candidate-union recall was unchanged on all four
+    (docs/benchmarks.md).
     """
     query = _heaviest_terms(s, LEXICAL_QUERY_TERMS)
     cap = max(WIDESPREAD_MIN_TARGETS, WIDESPREAD_SHARE * n_targets)
