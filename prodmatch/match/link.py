@@ -34,7 +34,7 @@ from prodmatch.match.queries import DEFAULT_EF_SEARCH
 from prodmatch.match.scoring import Matcher
 from prodmatch.match.signals.features import PRODUCT_FEATURES
 from prodmatch.store.catalogs import catalog_id
-from prodmatch.store.matchers import get_matcher
+from prodmatch.store.matchers import MatcherRow, get_matcher
 from prodmatch.store.models import Model, get_model, space_dimension, vector_column
 from prodmatch.store.runs import replace_run, store_pairs, write_matches
 from prodmatch.store.vectors import fetch_vectors
@@ -248,9 +248,8 @@ def _link_with_matcher(
     conn, source, target, source_id, target_id, matcher_name, k, one_to_one, out, progress, started
 ) -> LinkResult:
     """Hybrid candidates scored by a learned matcher; see `link`."""
-    scorer, registered = load_matcher(conn, matcher_name)
-    row = get_matcher(conn, matcher_name)
-    gather_k = int(row.trained_on.get("k") or DEFAULT_K)  # the candidate depth the matcher was trained on
+    opened = open_matcher(conn, matcher_name)
+    scorer, registered, row, gather_k = opened.scorer, opened.model, opened.row, opened.depth
     bar = tqdm(total=None, unit="product", desc=f"link {source} -> {target}", disable=not progress)
     with bar:
         gathered = gather(conn, source_id, target_id, registered, k=gather_k, advance=bar.update)
@@ -365,9 +364,29 @@ def _finish(
 
 def load_matcher(conn: psycopg.Connection, name: str) -> tuple[Matcher, Model | None]:
     """Stored matcher `name` (checked JSON, no code run) and the model whose vectors it reads, if any."""
+    loaded = open_matcher(conn, name)
+    return loaded.scorer, loaded.model
+
+
+@dataclass(frozen=True)
+class OpenMatcher:
+    """A stored matcher read once: its row, its scorer, the model whose vectors it reads (if any)."""
+
+    row: MatcherRow
+    scorer: Matcher
+    model: Model | None
+
+    @property
+    def depth(self) -> int:
+        """The candidate depth (k per candidate source) it was trained on, which linking must gather."""
+        return int(self.row.trained_on.get("k") or DEFAULT_K)
+
+
+def open_matcher(conn: psycopg.Connection, name: str) -> OpenMatcher:
+    """Matcher `name` with what linking needs of it, from one read of its row."""
     row = get_matcher(conn, name)
     model = get_model(conn, row.model) if row.model else None
-    return Matcher.from_json(row.definition), model
+    return OpenMatcher(row, Matcher.from_json(row.definition), model)
 
 
 def _catalog_size(conn: psycopg.Connection, catalog_id: int) -> int:

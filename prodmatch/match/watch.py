@@ -51,10 +51,9 @@ from prodmatch.match.hybrid import (
     lexical_similarities,
 )
 from prodmatch.match.hybrid import LEXICAL_QUERY_TERMS as _QUERY_TERMS
-from prodmatch.match.link import _product_signals, accept_cosine, accept_scored, load_matcher
+from prodmatch.match.link import _product_signals, accept_cosine, accept_scored, open_matcher
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.scoring import Matcher
-from prodmatch.store.matchers import get_matcher
 from prodmatch.store.models import SPACES, Model, get_model
 from prodmatch.store.runs import store_pairs
 from prodmatch.store.vectors import fetch_spaces
@@ -237,8 +236,8 @@ def _load_run(conn: psycopg.Connection, run_id: int) -> _Run:
         model = get_model(conn, name)
     scorer, gather_k = None, DEFAULT_K
     if params.get("matcher"):
-        scorer, model = load_matcher(conn, params["matcher"])
-        gather_k = int(get_matcher(conn, params["matcher"]).trained_on.get("k") or DEFAULT_K)
+        opened = open_matcher(conn, params["matcher"])
+        scorer, model, gather_k = opened.scorer, opened.model, opened.depth
     conn.commit()
     return _Run(run_id, source_id, target_id, source, target, model_id, params, model, scorer, gather_k)
 

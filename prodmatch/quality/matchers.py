@@ -260,14 +260,13 @@ def evaluate_matcher(
     plots_dir: Path | None = None,
 ) -> MatcherEvaluation:
     """End-to-end quality of a stored matcher's decisions and of each single signal on `gold_file`."""
-    from prodmatch.match.link import load_matcher
-    from prodmatch.store.matchers import get_matcher
+    from prodmatch.match.link import open_matcher
 
     started = time.perf_counter()
     refresh_lexical(conn)
     conn.commit()
-    scorer, registered = load_matcher(conn, matcher_name)
-    k = int(get_matcher(conn, matcher_name).trained_on.get("k") or DEFAULT_K)
+    opened = open_matcher(conn, matcher_name)
+    scorer, registered, k = opened.scorer, opened.model, opened.depth
     source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
     positives, _ = gold_pairs_between(conn, gold_file, source, target)
     if not positives:
@@ -405,13 +404,12 @@ def labels_gold_file(conn: psycopg.Connection, path: Path) -> Path:
 
 def score_pairs(conn: psycopg.Connection, matcher_name: str, pairs: list[tuple[int, int]]) -> np.ndarray:
     """A stored matcher's probability for given (source product, target product) pairs of one catalogue pair."""
-    from prodmatch.match.link import load_matcher
-    from prodmatch.store.matchers import get_matcher
+    from prodmatch.match.link import open_matcher
 
     if not pairs:
         return np.empty(0, dtype=np.float64)
-    scorer, registered = load_matcher(conn, matcher_name)
-    k = int(get_matcher(conn, matcher_name).trained_on.get("k") or DEFAULT_K)
+    opened = open_matcher(conn, matcher_name)
+    scorer, registered, k = opened.scorer, opened.model, opened.depth
     source_ids = sorted({s for s, _ in pairs})
     catalogs = dict(
         conn.execute(
