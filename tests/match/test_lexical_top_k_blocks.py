@@ -1,5 +1,6 @@
-"""The lexical top-k in blocks (dense partial scores, torch top-k) picks what a per-source sort of the sparse
-product picks: the same targets, best first, ties to the lower product id."""
+"""The lexical top-k in blocks (a sparse product per block, a padded per-row torch top-k, blocks in threads)
+picks what a per-source sort of the sparse product picks: the same targets, best first, ties to the lower
+product id; and the widespread-term rule leaves out what it says."""
 
 import numpy as np
 import pytest
@@ -65,8 +66,8 @@ def test_lexical_workers_use_the_cores_but_not_more_than_the_blocks(monkeypatch)
     assert hybrid._lexical_workers(100_000) == 4
 
 
-def test_many_targets_the_chunk_bound_keeps_every_top_k_row_and_its_ties(monkeypatch):
-    """5,000 targets (the chunk-maxima bound is used), coarse weights: ties at the k-th place are common."""
+def test_many_targets_the_kth_value_bound_keeps_every_top_k_row_and_its_ties(monkeypatch):
+    """5,000 targets (rows padded to hundreds of entries), coarse weights: ties at the k-th place are common."""
     rng = np.random.default_rng(11)
     weights = lambda r, n: r.choice([0.25, 0.5, 1.0], n)  # noqa: E731
     s = vectors(rng, 300, 2000, weights)

@@ -282,3 +282,25 @@ def _first_competitor(settings) -> str:
             "SELECT p.external_id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
             " WHERE c.name = 'competitor' ORDER BY 1 LIMIT 1"
         ).fetchone()[0]
+
+
+def test_leaving_widespread_terms_out_of_the_lexical_search_keeps_its_recall(conn, demo, monkeypatch):
+    """The rule that large catalogues search without their most widespread terms, forced onto the demo's 150
+    products (terms in over 5% of them): the lexical source still finds the gold pairs it found before."""
+    from prodmatch.match import hybrid
+
+    full = train_and_store(conn, demo.gold, "shop", "competitor", name="full")
+    monkeypatch.setattr(hybrid, "WIDESPREAD_MIN_TARGETS", 0)
+    terms = []  # (terms searched with, heaviest terms) per call
+    query_terms = hybrid._query_terms
+
+    def counting(s, document_frequency, n_targets):
+        searched = query_terms(s, document_frequency, n_targets)
+        terms.append((searched.nnz, hybrid._heaviest_terms(s, hybrid.LEXICAL_QUERY_TERMS).nnz))
+        return searched
+
+    monkeypatch.setattr(hybrid, "_query_terms", counting)
+    pruned = train_and_store(conn, demo.gold, "shop", "competitor", name="pruned")
+    assert terms and all(searched < heaviest * 0.9 for searched, heaviest in terms), terms  # some left out
+    assert pruned.candidate_recall["lexical"] >= full.candidate_recall["lexical"] - 0.02
+    assert pruned.candidate_recall["union"] >= full.candidate_recall["union"] - 0.02
