@@ -1,9 +1,10 @@
-"""What the machine can do: the torch device to use, whether bf16 is fast here, measured matrix FLOP/s, and how
-much memory a computation may take.
+"""What the machine can do: the torch device to use, whether bf16 is fast here, measured matrix FLOP/s, how
+much memory a computation may take, and how many cores this process may use.
 
 One probe for the whole package: `embed.encoders` picks its precision with `auto_precision`, `match.exact` picks
 its candidate precision with `fast_bf16`, `quality.finetune` resolves its device here, the benchmarks report
-`matmul_flops` as the machine's ceiling, and `match.link` / `dedupe` / `index check` compare their memory
+`matmul_flops` as the machine's ceiling, `match.hybrid` / `match.scoring` size their threads with
+`usable_cores`, and `match.link` / `dedupe` / `index check` compare their memory
 estimates with `memory_budget` (the container's limit, not the host's RAM). It knows nothing of models or the
 database.
 """
@@ -11,6 +12,7 @@ database.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,14 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that a timer around it measures the work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container's cpuset narrows), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 # --- memory ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ matcher sees at link time exactly the features it was trained on.
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import torch
 
 from prodmatch.embed.codes import code_kind
 from prodmatch.embed.lexical import normalize
+from prodmatch.hardware import usable_cores
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.signals.features import FeatureMatrix, indexed_pair_features, with_context
@@ -295,11 +295,7 @@ def _lexical_top_k(
 
 def _lexical_workers(n_sources: int) -> int:
     """Threads for the lexical top-k: one per core this process may use, never more than there are blocks."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, _LEXICAL_MAX_WORKERS, -(-n_sources // 16)))
+    return max(1, min(usable_cores(), _LEXICAL_MAX_WORKERS, -(-n_sources // 16)))
 
 
 def _best_per_row(product: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

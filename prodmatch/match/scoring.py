@@ -12,7 +12,6 @@ without any way to run code: no pickle, no eval; a LightGBM model is its own tex
 """
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -300,16 +299,14 @@ def _string(value: object, what: str) -> str:
     return value
 
 
-_PARALLEL_ROWS = (
-    1 << 17
-)  # below this many rows, one thread: OpenMP's start-up and spinning cost more than they save
+# Below this many rows, one thread: OpenMP's start-up and spinning cost more than they save.
+_PARALLEL_ROWS = 1 << 17
 
 
 def _threads_for(rows: int) -> int:
     """LightGBM threads for scoring `rows` rows (each row's score is the same whatever the thread count)."""
     if rows < _PARALLEL_ROWS:
         return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    from prodmatch.hardware import usable_cores  # imports torch, which scoring alone does not need
+
+    return usable_cores()

@@ -60,7 +60,7 @@ def test_blocked_top_k_equals_the_per_source_sort(monkeypatch, signed, workers, 
 
 
 def test_lexical_workers_use_the_cores_but_not_more_than_the_blocks(monkeypatch):
-    monkeypatch.setattr(hybrid.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(hybrid, "usable_cores", lambda: 4)
     assert hybrid._lexical_workers(1) == 1  # one block: no pool
     assert hybrid._lexical_workers(40) == 3
     assert hybrid._lexical_workers(100_000) == 4
