@@ -44,9 +44,8 @@ LEXICAL_MIN_QUERY_TERMS = 16  # ... of which it keeps at least this many, widesp
 WIDESPREAD_SHARE = 0.05  # a term in more than this share of the targets ...
 WIDESPREAD_MIN_TARGETS = 1000  # ... and in more than this many is not searched with (see _query_terms)
 _LEXICAL_BLOCK = 256  # source rows per block of the lexical top-k
-_LEXICAL_BLOCK_CELLS = (
-    1 << 25
-)  # a block's padded scores (sources x most targets one reaches) stay under 128 MiB
+# A block's padded scores (its sources x the most targets one of them reaches) stay under 128 MiB.
+_LEXICAL_BLOCK_CELLS = 1 << 25
 _LEXICAL_MAX_WORKERS = 8  # threads for the lexical top-k's blocks (at most one per core)
 _DOT_CHUNK = 65536
 
@@ -214,11 +213,7 @@ def _lexical_matrix(
     ) as copy:
         data = b"".join(bytes(block) for block in copy)
     ids, indptr, indices, values = _parse_sparse_copy(data)
-    matrix = sp.csr_matrix((values, indices, indptr), shape=(len(ids), LEXICAL_DIMENSIONS))
-    if only is not None:
-        keep = np.isin(ids, only)
-        return ids[keep], matrix[keep]
-    return ids, matrix
+    return ids, sp.csr_matrix((values, indices, indptr), shape=(len(ids), LEXICAL_DIMENSIONS))
 
 
 def _parse_sparse_copy(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -245,7 +240,7 @@ def _parse_sparse_copy(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     indptr = np.r_[0, np.cumsum(counts_array)].astype(np.int64)
     # Every index and value by its byte offset, gathered at once.
     row_starts = np.repeat(np.array(starts, dtype=np.int64), counts_array)
-    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], counts_array)
+    within = _within_rows(indptr)
     raw = np.frombuffer(data, dtype=np.uint8)
     index_at = row_starts + 4 * within
     value_at = index_at + 4 * np.repeat(counts_array, counts_array)
@@ -313,7 +308,7 @@ def _best_per_row(product: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarra
     rows = np.repeat(np.arange(product.shape[0]), counts)
     data = product.data.astype(np.float32, copy=False)
     if counts.max() > k:
-        position = np.arange(product.nnz) - np.repeat(product.indptr[:-1], counts)
+        position = _within_rows(product.indptr)
         padded = torch.full((product.shape[0], int(counts.max())), -torch.inf, dtype=torch.float32)
         padded[torch.from_numpy(rows), torch.from_numpy(position)] = torch.from_numpy(data)
         kth = torch.topk(padded, k, dim=1, sorted=False).values.amin(dim=1).numpy()  # -inf: fewer than k
@@ -324,7 +319,7 @@ def _best_per_row(product: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarra
     order = np.lexsort((targets, -values, rows))
     rows, targets = rows[order], targets[order]
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    position = _within_rows(np.r_[starts, len(rows)])
     keep = position < k
     return rows[keep].astype(np.int64), targets[keep].astype(np.int64)
 
@@ -349,12 +344,17 @@ def _query_terms(s: sp.csr_matrix, document_frequency: np.ndarray, n_targets: in
     rows = np.repeat(np.arange(query.shape[0]), np.diff(query.indptr))
     by_spread = np.lexsort((query.indices, spread, rows))  # per row: least widespread first
     position = np.empty(len(rows), dtype=np.int64)
-    position[by_spread] = np.arange(len(rows)) - np.repeat(query.indptr[:-1], np.diff(query.indptr))
+    position[by_spread] = _within_rows(query.indptr)
     keep = ~widespread | (position < LEXICAL_MIN_QUERY_TERMS)
-    query = query.copy()
-    query.data[~keep] = 0.0
+    query.data[~keep] = 0.0  # _heaviest_terms returned a copy
     query.eliminate_zeros()
     return query
+
+
+def _within_rows(indptr: np.ndarray) -> np.ndarray:
+    """Each entry's position within its row, for rows laid out as a CSR `indptr` (0, 1, ... per row)."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    return np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], np.diff(indptr))
 
 
 def _heaviest_terms(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
