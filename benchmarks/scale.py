@@ -49,13 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import cpu_name  # noqa: E402
+from watch_latency import watching  # noqa: E402
 
 from prodmatch import match as matching  # noqa: E402
 from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings, load_settings  # noqa: E402
 from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 from prodmatch.match.exact import top_k_cosine  # noqa: E402
-from prodmatch.match.watch import WatchPass, watch_link  # noqa: E402
 from prodmatch.store.models import autocommit_twin, create_indexes, get_model, index_name  # noqa: E402
 
 SOURCES = 10_000
@@ -395,69 +395,60 @@ def measure_watch(
     poll_seconds: float = 1.0,
 ) -> dict:
     """Insert `offers` products (sources and targets alternately) while `watch_link` follows run `run_id`."""
-    stop = threading.Event()
-    passes: list[WatchPass] = []
-    thread = threading.Thread(
-        target=watch_link,
-        args=(settings, run_id),
-        kwargs={"stop": stop, "poll_seconds": poll_seconds, "on_pass": passes.append},
-        daemon=True,
-    )
     started = time.perf_counter()
-    thread.start()
-    while not passes:  # the first pass computes the whole run and keeps it in memory
-        time.sleep(0.05)
-    first_pass = time.perf_counter() - started
-    model = get_model(conn, storage)
-    catalogs = dict(conn.execute("SELECT name, id FROM prodmatch.catalogs").fetchall())
-    conn.commit()
-    rng = np.random.default_rng(7)
-    latencies: dict[str, list[float]] = {"source": [], "target": []}
-    appeared = {"source": 0, "target": 0}
-    for number in range(offers):
-        side = ("source", "target")[number % 2]
-        # a near copy of an existing source's vector: a new offer in the source catalogue has the copied
-        # source's matches; a new target product becomes that source's best candidate
-        base = source[rng.integers(len(source))]
-        vector = base + 0.02 * rng.standard_normal(base.shape[0]).astype(np.float32)
-        vector /= np.linalg.norm(vector)
-        external_id = f"watch-{side}-{number}"
-        began = time.perf_counter()
-        product_id = conn.execute(
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, price)"
-            " VALUES (%s, %s, %s, 'acme', 'kettle', 10) RETURNING id",
-            (catalogs[side], external_id, f"acme new kettle {number}"),
-        ).fetchone()[0]
+    # the first pass computes the whole run and keeps it in memory
+    with watching(settings, run_id, poll_seconds) as passes:
+        first_pass = time.perf_counter() - started
+        model = get_model(conn, storage)
+        catalogs = dict(conn.execute("SELECT name, id FROM prodmatch.catalogs").fetchall())
         conn.commit()
-        column = "fused_half" if storage == "halfvec" else "fused_vector"
-        value = HalfVector(vector) if storage == "halfvec" else vector
-        conn.execute(  # what the embedding worker writes once it has embedded the new product
-            f"UPDATE prodmatch.embeddings SET {column} = %s, status = 'done', embedded_at = now()"
-            " WHERE model_id = %s AND product_id = %s",
-            (value, model.id, product_id),
-        )
-        conn.commit()
-        written = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        conn.commit()
-        where = "source_external_id" if side == "source" else "target_external_id"
-        # Done when the product shows in matches_v, or when a pass that saw its vector has finished: a new
-        # target that the ANN search of its source misses (as a fresh `link --mode ann` would) never shows.
-        while not (
-            shown := conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM prodmatch.matches_v WHERE run_id = %s AND {where} = %s)",
-                (run_id, external_id),
+        rng = np.random.default_rng(7)
+        latencies: dict[str, list[float]] = {"source": [], "target": []}
+        appeared = {"source": 0, "target": 0}
+        for number in range(offers):
+            side = ("source", "target")[number % 2]
+            # a near copy of an existing source's vector: a new offer in the source catalogue has the copied
+            # source's matches; a new target product becomes that source's best candidate
+            base = source[rng.integers(len(source))]
+            vector = base + 0.02 * rng.standard_normal(base.shape[0]).astype(np.float32)
+            vector /= np.linalg.norm(vector)
+            external_id = f"watch-{side}-{number}"
+            began = time.perf_counter()
+            product_id = conn.execute(
+                "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, price)"
+                " VALUES (%s, %s, %s, 'acme', 'kettle', 10) RETURNING id",
+                (catalogs[side], external_id, f"acme new kettle {number}"),
             ).fetchone()[0]
-        ) and not any(p.checkpoint > written for p in passes):
             conn.commit()
-            if time.perf_counter() - began > 300:
-                raise RuntimeError(f"{external_id}: no watcher pass within 300 s")
-            time.sleep(0.01)
-        conn.commit()
-        latencies[side].append(time.perf_counter() - began)
-        appeared[side] += int(shown)
-        time.sleep(float(rng.uniform(0, poll_seconds)))  # the next one arrives at a random point of the poll
-    stop.set()
-    thread.join()
+            column = "fused_half" if storage == "halfvec" else "fused_vector"
+            value = HalfVector(vector) if storage == "halfvec" else vector
+            conn.execute(  # what the embedding worker writes once it has embedded the new product
+                f"UPDATE prodmatch.embeddings SET {column} = %s, status = 'done', embedded_at = now()"
+                " WHERE model_id = %s AND product_id = %s",
+                (value, model.id, product_id),
+            )
+            conn.commit()
+            written = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            conn.commit()
+            where = "source_external_id" if side == "source" else "target_external_id"
+            # Done when the product shows in matches_v, or when a pass that saw its vector has finished: a new
+            # target that the ANN search of its source misses (as a fresh `link --mode ann` would) never shows.
+            while not (
+                shown := conn.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM prodmatch.matches_v WHERE run_id = %s AND {where} = %s)",
+                    (run_id, external_id),
+                ).fetchone()[0]
+            ) and not any(p.checkpoint > written for p in passes):
+                conn.commit()
+                if time.perf_counter() - began > 300:
+                    raise RuntimeError(f"{external_id}: no watcher pass within 300 s")
+                time.sleep(0.01)
+            conn.commit()
+            latencies[side].append(time.perf_counter() - began)
+            appeared[side] += int(shown)
+            time.sleep(
+                float(rng.uniform(0, poll_seconds))
+            )  # the next one arrives at a random point of the poll
     work = [p.seconds for p in passes[1:] if p.recomputed_sources]
     every = latencies["source"] + latencies["target"]
     return {

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -44,19 +46,44 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def measure(settings: Settings, conn, run_id: int, offers: int, poll: float, seed: int) -> dict:
-    """Insert `offers` products one by one; seconds until each shows in matches_v, and the passes' seconds."""
+@contextmanager
+def watching(settings: Settings, run_id: int, poll_seconds: float) -> Iterator[list[WatchPass]]:
+    """`watch_link` on run `run_id` in a thread for the block; yields its passes (growing) once the first one,
+    which recomputes the whole run, is done. The watcher is stopped and joined when the block ends."""
     stop = threading.Event()
     passes: list[WatchPass] = []
     thread = threading.Thread(
         target=watch_link,
         args=(settings, run_id),
-        kwargs={"stop": stop, "poll_seconds": poll, "on_pass": passes.append},
+        kwargs={"stop": stop, "poll_seconds": poll_seconds, "on_pass": passes.append},
         daemon=True,
     )
     thread.start()
-    while not passes:  # the first pass recomputes the whole run
-        time.sleep(0.05)
+    try:
+        while not passes:
+            time.sleep(0.05)
+        yield passes
+    finally:
+        stop.set()
+        thread.join()
+
+
+def measure(settings: Settings, conn, run_id: int, offers: int, poll: float, seed: int) -> dict:
+    """Insert `offers` products one by one; seconds until each shows in matches_v, and the passes' seconds."""
+    with watching(settings, run_id, poll) as passes:
+        latencies = _offers(conn, run_id, offers, poll, seed)
+    work = [p.seconds for p in passes[1:] if p.recomputed_sources]
+    return {
+        "first_pass_s": passes[0].seconds,
+        "latency_p50_s": statistics.median(latencies),
+        "latency_max_s": max(latencies),
+        "pass_p50_s": statistics.median(work) if work else None,
+        "pass_max_s": max(work) if work else None,
+    }
+
+
+def _offers(conn, run_id: int, offers: int, poll: float, seed: int) -> list[float]:
+    """Seconds from each offer's INSERT until it shows in matches_v."""
     shop = [
         r[0]
         for r in conn.execute(
@@ -86,16 +113,7 @@ def measure(settings: Settings, conn, run_id: int, offers: int, poll: float, see
         conn.commit()
         latencies.append(time.perf_counter() - started)
         time.sleep(rng.uniform(0, poll))  # the next offer arrives at a random point of the poll cycle
-    stop.set()
-    thread.join()
-    work = [p.seconds for p in passes[1:] if p.recomputed_sources]
-    return {
-        "first_pass_s": passes[0].seconds,
-        "latency_p50_s": statistics.median(latencies),
-        "latency_max_s": max(latencies),
-        "pass_p50_s": statistics.median(work) if work else None,
-        "pass_max_s": max(work) if work else None,
-    }
+    return latencies
 
 
 def main() -> None:
