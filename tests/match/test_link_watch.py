@@ -105,6 +105,29 @@ def _copy_product(conn, product_id: int, external_id: str, suffix: str) -> None:
     )
 
 
+def _copy_with_image(conn, original: str, external_id: str, suffix: str) -> None:
+    """An application's plain-SQL INSERT of a near copy of product `original` (an external id), image included."""
+    conn.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
+        " SELECT catalog_id, %s, title || %s, image, price, currency FROM prodmatch.products WHERE external_id = %s",
+        (external_id, suffix, original),
+    )
+
+
+def _add_change_and_drop_a_target(conn, original: str, suffix: str, check) -> None:
+    """A near copy of target `original` ("rival-new") inserted, then `original` retitled, then the copy deleted,
+    each committed and followed by `check()`."""
+    _copy_with_image(conn, original, "rival-new", suffix)
+    conn.commit()
+    check()
+    conn.execute("UPDATE prodmatch.products SET title = 'something else' WHERE external_id = %s", (original,))
+    conn.commit()
+    check()
+    conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
+    conn.commit()
+    check()
+
+
 @pytest.fixture
 def demo(conn, tmp_path):
     files = generate(tmp_path / "demo", 100, seed=3, image_size=32)
@@ -236,27 +259,10 @@ def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, 
             watching.caught_up(conn)
 
         # A new source first: the reverse search of the target changes below must see its (cached) vector.
-        conn.execute(
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
-            " SELECT catalog_id, 'shop-new', title || ' v2', image, price, currency FROM prodmatch.products"
-            " WHERE external_id = 'shop-3'"
-        )
+        _copy_with_image(conn, "shop-3", "shop-new", " v2")
         conn.commit()
         check()
-        rival = conn.execute("SELECT id FROM prodmatch.products WHERE external_id = 'rival-3'").fetchone()[0]
-        conn.execute(
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
-            " SELECT catalog_id, 'rival-new', title, image, price, currency FROM prodmatch.products WHERE id = %s",
-            (rival,),
-        )
-        conn.commit()
-        check()
-        conn.execute("UPDATE prodmatch.products SET title = 'something else' WHERE id = %s", (rival,))
-        conn.commit()
-        check()
-        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
-        conn.commit()
-        check()
+        _add_change_and_drop_a_target(conn, "rival-3", "", check)
     finally:
         watching.close()
 
@@ -333,19 +339,7 @@ def test_watched_matcher_run_with_a_model_keeps_the_target_side_in_memory(settin
             assert watched == _stored(conn, fresh.run_id)
             watching.caught_up(conn)
 
-        conn.execute(  # a new target: a near copy of rival-4 with its image
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, image, price, currency)"
-            " SELECT catalog_id, 'rival-new', title || ' new', image, price, currency FROM prodmatch.products"
-            " WHERE external_id = 'rival-4'"
-        )
-        conn.commit()
-        check()
-        conn.execute("UPDATE prodmatch.products SET title = 'something else' WHERE external_id = 'rival-4'")
-        conn.commit()
-        check()
-        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'rival-new'")
-        conn.commit()
-        check()
+        _add_change_and_drop_a_target(conn, "rival-4", " new", check)
     finally:
         watching.close()
 
