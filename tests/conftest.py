@@ -17,8 +17,9 @@ from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.ingest.load import ingest_file
 
 # The database fixtures (pg_server, template_url, settings, empty_settings, conn) as a plugin module, so that
-# they are found by name without being imported here.
-pytest_plugins = ["db_fixtures"]
+# they are found by name without being imported here; dev_data turns a "needs ../shared/data" skip into a
+# failure under CI.
+pytest_plugins = ["db_fixtures", "dev_data"]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,11 @@ from prodmatch.quality.gold import read_gold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from quality_cases import build_case, load_case  # noqa: E402
+from quality_cases import DATA, build_case, load_case  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"needs ../shared/data (the development data; not found at {DATA})"
+)
 
 
 @pytest.mark.parametrize("name", ["walmart-amazon-structured", "wdc-products-80cc"])
