@@ -518,7 +518,11 @@ def embed_command(
 @main.command("similar")
 @click.argument("product")
 @k_option(10)
-@space_option("fused", help="Space that ranks the candidates (lexical needs no model).")
+@space_option(
+    None,
+    help="Space that ranks the candidates [default: fused; lexical when there is no model or it has random"
+    " weights]. lexical needs no model.",
+)
 @model_option
 @click.option("--in-catalog", help="Only candidates from this catalogue.")
 @click.option("--other-catalog", is_flag=True, help="Only candidates from other catalogues.")
@@ -532,7 +536,7 @@ def embed_command(
 def similar_command(
     product: str,
     k: int,
-    space: str,
+    space: str | None,
     model: str | None,
     in_catalog: str | None,
     other_catalog: bool,
@@ -554,6 +558,9 @@ def similar_command(
     catalog, external_id = store.parse_product_ref(product)
     with store.connection(_settings()) as conn:
         product_id = store.find_product(conn, catalog, external_id)
+        asked_about = match.queried_product(conn, product_id)
+        choice = match.default_space(conn, space, model)
+        space = choice.space
         if space == "lexical":
             from prodmatch.embed.lexical_refresh import refresh_lexical
 
@@ -574,9 +581,12 @@ def similar_command(
             unmatched_only=unmatched_only,
             ef_search=ef_search,
         )
+    if choice.note:
+        click.echo(choice.note, err=True)
     if as_json:
         _echo_json(rows)
         return
+    click.echo(f"similar to {asked_about.to_text()}, by the {space} space:")
     click.echo(f"{'fused':>6} {'image':>6} {'text':>6} {'lexical':>6}  product")
     for r in rows:
         click.echo(r.to_text())
@@ -585,12 +595,15 @@ def similar_command(
 @main.command("search")
 @click.argument("text")
 @k_option(10)
-@space_option("image", lexical=False, help="image: text-to-image search.")
+@space_option(
+    None,
+    help="image: text-to-image search [default: image; lexical when there is no model or it has random weights].",
+)
 @model_option
 @click.option("--in-catalog", help="Only products of this catalogue.")
 @json_option
 def search_command(
-    text: str, k: int, space: str, model: str | None, in_catalog: str | None, as_json: bool
+    text: str, k: int, space: str | None, model: str | None, in_catalog: str | None, as_json: bool
 ) -> None:
     """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search).
 
@@ -601,9 +614,23 @@ def search_command(
 
     settings = _settings()
     with store.connection(settings) as conn:
+        choice = match.default_space(conn, space, model, default="image")
+        if choice.space == "lexical":
+            from prodmatch.embed.lexical_refresh import refresh_lexical
+
+            refresh_lexical(conn)
+            conn.commit()
         hits = match.search(
-            conn, text, k=k, space=space, model=model, in_catalog=in_catalog, precision=settings.precision
+            conn,
+            text,
+            k=k,
+            space=choice.space,
+            model=model,
+            in_catalog=in_catalog,
+            precision=settings.precision,
         )
+    if choice.note:
+        click.echo(choice.note, err=True)
     if as_json:
         _echo_json(hits)
         return
@@ -726,12 +753,12 @@ def _stop_on_signals(message: str):
 @click.option(
     "--threshold", type=float, required=True, help="Cosine similarity that makes two products duplicates."
 )
-@space_option("fused", lexical=False)
+@space_option(None, lexical=False, help="[default: fused]")
 @model_option
 @k_option(20, help="Neighbours per product.")
 @json_option
 def dedupe_command(
-    catalog: str, threshold: float, space: str, model: str | None, k: int, as_json: bool
+    catalog: str, threshold: float, space: str | None, model: str | None, k: int, as_json: bool
 ) -> None:
     """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold).
 
@@ -742,12 +769,18 @@ def dedupe_command(
 
     settings = _settings()
     with store.connection(settings) as conn:
+        choice = match.default_space(conn, space, model)
+        if choice.reason:  # dedupe has no lexical path: do not cluster by vectors that mean nothing
+            raise click.ClickException(
+                f"{choice.reason}, and dedupe has no lexical space: register a real model (prodmatch models add)"
+                ", or pass --space fused to cluster by these vectors anyway"
+            )
         result = match.dedupe(
             conn,
             catalog,
             threshold,
             model=model,
-            space=space,
+            space=choice.space,
             k=k,
             progress=not as_json,
             memory_budget_bytes=settings.memory_budget,

@@ -7,11 +7,14 @@ therefore `prodmatch.encoders.Encoder.load(dir)` — load it exactly as they loa
 downloaded: the tokenizer is a small vocabulary (every byte for CLIP, ASCII and Cyrillic characters for SigLIP)
 built with the `tokenizers` library, and the weights are random but seeded, so the same seed gives the same
 vectors while different images or texts give different vectors. The vectors mean nothing; use the models to test
-plumbing and to time the real architectures ("vit-b-32" is openai/clip-vit-base-patch32's shape).
+plumbing and to time the real architectures ("vit-b-32" is openai/clip-vit-base-patch32's shape). Their
+`config.json` says so (`prodmatch_random_weights: true`), and a model registered from one carries
+`random_weights` in its settings.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
+from prodmatch.embed.registry import RANDOM_WEIGHTS_FLAG
 from prodmatch.errors import ConfigError
 
 CLIP_SIZES = ("tiny", "vit-b-32")
@@ -151,6 +155,12 @@ def _save(path: Path, model: torch.nn.Module, processor: object) -> Path:
         processor.image_processor.save_pretrained(path)
     finally:
         transformers_logging.set_verbosity(verbosity)
+    # Say so in the checkpoint: registering it records `random_weights` in the model's settings, and the
+    # commands that would rank by its meaningless spaces by default (similar, search, dedupe) do not.
+    config = path / "config.json"
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), RANDOM_WEIGHTS_FLAG: True}, indent=2) + "\n"
+    )
     return path
 
 

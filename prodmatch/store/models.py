@@ -52,6 +52,11 @@ class Model:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def random_weights(self) -> bool:
+        """Registered from a random-weight checkpoint (the demo's fallback, the tests' toy models)."""
+        return self.settings.get("random_weights") is True
+
 
 @dataclass(frozen=True)
 class ModelStats:
