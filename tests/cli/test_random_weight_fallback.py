@@ -44,25 +44,19 @@ def test_similar_names_the_product_then_ranks_by_the_lexical_space(settings, mat
     assert (
         listed[0]["lexical_similarity"] >= listed[1]["lexical_similarity"] >= listed[2]["lexical_similarity"]
     )
+    # --space always means what it says, with no note
+    explicit = _cli(settings, "similar", "shop:shop-2", "--k", "3", "--space", "fused", "--json")
+    assert explicit.exit_code == 0 and not explicit.stderr
+    fused = [r["fused_similarity"] for r in json.loads(explicit.stdout)]
+    assert fused == sorted(fused, reverse=True)
 
 
-def test_an_explicit_space_is_used_without_a_note(settings, matched):
-    done = _cli(settings, "similar", "shop:shop-2", "--k", "3", "--space", "fused", "--json")
-    assert done.exit_code == 0 and not done.stderr
-    rows = json.loads(done.stdout)
-    assert [r["fused_similarity"] for r in rows] == sorted(
-        (r["fused_similarity"] for r in rows), reverse=True
-    )
-
-
-def test_search_ranks_by_the_lexical_space_and_says_so(settings, matched):
+def test_search_ranks_by_the_lexical_space_and_dedupe_refuses(settings, matched):
     done = _cli(settings, "search", "kettle model 12", "--k", "2", "--in-catalog", "shop", "--json")
     assert done.exit_code == 0, done.output
     assert "random weights" in done.stderr
     assert json.loads(done.stdout)[0]["external_id"] == "shop-12"
-
-
-def test_dedupe_refuses_the_random_vectors_unless_asked(settings, matched):
+    # dedupe has no lexical path: it refuses the random vectors unless asked for them
     refused = _cli(settings, "dedupe", "--catalog", "shop", "--threshold", "0.95")
     assert refused.exit_code == 1
     assert "model clip has random weights" in refused.output and "--space fused" in refused.output
