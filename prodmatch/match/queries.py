@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from prodmatch.errors import ConfigError
-from prodmatch.store.models import Model, get_model
+from prodmatch.store.models import get_model, list_registered
 from prodmatch.store.runs import _plain
 from prodmatch.store.server import _sql_errors
 
@@ -121,14 +121,17 @@ def default_space(
     conn: psycopg.Connection, requested: str | None, model: str | None, *, default: str = "fused"
 ) -> SpaceChoice:
     """`requested` when given; else the model's `default` space, or the lexical space (with a reason) when no
-    model is registered or the model has random weights (its vectors do not tell products apart)."""
+    model is registered or the model has random weights (its vectors do not tell products apart). Without a
+    `model`, that is every registered model (the demo's fallback and its fine-tuned copy, say)."""
     if requested is not None:
         return SpaceChoice(requested, default=default)
-    registered = _model_or_none(conn, model)
-    if registered is None:
+    candidates = [get_model(conn, model)] if model is not None else list_registered(conn)
+    if not candidates:
         return SpaceChoice("lexical", "no model is registered", default)
-    if registered.random_weights:
-        reason = f"model {registered.name} has random weights (a stand-in, not a real model)"
+    if all(m.random_weights for m in candidates):  # several only when none is named: `similar` needs no model
+        names = ", ".join(m.name for m in candidates)
+        which = f"model {names} has" if len(candidates) == 1 else f"models {names} have"
+        reason = f"{which} random weights (a stand-in, not a real model)"
         return SpaceChoice("lexical", reason, default)
     return SpaceChoice(default, default=default)
 
@@ -261,18 +264,6 @@ def search_lexical(
             {"q": sparse_text(indices, values), "catalog": in_catalog, "k": k},
         ).fetchall()
     return [SearchHit(**_plain(r)) for r in rows]
-
-
-def _model_or_none(conn: psycopg.Connection, name: str | None) -> Model | None:
-    """The named model (an unknown name is an error), the only one, or None when none is registered."""
-    if name is not None:
-        return get_model(conn, name)
-    try:
-        return get_model(conn)
-    except ConfigError:
-        if conn.execute("SELECT EXISTS (SELECT FROM prodmatch.models)").fetchone()[0]:
-            raise  # several models: the error asks for --model
-        return None
 
 
 def _sim(value: float | None) -> str:

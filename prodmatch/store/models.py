@@ -87,6 +87,11 @@ def list_models(conn: psycopg.Connection) -> list[ModelStats]:
     return [ModelStats(m, counts.get(m.id, {})) for m in _all_models(conn)]
 
 
+def list_registered(conn: psycopg.Connection) -> list[Model]:
+    """Every registered model, oldest first (without `list_models`' embedding counts)."""
+    return _all_models(conn)
+
+
 def get_model(conn: psycopg.Connection, name: str | None = None) -> Model:
     """The model called `name`; without a name, the only registered model."""
     if name is not None:

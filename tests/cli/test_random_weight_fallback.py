@@ -81,3 +81,29 @@ def test_with_no_model_similar_uses_the_lexical_space(settings, tmp_path):
     assert done.exit_code == 0, done.output
     assert "no model is registered" in done.stderr
     assert "shop:p-1" in done.stdout.splitlines()[2]
+
+
+def test_several_random_weight_models_and_a_real_one(settings, tiny_clip_dir, tmp_path):
+    from prodmatch.embed.registry import add_model
+    from prodmatch.match import default_space
+
+    real = shutil.copytree(tiny_clip_dir, tmp_path / "real")
+    config = json.loads((real / "config.json").read_text())
+    del config[RANDOM_WEIGHTS_FLAG]
+    (real / "config.json").write_text(json.dumps(config))
+    with db.connection(settings) as conn:
+        for name in ("toy", "toy-ft"):
+            add_model(conn, str(tiny_clip_dir), name=name, precision="fp32")
+        both = default_space(conn, None, None)
+        assert (both.space, both.reason) == (
+            "lexical",
+            "models toy, toy-ft have random weights (a stand-in, not a real model)",
+        )
+        add_model(conn, str(real), name="real", precision="fp32")
+        assert (
+            default_space(conn, None, "real").space == "fused"
+            and default_space(conn, None, "real").note is None
+        )
+        assert default_space(conn, None, None, default="image").space == "image"  # several: --model decides
+        assert default_space(conn, None, "toy").space == "lexical"
+        assert default_space(conn, "text", "toy").space == "text"
