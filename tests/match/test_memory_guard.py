@@ -136,7 +136,10 @@ def test_dedupe_that_does_not_fit_is_refused_before_fetching_anything(vectors_db
             dedupe(conn, "shop", 0.9, memory_budget_bytes=TINY)
         fits = dedupe(conn, "shop", 0.9, memory_budget_bytes=2**40)
     assert fits.products == 400 and fits.memory_estimate > TINY
-    result = _invoke(vectors_db, "dedupe", "--catalog", "rival", "--threshold", "0.9", budget="1MiB")
+    # --space fused: the toy model has random weights, which dedupe refuses unless a space is named
+    result = _invoke(
+        vectors_db, "dedupe", "--catalog", "rival", "--threshold", "0.9", "--space", "fused", budget="1MiB"
+    )
     assert result.exit_code == 1 and "would need about" in result.output
     assert _runs(vectors_db) == 1  # only the run that fitted
 
