@@ -803,6 +803,53 @@ def index_check_command(model: str | None, space: str, sample: int, k: int, as_j
     _show(report, as_json)
 
 
+# --- clusters of offers ------------------------------------------------------------------------------------
+
+
+@main.group("clusters")
+def clusters_group() -> None:
+    """Clusters of offers: one product as sold across catalogues, from link and dedupe runs, with stable ids."""
+
+
+@clusters_group.command("build")
+@click.option(
+    "--run",
+    "runs",
+    type=int,
+    multiple=True,
+    help="Cluster these runs (repeat; default: the newest link run per catalogue pair and dedupe run per catalogue).",
+)
+@json_option
+def clusters_build_command(runs: tuple[int, ...], as_json: bool) -> None:
+    """Join accepted pairs and duplicates into clusters; a cluster that still exists keeps its id.
+
+    \b
+    Example: prodmatch clusters build
+             prodmatch clusters build --run 12 --run 14
+    """
+    from prodmatch.match.clusters import build_clusters
+
+    with store.connection(_settings()) as conn:
+        result = build_clusters(conn, list(runs) if runs else None)
+    _show(result, as_json)
+
+
+@clusters_group.command("show")
+@click.argument("product")
+@json_option
+def clusters_show_command(product: str, as_json: bool) -> None:
+    """Every offer of PRODUCT (CATALOG:EXTERNAL_ID): its cluster's products with their prices and shops.
+
+    \b
+    Example: prodmatch clusters show shop:SKU-123
+    """
+    from prodmatch.match.clusters import offers_of
+
+    with store.connection(_settings()) as conn:
+        result = offers_of(conn, product)
+    _show(result, as_json)
+
+
 # --- learned matchers -------------------------------------------------------------------------------------
 
 
