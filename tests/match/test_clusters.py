@@ -1,0 +1,231 @@
+"""Clusters of offers: connected components of accepted pairs and duplicates, stable ids, clusters_v / offers_of,
+the `clusters` commands, `link --watch` keeping them, and a source with many true targets."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from builders import REPO
+from click.testing import CliRunner
+
+from prodmatch.cli import main
+from prodmatch.match.clusters import build_clusters, carry_ids, connected_clusters, offers_of
+from prodmatch.match.pairs import CandidatePairs
+from prodmatch.store.catalogs import ensure_catalog
+from prodmatch.store.runs import replace_run, store_pairs
+
+# --- the arithmetic ------------------------------------------------------------------------------------------
+
+
+def test_connected_clusters_join_chains_and_number_clusters_by_their_smallest_product():
+    products, components = connected_clusters(np.array([7, 3, 20]), np.array([11, 5, 21]))
+    assert products.tolist() == [3, 5, 7, 11, 20, 21]
+    assert components.tolist() == [0, 0, 1, 1, 2, 2]  # 7-11 and 3-5 stay apart: no edge joins them
+    products, components = connected_clusters(np.array([7, 3, 20, 11]), np.array([11, 5, 21, 5]))
+    assert components.tolist() == [0, 0, 0, 0, 1, 1]  # 7-11-5-3: a chain is one cluster
+    empty, none = connected_clusters(np.empty(0, np.int64), np.empty(0, np.int64))
+    assert len(empty) == len(none) == 0
+
+
+def _carry(new: dict[int, int], old: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+    """carry_ids on {product: component} and {product: old id}; {component: id (-1 new)}, retired ids."""
+    products = np.array(sorted(new), dtype=np.int64)
+    components = np.array([new[p] for p in products.tolist()], dtype=np.int64)
+    old_products = np.array(sorted(old), dtype=np.int64)
+    old_ids = np.array([old[p] for p in old_products.tolist()], dtype=np.int64)
+    carried, retired = carry_ids(products, components, old_products, old_ids)
+    return dict(enumerate(carried.tolist())), retired.tolist()
+
+
+def test_a_cluster_that_still_exists_keeps_its_id_and_a_new_one_gets_none():
+    carried, retired = _carry({1: 0, 2: 0, 3: 0, 8: 1, 9: 1}, {1: 40, 2: 40})
+    assert carried == {0: 40, 1: -1} and retired == []
+
+
+def test_a_merge_keeps_the_oldest_id_and_retires_the_other():
+    carried, retired = _carry({1: 0, 2: 0, 3: 0, 4: 0, 5: 0}, {1: 52, 2: 52, 3: 52, 4: 17, 5: 17})
+    assert carried == {0: 17} and retired == [52]  # the smaller id is the older one, even with fewer members
+
+
+def test_a_split_keeps_the_id_on_the_part_with_most_of_its_members():
+    carried, retired = _carry({1: 0, 2: 0, 3: 1, 4: 1, 5: 1}, dict.fromkeys([1, 2, 3, 4, 5], 9))
+    assert carried == {0: -1, 1: 9} and retired == []
+    tie, _ = _carry({1: 0, 2: 1}, {1: 9, 2: 9})  # a tie: the part with the smallest product
+    assert tie == {0: 9, 1: -1}
+
+
+def test_a_dissolved_cluster_retires_its_id():
+    carried, retired = _carry({1: 0, 2: 0}, {1: 3, 2: 3, 6: 4, 7: 4})
+    assert carried == {0: 3} and retired == [4]
+
+
+# --- stored clusterings ------------------------------------------------------------------------------------
+
+
+def _products(conn, catalog: str, *items: tuple[str, float]) -> dict[str, int]:
+    catalog_id = ensure_catalog(conn, catalog)
+    ids = {}
+    for external_id, price in items:
+        ids[external_id] = conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, price, currency)"
+            " VALUES (%s, %s, %s, %s, 'EUR') RETURNING id",
+            (catalog_id, external_id, f"{catalog} {external_id}", price),
+        ).fetchone()[0]
+    return ids
+
+
+def _link_run(conn, source: str, target: str, accepted: list[tuple[int, int]], tag: str = "") -> int:
+    """A stored link run whose accepted pairs are `accepted` (as `link` stores one)."""
+    source_id, target_id = ensure_catalog(conn, source), ensure_catalog(conn, target)
+    run_id = replace_run(conn, "link", source_id, target_id, None, {"k": 5, "tag": tag})
+    s, t = (np.array(x, dtype=np.int64) for x in zip(*accepted, strict=True))
+    pairs = CandidatePairs(s, t, np.ones(len(s), np.float32), {"accepted": np.ones(len(s), bool)})
+    pairs.ranks = np.ones(len(s), np.int64)
+    store_pairs(conn, run_id, pairs)
+    conn.commit()
+    return run_id
+
+
+def _dedupe_run(conn, catalog: str, centre: int, members: list[int]) -> int:
+    run_id = replace_run(conn, "dedupe", ensure_catalog(conn, catalog), None, None, {"threshold": 0.9})
+    for product_id in [centre, *members]:
+        conn.execute(
+            "INSERT INTO prodmatch.duplicate_clusters (run_id, cluster_id, product_id, is_centre) VALUES (%s, 1, %s, %s)",
+            (run_id, product_id, product_id == centre),
+        )
+    conn.commit()
+    return run_id
+
+
+def _clusters(conn) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for cluster_id, catalog, external_id in conn.execute(
+        "SELECT cluster_id, catalog, external_id FROM prodmatch.clusters_v"
+    ):
+        out.setdefault(cluster_id, set()).add(f"{catalog}:{external_id}")
+    conn.commit()
+    return out
+
+
+@pytest.fixture
+def shops(conn):
+    """Three shops; kettle and lamp sold in several, a kettle listed twice in shop b."""
+    a = _products(conn, "a", ("kettle", 30.0), ("lamp", 20.0), ("mug", 5.0))
+    b = _products(conn, "b", ("kettle", 28.5), ("kettle-2", 29.0), ("lamp", 22.0), ("mug", 6.0))
+    c = _products(conn, "c", ("kettle", 31.0), ("lamp", 19.5))
+    conn.commit()
+    return a, b, c
+
+
+def test_build_joins_link_runs_across_catalogues_and_dedupe_runs_inside_one(conn, shops):
+    a, b, c = shops
+    _link_run(conn, "a", "b", [(a["kettle"], b["kettle"]), (a["lamp"], b["lamp"])])
+    _link_run(conn, "c", "b", [(c["kettle"], b["kettle"])])
+    _dedupe_run(conn, "b", b["kettle"], [b["kettle-2"]])
+    built = build_clusters(conn)
+    assert (built.clusters, built.products, built.largest, built.created) == (2, 6, 4, 2)
+    clusters = sorted(_clusters(conn).values(), key=len)
+    assert clusters == [{"a:lamp", "b:lamp"}, {"a:kettle", "b:kettle", "b:kettle-2", "c:kettle"}]
+    sizes = conn.execute(
+        "SELECT DISTINCT cluster_size, catalogs FROM prodmatch.clusters_v ORDER BY 1"
+    ).fetchall()
+    assert sizes == [(2, 2), (4, 3)]
+
+
+def test_ids_survive_a_rebuild_a_join_a_merge_and_a_split(conn, shops):
+    a, b, c = shops
+    _link_run(conn, "a", "b", [(a["kettle"], b["kettle"]), (a["lamp"], b["lamp"])])
+    _link_run(conn, "c", "b", [(c["lamp"], b["mug"])])
+    build_clusters(conn)
+    ids = {frozenset(m): i for i, m in _clusters(conn).items()}
+    kettle, lamp, mug = (
+        ids[frozenset(x)] for x in ({"a:kettle", "b:kettle"}, {"a:lamp", "b:lamp"}, {"c:lamp", "b:mug"})
+    )
+    assert build_clusters(conn).kept == 3 and _clusters(conn).keys() == {kettle, lamp, mug}  # nothing changed
+
+    # a newer c -> b run: c's kettle joins the kettle, and c's lamp now joins the lamp with b's mug (a merge)
+    _link_run(
+        conn, "c", "b", [(c["kettle"], b["kettle"]), (c["lamp"], b["lamp"]), (c["lamp"], b["mug"])], tag="2"
+    )
+    merged = build_clusters(conn)
+    assert merged.retired == 1 and merged.created == 0
+    clusters = _clusters(conn)
+    assert clusters[kettle] == {"a:kettle", "b:kettle", "c:kettle"}
+    assert clusters[min(lamp, mug)] == {"a:lamp", "b:lamp", "c:lamp", "b:mug"} and len(clusters) == 2
+
+    # an even newer a -> b run takes a's lamp away: the lamp cluster splits, the id stays with the larger part
+    _link_run(conn, "a", "b", [(a["kettle"], b["kettle"]), (a["mug"], b["mug"])], tag="3")
+    build_clusters(conn)
+    clusters = _clusters(conn)
+    assert clusters[kettle] == {"a:kettle", "b:kettle", "c:kettle"}
+    assert clusters[min(lamp, mug)] == {"b:lamp", "c:lamp", "b:mug", "a:mug"}
+    assert len(clusters) == 2  # a:lamp is now alone: in no cluster
+
+
+def test_chosen_runs_and_an_unknown_run(conn, shops):
+    a, b, c = shops
+    first = _link_run(conn, "a", "b", [(a["kettle"], b["kettle"])])
+    _link_run(conn, "a", "b", [(a["lamp"], b["lamp"])], tag="newer")
+    assert list(_clusters(conn).values()) == []
+    build_clusters(conn)
+    assert list(_clusters(conn).values()) == [{"a:lamp", "b:lamp"}]  # default: the newest a -> b run only
+    chosen = build_clusters(conn, [first])
+    assert chosen.runs == [first] and list(_clusters(conn).values()) == [{"a:kettle", "b:kettle"}]
+    with pytest.raises(Exception, match="no match run 999"):
+        build_clusters(conn, [first, 999])
+
+
+def test_offers_of_lists_every_offer_with_prices_and_shops(conn, shops):
+    a, b, c = shops
+    _link_run(conn, "a", "b", [(a["kettle"], b["kettle"])])
+    _link_run(conn, "c", "b", [(c["kettle"], b["kettle"])])
+    build_clusters(conn)
+    rows = conn.execute(
+        "SELECT offer_catalog, offer_external_id, price, is_query FROM prodmatch.offers_of('c', 'kettle')"
+    ).fetchall()
+    assert [(r[0], r[1], float(r[2]), r[3]) for r in rows] == [
+        ("c", "kettle", 31.0, True),  # the product asked for first, then cheapest first
+        ("b", "kettle", 28.5, False),
+        ("a", "kettle", 30.0, False),
+    ]
+    alone = offers_of(conn, "a:mug")
+    assert alone.cluster_id is None and [o.external_id for o in alone.offers] == ["mug"]
+    with pytest.raises(Exception, match="no product a:nothing"):
+        offers_of(conn, "a:nothing")
+    example = (REPO / "sql" / "examples" / "08_offers_of_a_product.sql").read_text()
+    shown = conn.execute(example).fetchall()
+    conn.commit()
+    assert len(shown) == 3 and {r[1] for r in shown} == {"a", "b", "c"}
+
+
+def test_cli_clusters_build_and_show(settings, conn, shops):
+    a, b, c = shops
+    run = _link_run(conn, "a", "b", [(a["kettle"], b["kettle"]), (a["lamp"], b["lamp"])])
+    base = ["--database-url", settings.database_url]
+    runner = CliRunner()
+    built = runner.invoke(main, [*base, "clusters", "build", "--run", str(run), "--json"])
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout)["clusters"] == 2 and json.loads(built.stdout)["runs"] == [run]
+    shown = runner.invoke(main, [*base, "clusters", "show", "b:kettle"])
+    assert shown.exit_code == 0 and "2 offers in 2 catalogues" in shown.output and "a:kettle" in shown.output
+    as_json = json.loads(runner.invoke(main, [*base, "clusters", "show", "a:lamp", "--json"]).stdout)
+    assert {o["catalog"] for o in as_json["offers"]} == {"a", "b"} and as_json["cluster_id"] is not None
+    bad = runner.invoke(main, [*base, "clusters", "show", "kettle"])
+    assert bad.exit_code == 1 and "CATALOG:EXTERNAL_ID" in bad.output
+    unknown = runner.invoke(main, [*base, "clusters", "build", "--run", "424242"])
+    assert unknown.exit_code == 1 and "no match run 424242" in unknown.output
+
+
+def test_a_hundred_thousand_products_cluster_and_keep_their_ids_in_well_under_seconds():
+    rng = np.random.default_rng(0)
+    before = connected_clusters(rng.integers(1, 100_001, 80_000), rng.integers(1, 100_001, 80_000))
+    left, right = rng.integers(1, 100_001, 80_000), rng.integers(1, 100_001, 80_000)
+    started = time.perf_counter()
+    products, components = connected_clusters(left, right)
+    carried, retired = carry_ids(products, components, before[0], before[1] + 1)
+    assert time.perf_counter() - started < 5.0
+    assert len(products) > 50_000 and len(carried) == components.max() + 1
+    assert len(np.unique(carried[carried >= 0])) == (carried >= 0).sum()  # an id goes to one cluster at most
