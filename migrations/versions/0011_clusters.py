@@ -49,7 +49,11 @@ def upgrade() -> None:
         schema="prodmatch",
     )
     op.create_index(
-        "product_clusters_cluster_id_idx", "product_clusters", ["cluster_id"], unique=False, schema="prodmatch"
+        "product_clusters_cluster_id_idx",
+        "product_clusters",
+        ["cluster_id"],
+        unique=False,
+        schema="prodmatch",
     )
     op.create_table(
         "cluster_builds",
