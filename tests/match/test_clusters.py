@@ -4,6 +4,7 @@ the `clusters` commands, `link --watch` keeping them, and a source with many tru
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -12,8 +13,11 @@ from builders import REPO
 from click.testing import CliRunner
 
 from prodmatch.cli import main
+from prodmatch.ingest.load import ingest_file
+from prodmatch.match import link
 from prodmatch.match.clusters import build_clusters, carry_ids, connected_clusters, offers_of
 from prodmatch.match.pairs import CandidatePairs
+from prodmatch.match.watch import watch_link
 from prodmatch.store.catalogs import ensure_catalog
 from prodmatch.store.runs import replace_run, store_pairs
 
@@ -229,3 +233,83 @@ def test_a_hundred_thousand_products_cluster_and_keep_their_ids_in_well_under_se
     assert time.perf_counter() - started < 5.0
     assert len(products) > 50_000 and len(carried) == components.max() + 1
     assert len(np.unique(carried[carried >= 0])) == (carried >= 0).sum()  # an id goes to one cluster at most
+
+
+# --- link --watch keeps the clusters ------------------------------------------------------------------------
+
+
+def _wait_for(conn, query: str, params: tuple, watcher: dict, timeout: float = 120.0):
+    """The first row of `query` once it has one (polling; generous for a busy machine), else a failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(query, params).fetchone()
+        conn.commit()
+        if row is not None and row[0] is not None:
+            return row
+        assert watcher.get("error") is None, watcher["error"]
+        assert time.monotonic() < deadline, f"nothing after {timeout} s: {query}"
+        time.sleep(0.2)
+
+
+def test_link_watch_puts_a_new_offer_into_the_cluster_it_joins_and_keeps_the_id(settings, conn, tmp_path):
+    (tmp_path / "shop.csv").write_text(
+        "id,title,brand,price,currency\n"
+        "S1,Philips kettle HD9350 1.7 l,Philips,49,EUR\n"
+        "S2,Sony PS-LX350H turntable,Sony,199,EUR\n"
+        "S3,Bosch cordless drill GSR 18V,Bosch,89,EUR\n"
+    )
+    (tmp_path / "rival.csv").write_text(
+        "id,title,brand,price,currency\n"
+        "R1,Philips HD9350/90 kettle 1.7l,Philips,52,EUR\n"
+        "R2,SONY pslx350h Turntable,SONY,205,EUR\n"
+        "R3,Bosch GSR 18V cordless drill,Bosch,92,EUR\n"
+    )
+    ingest_file(conn, tmp_path / "shop.csv", "shop")
+    ingest_file(conn, tmp_path / "rival.csv", "rival")
+    conn.commit()
+    run = link(conn, "shop", "rival", k=2)
+    build_clusters(conn)
+    kettle = offers_of(conn, "rival:R1")
+    assert {o.external_id for o in kettle.offers} == {"S1", "R1"}
+    watcher: dict = {}
+    stop = threading.Event()
+
+    def follow() -> None:
+        try:
+            watch_link(
+                settings, run.run_id, stop=stop, poll_seconds=0.2, on_pass=lambda p: watcher.update(last=p)
+            )
+        except BaseException as error:  # reported by _wait_for
+            watcher["error"] = error
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "last" not in watcher:  # the first pass (the whole run) is done
+            assert watcher.get("error") is None and time.monotonic() < deadline, watcher
+            time.sleep(0.1)
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, price, currency)"
+            " SELECT catalog_id, 'S9', 'Philips kettle HD9350 1.7 l white', brand, 47, currency"
+            " FROM prodmatch.products WHERE external_id = 'S1'"
+        )
+        conn.commit()
+        (joined,) = _wait_for(
+            conn,
+            "SELECT cluster_id FROM prodmatch.clusters_v WHERE catalog = 'shop' AND external_id = 'S9'",
+            (),
+            watcher,
+        )
+        assert joined == kettle.cluster_id  # the new offer carries the existing cluster's id
+        now = offers_of(conn, "rival:R1")
+        assert now.cluster_id == kettle.cluster_id and {o.external_id for o in now.offers} == {
+            "S1",
+            "S9",
+            "R1",
+        }
+        assert watcher["last"].clusters is not None
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive() and watcher.get("error") is None
