@@ -249,7 +249,7 @@ def _link_with_matcher(
 ) -> LinkResult:
     """Hybrid candidates scored by a learned matcher; see `link`."""
     opened = open_matcher(conn, matcher_name)
-    scorer, registered, row, gather_k = opened.scorer, opened.model, opened.row, opened.depth
+    scorer, registered, row, gather_k = opened.scorer, opened.model, opened.row, opened.depth_for(k)
     bar = tqdm(total=None, unit="product", desc=f"link {source} -> {target}", disable=not progress)
     with bar:
         gathered = gather(conn, source_id, target_id, registered, k=gather_k, advance=bar.update)
@@ -301,7 +301,11 @@ def accept_cosine(pairs: CandidatePairs, threshold: float | None, one_to_one: bo
 
 
 def accept_scored(pairs: CandidatePairs, threshold: float, one_to_one: bool, k: int) -> CandidatePairs:
-    """A matcher run's stored pairs: accepted at the threshold (one-to-one if asked), the top k of each source."""
+    """A matcher run's stored pairs: accepted at the threshold (one-to-one if asked), the top k of each source.
+
+    Without `one_to_one` EVERY pair at or above the threshold is accepted, however many a source or a target has
+    (the many offers of one product); `k` limits only the rejected pairs kept for review, never the accepted.
+    """
     accepted = pairs.score >= threshold
     if one_to_one:
         chosen = np.zeros(len(pairs), dtype=bool)
@@ -380,6 +384,11 @@ class OpenMatcher:
     def depth(self) -> int:
         """The candidate depth (k per candidate source) it was trained on, which linking must gather."""
         return int(self.row.trained_on.get("k") or DEFAULT_K)
+
+    def depth_for(self, k: int) -> int:
+        """The depth a link with `k` gathers: the trained depth, or `k` when deeper, so `--k 20` can accept up to
+        20 offers of a product (each candidate source proposes at most this many targets per source)."""
+        return max(self.depth, k)
 
 
 def open_matcher(conn: psycopg.Connection, name: str) -> OpenMatcher:

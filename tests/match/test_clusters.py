@@ -313,3 +313,88 @@ def test_link_watch_puts_a_new_offer_into_the_cluster_it_joins_and_keeps_the_id(
         stop.set()
         thread.join(timeout=60)
     assert not thread.is_alive() and watcher.get("error") is None
+
+
+# --- many offers per product: link accepts every pair over the matcher's threshold ----------------------------
+
+KETTLES = [
+    "Acme stainless steel electric kettle",
+    "Acme electric kettle stainless steel",
+    "Acme kettle electric stainless steel silver",
+    "Acme stainless electric kettle steel",
+    "Electric kettle Acme stainless steel",
+    "Acme steel electric kettle stainless",
+]
+OTHERS = ["Bosch cordless drill", "Sony turntable black", "Philips desk lamp", "Lego city fire station"]
+
+
+def _lexical_matcher(conn, name: str, depth: int) -> None:
+    """A stored logistic matcher on the lexical similarity alone: a match from about 0.35 on."""
+    from prodmatch.match.scoring import FORMAT, VERSION
+    from prodmatch.store.matchers import save_matcher
+
+    definition = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": name,
+        "kind": "logistic",
+        "feature_names": ["sim:lexical"],
+        "model": {
+            "coefficients": [30.0],
+            "intercept": -10.5,
+            "medians": [0.0],
+            "means": [0.0],
+            "scales": [1.0],
+            "missing_indicators": [],
+        },
+        "calibration": {"method": "platt", "a": 1.0, "b": 0.0},
+        "threshold": 0.5,
+        "metrics": {},
+    }
+    save_matcher(
+        conn,
+        name,
+        None,
+        definition,
+        features=["sim:lexical"],
+        threshold=0.5,
+        metrics={},
+        trained_on={"k": depth},
+    )
+    conn.commit()
+
+
+@pytest.fixture
+def marketplace(conn, tmp_path):
+    """A shop with one kettle and a marketplace where six sellers offer it, beside other products."""
+    (tmp_path / "shop.csv").write_text(
+        "id,title,price\nK,Acme stainless steel electric kettle,30\n"
+        + "".join(f"O{i},{t},10\n" for i, t in enumerate(OTHERS))
+    )
+    (tmp_path / "market.csv").write_text(
+        "id,title,price\n"
+        + "".join(f"K{i},{t},{29 + i}\n" for i, t in enumerate(KETTLES))
+        + "".join(f"X{i},{t},11\n" for i, t in enumerate(OTHERS))
+    )
+    ingest_file(conn, tmp_path / "shop.csv", "shop")
+    ingest_file(conn, tmp_path / "market.csv", "market")
+    conn.commit()
+
+
+@pytest.mark.parametrize(("depth", "k"), [(10, 5), (3, 8)], ids=["trained-depth", "k-deeper-than-trained"])
+def test_a_source_with_six_true_targets_gets_all_six_accepted(conn, marketplace, depth, k):
+    _lexical_matcher(conn, "many", depth)
+    result = link(conn, "shop", "market", matcher="many", k=k)
+    accepted = conn.execute(
+        "SELECT source_external_id, target_external_id FROM prodmatch.matches_v WHERE run_id = %s AND accepted",
+        (result.run_id,),
+    ).fetchall()
+    conn.commit()
+    kettle = sorted(t for s, t in accepted if s == "K")
+    assert kettle == [f"K{i}" for i in range(6)]  # every offer, though k (stored candidates) may be 5
+    assert {(s, t) for s, t in accepted if s != "K"} == {(f"O{i}", f"X{i}") for i in range(len(OTHERS))}
+    one = link(conn, "shop", "market", matcher="many", k=k, one_to_one=True)
+    assert one.accepted == 1 + len(OTHERS)  # one-to-one: one kettle offer
+    build_clusters(conn, [result.run_id])
+    offers = offers_of(conn, "shop:K")
+    assert len(offers.offers) == 7 and offers.offers[0].is_query and offers.offers[1].price == 29.0
