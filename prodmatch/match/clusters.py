@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import psycopg
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from prodmatch.errors import ConfigError
+from prodmatch.match.assign import connected_clusters
 from prodmatch.store.catalogs import parse_product_ref
 from prodmatch.store.runs import (
     CLUSTERS_LOCK,
@@ -190,20 +189,6 @@ def offers_of(conn: psycopg.Connection, ref: str) -> Offers:
 
 
 # --- the arithmetic, pure numpy ----------------------------------------------------------------------------
-
-
-def connected_clusters(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(products, component of each): the connected components of the edges left[i] -- right[i].
-
-    Products are sorted; components are numbered in order of their smallest product.
-    """
-    products = np.unique(np.concatenate([left, right]))
-    if not len(products):
-        return products, np.empty(0, dtype=np.int64)
-    a, b = np.searchsorted(products, left), np.searchsorted(products, right)
-    graph = sp.coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(len(products), len(products)))
-    _, labels = connected_components(graph, directed=False)  # numbered in order of first node: smallest id
-    return products, labels.astype(np.int64)
 
 
 def carry_ids(

@@ -15,9 +15,11 @@ from click.testing import CliRunner
 from prodmatch.cli import main
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match import link
-from prodmatch.match.clusters import build_clusters, carry_ids, connected_clusters, offers_of
+from prodmatch.match.assign import connected_clusters
+from prodmatch.match.clusters import build_clusters, carry_ids, offers_of
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.watch import watch_link
+from prodmatch.quality.matchers import evaluate_matcher
 from prodmatch.store.catalogs import ensure_catalog
 from prodmatch.store.runs import replace_run, store_pairs
 
@@ -398,3 +400,28 @@ def test_a_source_with_six_true_targets_gets_all_six_accepted(conn, marketplace,
     build_clusters(conn, [result.run_id])
     offers = offers_of(conn, "shop:K")
     assert len(offers.offers) == 7 and offers.offers[0].is_query and offers.offers[1].price == 29.0
+
+
+def test_eval_reports_cluster_quality_of_the_matchers_decisions(settings, conn, marketplace, tmp_path):
+    _lexical_matcher(conn, "many", 10)
+    gold = tmp_path / "gold.csv"
+    gold.write_text(
+        "".join(f"shop,K,market,K{i}\n" for i in range(6))
+        + "".join(f"shop,O{i},market,X{i}\n" for i in range(len(OTHERS)))
+    )
+    evaluation = evaluate_matcher(conn, gold, "many", "shop", "market")
+    every, one = evaluation.clusters["all"], evaluation.clusters["1:1"]
+    assert (every.precision, every.recall, every.exact, every.gold_clusters) == (1.0, 1.0, 1.0, 5)
+    assert (
+        one.precision == 1.0 and one.recall < 1.0 and one.exact == pytest.approx(4 / 5)
+    )  # the kettle is split
+    shown = CliRunner().invoke(
+        main,
+        ["--database-url", settings.database_url, "eval", "--gold", str(gold), "--source", "shop"]
+        + ["--target", "market", "--matcher", "many"],
+    )
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "B-cubed precision 1.000, recall 1.000" in shown.output
+        and "100.0% of 5 gold clusters" in shown.output
+    )
