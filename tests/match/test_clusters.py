@@ -139,6 +139,11 @@ def test_build_joins_link_runs_across_catalogues_and_dedupe_runs_inside_one(conn
         "SELECT DISTINCT cluster_size, catalogs FROM prodmatch.clusters_v ORDER BY 1"
     ).fetchall()
     assert sizes == [(2, 2), (4, 3)]
+    sold_in_three = conn.execute(  # docs/sql.md, "Many offers per product"
+        "SELECT cluster_id, min(title) AS title, count(*) AS offers, min(price) AS cheapest, max(price) AS dearest"
+        " FROM prodmatch.clusters_v WHERE catalogs >= 3 GROUP BY cluster_id ORDER BY offers DESC"
+    ).fetchall()
+    assert [(r[2], float(r[3]), float(r[4])) for r in sold_in_three] == [(4, 28.5, 31.0)]
 
 
 def test_ids_survive_a_rebuild_a_join_a_merge_and_a_split(conn, shops):
