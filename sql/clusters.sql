@@ -25,13 +25,13 @@ SELECT pc.cluster_id,
   JOIN prodmatch.clusters cl ON cl.id = pc.cluster_id
   JOIN prodmatch.products p ON p.id = pc.product_id
   JOIN prodmatch.catalogs c ON c.id = p.catalog_id
-  JOIN LATERAL (
-      -- its size and in how many catalogues it is sold
-      SELECT count(*) AS cluster_size, count(DISTINCT mp.catalog_id) AS catalogs
+  JOIN (
+      -- each cluster's size and in how many catalogues it is sold (a filter on cluster_id reaches in here)
+      SELECT m.cluster_id, count(*) AS cluster_size, count(DISTINCT mp.catalog_id) AS catalogs
         FROM prodmatch.product_clusters m
         JOIN prodmatch.products mp ON mp.id = m.product_id
-       WHERE m.cluster_id = pc.cluster_id
-  ) size ON true;
+       GROUP BY m.cluster_id
+  ) size ON size.cluster_id = pc.cluster_id;
 
 -- Every offer of the product CATALOG:EXTERNAL_ID (offer_catalog: the shop selling it): the members of its cluster (the product itself first, then by
 -- price, cheapest first), or the product alone when it is in no cluster. Errors name an unknown catalogue or
@@ -54,10 +54,11 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     wanted bigint;
     wanted_cluster bigint;
+    wanted_catalog bigint := prodmatch.catalog_id(offers_of.catalog);  -- an unknown name raises, naming it
 BEGIN
     SELECT p.id INTO wanted
       FROM prodmatch.products p
-     WHERE p.catalog_id = prodmatch.catalog_id(offers_of.catalog) AND p.external_id = offers_of.external_id;
+     WHERE p.catalog_id = wanted_catalog AND p.external_id = offers_of.external_id;
     IF wanted IS NULL THEN
         RAISE EXCEPTION 'prodmatch: no product %:%', offers_of.catalog, offers_of.external_id
             USING HINT = 'SELECT external_id FROM prodmatch.products WHERE catalog_id = prodmatch.catalog_id(...)';
@@ -76,8 +77,10 @@ BEGIN
            p.image
       FROM prodmatch.products p
       JOIN prodmatch.catalogs c ON c.id = p.catalog_id
-     WHERE p.id = wanted
-        OR p.id IN (SELECT pc.product_id FROM prodmatch.product_clusters pc WHERE pc.cluster_id = wanted_cluster)
+     WHERE p.id = ANY(
+               -- the product, and its cluster's members through product_clusters_cluster_id_idx
+               ARRAY(SELECT pc.product_id FROM prodmatch.product_clusters pc WHERE pc.cluster_id = wanted_cluster)
+               || wanted)
      ORDER BY p.id = wanted DESC, p.price NULLS LAST, c.name, p.external_id;
 END
 $$;
