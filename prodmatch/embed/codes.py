@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from prodmatch.embed.lexical import normalize
+from prodmatch.roles import attribute_role
 
 __all__ = [
     "CODE_ATTRIBUTE_KEYS",
@@ -88,10 +89,10 @@ def extract_codes(product: Mapping[str, object]) -> list[str]:
     """
     codes: list[str] = []
     for key, value in _attributes(product):
-        if key in GTIN_ATTRIBUTE_KEYS:
+        if attribute_role(product, key) == "gtin":
             gtin = normalize_gtin(re.sub(r"[\s-]", "", value))
             codes.extend([GTIN_PREFIX + gtin] if gtin else [])
-        elif key in CODE_ATTRIBUTE_KEYS:
+        elif attribute_role(product, key) == "code":
             codes.extend(_text_codes(value, numbers_are_codes=True))
     codes.extend(_text_codes(_text(product.get("title"))))
     codes.extend(_text_codes(_text(product.get("description"))[:DESCRIPTION_CHARS]))

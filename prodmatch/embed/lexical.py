@@ -39,6 +39,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from prodmatch.roles import reads_lexically
+
 __all__ = [
     "IdfTable",
     "LexicalEncoder",
@@ -439,7 +441,7 @@ def _weighted_fields(product: Mapping[str, object]) -> list[tuple[str, float]]:
     budget = FIELD_CHARS
     for source in sources:
         for key, value in source.items():
-            if budget > 0 and _attribute_key(str(key)) in LEXICAL_ATTRIBUTE_KEYS:
+            if budget > 0 and reads_lexically(product, str(key)):
                 text = _field(value, budget)
                 budget -= len(text)
                 fields.append((text, ATTRIBUTE_WEIGHT))

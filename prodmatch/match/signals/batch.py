@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from prodmatch.match.signals import attributes, brand, codes, text
+from prodmatch.roles import product_roles
 
 Product = Mapping[str, object]
 CodeKind = Callable[[str], str]
@@ -304,7 +305,7 @@ def _code_in_other_text(
 
 
 def _attributes(products: Sequence[Product], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    normalised = [attributes._normalised(p.get("attributes")) for p in products]
+    normalised = [attributes.normalised(p.get("attributes"), product_roles(p)) for p in products]
     has = np.array([bool(a) for a in normalised])
     out = np.full(len(left), np.nan, dtype=np.float32)
     both = np.flatnonzero(has[left] & has[right])

@@ -15,6 +15,7 @@ import numpy as np
 
 from prodmatch.match.signals import attributes, batch, brand, codes, price, text
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
+from prodmatch.roles import ROLES_FIELD
 
 Product = Mapping[str, object]
 
@@ -196,7 +197,7 @@ def per_pair_product_signals(
             _titles_and_descriptions(right),
         ),
         "attribute_agreement": attributes.attribute_agreement(
-            get(left, "attributes"), get(right, "attributes")
+            get(left, "attributes"), get(right, "attributes"), get(left, ROLES_FIELD), get(right, ROLES_FIELD)
         ),
     }
     assert tuple(out) == PRODUCT_FEATURES
