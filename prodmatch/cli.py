@@ -252,6 +252,14 @@ def db_grant_reader(role: str) -> None:
     help="With --prune: refuse to delete more than this share of the catalogue.",
 )
 @click.option("--force", is_flag=True, help="With --prune: delete past --prune-max.")
+@click.option(
+    "--attribute-role",
+    "attribute_roles",
+    multiple=True,
+    metavar="KEY=ROLE",
+    help="Attribute KEY has ROLE (brand, code, gtin, identifying, or none to ignore it) in this catalogue, "
+    "on top of the built-in keys; stored with the catalogue (see 'prodmatch catalog roles'). Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, rejects included.")
 def ingest_command(
     file: Path,
@@ -266,15 +274,22 @@ def ingest_command(
     prune: bool,
     prune_max: float,
     force: bool,
+    attribute_roles: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue.
 
+    Columns beyond the canonical fields become attributes. A row without a brand (no brand column, or an
+    empty one) takes its brand from an attribute whose role is brand (品牌, Marke, Marque, производитель...),
+    as written; values that mean "no brand" (other/其他, 无品牌, n/a, без бренда, Generic) leave it empty.
+
     \b
     Example: prodmatch ingest shop.csv --catalog shop
+             prodmatch ingest haendler.csv --catalog haendler --attribute-role 'Hersteller-Nr=code'
     """
     from prodmatch.ingest.load import ingest_file
     from prodmatch.ingest.sources import IngestOptions
+    from prodmatch.roles import parse_assignment
 
     if delimiter == "\\t" or (delimiter or "").lower() == "tab":
         delimiter = "\t"
@@ -290,6 +305,7 @@ def ingest_command(
         prune_max=prune_max,
         force=force,
         progress=not as_json,
+        attribute_roles=dict(parse_assignment(text) for text in attribute_roles),
     )
     with store.connection(_settings()) as conn:
         result = ingest_file(conn, file, catalog, options)
@@ -302,6 +318,78 @@ def ingest_command(
             click.echo(line, err=True)
     if result.loaded == 0:
         raise click.ClickException(f"{file}: nothing could be loaded")
+
+
+# --- catalogues -------------------------------------------------------------------------------------------
+
+
+@main.group("catalog")
+def catalog_group() -> None:
+    """List catalogues and set which attribute keys carry a brand, a code, a GTIN or an identifying value."""
+
+
+@catalog_group.command("list")
+@json_option
+def catalog_list(as_json: bool) -> None:
+    """Every catalogue with its product count and the attribute roles it sets itself."""
+    from prodmatch.store.catalogs import list_catalogs
+
+    with store.connection(_settings()) as conn:
+        _show(list_catalogs(conn), as_json)
+
+
+@catalog_group.command("roles")
+@click.argument("name")
+@click.option(
+    "--set",
+    "assign",
+    multiple=True,
+    metavar="KEY=ROLE",
+    help="Attribute KEY has ROLE (brand, code, gtin, identifying; none: ignore a built-in key). Repeatable.",
+)
+@click.option("--unset", multiple=True, metavar="KEY", help="Back to KEY's built-in role. Repeatable.")
+@click.option(
+    "--learn-from",
+    metavar="TARGET",
+    help="Suggest roles from the likely matches between NAME and catalogue TARGET, with the evidence.",
+)
+@click.option("--apply", is_flag=True, help="With --learn-from: store the suggestions with both catalogues.")
+@json_option
+def catalog_roles_command(
+    name: str,
+    assign: tuple[str, ...],
+    unset: tuple[str, ...],
+    learn_from: str | None,
+    apply: bool,
+    as_json: bool,
+) -> None:
+    """Show (or change) the attribute roles of catalogue NAME: each key its products fill in, how many, its
+    built-in role and the catalogue's own.
+
+    Roles: brand (品牌, Marke, Marque, бренд...), code (model number, MPN, article, SKU: 货号, Artikelnummer,
+    Référence, артикул...), gtin (EAN/UPC/ISBN), identifying (colour, size, material, capacity, weight...),
+    none (noise: season, sales channel, URLs, stock). Keys compare case-, accent-, space- and
+    punctuation-blind. Matching, codes and the lexical space read attributes by role; changing roles makes the
+    catalogue's lexical rows stale (redone at the next embed or link).
+
+    \b
+    Examples: prodmatch catalog roles haendler --set 'Hersteller-Nr=code' --set 'Saison=none'
+              prodmatch catalog roles haendler --learn-from shop --apply
+    """
+    from prodmatch.roles import parse_assignment
+    from prodmatch.store.catalogs import catalog_roles, set_attribute_roles
+
+    if apply and not learn_from:
+        raise click.UsageError("--apply goes with --learn-from")
+    with store.connection(_settings()) as conn:
+        if learn_from:
+            from prodmatch.match.learn_roles import learn_roles
+
+            _show(learn_roles(conn, name, learn_from, apply=apply), as_json)
+            return
+        if assign or unset:
+            set_attribute_roles(conn, name, dict(parse_assignment(text) for text in assign), unset)
+        _show(catalog_roles(conn, name), as_json)
 
 
 # --- models -----------------------------------------------------------------------------------------------
