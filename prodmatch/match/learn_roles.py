@@ -5,10 +5,11 @@ product's best lexical candidate when the two are each other's best (mutual) and
 by `MARGIN`. For every pair of attribute keys (one per catalogue) this counts how often their values are equal on
 those pairs, against how often they would be equal on random pairs (the collision probability of the two value
 distributions over all products). Keys that agree far more often than chance (`MIN_LIFT`) and often enough
-(`MIN_AGREEMENT`), on keys with many distinct values (`MIN_DISTINCT`), are suggested: as ``brand`` when their
-values equal the other side's brand field, as ``gtin`` when they are GTINs, as ``code`` when nearly every product
-has its own value, as ``identifying`` otherwise. `apply` stores the suggestions that change a role with both
-catalogues (`prodmatch.store.catalogs.set_attribute_roles`). Neighbours: `prodmatch.roles` (the roles),
+(`MIN_AGREEMENT`), on keys with many distinct values (`MIN_DISTINCT`), are suggested. A key that already has
+a role (built in or the catalogue's) on one side keeps it; otherwise the suggestion is ``brand`` when the values
+equal the other side's brand field, ``gtin`` when they are GTINs, ``code`` when nearly every product has its own
+value, ``identifying`` otherwise. `apply` stores the suggestions that change a role with the catalogue(s) whose
+key lacks it (`prodmatch.store.catalogs.set_attribute_roles`). Neighbours: `prodmatch.roles` (the roles),
 `prodmatch.match.hybrid.lexical_candidates` (the candidates).
 """
 
@@ -33,8 +34,8 @@ MARGIN = 0.05  # the best lexical candidate beats the second by this much cosine
 MAX_PAIRS = 5000  # likely matches examined (a sample when there are more)
 MIN_PAIRS = 5  # likely matches where both keys are filled in
 MIN_AGREEMENT = 0.4  # share of those pairs with equal values
-MIN_LIFT = 4.0  # agreement on likely matches / agreement on random pairs
-MIN_DISTINCT = 5  # distinct values of the key in each catalogue
+MIN_LIFT = 5.0  # agreement on likely matches / agreement on random pairs
+MIN_DISTINCT = 10  # distinct values of the key in each catalogue
 CODE_DISTINCT_SHARE = 0.3  # distinct values / products that fill the key, from which a key is a code
 BRAND_SHARE = 0.5  # share of likely matches where the value equals the other side's brand field
 
@@ -103,12 +104,12 @@ class LearnedRoles:
             mark = "" if e.suggested else "  (below thresholds)"
             lines.append(
                 f"  {e.source_key:<20} {e.target_key:<20} {e.role:<12} {e.pairs:>6} {e.agreement:>6.2f}"
-                f" {e.random_agreement:>7.3f} {min(e.lift, 9999):>6.0f} {e.source_distinct:>6}/{e.target_distinct:<6}"
+                f" {e.random_agreement:>7.3f} {min(e.lift, 9999):>6.1f} {e.source_distinct:>6}/{e.target_distinct:<6}"
                 f"  {now}{mark}"
             )
         changes = [e for e in self.evidence if e.changes]
         if self.applied:
-            lines.append(f"  stored {len(changes)} role(s) with both catalogues")
+            lines.append(f"  stored {len(changes)} role(s) with the catalogue(s) whose key lacked it")
         elif changes:
             lines.append(
                 f"  {len(changes)} suggestion(s) change a role: --apply stores them with both catalogues"
@@ -132,9 +133,12 @@ def learn_roles(
     evidence = _evidence(pairs, source_products, target_products, source_roles, target_roles)
     if apply:
         changes = [e for e in evidence if e.changes]
-        if changes:
-            set_attribute_roles(conn, source_id, {e.source_key: e.role for e in changes})
-            set_attribute_roles(conn, target_id, {e.target_key: e.role for e in changes})
+        source_changes = {e.source_key: e.role for e in changes if e.source_role != e.role}
+        target_changes = {e.target_key: e.role for e in changes if e.target_role != e.role}
+        if source_changes:
+            set_attribute_roles(conn, source_id, source_changes)
+        if target_changes:
+            set_attribute_roles(conn, target_id, target_changes)
     return LearnedRoles(source, target, len(pairs), evidence, apply)
 
 
@@ -221,7 +225,8 @@ def _evidence(
         s_role, t_role = roles.role_of(ks, source_roles), roles.role_of(kt, target_roles)
         if _switched_off(ks, source_roles) or _switched_off(kt, target_roles):
             continue
-        role = _role(ks, kt, s_counts, t_counts, brand_equal, brand_seen)
+        # a key that has a role keeps it; the data decides for keys that have none
+        role = s_role or t_role or _role(ks, kt, s_counts, t_counts, brand_equal, brand_seen)
         s_distinct, t_distinct = len(s_counts[ks]), len(t_counts[kt])
         suggested = (
             agreement >= MIN_AGREEMENT

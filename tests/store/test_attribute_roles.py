@@ -123,9 +123,7 @@ def test_lexical_space_and_codes_read_attributes_by_role():
     text = lexical_text(product)
     assert "F9943" in text and "黑色" in text and "2018" not in text and "HX-77" not in text
     assert extract_codes(product) == ["F9943"]
-    overridden = roles.with_roles(
-        dict(product), roles.normalize_roles({"Teile-ID": "code", "货号": "none"})
-    )
+    overridden = roles.with_roles(dict(product), roles.normalize_roles({"Teile-ID": "code", "货号": "none"}))
     assert extract_codes(overridden) == ["HX77"]
     assert "HX-77" in lexical_text(overridden) and "F9943" not in lexical_text(overridden)
     assert LexicalEncoder().terms(overridden) != LexicalEncoder().terms(product)
@@ -177,8 +175,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def test_catalogue_roles_are_stored_shown_and_make_lexical_rows_stale(conn, tmp_path: Path):
     rows = [
-        {"id": str(i), "title": f"Wanderschuh {i}", "Teile-ID": f"HX-{i}7", "Farbe": "rot"}
-        for i in range(6)
+        {"id": str(i), "title": f"Wanderschuh {i}", "Teile-ID": f"HX-{i}7", "Farbe": "rot"} for i in range(6)
     ]
     ingest_file(conn, write_jsonl(tmp_path / "h.jsonl", rows), "haendler")
     ingest_file(conn, write_jsonl(tmp_path / "s.jsonl", [{"id": "1", "title": "x"}]), "shop")
