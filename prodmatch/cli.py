@@ -258,7 +258,8 @@ def db_grant_reader(role: str) -> None:
     multiple=True,
     metavar="KEY=ROLE",
     help="Attribute KEY has ROLE (brand, code, gtin, identifying, or none to ignore it) in this catalogue, "
-    "on top of the built-in keys; stored with the catalogue (see 'prodmatch catalog roles'). Repeatable.",
+    "on top of the built-in keys (English, Russian, Chinese, German, French, Spanish, Italian, Portuguese, "
+    "Japanese); stored with the catalogue (see 'prodmatch catalog roles'). Repeatable.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, rejects included.")
 def ingest_command(
@@ -285,7 +286,7 @@ def ingest_command(
 
     \b
     Example: prodmatch ingest shop.csv --catalog shop
-             prodmatch ingest haendler.csv --catalog haendler --attribute-role 'Hersteller-Nr=code'
+             prodmatch ingest haendler.csv --catalog haendler --attribute-role 'Teile-ID=code'
     """
     from prodmatch.ingest.load import ingest_file
     from prodmatch.ingest.sources import IngestOptions
@@ -331,7 +332,11 @@ def catalog_group() -> None:
 @catalog_group.command("list")
 @json_option
 def catalog_list(as_json: bool) -> None:
-    """Every catalogue with its product count and the attribute roles it sets itself."""
+    """Every catalogue with its product count and the attribute roles it sets itself.
+
+    \b
+    Example: prodmatch catalog list --json
+    """
     from prodmatch.store.catalogs import list_catalogs
 
     with store.connection(_settings()) as conn:
@@ -373,8 +378,8 @@ def catalog_roles_command(
     catalogue's lexical rows stale (redone at the next embed or link).
 
     \b
-    Examples: prodmatch catalog roles haendler --set 'Hersteller-Nr=code' --set 'Saison=none'
-              prodmatch catalog roles haendler --learn-from shop --apply
+    Example: prodmatch catalog roles haendler --set 'Teile-ID=code' --set 'Saison=none'
+             prodmatch catalog roles haendler --learn-from shop --apply
     """
     from prodmatch.roles import parse_assignment
     from prodmatch.store.catalogs import catalog_roles, set_attribute_roles
