@@ -244,8 +244,9 @@ def normalize(text: str) -> str:
         text = _UNIT_RE.sub(_unit_replacement, text.casefold())
         return " ".join(_TOKEN_RE.findall(text))
     text = split_glued(text).casefold()
-    text = _UNSPACED_UNIT_RE.sub(_unspaced_unit_replacement, text)
-    text = _UNSPACED_RUN_RE.sub(r" \g<0> ", text)
+    if _UNSPACED_RUN_RE.search(text):
+        text = _UNSPACED_UNIT_RE.sub(_unspaced_unit_replacement, text)
+        text = _UNSPACED_RUN_RE.sub(r" \g<0> ", text)
     text = _UNIT_RE.sub(_unit_replacement, text)
     text = _strip_marks(text.translate(_TRANSLITERATE))
     return " ".join(_WORD_RE.findall(text))
