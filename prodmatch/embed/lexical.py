@@ -1,8 +1,8 @@
 """The lexical space: a product's text as a sparse vector of hashed terms, weighted by IDF, no neural model.
 
 A product's text (brand, title, code-like attributes, category, the start of its description) is normalised
-(`normalize`: NFKC, casefold, Cyrillic transliterated to Latin, units written one way, punctuation dropped) and
-turned into a bag of hashed terms in three namespaces:
+(`normalize`: NFKC, casefold, Cyrillic transliterated to Latin, units written one way in any script, combining
+marks and punctuation dropped) and turned into a bag of hashed terms in three namespaces:
 
 * ``g``: character 3..5-grams of each word with boundary marks (``<ps``, ``x350h>``), computed on a
   phonetically folded spelling (``ph``->``f``, ``c``/``q``->``k``, ``y``/``j``->``i``, doubled letters once), so
@@ -10,6 +10,15 @@ turned into a bag of hashed terms in three namespaces:
 * ``w``: whole words as written (after normalisation), exact and so more telling than any one n-gram;
 * ``c``: code tokens: runs of up to four adjacent words glued without separators when the result mixes letters
   and digits (``ps lx 350 h`` -> ``pslx350h``), so every spelling of a model number yields the same term.
+
+Any script: Latin and Cyrillic words get all three; other alphabets (Greek, Arabic, Hebrew, Devanagari...) are
+words like any other (their n-grams unfolded). A run of a script written without spaces (Han, Hiragana /
+Katakana, Hangul, Thai, Lao, Khmer, Myanmar) has no words to cut, so it gives its characters as ``g`` terms and
+its character bigrams as ``w`` terms (`unspaced_terms`): on the Chinese development set (EMBer Taobao shoes)
+that beat bigrams alone, unigrams as words and added trigrams. Latin codes inside such a run stay codes
+("耐克AirMax270男鞋" -> 耐克 / airmax270 / 男鞋), Chinese units after a number are the canonical unit tokens
+("30厘米" = "30cm", "42码" -> "42size"), and words glued at a change of script or of Cyrillic case are split
+(`split_glued`: "поверхностейBath" -> поверхностей / bath). ASCII text takes the old path unchanged.
 
 Bags are word-order free. Whole words count twice and code terms three times as much as one n-gram (an exact
 word or code is stronger evidence than a shared fragment). Fields are weighted as if repeated (title and brand
