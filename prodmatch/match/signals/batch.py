@@ -7,7 +7,8 @@ tokens, numbers, codes and normalised brand once; then set overlaps as row produ
 (exact integer counts, so Jaccard and containment come out bit-identical); signals that depend on a few distinct
 values (brands, measured numbers) once per distinct combination; and the rest (substring tests) as short Python
 loops over only the pairs that need them. Pairs are processed in chunks, so memory stays bounded by the products
-and one chunk, not by all pairs times all signals.
+and one chunk, not by all pairs times all signals. Tokens, numbers and measures come from `text`'s own
+functions, so titles in any script (Chinese character bigrams, glued Russian words) get the same values here.
 """
 
 from __future__ import annotations
