@@ -147,14 +147,21 @@ class Encoder:
     def tokenize(self, texts: list[str], device: torch.device | None = None) -> dict[str, torch.Tensor]:
         """The text tower's inputs for `texts`, on `device` (default: the encoder's), as embedding makes them.
 
-        Padded to the longest text, or to the model's fixed length for SigLIP; truncated to what the model takes.
+        Padded to the longest text, or for SigLIP and SigLIP 2 lower-cased and padded to the model's fixed length;
+        truncated to what the model takes.
         Fine-tuning uses this too, so that it trains on exactly the tokens embedding produces.
         """
-        padding = "max_length" if self._family in _FIXED_LENGTH_FAMILIES else "longest"
+        if self._family in _FIXED_LENGTH_FAMILIES:
+            # As SigLIP was trained: lower-cased (SigLIP 2's Gemma tokenizer does not do it itself, and its text
+            # tower reads cased text worse), padded at the end to the fixed length (Gemma's class pads on the left).
+            texts, padding, side = [text.lower() for text in texts], "max_length", "right"
+        else:
+            texts, padding, side = list(texts), "longest", None
         with self._tokenizer_lock:
             tokens = self._tokenizer(
-                list(texts),
+                texts,
                 padding=padding,
+                padding_side=side,
                 truncation=True,
                 max_length=self._max_text_tokens,
                 return_tensors="pt",

@@ -17,12 +17,18 @@ from prodmatch.embed.encoders import Encoder, resolve_precision
 from prodmatch.errors import ConfigError, ModelLoadError
 from prodmatch.hardware import resolve_device
 
-FAMILIES = {"clip": ("tiny_clip_dir", 77), "siglip": ("tiny_siglip_dir", 64)}
+# Each tiny model: its fixture, the family its config names (SigLIP 2's fixed-resolution checkpoints are SigLIP
+# models with a Gemma tokenizer) and the text positions it takes.
+MODELS = {
+    "clip": ("tiny_clip_dir", "clip", 77),
+    "siglip": ("tiny_siglip_dir", "siglip", 64),
+    "siglip2": ("tiny_siglip2_dir", "siglip", 64),
+}
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
+@pytest.fixture(scope="module", params=sorted(MODELS))
 def encoder(request) -> Encoder:
-    directory = request.getfixturevalue(FAMILIES[request.param][0])
+    directory = request.getfixturevalue(MODELS[request.param][0])
     return Encoder.load(str(directory), precision="fp32")
 
 
@@ -46,11 +52,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_info_describes_the_model(encoder):
-    family = encoder.info.family
-    assert family in FAMILIES
+def test_info_describes_the_model(encoder, request):
+    _, family, positions = MODELS[request.node.callspec.params["encoder"]]
+    assert encoder.info.family == family
     assert encoder.info.dimension == 32
-    assert encoder.info.max_text_tokens == FAMILIES[family][1]
+    assert encoder.info.max_text_tokens == positions
     assert encoder.info.revision is None
     assert encoder.precision == "fp32"
     assert encoder.device == torch.device("cpu")
