@@ -41,6 +41,15 @@ def tiny_siglip2_dir(tmp_path_factory) -> Path:
     return build_siglip2(tmp_path_factory.mktemp("models") / "tiny-siglip2", size="tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_siglip2_naflex_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight SigLIP 2 NaFlex checkpoint directory, laid out like google/siglip2-base-patch16-naflex
+    (model_type "siglip2": each image keeps its aspect ratio, up to 16 patches of 8x8); the same tokenizer."""
+    return build_siglip2(
+        tmp_path_factory.mktemp("models") / "tiny-siglip2-naflex", size="tiny-naflex", seed=0
+    )
+
+
 @pytest.fixture
 def clip_model(settings, tiny_clip_dir):
     """The tiny CLIP registered as model "clip" (fp32) in the test's database."""

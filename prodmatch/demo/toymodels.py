@@ -27,6 +27,10 @@ from transformers import (
     CLIPProcessor,
     CLIPTokenizer,
     GemmaTokenizer,
+    Siglip2Config,
+    Siglip2ImageProcessorPil,
+    Siglip2Model,
+    Siglip2Processor,
     SiglipConfig,
     SiglipImageProcessorPil,
     SiglipModel,
@@ -39,7 +43,7 @@ from prodmatch.errors import ConfigError
 
 CLIP_SIZES = ("tiny", "vit-b-32")
 SIGLIP_SIZES = ("tiny",)
-SIGLIP2_SIZES = ("tiny", "base-patch16-224", "base-patch16-256")
+SIGLIP2_SIZES = ("tiny", "tiny-naflex", "base-patch16-224", "base-patch16-256", "base-patch16-naflex")
 
 CLIP_TEXT_POSITIONS = 77
 SIGLIP_TEXT_POSITIONS = 64
@@ -59,10 +63,12 @@ _CHINESE = (
     "运动跑步休闲正品官方旗舰店限量版高低长短宽窄厚薄轻重快慢温冷热防滑透气保修"
 )
 
-# SigLIP 2 checkpoints' shapes: the vision tower's image side for each real size (both are ViT-B/16 towers with
-# Gemma's 256k vocabulary and 64 text positions: SiglipConfig's defaults otherwise).
+# SigLIP 2 checkpoints' shapes: the vision tower's image side for each real fixed-resolution size (ViT-B/16
+# towers with Gemma's 256k vocabulary and 64 text positions: SiglipConfig's defaults otherwise). The NaFlex
+# checkpoint has the same towers, fed up to 256 patches of 16x16 at each image's own aspect ratio.
 _SIGLIP2_IMAGE_SIDES = {"base-patch16-224": 224, "base-patch16-256": 256}
 _GEMMA_VOCAB = 256_000
+_TINY_NAFLEX = {"patch_size": 8, "num_patches": 16}  # up to 16 patches of 8x8: a 32x32 square, as "tiny"
 
 # Tower shapes. "tiny" is a few hundred KB and runs in milliseconds; "vit-b-32" is CLIPConfig's defaults, i.e.
 # exactly openai/clip-vit-base-patch32 (151 M parameters, about 600 MB in float32).
@@ -140,8 +146,12 @@ def build_siglip2(path: Path, *, size: str = "tiny", seed: int = 0) -> Path:
     "GemmaTokenizer": byte-fallback BPE, no BOS, an EOS at the end, text cut at 64 tokens). `size` is "tiny"
     (2 layers of width 32, 32x32 images, 32-dimensional vectors) or "base-patch16-224" / "base-patch16-256" (the
     real ViT-B/16 towers and 256k vocabulary: 768-dimensional vectors, about 1.5 GB in float32; for timing).
+    "tiny-naflex" and "base-patch16-naflex" are laid out like google/siglip2-base-patch16-naflex instead: a
+    SigLIP 2 model (model_type "siglip2") whose image processor keeps each image's aspect ratio (NaFlex).
     """
     _check_size(size, SIGLIP2_SIZES, "SigLIP 2")
+    if size.endswith("naflex"):
+        return _build_siglip2_naflex(Path(path), size, seed)
     path = Path(path)
     tokenizer = _gemma_tokenizer()
     special_ids = {
@@ -175,6 +185,29 @@ def build_siglip2(path: Path, *, size: str = "tiny", seed: int = 0) -> Path:
     return _save(path, model, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer))
 
 
+def _build_siglip2_naflex(path: Path, size: str, seed: int) -> Path:
+    tokenizer = _gemma_tokenizer()
+    text = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    if size == "tiny-naflex":
+        text.update(_TINY_TOWER, vocab_size=len(tokenizer), max_position_embeddings=SIGLIP_TEXT_POSITIONS)
+        vision = {**_TINY_TOWER, **_TINY_NAFLEX}
+    else:
+        text["vocab_size"] = _GEMMA_VOCAB
+        vision = {"patch_size": 16, "num_patches": 256}
+    config = Siglip2Config(text_config=text, vision_config=vision)
+    image_processor = Siglip2ImageProcessorPil(
+        patch_size=vision["patch_size"], max_num_patches=vision["num_patches"]
+    )
+    model = _seeded(Siglip2Model, config, seed)
+    if size == "tiny-naflex":
+        _sharpen_text_attention(model)
+    return _save(path, model, Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer))
+
+
 def _check_size(size: str, sizes: tuple[str, ...], family: str) -> None:
     if size not in sizes:
         raise ConfigError(f"unknown toy {family} size {size!r}; choose one of: {', '.join(sizes)}")
@@ -188,7 +221,7 @@ def _seeded(model_class: type, config: object, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
-def _sharpen_text_attention(model: SiglipModel, factor: float = 3.0) -> None:
+def _sharpen_text_attention(model: SiglipModel | Siglip2Model, factor: float = 3.0) -> None:
     """Scale the text tower's query and key projections so that different texts get clearly different vectors.
 
     SigLIP pools the last position of text padded to 64 tokens. At random initialisation attention is nearly

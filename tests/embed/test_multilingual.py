@@ -1,9 +1,11 @@
-"""A multilingual model (SigLIP 2, random weights, real architecture): Russian and Chinese text, images, fused
-vectors, the worker and similar() in PostgreSQL, and the `multilingual` alias."""
+"""A multilingual model (SigLIP 2, random weights, real architecture, in both its fixed-resolution and NaFlex
+forms): Russian and Chinese text, images, fused vectors, the worker and similar() in PostgreSQL, and the
+`multilingual` alias."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +27,25 @@ RUSSIAN = ["Кроссовки беговые мужские, чёрные", "Ч
 CHINESE = ["男款跑步运动鞋 黑色", "手机壳 红色 透明", "不锈钢电热水壶 1.7升"]
 
 
+# Each form: its fixture, the model_type its config names and the tokenizer class AutoProcessor loads.
+FORMS = {
+    "fixed": ("tiny_siglip2_dir", "siglip", "GemmaTokenizer"),  # google/siglip2-base-patch16-224, -256, ...
+    "naflex": (
+        "tiny_siglip2_naflex_dir",
+        "siglip2",
+        "Siglip2Tokenizer",
+    ),  # google/siglip2-base-patch16-naflex
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FORMS))
+def siglip2_dir(request) -> Path:
+    return request.getfixturevalue(FORMS[request.param][0])
+
+
 @pytest.fixture(scope="module")
-def encoder(tiny_siglip2_dir) -> Encoder:
-    return Encoder.load(str(tiny_siglip2_dir), precision="fp32")
+def encoder(siglip2_dir) -> Encoder:
+    return Encoder.load(str(siglip2_dir), precision="fp32")
 
 
 def cosine(a, b) -> float:
@@ -41,13 +59,16 @@ def photo(seed: int, size=(64, 48)) -> Image.Image:
     )
 
 
-def test_checkpoint_loads_as_the_real_siglip2_does(tiny_siglip2_dir):
-    config = AutoConfig.from_pretrained(tiny_siglip2_dir)
-    assert config.model_type == "siglip"  # google/siglip2-base-patch16-224/-256 are SigLIP models
-    saved = json.loads((tiny_siglip2_dir / "tokenizer_config.json").read_text())
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_checkpoint_loads_as_the_real_siglip2_does(form, request):
+    fixture, model_type, tokenizer_class = FORMS[form]
+    directory = request.getfixturevalue(fixture)
+    assert AutoConfig.from_pretrained(directory).model_type == model_type
+    # Both forms ship a tokenizer_config naming GemmaTokenizer; transformers reads NaFlex's as Siglip2Tokenizer.
+    saved = json.loads((directory / "tokenizer_config.json").read_text())
     assert saved["tokenizer_class"] == "GemmaTokenizer"
-    tokenizer = AutoProcessor.from_pretrained(tiny_siglip2_dir).tokenizer
-    assert type(tokenizer).__name__ == "GemmaTokenizer"
+    tokenizer = AutoProcessor.from_pretrained(directory).tokenizer
+    assert type(tokenizer).__name__ == tokenizer_class
     ids = tokenizer("кроссовки")["input_ids"]
     assert ids[-1] == tokenizer.eos_token_id and tokenizer.bos_token_id not in ids
 
@@ -118,8 +139,19 @@ def test_images_and_fused_vectors(encoder):
     np.testing.assert_allclose(np.linalg.norm(vectors.image[:3], axis=1), 1.0, atol=1e-5)
 
 
-def test_bf16_agrees_with_fp32(tiny_siglip2_dir, encoder):
-    half = Encoder.load(str(tiny_siglip2_dir), precision="bf16")
+def test_naflex_keeps_each_images_aspect_ratio(tiny_siglip2_naflex_dir):
+    encoder = Encoder.load(str(tiny_siglip2_naflex_dir), precision="fp32")
+    wide, tall = photo(3, size=(90, 30)), photo(3, size=(90, 30)).transpose(Image.Transpose.ROTATE_90)
+    inputs = encoder.image_inputs(encoder.preprocess_images([wide, tall, photo(4, size=(40, 40))]))
+    assert inputs["spatial_shapes"].tolist() == [[2, 6], [6, 2], [4, 4]]  # patch grids within 16 patches
+    assert inputs["pixel_attention_mask"].sum(dim=1).tolist() == [12, 12, 16]
+    a, b, _ = encoder.embed_pixels(encoder.preprocess_images([wide, tall, photo(4)]))
+    assert cosine(a, b) < 0.999
+    assert encoder.image_side == 32  # a square image fills the 16-patch budget at 32x32
+
+
+def test_bf16_agrees_with_fp32(siglip2_dir, encoder):
+    half = Encoder.load(str(siglip2_dir), precision="bf16")
     assert half.precision == "bf16"
     images = [photo(seed) for seed in range(3)]
     for a, b in [
@@ -130,9 +162,7 @@ def test_bf16_agrees_with_fp32(tiny_siglip2_dir, encoder):
         assert np.all(np.sum(a * b, axis=1) >= 0.99)
 
 
-def test_worker_embeds_russian_and_chinese_products_and_similar_finds_them(
-    settings, tiny_siglip2_dir, tmp_path
-):
+def test_worker_embeds_russian_and_chinese_products_and_similar_finds_them(settings, siglip2_dir, tmp_path):
     (tmp_path / "images").mkdir()
     titles = [title.replace(",", "") for title in RUSSIAN + CHINESE]  # write_items writes plain CSV
     for i in range(len(titles)):
@@ -140,8 +170,8 @@ def test_worker_embeds_russian_and_chinese_products_and_similar_finds_them(
     shop = [(f"shop-{i}", title, f"{i}.png", 100 + i) for i, title in enumerate(titles)]
     rival = [(f"rival-{i}", title, f"{i}.png", 90 + i) for i, title in enumerate(titles)]  # the same products
     with db.connection(settings) as conn:
-        model = add_model(conn, str(tiny_siglip2_dir), name="multilingual", precision="fp32")
-        assert (model.family, model.dimension) == ("siglip", 32)
+        model = add_model(conn, str(siglip2_dir), name="multilingual", precision="fp32")
+        assert model.family in ("siglip", "siglip2") and model.dimension == 32
         for name, items in [("shop", shop), ("rival", rival)]:
             assert ingest_file(conn, write_items(tmp_path, name, items), name).loaded == len(titles)
     [summary] = embed(settings, EmbedOptions(batch_size=4))
