@@ -358,8 +358,8 @@ def models_add(
       huggingface-cli download google/siglip2-base-patch16-256 --local-dir DIR
 
     \b
-    Examples: prodmatch models add multilingual
-              prodmatch models add openai/clip-vit-base-patch32 --name clip
+    Example: prodmatch models add multilingual
+             prodmatch models add openai/clip-vit-base-patch32 --name clip
     """
     from prodmatch.embed.registry import add_model
     from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE
