@@ -627,7 +627,9 @@ def search_command(
 @click.option("--target", required=True, help="Catalogue the candidates come from.")
 @k_option(5, 100, help="Candidates stored per source product.")
 @click.option(
-    "--threshold", type=float, help="Keep pairs at least this similar (default: the model's saved one)."
+    "--threshold",
+    type=float,
+    help="Link on one space's cosine: keep pairs at least this similar (with --space alone: the model's saved one).",
 )
 @click.option(
     "--one-to-one", is_flag=True, help="Mutual assignment: no target used twice (greedy, best first)."
@@ -638,7 +640,9 @@ def search_command(
 @space_option(None, help="Space to link on [default: the model's saved one, fused; lexical with no model].")
 @model_option
 @click.option(
-    "--matcher", help="A learned matcher (prodmatch matcher train): hybrid candidates, match probabilities."
+    "--matcher",
+    help="A learned matcher (prodmatch matcher train): hybrid candidates, match probabilities "
+    "[default with no --threshold or --space: builtin, trained on public data, no label needed].",
 )
 @click.option("--ef-search", type=click.IntRange(1, 1000), help="HNSW search breadth for --mode ann.")
 @click.option(
@@ -674,6 +678,10 @@ def link_command(
     as_json: bool,
 ) -> None:
     """Find every SOURCE product's best candidates in TARGET and store them as a match run.
+
+    With no --matcher, --threshold, --space or --mode, the built-in matcher decides (no label and no neural
+    model needed: lexical, codes, brand, price, numbers, attributes); train your own with a few dozen labels
+    from prodmatch review for more. --space / --threshold / --mode link on one space's cosine instead.
 
     With --watch the run is then kept current: the products that changed (and those whose candidates they
     change) are recomputed within seconds, so prodmatch.matches_v shows an application's new offer's matches.
@@ -735,19 +743,35 @@ def _stop_on_signals(message: str):
 @main.command("dedupe")
 @click.option("--catalog", required=True)
 @click.option(
-    "--threshold", type=float, required=True, help="Cosine similarity that makes two products duplicates."
+    "--threshold",
+    type=float,
+    help="Cosine similarity that makes two products duplicates (with --matcher: a match probability).",
 )
 @space_option("fused", lexical=False)
 @model_option
 @k_option(20, help="Neighbours per product.")
+@click.option(
+    "--matcher",
+    help="Decide with this matcher's probabilities over link's hybrid candidates "
+    "[default with no --threshold: builtin].",
+)
 @json_option
 def dedupe_command(
-    catalog: str, threshold: float, space: str, model: str | None, k: int, as_json: bool
+    catalog: str,
+    threshold: float | None,
+    space: str,
+    model: str | None,
+    k: int,
+    matcher: str | None,
+    as_json: bool,
 ) -> None:
     """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold).
 
+    With no --threshold and no --matcher the built-in matcher decides, on the same evidence as link.
+
     \b
-    Example: prodmatch dedupe --catalog shop --threshold 0.95
+    Example: prodmatch dedupe --catalog shop
+    Example: prodmatch dedupe --catalog shop --threshold 0.95 --space image
     """
     from prodmatch import match
 
@@ -760,6 +784,7 @@ def dedupe_command(
             model=model,
             space=space,
             k=k,
+            matcher=matcher,
             progress=not as_json,
             memory_budget_bytes=settings.memory_budget,
         )

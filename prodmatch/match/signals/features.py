@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodmatch.match.signals import attributes, batch, brand, codes, price, text
+from prodmatch.match.signals import attributes, batch, brand, codes, colours, price, text
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
 
 Product = Mapping[str, object]
@@ -35,6 +35,8 @@ PRODUCT_FEATURES = (
     "codes_conflict",
     "code_in_other_text",
     "attribute_agreement",
+    "colour_agree",
+    "colour_conflict",
 )
 
 
@@ -172,6 +174,7 @@ def per_pair_product_signals(
     codes_agree, codes_conflict = codes.code_signals(
         get(left, "codes"), get(right, "codes"), compare=compare_codes
     )
+    colour_agree, colour_conflict = colours.colour_agreement(list(left), list(right))
     out = {
         "price_log_ratio": price.price_log_ratio(
             get(left, "price"), get(left, "currency"), get(right, "price"), get(right, "currency")
@@ -198,6 +201,8 @@ def per_pair_product_signals(
         "attribute_agreement": attributes.attribute_agreement(
             get(left, "attributes"), get(right, "attributes")
         ),
+        "colour_agree": colour_agree,
+        "colour_conflict": colour_conflict,
     }
     assert tuple(out) == PRODUCT_FEATURES
     return out
