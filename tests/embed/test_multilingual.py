@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -21,6 +22,7 @@ from prodmatch.embed.batch import embed_products
 from prodmatch.embed.encoders import Encoder
 from prodmatch.embed.registry import MODEL_ALIASES, add_model, resolve_model_alias
 from prodmatch.embed.worker import EmbedOptions, embed
+from prodmatch.errors import ModelLoadError
 from prodmatch.ingest.load import ingest_file
 
 RUSSIAN = ["Кроссовки беговые мужские, чёрные", "Чехол для телефона, красный", "Электрический чайник 1,7 л"]
@@ -199,7 +201,7 @@ def test_worker_embeds_russian_and_chinese_products_and_similar_finds_them(setti
             assert top[2] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_multilingual_alias_names_the_recommended_checkpoint():
+def test_multilingual_alias_names_the_recommended_checkpoint(tmp_path, monkeypatch):
     assert (
         resolve_model_alias("multilingual")
         == MODEL_ALIASES["multilingual"]
@@ -207,6 +209,9 @@ def test_multilingual_alias_names_the_recommended_checkpoint():
     )
     assert resolve_model_alias("./multilingual") == "./multilingual"  # a path is never an alias
     assert resolve_model_alias("openai/clip-vit-base-patch32") == "openai/clip-vit-base-patch32"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "multilingual").mkdir()
+    assert resolve_model_alias("multilingual") == "multilingual"  # an existing folder of that name wins
     help_text = CliRunner().invoke(main, ["models", "add", "--help"]).output
     for alias, hub_id in MODEL_ALIASES.items():
         assert f"{alias} " in help_text and hub_id in help_text
@@ -215,3 +220,15 @@ def test_multilingual_alias_names_the_recommended_checkpoint():
 def test_text_tokens_are_what_fine_tuning_gets(encoder):
     tokens = encoder.tokenize(CHINESE, torch.device("cpu"))
     assert list(tokens) == ["input_ids"] and tokens["input_ids"].shape == (3, 64)
+
+
+def test_alias_offline_says_which_checkpoint_to_download(conn, monkeypatch):
+    # huggingface_hub reads HF_HUB_OFFLINE when imported, so patch the constant too.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelLoadError) as raised:
+        add_model(conn, "multilingual")
+    message = str(raised.value)
+    assert "'google/siglip2-base-patch16-256'" in message
+    assert "huggingface-cli download google/siglip2-base-patch16-256 --local-dir DIR" in message
+    assert conn.execute("SELECT count(*) FROM prodmatch.models").fetchone()[0] == 0
