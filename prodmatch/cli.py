@@ -438,10 +438,21 @@ def models_add(
     storage: str,
     as_json: bool,
 ) -> None:
-    """Register MODEL (a hub id or a local folder; default openai/clip-vit-base-patch32) and queue every product.
+    """Register MODEL (a hub id, a local folder or an alias; default openai/clip-vit-base-patch32) and queue
+    every product.
 
     \b
-    Example: prodmatch models add openai/clip-vit-base-patch32 --name clip
+    Aliases (docs/models.md says how to choose):
+      clip          openai/clip-vit-base-patch32     English only, fastest
+      multilingual  google/siglip2-base-patch16-256  Russian, Chinese and 100+ other languages
+
+    \b
+    Offline, download on a machine with internet and pass the folder:
+      huggingface-cli download google/siglip2-base-patch16-256 --local-dir DIR
+
+    \b
+    Example: prodmatch models add multilingual
+             prodmatch models add openai/clip-vit-base-patch32 --name clip
     """
     from prodmatch.embed.registry import add_model
     from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE
