@@ -246,7 +246,9 @@ def _load_run(conn: psycopg.Connection, run_id: int) -> _Run:
     scorer, gather_k = None, DEFAULT_K
     if params.get("matcher"):
         opened = open_matcher(conn, params["matcher"])
-        scorer, model, gather_k = opened.scorer, opened.model, opened.depth_for(int(params["k"]))
+        # A model-free matcher (the built-in one) may still gather with the run's model: keep what the run used.
+        scorer, model = opened.scorer, opened.model or model
+        gather_k = opened.depth_for(int(params["k"]))
     conn.commit()
     return _Run(run_id, source_id, target_id, source, target, model_id, params, model, scorer, gather_k)
 

@@ -65,7 +65,10 @@ catalogs = Table(
     Column("name", Text, nullable=False, unique=True),
     Column("description", Text),
     _now(),
+    # {attribute key as written: role} on top of prodmatch.roles' built-in keys (0010)
+    Column("attribute_roles", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     CheckConstraint("name <> ''", name="name_not_empty"),
+    CheckConstraint("jsonb_typeof(attribute_roles) = 'object'", name="attribute_roles_is_object"),
 )
 
 products = Table(

@@ -274,7 +274,7 @@ def test_link_watch_puts_a_new_offer_into_the_cluster_it_joins_and_keeps_the_id(
     ingest_file(conn, tmp_path / "shop.csv", "shop")
     ingest_file(conn, tmp_path / "rival.csv", "rival")
     conn.commit()
-    run = link(conn, "shop", "rival", k=2)
+    run = link(conn, "shop", "rival", k=2, space="lexical")  # each source's best lexical candidate
     build_clusters(conn)
     kettle = offers_of(conn, "rival:R1")
     assert {o.external_id for o in kettle.offers} == {"S1", "R1"}
