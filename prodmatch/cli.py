@@ -622,7 +622,11 @@ def embed_command(
 @main.command("similar")
 @click.argument("product")
 @k_option(10)
-@space_option("fused", help="Space that ranks the candidates (lexical needs no model).")
+@space_option(
+    None,
+    help="Space that ranks the candidates [default: fused; lexical when there is no model or it has random"
+    " weights]. lexical needs no model.",
+)
 @model_option
 @click.option("--in-catalog", help="Only candidates from this catalogue.")
 @click.option("--other-catalog", is_flag=True, help="Only candidates from other catalogues.")
@@ -636,7 +640,7 @@ def embed_command(
 def similar_command(
     product: str,
     k: int,
-    space: str,
+    space: str | None,
     model: str | None,
     in_catalog: str | None,
     other_catalog: bool,
@@ -658,6 +662,9 @@ def similar_command(
     catalog, external_id = store.parse_product_ref(product)
     with store.connection(_settings()) as conn:
         product_id = store.find_product(conn, catalog, external_id)
+        asked_about = match.queried_product(conn, product_id)
+        choice = match.default_space(conn, space, model)
+        space = choice.space
         if space == "lexical":
             from prodmatch.embed.lexical_refresh import refresh_lexical
 
@@ -678,9 +685,12 @@ def similar_command(
             unmatched_only=unmatched_only,
             ef_search=ef_search,
         )
+    if choice.note:
+        click.echo(choice.note, err=True)
     if as_json:
         _echo_json(rows)
         return
+    click.echo(f"similar to {asked_about.to_text()}, by the {space} space:")
     click.echo(f"{'fused':>6} {'image':>6} {'text':>6} {'lexical':>6}  product")
     for r in rows:
         click.echo(r.to_text())
@@ -689,12 +699,15 @@ def similar_command(
 @main.command("search")
 @click.argument("text")
 @k_option(10)
-@space_option("image", lexical=False, help="image: text-to-image search.")
+@space_option(
+    None,
+    help="image: text-to-image search [default: image; lexical when there is no model or it has random weights].",
+)
 @model_option
 @click.option("--in-catalog", help="Only products of this catalogue.")
 @json_option
 def search_command(
-    text: str, k: int, space: str, model: str | None, in_catalog: str | None, as_json: bool
+    text: str, k: int, space: str | None, model: str | None, in_catalog: str | None, as_json: bool
 ) -> None:
     """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search).
 
@@ -705,9 +718,23 @@ def search_command(
 
     settings = _settings()
     with store.connection(settings) as conn:
+        choice = match.default_space(conn, space, model, default="image")
+        if choice.space == "lexical":
+            from prodmatch.embed.lexical_refresh import refresh_lexical
+
+            refresh_lexical(conn)
+            conn.commit()
         hits = match.search(
-            conn, text, k=k, space=space, model=model, in_catalog=in_catalog, precision=settings.precision
+            conn,
+            text,
+            k=k,
+            space=choice.space,
+            model=model,
+            in_catalog=in_catalog,
+            precision=settings.precision,
         )
+    if choice.note:
+        click.echo(choice.note, err=True)
     if as_json:
         _echo_json(hits)
         return
@@ -840,7 +867,7 @@ def _stop_on_signals(message: str):
     type=float,
     help="Cosine similarity that makes two products duplicates (with --matcher: a match probability).",
 )
-@space_option("fused", lexical=False)
+@space_option(None, lexical=False, help="[default: fused]")
 @model_option
 @k_option(20, help="Neighbours per product.")
 @click.option(
@@ -852,7 +879,7 @@ def _stop_on_signals(message: str):
 def dedupe_command(
     catalog: str,
     threshold: float | None,
-    space: str,
+    space: str | None,
     model: str | None,
     k: int,
     matcher: str | None,
@@ -870,12 +897,22 @@ def dedupe_command(
 
     settings = _settings()
     with store.connection(settings) as conn:
+        chosen = space or "fused"
+        if matcher is None and threshold is not None:  # a cosine dedupe: its vectors must mean something
+            choice = match.default_space(conn, space, model)
+            if choice.reason:  # dedupe has no lexical path: do not cluster by vectors that mean nothing
+                raise click.ClickException(
+                    f"{choice.reason}, and dedupe has no lexical space: leave out --threshold (the built-in "
+                    "matcher decides), register a real model (prodmatch models add), or pass --space fused to "
+                    "cluster by these vectors anyway"
+                )
+            chosen = choice.space
         result = match.dedupe(
             conn,
             catalog,
             threshold,
             model=model,
-            space=space,
+            space=chosen,
             k=k,
             matcher=matcher,
             progress=not as_json,

@@ -7,6 +7,7 @@ tests load them through `Encoder.load(str(directory))`, the same from_pretrained
 
 from pathlib import Path
 
+import hypothesis
 import pytest
 from builders import WORDS, product_image, write_items
 
@@ -17,8 +18,17 @@ from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.ingest.load import ingest_file
 
 # The database fixtures (pg_server, template_url, settings, empty_settings, conn) as a plugin module, so that
-# they are found by name without being imported here.
-pytest_plugins = ["db_fixtures"]
+# they are found by name without being imported here; dev_data turns a "needs ../shared/data" skip into a
+# failure under CI.
+pytest_plugins = ["db_fixtures", "dev_data"]
+
+
+# Property tests judge results, not speed: hypothesis's default 200 ms deadline per example (and its too-slow
+# health check) fail at random on a busy 2-core machine.
+hypothesis.settings.register_profile(
+    "prodmatch", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("prodmatch")
 
 
 @pytest.fixture(scope="session")

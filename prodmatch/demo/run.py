@@ -120,7 +120,11 @@ class DemoReport:
             )
         lines.append("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.steps.items()))
         lines.append(
-            "  try: prodmatch db status; SELECT * FROM prodmatch.matches_v LIMIT 10; sql/examples/*.sql"
+            "  try: prodmatch db status; prodmatch similar shop:SH-0001; prodmatch search 'wireless headphones'"
+        )
+        lines.append(
+            "  in SQL: prodmatch db shell -c 'SELECT * FROM prodmatch.matches_v LIMIT 10';"
+            " prodmatch db shell -f sql/examples/01_competitor_price_gaps.sql (and the other sql/examples)"
         )
         return "\n".join(lines)
 

@@ -9,11 +9,13 @@ a Gemma-style byte-fallback vocabulary with ASCII, Cyrillic and common Chinese c
 the `tokenizers` library, and the weights are random but seeded, so the same seed gives the same vectors while
 different images or texts give different vectors. The vectors mean nothing; use the models to test plumbing and
 to time the real architectures ("vit-b-32" is openai/clip-vit-base-patch32's shape, "base-patch16-256"
-google/siglip2-base-patch16-256's).
+google/siglip2-base-patch16-256's). Their `config.json` says so (`prodmatch_random_weights: true`), and a model
+registered from one carries `random_weights` in its settings.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
+from prodmatch.embed.registry import RANDOM_WEIGHTS_FLAG
 from prodmatch.errors import ConfigError
 
 CLIP_SIZES = ("tiny", "vit-b-32")
@@ -247,6 +250,12 @@ def _save(path: Path, model: torch.nn.Module, processor: object) -> Path:
         processor.image_processor.save_pretrained(path)
     finally:
         transformers_logging.set_verbosity(verbosity)
+    # Say so in the checkpoint: registering it records `random_weights` in the model's settings, and the
+    # commands that would rank by its meaningless spaces by default (similar, search, dedupe) do not.
+    config = path / "config.json"
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), RANDOM_WEIGHTS_FLAG: True}, indent=2) + "\n"
+    )
     return path
 
 

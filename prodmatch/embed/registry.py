@@ -7,7 +7,9 @@ Neighbours: `store.models` holds the SQL for model rows and indexes; `embed.work
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import psycopg
 
@@ -42,6 +44,11 @@ def resolve_model_alias(source: str) -> str:
     if os.path.exists(os.path.expanduser(source)):
         return source
     return MODEL_ALIASES.get(source, source)
+
+
+# A checkpoint whose config.json carries this key set to true has random weights (prodmatch.demo.toymodels):
+# registering it records `random_weights` in the model's settings (Model.random_weights).
+RANDOM_WEIGHTS_FLAG = "prodmatch_random_weights"
 
 
 def add_model(
@@ -97,7 +104,10 @@ def add_model(
                 fusion,
                 image_weight,
                 text_template,
-                psycopg.types.json.Jsonb({"max_text_tokens": info.max_text_tokens}),
+                psycopg.types.json.Jsonb(
+                    {"max_text_tokens": info.max_text_tokens}
+                    | ({"random_weights": True} if has_random_weights(source) else {})
+                ),
                 storage,
             ),
         )
@@ -113,6 +123,15 @@ def add_model(
         drop_model(conn, model.name)  # no half-registered model is left behind
         raise
     return model
+
+
+def has_random_weights(source: str) -> bool:
+    """Whether `source` is a local checkpoint marked as random-weight (RANDOM_WEIGHTS_FLAG in config.json)."""
+    config = Path(source) / "config.json"
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get(RANDOM_WEIGHTS_FLAG) is True
+    except (OSError, ValueError, AttributeError):
+        return False  # a hub id, or no readable config: the encoder's own loading reports real problems
 
 
 def _queue_products(conn: psycopg.Connection, model: Model) -> None:

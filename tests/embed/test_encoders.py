@@ -292,7 +292,7 @@ def test_unreachable_hub_is_reported_in_seconds(monkeypatch):
     started = time.monotonic()
     with pytest.raises(ModelLoadError) as raised:
         Encoder.load("prodmatch-tests/no-such-model")
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 15  # not the hub client's ~25 s of retries; margin for a busy machine
     message = str(raised.value)
     assert "hub is unreachable" in message and "not in the local cache" in message
     assert "huggingface-cli download prodmatch-tests/no-such-model --local-dir DIR" in message

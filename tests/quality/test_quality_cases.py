@@ -13,6 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from quality_cases import DATA, build_case, load_case  # noqa: E402
 
+pytestmark = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"needs ../shared/data (the development data; not found at {DATA})"
+)
+
 
 @pytest.mark.parametrize("name", ["walmart-amazon-structured", "wdc-products-80cc"])
 def test_a_case_ingests_and_its_gold_names_ingested_products(conn, tmp_path, name):
