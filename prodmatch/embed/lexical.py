@@ -382,12 +382,13 @@ class LexicalEncoder:
         sizes, dimensions, word_weight = self.ngram_sizes, self.dimensions, self.word_weight
         for text, weight in _weighted_fields(product):
             tokens = normalize(text).split()
+            weight_of_word = weight * word_weight
             for token in tokens:
                 grams, words = _word_terms(token, sizes, dimensions)
                 for h in grams:
                     counts[h] = get(h, 0.0) + weight
                 for h in words:
-                    counts[h] = get(h, 0.0) + weight * word_weight
+                    counts[h] = get(h, 0.0) + weight_of_word
             for code in code_terms(tokens, self.max_code_parts):
                 h = _hash("c", code, dimensions)
                 counts[h] = get(h, 0.0) + weight * self.code_weight
@@ -619,6 +620,7 @@ def _mixes_letters_and_digits(text: str) -> bool:
     return any(ch.isdigit() for ch in text) and any(ch.isalpha() for ch in text)
 
 
+@lru_cache(maxsize=1 << 16)  # asked of every word of every field; the vocabulary repeats
 def _can_be_code_part(token: str) -> bool:
     if not token.isascii() or _UNIT_TOKEN_RE.fullmatch(token):
         return False
