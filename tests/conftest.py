@@ -1,7 +1,7 @@
 """Shared fixtures. Database fixtures live in db_fixtures.py (one embedded server per session); data builders
 that several test folders use live in builders.py.
 
-The model fixtures build tiny random-weight CLIP and SigLIP checkpoints once per session (prodmatch.toymodels);
+The model fixtures build tiny random-weight CLIP, SigLIP and SigLIP 2 checkpoints once per session (prodmatch.toymodels);
 tests load them through `Encoder.load(str(directory))`, the same from_pretrained path a downloaded model takes.
 """
 
@@ -12,7 +12,7 @@ import pytest
 from builders import WORDS, product_image, write_items
 
 from prodmatch import store as db
-from prodmatch.demo.toymodels import build_clip, build_siglip
+from prodmatch.demo.toymodels import build_clip, build_siglip, build_siglip2
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.ingest.load import ingest_file
@@ -41,6 +41,23 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def tiny_siglip_dir(tmp_path_factory) -> Path:
     """A tiny random-weight SigLIP checkpoint directory (32-dimensional vectors, text padded to 64)."""
     return build_siglip(tmp_path_factory.mktemp("models") / "tiny-siglip", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight SigLIP 2 checkpoint directory, laid out like google/siglip2-base-patch16-256: a SigLIP
+    model with a Gemma tokenizer that knows ASCII, Cyrillic and common Chinese characters (byte fallback for the
+    rest); 32-dimensional vectors, text padded to 64."""
+    return build_siglip2(tmp_path_factory.mktemp("models") / "tiny-siglip2", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2_naflex_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight SigLIP 2 NaFlex checkpoint directory, laid out like google/siglip2-base-patch16-naflex
+    (model_type "siglip2": each image keeps its aspect ratio, up to 16 patches of 8x8); the same tokenizer."""
+    return build_siglip2(
+        tmp_path_factory.mktemp("models") / "tiny-siglip2-naflex", size="tiny-naflex", seed=0
+    )
 
 
 @pytest.fixture

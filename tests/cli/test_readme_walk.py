@@ -95,7 +95,7 @@ def test_the_walk_after_the_demo(settings, matched, tmp_path, monkeypatch):
     assert '"run_id"' in linked.stdout
     example = _psql(settings, monkeypatch, "-f", "sql/examples/01_competitor_price_gaps.sql")
     assert "rival-" in example and "shop-" in example  # rival-0, -3, ... cost 30% more than shop-0, -3, ...
-    nearest = _psql(settings, monkeypatch, "-f", "sql/examples/08_product_vectors.sql")
+    nearest = _psql(settings, monkeypatch, "-f", "sql/examples/09_product_vectors.sql")
     assert "(5 rows)" in nearest
     similar = _cli(settings, "similar", "shop:shop-2", "--k", "2")
     assert similar.stdout.startswith("similar to shop:shop-2  Acme chair model 2")

@@ -153,6 +153,8 @@ def test_link_writes_pairs_to_a_file(settings, matched, tmp_path, suffix):
             "rival",
             "--k",
             "2",
+            "--space",
+            "fused",
             "--out",
             str(out),
             "--json",
