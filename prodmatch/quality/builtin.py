@@ -48,12 +48,20 @@ def is_neural(feature: str) -> bool:
     return any(feature.split(":")[-1] == space for space in _NEURAL_SPACES)
 
 
-def train_builtin(parts: Sequence[LabelledPairs], *, seed: int = 0) -> tuple:
+def train_builtin(
+    parts: Sequence[LabelledPairs], *, seed: int = 0, balance: bool = True, kinds: Sequence[str] = ("blend",)
+) -> tuple:
     """A matcher trained on the pooled pairs of `parts` over their model-free features; (matcher, per-part counts).
 
     Features are aligned by name (a feature one dataset lacks is missing, NaN, for its pairs); sources of
-    different datasets are different groups, so no fold splits one source's pairs.
+    different datasets are different groups, so no fold splits one source's pairs. With `balance`, no dataset
+    brings more true matches than the median dataset: a larger one contributes a seeded random subset of its
+    source products (all pairs of each), so one dataset's notion of "same product" (loose marketplace clusters,
+    say) does not become the matcher's.
     """
+    if balance and len(parts) > 2:
+        cap = int(np.median([int(np.sum(part.labels)) for part in parts]))
+        parts = [_capped(part, cap, seed) for part in parts]
     names = sorted({n for part in parts for n in part.features.names if not is_neural(n)})
     blocks, labels, groups = [], [], []
     for number, part in enumerate(parts):
@@ -66,13 +74,33 @@ def train_builtin(parts: Sequence[LabelledPairs], *, seed: int = 0) -> tuple:
         groups.append(np.char.add(f"{number}:", np.asarray(part.sources).astype(str)))
     features = FeatureMatrix(tuple(names), np.vstack(blocks))
     matcher = train_matcher(
-        features, np.concatenate(labels), np.concatenate(groups), seed=seed, name=BUILTIN_NAME
+        features, np.concatenate(labels), np.concatenate(groups), seed=seed, name=BUILTIN_NAME, kinds=kinds
     )
     counts = [
         {"dataset": part.name, "pairs": len(part.labels), "positives": int(np.sum(part.labels))}
         for part in parts
-    ]
+    ]  # what was trained on, after balancing
     return matcher, counts
+
+
+def _capped(part: LabelledPairs, positives: int, seed: int) -> LabelledPairs:
+    """`part` with only as many of its source products (seeded order) as bring about `positives` matches."""
+    if int(np.sum(part.labels)) <= positives:
+        return part
+    sources = np.asarray(part.sources)
+    unique = np.unique(sources)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    per_source = {s: 0 for s in unique.tolist()}
+    for s, label in zip(sources.tolist(), np.asarray(part.labels).tolist(), strict=True):
+        per_source[s] += label
+    kept, total = [], 0
+    for i in order.tolist():
+        if total >= positives:
+            break
+        kept.append(unique[i])
+        total += per_source[unique[i].item()]
+    keep = np.isin(sources, np.array(kept))
+    return LabelledPairs(part.name, part.features.rows(keep), np.asarray(part.labels)[keep], sources[keep])
 
 
 def builtin_record(matcher, *, k: int, datasets: list[dict], script: str) -> dict:

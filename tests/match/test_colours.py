@@ -48,3 +48,21 @@ def test_pairs_agree_clash_or_say_nothing():
     )
     assert agree[:2].tolist() == [1.0, 0.0] and conflict[:2].tolist() == [0.0, 1.0]
     assert math.isnan(agree[2]) and math.isnan(conflict[2])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("wireless headphones Momentum38 orng", {"orange"}),
+        ("Бутылка Nalgene Wide Mouth 78 1000мл оранж.", {"orange"}),
+        ("Nalgene WideMouth31 tritan rozovaya 1 l", {"pink"}),
+        ("backpack gry leather", {"grey"}),
+    ],
+)
+def test_abbreviations_and_transliterated_russian_colours(text, expected):
+    assert text_colours(text) == expected
+
+
+@pytest.mark.parametrize("text", ["serie A", "BL-5C battery", "WH-1000XM4", "RD-100 radio"])
+def test_codes_and_foreign_words_are_not_abbreviated_colours(text):
+    assert text_colours(text) == frozenset()

@@ -106,7 +106,9 @@ def test_link_with_no_flag_uses_it_and_finds_the_twins_with_no_label(conn, demo)
     accepted = {(r[0], r[1]) for r in rows if r[3]}
     true = len(accepted & gold)
     precision, recall = true / max(len(accepted), 1), true / len(gold)
-    assert precision >= 0.8 and recall >= 0.6, (precision, recall, len(gold))
+    # the demo's decoys are colour and size variants of each product: the trained matcher learns them, the
+    # built-in one (no label) still keeps most of them out
+    assert precision >= 0.6 and recall >= 0.8, (precision, recall, len(gold))
 
 
 def test_flags_that_name_a_space_keep_the_cosine_link(conn, demo):

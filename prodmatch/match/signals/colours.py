@@ -46,6 +46,40 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "silver": ("silver", "silber", "argent", "argenté", "argentée", "plateado", "plateada", "argento", "prata",
                "prateado"),
 }  # fmt: skip
+# Abbreviations shops write in titles ("blk", "wht"; Russian "черн.", "оранж." with the dot kept by the regex
+# below), and Russian colour words transliterated to Latin ("chernyj", "rozovaya").
+_ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "black": ("blk",),
+    "white": ("wht",),
+    "grey": ("gry", "grphite"),
+    "orange": ("orng", "org"),
+    "yellow": ("ylw", "yllw"),
+    "green": ("grn",),
+    "blue": ("blu",),
+    "pink": ("pnk",),
+    "brown": ("brn", "brwn"),
+    "silver": ("slvr", "slv"),
+    "gold": ("gld",),
+}
+_TRANSLITERATED_STEMS: dict[str, tuple[str, ...]] = {
+    "black": ("chern", "cherny"),
+    "white": ("bel",),
+    "grey": ("ser",),
+    "red": ("krasn",),
+    "orange": ("oranzhev",),
+    "yellow": ("zhelt",),
+    "green": ("zelen",),
+    "blue": ("sin", "golub"),
+    "purple": ("fioletov",),
+    "pink": ("rozov",),
+    "brown": ("korichnev", "koorichnev"),
+    "beige": ("bezhev",),
+}
+_TRANSLITERATED_ENDINGS = "yj|yi|yy|ij|iy|oj|oy|aya|aja|yaya|oe|ee|ye|ogo|ego|uyu|yh|ih"
+_RUSSIAN_ABBREVIATIONS = {"черн": "black", "чёрн": "black", "бел": "white", "сер": "grey", "красн": "red",
+                          "оранж": "orange", "желт": "yellow", "жёлт": "yellow", "зел": "green", "син": "blue",
+                          "голуб": "blue", "фиол": "purple", "роз": "pink", "корич": "brown", "беж": "beige",
+                          "зол": "gold", "сереб": "silver"}  # fmt: skip
 # Russian (and Ukrainian) colour adjectives: stem + one of the adjective endings, so "серия" is not grey.
 _RUSSIAN_STEMS: dict[str, tuple[str, ...]] = {
     "black": ("чёрн", "черн"),
@@ -88,7 +122,18 @@ COLOUR_KEYS = frozenset(
      "colore", "cor", "カラー", "色"}
 )  # fmt: skip
 
-_LATIN = {word: colour for colour, words in _WORDS.items() for word in words}
+_LATIN = {word: colour for colour, words in (*_WORDS.items(), *_ABBREVIATIONS.items()) for word in words}
+_TRANSLITERATED_RE = re.compile(
+    r"(?<![a-z])("
+    + "|".join(sorted({s for stems in _TRANSLITERATED_STEMS.values() for s in stems}, key=len, reverse=True))
+    + r")(?:"
+    + _TRANSLITERATED_ENDINGS
+    + r")(?![a-z])"
+)
+_TRANSLITERATED = {stem: colour for colour, stems in _TRANSLITERATED_STEMS.items() for stem in stems}
+_RUSSIAN_ABBREVIATION_RE = re.compile(
+    r"(?<![а-яё])(" + "|".join(sorted(_RUSSIAN_ABBREVIATIONS, key=len, reverse=True)) + r")\."
+)
 _LATIN_RE = re.compile(r"[^\W\d_]+")
 _RUSSIAN_RE = re.compile(
     r"(?<![а-яё])("
@@ -125,6 +170,8 @@ def text_colours(text: str, bare_chinese: bool = False) -> frozenset[str]:
     text = unicodedata.normalize("NFKC", text).casefold()
     found = {_LATIN[w] for w in _LATIN_RE.findall(text) if w in _LATIN}
     found |= {_RUSSIAN[m.group(1)] for m in _RUSSIAN_RE.finditer(text)}
+    found |= {_RUSSIAN_ABBREVIATIONS[m.group(1)] for m in _RUSSIAN_ABBREVIATION_RE.finditer(text)}
+    found |= {_TRANSLITERATED[m.group(1)] for m in _TRANSLITERATED_RE.finditer(text)}
     for m in _CHINESE_RE.finditer(text):
         word = m.group(0)
         if len(word) > 1 or bare_chinese:
