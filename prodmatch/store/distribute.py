@@ -1,0 +1,191 @@
+"""The prodmatch schema on a Citus coordinator: which tables are sharded, which are replicated, and the triggers.
+
+`store.migrate.upgrade` calls `distribute` after the migrations when the database has the `citus` extension;
+on plain PostgreSQL nothing here runs. The layout (docs/scaling.md, "Citus"):
+
+- **sharded by product id, co-located**: `embeddings` (`product_id`), `lexical` (`product_id`), `matches`
+  (`source_product_id`) and `duplicate_clusters` (`product_id`): the vectors, their HNSW indexes and the
+  results, which is where the bytes and the CPU time are. Every shard of every catalogue is on some worker, so
+  one large catalogue is spread over all of them, and a vector search runs on every shard at once;
+- **replicated to every node (reference tables)**: `products` and the small tables (`catalogs`, `models`,
+  `matchers`, `match_runs`, `lexical_terms`, `ingest_runs`, `ingest_rejects`, `labels`). A product row is a
+  few hundred bytes next to kilobytes of vectors and index per model; replicated, every join of a shard with
+  `products` runs on the worker itself, and the unique key `(catalog_id, external_id)` that ingest's upsert
+  relies on stays enforceable (Citus cannot enforce a unique key without the distribution column);
+- `alembic_version` stays a plain table on the coordinator.
+
+Citus drops the views that depend on a table it distributes; they are read before and created again after.
+The products triggers are replaced by the Citus forms in `sql/citus.sql`. Migrations up and down run on the
+distributed tables as they are (Citus passes DDL on to the shards); `upgrade` distributes what a migration added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from prodmatch.errors import DatabaseError
+from prodmatch.store.schema import SCHEMA
+
+# (table, distribution column); all co-located with the first.
+DISTRIBUTED = (
+    ("embeddings", "product_id"),
+    ("lexical", "product_id"),
+    ("matches", "source_product_id"),
+    ("duplicate_clusters", "product_id"),
+)
+# In foreign-key order: a reference table may point only at reference tables.
+REFERENCE = (
+    "catalogs",
+    "models",
+    "matchers",
+    "match_runs",
+    "lexical_terms",
+    "ingest_runs",
+    "ingest_rejects",
+    "products",
+    "labels",
+)
+LOCAL = ("alembic_version",)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One node's share of the distributed tables: how many shards, and their total size."""
+
+    node: str
+    shards: int
+    size_bytes: int
+
+
+def is_citus(conn: psycopg.Connection) -> bool:
+    """Whether this database has the citus extension (then it must be the coordinator)."""
+    return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is not None
+
+
+def distribute(conn: psycopg.Connection) -> list[str]:
+    """Make the schema's tables reference or distributed tables (those not yet); returns the tables changed."""
+    _check_tables_known(conn)
+    conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+    done = _citus_tables(conn)
+    views = _view_definitions(conn)
+    changed = []
+    for table in REFERENCE:
+        if table not in done and _exists(conn, table):
+            _drop_triggers(conn, table)
+            conn.execute("SELECT create_reference_table(%s)", (f"{SCHEMA}.{table}",))
+            changed.append(table)
+    first = f"{SCHEMA}.{DISTRIBUTED[0][0]}"
+    for table, column in DISTRIBUTED:
+        if table not in done and _exists(conn, table):
+            _drop_triggers(conn, table)
+            colocate = "default" if table == DISTRIBUTED[0][0] else first
+            conn.execute(
+                "SELECT create_distributed_table(%s, %s, colocate_with => %s)",
+                (f"{SCHEMA}.{table}", column, colocate),
+            )
+            changed.append(table)
+    _restore_views(conn, views)
+    _apply_statements(conn, "citus.sql")
+    return changed
+
+
+def placements(conn: psycopg.Connection) -> list[Placement]:
+    """Shards of the distributed tables per worker (`db status` on Citus)."""
+    rows = conn.execute(
+        """
+        SELECT s.nodename || ':' || s.nodeport, count(*), coalesce(sum(s.shard_size), 0)
+          FROM citus_shards s
+         WHERE s.citus_table_type = 'distributed' AND s.table_name::text LIKE 'prodmatch.%%'
+         GROUP BY 1 ORDER BY 1
+        """
+    ).fetchall()
+    return [Placement(node=node, shards=shards, size_bytes=int(size)) for node, shards, size in rows]
+
+
+def _apply_statements(conn: psycopg.Connection, name: str) -> None:
+    """Run a file of `sql/` one statement at a time: Citus passes a DDL command's whole query string on to the
+    workers, and they refuse several commands in one."""
+    from prodmatch.store.server import resource_dir
+
+    text = (resource_dir("sql") / name).read_text(encoding="utf-8")
+    for statement in _statements(text):
+        conn.execute(statement)
+
+
+def _statements(text: str) -> list[str]:
+    """Split SQL at the semicolons that end a line outside a $$-quoted body (the form of sql/citus.sql)."""
+    statements, current, in_body = [], [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("--") and not current:
+            continue
+        current.append(line)
+        in_body ^= line.count("$$") % 2 == 1
+        if not in_body and line.rstrip().endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    if "".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
+
+
+def _check_tables_known(conn: psycopg.Connection) -> None:
+    known = {t for t, _ in DISTRIBUTED} | set(REFERENCE) | set(LOCAL)
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+            (SCHEMA,),
+        )
+    }
+    unknown = sorted(tables - known)
+    if unknown:
+        raise DatabaseError(
+            f"cannot distribute the schema on Citus: no placement for table(s) {', '.join(unknown)};"
+            " add them to prodmatch/store/distribute.py (reference or distributed)"
+        )
+
+
+def _citus_tables(conn: psycopg.Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_dist_partition d JOIN pg_class c ON c.oid = d.logicalrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        (SCHEMA,),
+    )
+    return {row[0] for row in rows}
+
+
+def _exists(conn: psycopg.Connection, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{table}",)).fetchone()[0]
+
+
+def _drop_triggers(conn: psycopg.Connection, table: str) -> None:
+    """Citus forbids triggers on a table it distributes; sql/citus.sql creates the ones that work there."""
+    rows = conn.execute(
+        "SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = %s::regclass AND NOT t.tgisinternal",
+        (f"{SCHEMA}.{table}",),
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(
+            sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.Identifier(SCHEMA, table))
+        )
+
+
+def _view_definitions(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(name, definition) of the schema's views, in creation order (a view may select from an older one)."""
+    return conn.execute(
+        "SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'v' ORDER BY c.oid",
+        (SCHEMA,),
+    ).fetchall()
+
+
+def _restore_views(conn: psycopg.Connection, views: list[tuple[str, str]]) -> None:
+    for name, definition in views:
+        if not _exists(conn, name):
+            conn.execute(
+                sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(SCHEMA, name), sql.SQL(definition))
+            )
