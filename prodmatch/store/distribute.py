@@ -89,6 +89,15 @@ def distribute(conn: psycopg.Connection) -> list[str]:
             changed.append(table)
     _restore_views(conn, views)
     _apply_statements(conn, "citus.sql")
+    # The sharded tables have foreign keys to the replicated `products` (and `models`, `match_runs`); Citus then
+    # refuses, in one transaction, a parallel command on the shards after a read of `products` (link drops and
+    # builds the lexical index, dedupe replaces its run after reading vectors). One connection per worker for
+    # multi-shard writes and DDL lifts that, for every session of this database.
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET citus.multi_shard_modify_mode = 'sequential'").format(
+            sql.Identifier(conn.info.dbname)
+        )
+    )
     return changed
 
 
