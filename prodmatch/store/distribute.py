@@ -21,6 +21,7 @@ distributed tables as they are (Citus passes DDL on to the shards); `upgrade` di
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -88,7 +89,7 @@ def distribute(conn: psycopg.Connection) -> list[str]:
             )
             changed.append(table)
     _restore_views(conn, views)
-    _apply_statements(conn, "citus.sql")
+    apply_statements(conn, "citus.sql")
     # The sharded tables have foreign keys to the replicated `products` (and `models`, `match_runs`); Citus then
     # refuses, in one transaction, a parallel command on the shards after a read of `products` (link drops and
     # builds the lexical index, dedupe replaces its run after reading vectors). One connection per worker for
@@ -114,7 +115,7 @@ def placements(conn: psycopg.Connection) -> list[Placement]:
     return [Placement(node=node, shards=shards, size_bytes=int(size)) for node, shards, size in rows]
 
 
-def _apply_statements(conn: psycopg.Connection, name: str) -> None:
+def apply_statements(conn: psycopg.Connection, name: str) -> None:
     """Run a file of `sql/` one statement at a time: Citus passes a DDL command's whole query string on to the
     workers, and they refuse several commands in one."""
     from prodmatch.store.server import resource_dir
@@ -125,19 +126,26 @@ def _apply_statements(conn: psycopg.Connection, name: str) -> None:
 
 
 def _statements(text: str) -> list[str]:
-    """Split SQL at the semicolons that end a line outside a $$-quoted body (the form of sql/citus.sql)."""
-    statements, current, in_body = [], [], False
+    """Split SQL at the semicolons that end a line outside a dollar-quoted body ($$, $f$, $query$ ...)."""
+    statements, current, quote = [], [], None
     for line in text.splitlines():
-        if line.lstrip().startswith("--") and not current:
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
             continue
         current.append(line)
-        in_body ^= line.count("$$") % 2 == 1
-        if not in_body and line.rstrip().endswith(";"):
+        for tag in _DOLLAR_TAG.findall(line):
+            if quote is None:
+                quote = tag
+            elif tag == quote:
+                quote = None
+        if quote is None and line.rstrip().endswith(";"):
             statements.append("\n".join(current))
             current = []
     if "".join(current).strip():
         statements.append("\n".join(current))
     return statements
+
+
+_DOLLAR_TAG = re.compile(r"\$[A-Za-z_]*\$")
 
 
 def _check_tables_known(conn: psycopg.Connection) -> None:

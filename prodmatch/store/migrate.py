@@ -14,7 +14,7 @@ import psycopg
 
 from prodmatch.config import Settings
 from prodmatch.errors import DatabaseError
-from prodmatch.store.distribute import distribute, is_citus
+from prodmatch.store.distribute import apply_statements, distribute, is_citus
 from prodmatch.store.schema import SCHEMA
 from prodmatch.store.server import (
     connect_error,
@@ -117,7 +117,11 @@ def _table_exists(conn: psycopg.Connection, table: str) -> bool:
 
 def apply_sql_file(bind, name: str) -> None:
     """Run one file of `sql/` (functions, views, triggers) on a migration's connection."""
-    apply_sql_text(bind.connection.driver_connection, name)
+    conn = bind.connection.driver_connection
+    if is_citus(conn):
+        apply_statements(conn, name)  # Citus refuses several DDL commands in one query string
+        return
+    apply_sql_text(conn, name)
 
 
 def apply_sql_text(conn: psycopg.Connection, name: str) -> None:

@@ -1,0 +1,85 @@
+"""`prodmatch db upgrade` on a Citus coordinator: which tables are sharded or replicated, the shards per worker,
+the products triggers in their Citus form, and migrations down and up on the distributed schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from prodmatch import store as db
+from prodmatch.store import distribute
+from prodmatch.store.schema import metadata
+
+SHARDED = {table for table, _ in distribute.DISTRIBUTED}
+
+
+def test_every_table_of_the_schema_has_a_place_on_citus():
+    """A new table must be placed in store/distribute.py, or `db upgrade` on Citus refuses (runs without Citus)."""
+    placed = SHARDED | set(distribute.REFERENCE) | set(distribute.LOCAL)
+    assert {table.name for table in metadata.sorted_tables} <= placed
+
+
+def _layout(conn) -> dict[str, tuple[str, int]]:
+    rows = conn.execute(
+        "SELECT c.relname, d.partmethod, d.colocationid FROM pg_dist_partition d"
+        " JOIN pg_class c ON c.oid = d.logicalrelid WHERE c.relnamespace = 'prodmatch'::regnamespace"
+    ).fetchall()
+    return {name: (method, colocation) for name, method, colocation in rows}
+
+
+def test_upgrade_distributes_the_schema(citus_settings):
+    assert db.upgrade(citus_settings) == db.head_revision()
+    with db.connection(citus_settings) as conn:
+        layout = _layout(conn)
+        assert {t for t, (method, _) in layout.items() if method == "h"} == SHARDED
+        assert {t for t, (method, _) in layout.items() if method == "n"} == set(distribute.REFERENCE)
+        assert len({layout[t][1] for t in SHARDED}) == 1  # co-located: joins on product id stay on a worker
+        placements = distribute.placements(conn)
+        # 4 shards per table (the fixture's citus.shard_count) x 4 tables, spread evenly over the two workers
+        assert [p.shards for p in placements] == [8, 8]
+        views = {r[0] for r in conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'prodmatch'")}
+        assert {"matches_v", "duplicates_v", "embedding_errors_v", "labels_v"} <= views
+    # a second upgrade changes nothing
+    assert db.upgrade(citus_settings) == db.head_revision()
+
+
+def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
+    db.upgrade(citus_settings)
+    with db.connection(citus_settings) as conn:
+        conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop')")
+        conn.execute(
+            "INSERT INTO prodmatch.models (name, source, family, dimension, fused_dimension, text_template)"
+            " VALUES ('m', 'x', 'clip', 4, 4, '{title}')"
+        )
+        # an application's multi-row INSERT ... VALUES (an INSERT ... SELECT that Citus pushes down to every copy
+        # of `products` is refused inside the trigger: docs/scaling.md)
+        values = ", ".join(f"(1, 'p{i}', 'item {i}')" for i in range(1, 21))
+        conn.execute(f"INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES {values}")
+        statuses = conn.execute("SELECT status, count(*) FROM prodmatch.embeddings GROUP BY 1").fetchall()
+        assert statuses == [("pending", 20)]  # one row per product, each on its product's shard
+        conn.execute("UPDATE prodmatch.embeddings SET status = 'done'")
+        conn.execute("UPDATE prodmatch.products SET title = title || ' v2' WHERE external_id IN ('p1', 'p2')")
+        conn.execute("UPDATE prodmatch.products SET updated_at = updated_at WHERE external_id = 'p3'")
+        pending = conn.execute(
+            "SELECT p.external_id FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
+            " WHERE e.status = 'pending' ORDER BY 1"
+        ).fetchall()
+        assert pending == [("p1",), ("p2",)]  # only a content change re-queues
+        conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'p1'")
+        assert conn.execute("SELECT count(*) FROM prodmatch.embeddings").fetchone()[0] == 19
+
+
+@pytest.mark.parametrize("down_to", ["0007", "base"])
+def test_migrations_go_down_and_up_on_the_cluster(citus_settings, down_to):
+    db.upgrade(citus_settings)
+    reached = db.downgrade(citus_settings, down_to)
+    assert reached == (None if down_to == "base" else down_to)
+    assert db.upgrade(citus_settings) == db.head_revision()
+    with db.connection(citus_settings) as conn:
+        assert set(_layout(conn)) == SHARDED | set(distribute.REFERENCE)
+        triggers = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'prodmatch.embeddings'::regclass AND NOT tgisinternal"
+            )
+        }
+        assert "embeddings_written" not in triggers  # a shard's NOTIFY would reach no one
