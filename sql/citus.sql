@@ -74,3 +74,86 @@ CREATE TRIGGER products_changed
 -- fires on the worker that holds the shard, and a NOTIFY there reaches no one. Watchers then see new vectors at
 -- their next poll (`link --watch --poll-seconds`).
 DROP TRIGGER IF EXISTS embeddings_written ON prodmatch.embeddings;
+
+-- prodmatch.candidates (sql/matching.sql) joins each source to its k nearest targets in a LATERAL subquery with
+-- LIMIT, which Citus cannot push down to the shards. Its Citus form: the same signature and rows, one nearest-
+-- neighbour query per source (each runs on every shard and is merged by the coordinator, like similar()), and
+-- the ranks and similarities computed on the coordinator from materialized results. The query vector travels as
+-- text (its type depends on the space and the model's storage), cast back to the index's type.
+CREATE OR REPLACE FUNCTION prodmatch.candidates(
+    source_catalog text,
+    target_catalog text,
+    k integer DEFAULT 5,
+    space text DEFAULT 'fused',
+    model text DEFAULT NULL,
+    ef_search integer DEFAULT 100,
+    source_ids bigint[] DEFAULT NULL
+)
+RETURNS TABLE (
+    source_product_id bigint, target_product_id bigint, rank integer,
+    fused_similarity real, image_similarity real, text_similarity real, lexical_similarity real
+)
+LANGUAGE plpgsql STABLE
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $$
+DECLARE
+    m integer;
+    source_id bigint;
+    target_id bigint;
+    nearest text;
+    query_expr text;
+    src record;
+BEGIN
+    IF space = 'lexical' THEN
+        m := prodmatch.model_id_or_null(model);
+        nearest := $n$
+            SELECT l.product_id, l.vector <=> $1::sparsevec AS distance
+              FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id
+             WHERE p.catalog_id = $2 ORDER BY l.vector <=> $1::sparsevec LIMIT $3 $n$;
+        query_expr := 'sl.vector';
+    ELSE
+        m := prodmatch.model_id(model);
+        nearest := format($n$
+            SELECT e.product_id, %1$s <=> $1::%3$s AS distance
+              FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id
+             WHERE e.model_id = %2$s AND p.catalog_id = $2 ORDER BY %1$s <=> $1::%3$s LIMIT $3 $n$,
+            prodmatch.vector_expr(m, space, 'e'), m, prodmatch.index_type(m, space));
+        query_expr := prodmatch.vector_expr(m, space, 's');
+    END IF;
+    source_id := prodmatch.catalog_id(source_catalog);
+    target_id := prodmatch.catalog_id(target_catalog);
+    IF ef_search IS NOT NULL THEN
+        PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+    END IF;
+    FOR src IN EXECUTE format($s$
+        SELECT sp.id, (%1$s)::text AS query, coalesce(s.fused_vector, s.fused_half::vector) AS fused,
+               coalesce(s.image_vector, s.image_half::vector) AS image,
+               coalesce(s.text_vector, s.text_half::vector) AS text, sl.vector AS lexical
+          FROM prodmatch.products sp
+          LEFT JOIN prodmatch.embeddings s ON s.product_id = sp.id AND s.model_id = $2
+          LEFT JOIN prodmatch.lexical sl ON sl.product_id = sp.id
+         WHERE sp.catalog_id = $1 AND %1$s IS NOT NULL AND ($3::bigint[] IS NULL OR sp.id = ANY($3))
+         ORDER BY sp.id $s$, query_expr)
+        USING source_id, m, source_ids
+    LOOP
+        RETURN QUERY EXECUTE format($q$
+            WITH nearest AS MATERIALIZED (%1$s),
+            scored AS MATERIALIZED (
+                SELECT n.product_id, n.distance,
+                       (1 - ($6 <=> coalesce(te.fused_vector, te.fused_half::vector)))::real AS fused,
+                       (1 - ($7 <=> coalesce(te.image_vector, te.image_half::vector)))::real AS image,
+                       (1 - ($8 <=> coalesce(te.text_vector, te.text_half::vector)))::real AS text,
+                       (1 - ($9 <=> tl.vector))::real AS lexical
+                  FROM nearest n
+                  LEFT JOIN prodmatch.embeddings te ON te.product_id = n.product_id AND te.model_id = $5
+                  LEFT JOIN prodmatch.lexical tl ON tl.product_id = n.product_id
+            )
+            SELECT $4::bigint, s.product_id,
+                   (row_number() OVER (ORDER BY s.distance, s.product_id))::integer AS rank,
+                   s.fused, s.image, s.text, s.lexical
+              FROM scored s
+             ORDER BY rank $q$, nearest)
+        USING src.query, target_id, k, src.id, m, src.fused, src.image, src.text, src.lexical;
+    END LOOP;
+END
+$$;

@@ -99,6 +99,7 @@ def distribute(conn: psycopg.Connection) -> list[str]:
             sql.Identifier(conn.info.dbname)
         )
     )
+    _hnsw_defaults_on_workers(conn)
     return changed
 
 
@@ -113,6 +114,28 @@ def placements(conn: psycopg.Connection) -> list[Placement]:
         """
     ).fetchall()
     return [Placement(node=node, shards=shards, size_bytes=int(size)) for node, shards, size in rows]
+
+
+# The HNSW scans run in the workers' sessions, where the SQL API's set_config('hnsw.ef_search', ..., true) and
+# its functions' `SET hnsw.iterative_scan` do not reach (Citus passes on SET commands, not settings made inside
+# functions), and a worker refuses ALTER DATABASE. So each worker gets the SQL API's defaults server-wide
+# (ALTER SYSTEM, then a reload); a call's own ef_search is not passed on.
+HNSW_WORKER_DEFAULTS = {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"}
+
+
+def _hnsw_defaults_on_workers(conn: psycopg.Connection) -> None:
+    """Set HNSW_WORKER_DEFAULTS on every worker (again at each `db upgrade`, so a new worker gets them too)."""
+    commands = [
+        sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.SQL(name), sql.Literal(value)).as_string(conn)
+        for name, value in HNSW_WORKER_DEFAULTS.items()
+    ]
+    for command in [*commands, "SELECT pg_reload_conf()"]:
+        failed = conn.execute(
+            "SELECT nodename, nodeport, result FROM run_command_on_workers(%s) WHERE NOT success", (command,)
+        ).fetchall()
+        if failed:
+            host, port, error = failed[0]
+            raise DatabaseError(f"cannot run {command} on the Citus worker {host}:{port}: {error}")
 
 
 def apply_statements(conn: psycopg.Connection, name: str) -> None:

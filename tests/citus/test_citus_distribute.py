@@ -36,8 +36,16 @@ def test_upgrade_distributes_the_schema(citus_settings):
         placements = distribute.placements(conn)
         # 4 shards per table (the fixture's citus.shard_count) x 4 tables, spread evenly over the two workers
         assert [p.shards for p in placements] == [8, 8]
+        # the SQL API's HNSW defaults where the index scans run
+        settings = conn.execute(
+            "SELECT DISTINCT result FROM run_command_on_workers($$SELECT current_setting('hnsw.ef_search', true)$$)"
+        ).fetchall()
+        assert settings == [("100",)]
         views = {r[0] for r in conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'prodmatch'")}
         assert {"matches_v", "duplicates_v", "embedding_errors_v", "labels_v"} <= views
+    report = db.status(citus_settings)
+    assert [p.shards for p in report.shards] == [8, 8]
+    assert "8 shards" in report.to_text()
     # a second upgrade changes nothing
     assert db.upgrade(citus_settings) == db.head_revision()
 
@@ -66,6 +74,24 @@ def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
         assert pending == [("p1",), ("p2",)]  # only a content change re-queues
         conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'p1'")
         assert conn.execute("SELECT count(*) FROM prodmatch.embeddings").fetchone()[0] == 19
+
+
+def test_product_writes_notify_listeners_on_the_coordinator(citus_settings):
+    """`embed --watch` and `link --watch` LISTEN on the coordinator: the Citus triggers NOTIFY there, once."""
+    db.upgrade(citus_settings)
+    with db.connection(citus_settings) as conn:
+        conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop')")
+        conn.execute(
+            "INSERT INTO prodmatch.models (name, source, family, dimension, fused_dimension, text_template)"
+            " VALUES ('m', 'x', 'clip', 4, 4, '{title}')"
+        )
+    with db.connection(citus_settings, autocommit=True) as listener, db.connection(citus_settings) as writer:
+        listener.execute("LISTEN prodmatch_pending")
+        listener.execute("LISTEN prodmatch_changed")
+        writer.execute("INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (1, 'a', 'x')")
+        writer.commit()
+        channels = sorted(n.channel for n in listener.notifies(timeout=2, stop_after=2))
+    assert channels == ["prodmatch_changed", "prodmatch_pending"]
 
 
 @pytest.mark.parametrize("down_to", ["0007", "base"])
