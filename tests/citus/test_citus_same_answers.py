@@ -5,7 +5,6 @@ dedupe."""
 from __future__ import annotations
 
 from builders import WORDS, product_image, write_items
-
 from psycopg import sql
 
 from prodmatch import store as db
