@@ -123,7 +123,7 @@ def _neighbours(hits) -> tuple[list, list]:
     return scores, sorted(h.external_id for h, s in zip(hits, scores, strict=False) if s != scores[-1])
 
 
-def test_one_node_and_the_cluster_give_the_same_answers(settings, citus_settings, tiny_clip_dir, tmp_path):
+def test_one_node_and_the_cluster_give_the_same_answers(citus_settings, settings, tiny_clip_dir, tmp_path):
     files = _catalogues(tmp_path)
     db.upgrade(citus_settings)
     single = _answers(settings, tiny_clip_dir, files)
