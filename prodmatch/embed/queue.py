@@ -246,6 +246,16 @@ def requeue_errors(conn: psycopg.Connection, model_name: str | None) -> None:
     conn.commit()
 
 
+# What a Citus coordinator says when a worker node goes away in the middle of a statement (a lost connection
+# before the statement is a ConnectionFailure, an OperationalError, already).
+_LOST_NODE_MESSAGES = ("failure on connection marked as essential", "connection to the remote node")
+
+
+def lost_citus_node(error: psycopg.Error) -> bool:
+    """Whether `error` is a Citus coordinator losing a worker node: the worker reconnects and tries again."""
+    return str(error).startswith(_LOST_NODE_MESSAGES)
+
+
 def _on_citus(conn: psycopg.Connection) -> bool:
     """Whether the connection's database is a Citus coordinator (asked once per connection)."""
     known = _CITUS.get(conn)
