@@ -4,44 +4,67 @@
 -- Citus runs a reference table's triggers on every copy of the table (the coordinator's and each worker's) and
 -- cannot plan a distributed query that reads a trigger's transition table. So the triggers fire only on the
 -- coordinator (`WHEN (citus_is_coordinator())`: its NOTIFY reaches the coordinator's listeners, where `embed
--- --watch` and `link --watch` wait), and the functions below first read the transition tables into an array of
--- product ids, then write the distributed table with that array as a parameter. One statement, one firing: a
--- 100,000-row upsert still costs one INSERT and one UPDATE on `embeddings`, as on one node.
+-- --watch` and `link --watch` wait), and read the transition tables on the coordinator (below).
+
+-- The triggers fire while the coordinator is still sending the statement to the other copies of `products`
+-- (a COPY, an INSERT ... SELECT run on every copy), and a distributed write from inside them then fails
+-- ("another command is already in progress"). So they only note the product ids in a plain table of the
+-- coordinator, and a deferred trigger on that table writes `embeddings` at commit, when the connections to the
+-- workers are free: once per transaction (its first firing takes every noted id; the others find none).
+CREATE TABLE IF NOT EXISTS prodmatch.citus_product_changes (product_id bigint NOT NULL, inserted boolean NOT NULL);
 
 CREATE OR REPLACE FUNCTION prodmatch.products_inserted_citus() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    ids bigint[] := ARRAY(SELECT n.id FROM new_rows n);
 BEGIN
-    INSERT INTO prodmatch.embeddings (model_id, product_id)
-    SELECT m.id, i.id FROM unnest(ids) AS i(id) CROSS JOIN prodmatch.models m
-    ON CONFLICT DO NOTHING;
-    IF FOUND THEN
-        PERFORM pg_notify('prodmatch_pending', 'products');
-    END IF;
+    INSERT INTO prodmatch.citus_product_changes SELECT n.id, true FROM new_rows n;
     RETURN NULL;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION prodmatch.products_updated_citus() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    ids bigint[] := ARRAY(SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
-                           WHERE n.content_hash IS DISTINCT FROM o.content_hash);
 BEGIN
-    IF cardinality(ids) = 0 THEN
-        RETURN NULL;
+    INSERT INTO prodmatch.citus_product_changes
+    SELECT n.id, false FROM new_rows n JOIN old_rows o ON o.id = n.id
+     WHERE n.content_hash IS DISTINCT FROM o.content_hash;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION prodmatch.citus_apply_product_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_ids bigint[];
+    changed_ids bigint[];
+    queued boolean := false;
+BEGIN
+    WITH taken AS (DELETE FROM prodmatch.citus_product_changes c RETURNING c.product_id, c.inserted)
+    SELECT array_agg(t.product_id) FILTER (WHERE t.inserted), array_agg(t.product_id) FILTER (WHERE NOT t.inserted)
+      INTO new_ids, changed_ids FROM taken t;
+    IF new_ids IS NOT NULL THEN
+        INSERT INTO prodmatch.embeddings (model_id, product_id)
+        SELECT m.id, i.id FROM unnest(new_ids) AS i(id) CROSS JOIN prodmatch.models m
+        ON CONFLICT DO NOTHING;
+        queued := FOUND;
     END IF;
-    UPDATE prodmatch.embeddings e
-       SET status = 'pending', attempts = 0, error = NULL
-     WHERE e.product_id = ANY (ids)
-       AND e.status <> 'pending';
-    IF FOUND THEN
+    IF changed_ids IS NOT NULL THEN
+        UPDATE prodmatch.embeddings e
+           SET status = 'pending', attempts = 0, error = NULL
+         WHERE e.product_id = ANY (changed_ids) AND e.status <> 'pending';
+        queued := queued OR FOUND;
+    END IF;
+    IF queued THEN
         PERFORM pg_notify('prodmatch_pending', 'products');
     END IF;
     RETURN NULL;
 END
 $$;
+
+DROP TRIGGER IF EXISTS citus_product_changes_applied ON prodmatch.citus_product_changes;
+CREATE CONSTRAINT TRIGGER citus_product_changes_applied
+    AFTER INSERT ON prodmatch.citus_product_changes
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION prodmatch.citus_apply_product_changes();
 
 DROP TRIGGER IF EXISTS products_inserted ON prodmatch.products;
 CREATE TRIGGER products_inserted

@@ -49,7 +49,7 @@ REFERENCE = (
     "products",
     "labels",
 )
-LOCAL = ("alembic_version",)
+LOCAL = ("alembic_version", "citus_product_changes")  # the latter: sql/citus.sql, on Citus only
 
 
 @dataclass(frozen=True)

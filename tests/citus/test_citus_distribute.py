@@ -51,6 +51,7 @@ def test_upgrade_distributes_the_schema(citus_settings):
 
 
 def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
+    """Every way an application writes products queues their embeddings (at commit, on Citus)."""
     db.upgrade(citus_settings)
     with db.connection(citus_settings) as conn:
         conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop')")
@@ -58,15 +59,28 @@ def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
             "INSERT INTO prodmatch.models (name, source, family, dimension, fused_dimension, text_template)"
             " VALUES ('m', 'x', 'clip', 4, 4, '{title}')"
         )
-        # an application's multi-row INSERT ... VALUES (an INSERT ... SELECT that Citus pushes down to every copy
-        # of `products` is refused inside the trigger: docs/scaling.md)
-        values = ", ".join(f"(1, 'p{i}', 'item {i}')" for i in range(1, 21))
+        conn.commit()
+        values = ", ".join(f"(1, 'p{i}', 'item {i}')" for i in range(1, 11))
         conn.execute(f"INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES {values}")
+        conn.commit()
+        # an INSERT ... SELECT that Citus runs on every copy of `products`, and a COPY
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title)"
+            " SELECT 1, 'p' || g, 'item ' || g FROM generate_series(11, 15) g"
+        )
+        conn.commit()
+        with conn.cursor().copy(
+            "COPY prodmatch.products (catalog_id, external_id, title) FROM STDIN"
+        ) as copy:
+            for i in range(16, 21):
+                copy.write_row((1, f"p{i}", f"item {i}"))
+        conn.commit()
         statuses = conn.execute("SELECT status, count(*) FROM prodmatch.embeddings GROUP BY 1").fetchall()
         assert statuses == [("pending", 20)]  # one row per product, each on its product's shard
         conn.execute("UPDATE prodmatch.embeddings SET status = 'done'")
         conn.execute("UPDATE prodmatch.products SET title = title || ' v2' WHERE external_id IN ('p1', 'p2')")
         conn.execute("UPDATE prodmatch.products SET updated_at = updated_at WHERE external_id = 'p3'")
+        conn.commit()
         pending = conn.execute(
             "SELECT p.external_id FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
             " WHERE e.status = 'pending' ORDER BY 1"
@@ -74,6 +88,7 @@ def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
         assert pending == [("p1",), ("p2",)]  # only a content change re-queues
         conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'p1'")
         assert conn.execute("SELECT count(*) FROM prodmatch.embeddings").fetchone()[0] == 19
+        assert conn.execute("SELECT count(*) FROM prodmatch.citus_product_changes").fetchone()[0] == 0
 
 
 def test_product_writes_notify_listeners_on_the_coordinator(citus_settings):
