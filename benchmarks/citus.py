@@ -13,6 +13,7 @@ is measured against exact cosine search in numpy over the same vectors.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shards", type=int, default=8)
     args = parser.parse_args()
+    # a TERM (a timeout, a kill) unwinds like Ctrl-C, so the cluster's servers are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reason = citus_local.missing_reason()
     if reason:
         sys.exit(reason)
@@ -52,17 +55,12 @@ def main() -> None:
     cluster = citus_local.LocalCluster.start(args.workers, shard_count=args.shards)
     try:
         on_cluster = Settings(database_url=cluster.create_database("citus_bench"), home=home / "cluster")
-        results = {
-            "single node": _run(single, vectors, args),
-            f"citus, {args.workers} workers": _run(on_cluster, vectors, args),
-        }
+        print(f"{args.products:,} + {args.products // 10:,} products, {args.dimension} dimensions (halfvec)")
+        for name, target in (("single node", single), (f"citus, {args.workers} workers", on_cluster)):
+            print(f"{name}:", flush=True)
+            _run(target, vectors, args)
     finally:
         cluster.stop()
-    print(f"\n{args.products:,} + {args.products // 10:,} products, {args.dimension} dimensions (halfvec)")
-    for name, figures in results.items():
-        print(f"{name}:")
-        for key, value in figures.items():
-            print(f"  {key:<28} {value}")
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -72,8 +70,16 @@ def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+class _Figures(dict):
+    """Printed as they are measured, so an interrupted run keeps what it measured."""
+
+    def __setitem__(self, key, value) -> None:
+        print(f"  {key:<28} {value}", flush=True)
+        super().__setitem__(key, value)
+
+
 def _run(settings: Settings, vectors: np.ndarray, args) -> dict:
-    figures: dict = {}
+    figures: dict = _Figures()
     db.upgrade(settings)
     n = args.products
     with db.connection(settings) as conn:

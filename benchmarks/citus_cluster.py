@@ -11,6 +11,7 @@ node with citus and vector in it, and prints the coordinator's URL: then, in ano
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8, help="citus.shard_count of each distributed table")
     parser.add_argument("--database", default="prodmatch")
     args = parser.parse_args()
+    # a TERM (a timeout, a kill) unwinds like Ctrl-C, so the cluster's servers are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reason = citus_local.missing_reason()
     if reason:
         sys.exit(reason)
