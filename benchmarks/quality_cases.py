@@ -52,6 +52,7 @@ DATASETS: dict[str, tuple[str, dict[str, str], str]] = {
         },
         "wdc-products",
     ),
+    "ember-ali-shoes": ("ember-ali-shoes", {"train": "train.parquet", "test": "val.parquet"}, "ember"),
 }
 SPLIT_WHEN_OVERLAP = 0.05  # share of the smaller side's offers that are also on the other side
 FIELDS = ("id", "title", "brand", "category", "description", "price", "currency", "attributes")
@@ -90,10 +91,7 @@ def load_case(name: str, split: str, data_dir: Path = DATA) -> Case:
     """The case `name` ("walmart-amazon-structured", ...) for split "train" or "test"."""
     folder, files, form = DATASETS[name]
     path = Path(data_dir) / folder / files[split]
-    if form == "pairs":
-        offers, pairs = _read_text_pairs(path)
-    else:
-        offers, pairs = _read_wdc_products(path)
+    offers, pairs = _READERS[form](path)
     left = {a for a, _, _ in pairs}
     right = {b for _, b, _ in pairs}
     overlap = len(left & right) / min(len(left), len(right))
@@ -213,6 +211,57 @@ def _read_wdc_products(path: Path) -> tuple[dict[str, dict], list[tuple[str, str
                     }
             pairs.append((str(row["id_left"]), str(row["id_right"]), int(row["label"])))
     return offers, pairs
+
+
+def _read_ember(path: Path) -> tuple[dict[str, dict], list[tuple[str, str, int]]]:
+    """EMBer (Alibaba / Taobao) pairs in parquet: offers keyed by their item id, carrying their cluster id.
+
+    Attributes come from ``pv_pairs`` (``key#:#value#;#key#:#value``); the picture URL stays an attribute
+    (``image_url``), not the product's image, as these are remote marketplace pictures the benchmark does not
+    ship. The brand is left empty: it is the ``品牌`` attribute, which ingest may promote.
+    """
+    import pyarrow.parquet as pq  # a development dependency, needed only for these files
+
+    offers: dict[str, dict] = {}
+    pairs = []
+    for row in pq.read_table(path).to_pylist():
+        for side in ("left", "right"):
+            key = str(row[f"id_{side}"])
+            if key not in offers:
+                offers[key] = _ember_offer(key, row, side, path)
+        pairs.append((str(row["id_left"]), str(row["id_right"]), int(row["label"])))
+    return offers, pairs
+
+
+def _ember_offer(key: str, row: dict, side: str, path: Path) -> dict:
+    attributes = {}
+    for item in (row[f"pv_pairs_{side}"] or "").split("#;#"):
+        name, separator, value = item.partition("#:#")
+        if not item.strip():
+            continue
+        if not separator:
+            raise ValueError(
+                f"{path}: offer {key}: pv_pairs item {item!r} has no '#:#' between key and value"
+            )
+        if name.strip() and value.strip():
+            attributes[name.strip()] = value.strip()
+    if row[f"pict_url_{side}"]:
+        attributes["image_url"] = row[f"pict_url_{side}"]
+    category = " / ".join(c for c in (row[f"cate_level_name_{side}"], row[f"cate_name_{side}"]) if c)
+    return {
+        "id": key,
+        "title": row[f"title_{side}"] or "",
+        "brand": None,
+        "category": category or None,
+        "description": None,
+        "price": None,
+        "currency": None,
+        "attributes": attributes,
+        "_cluster": row[f"cluster_id_{side}"],
+    }
+
+
+_READERS = {"pairs": _read_text_pairs, "wdc-products": _read_wdc_products, "ember": _read_ember}
 
 
 def _clusters(offers: dict[str, dict], pairs: list[tuple[str, str, int]]) -> dict[str, object]:

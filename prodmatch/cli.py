@@ -252,6 +252,15 @@ def db_grant_reader(role: str) -> None:
     help="With --prune: refuse to delete more than this share of the catalogue.",
 )
 @click.option("--force", is_flag=True, help="With --prune: delete past --prune-max.")
+@click.option(
+    "--attribute-role",
+    "attribute_roles",
+    multiple=True,
+    metavar="KEY=ROLE",
+    help="Attribute KEY has ROLE (brand, code, gtin, identifying, or none to ignore it) in this catalogue, "
+    "on top of the built-in keys (English, Russian, Chinese, German, French, Spanish, Italian, Portuguese, "
+    "Japanese); stored with the catalogue (see 'prodmatch catalog roles'). Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, rejects included.")
 def ingest_command(
     file: Path,
@@ -266,15 +275,22 @@ def ingest_command(
     prune: bool,
     prune_max: float,
     force: bool,
+    attribute_roles: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue.
 
+    Columns beyond the canonical fields become attributes. A row without a brand (no brand column, or an
+    empty one) takes its brand from an attribute whose role is brand (品牌, Marke, Marque, производитель...),
+    as written; values that mean "no brand" (other/其他, 无品牌, n/a, без бренда, Generic) leave it empty.
+
     \b
     Example: prodmatch ingest shop.csv --catalog shop
+             prodmatch ingest haendler.csv --catalog haendler --attribute-role 'Teile-ID=code'
     """
     from prodmatch.ingest.load import ingest_file
     from prodmatch.ingest.sources import IngestOptions
+    from prodmatch.roles import parse_assignment
 
     if delimiter == "\\t" or (delimiter or "").lower() == "tab":
         delimiter = "\t"
@@ -290,6 +306,7 @@ def ingest_command(
         prune_max=prune_max,
         force=force,
         progress=not as_json,
+        attribute_roles=dict(parse_assignment(text) for text in attribute_roles),
     )
     with store.connection(_settings()) as conn:
         result = ingest_file(conn, file, catalog, options)
@@ -302,6 +319,82 @@ def ingest_command(
             click.echo(line, err=True)
     if result.loaded == 0:
         raise click.ClickException(f"{file}: nothing could be loaded")
+
+
+# --- catalogues -------------------------------------------------------------------------------------------
+
+
+@main.group("catalog")
+def catalog_group() -> None:
+    """List catalogues and set which attribute keys carry a brand, a code, a GTIN or an identifying value."""
+
+
+@catalog_group.command("list")
+@json_option
+def catalog_list(as_json: bool) -> None:
+    """Every catalogue with its product count and the attribute roles it sets itself.
+
+    \b
+    Example: prodmatch catalog list --json
+    """
+    from prodmatch.store.catalogs import list_catalogs
+
+    with store.connection(_settings()) as conn:
+        _show(list_catalogs(conn), as_json)
+
+
+@catalog_group.command("roles")
+@click.argument("name")
+@click.option(
+    "--set",
+    "assign",
+    multiple=True,
+    metavar="KEY=ROLE",
+    help="Attribute KEY has ROLE (brand, code, gtin, identifying; none: ignore a built-in key). Repeatable.",
+)
+@click.option("--unset", multiple=True, metavar="KEY", help="Back to KEY's built-in role. Repeatable.")
+@click.option(
+    "--learn-from",
+    metavar="TARGET",
+    help="Suggest roles from the likely matches between NAME and catalogue TARGET, with the evidence.",
+)
+@click.option("--apply", is_flag=True, help="With --learn-from: store the suggestions with both catalogues.")
+@json_option
+def catalog_roles_command(
+    name: str,
+    assign: tuple[str, ...],
+    unset: tuple[str, ...],
+    learn_from: str | None,
+    apply: bool,
+    as_json: bool,
+) -> None:
+    """Show (or change) the attribute roles of catalogue NAME: each key its products fill in, how many, its
+    built-in role and the catalogue's own.
+
+    Roles: brand (品牌, Marke, Marque, бренд...), code (model number, MPN, article, SKU: 货号, Artikelnummer,
+    Référence, артикул...), gtin (EAN/UPC/ISBN), identifying (colour, size, material, capacity, weight...),
+    none (noise: season, sales channel, URLs, stock). Keys compare case-, accent-, space- and
+    punctuation-blind. Matching, codes and the lexical space read attributes by role; changing roles makes the
+    catalogue's lexical rows stale (redone at the next embed or link).
+
+    \b
+    Example: prodmatch catalog roles haendler --set 'Teile-ID=code' --set 'Saison=none'
+             prodmatch catalog roles haendler --learn-from shop --apply
+    """
+    from prodmatch.roles import parse_assignment
+    from prodmatch.store.catalogs import catalog_roles, set_attribute_roles
+
+    if apply and not learn_from:
+        raise click.UsageError("--apply goes with --learn-from")
+    with store.connection(_settings()) as conn:
+        if learn_from:
+            from prodmatch.match.learn_roles import learn_roles
+
+            _show(learn_roles(conn, name, learn_from, apply=apply), as_json)
+            return
+        if assign or unset:
+            set_attribute_roles(conn, name, dict(parse_assignment(text) for text in assign), unset)
+        _show(catalog_roles(conn, name), as_json)
 
 
 # --- models -----------------------------------------------------------------------------------------------
@@ -345,10 +438,21 @@ def models_add(
     storage: str,
     as_json: bool,
 ) -> None:
-    """Register MODEL (a hub id or a local folder; default openai/clip-vit-base-patch32) and queue every product.
+    """Register MODEL (a hub id, a local folder or an alias; default openai/clip-vit-base-patch32) and queue
+    every product.
 
     \b
-    Example: prodmatch models add openai/clip-vit-base-patch32 --name clip
+    Aliases (docs/models.md says how to choose):
+      clip          openai/clip-vit-base-patch32     English only, fastest
+      multilingual  google/siglip2-base-patch16-256  Russian, Chinese and 100+ other languages
+
+    \b
+    Offline, download on a machine with internet and pass the folder:
+      huggingface-cli download google/siglip2-base-patch16-256 --local-dir DIR
+
+    \b
+    Example: prodmatch models add multilingual
+             prodmatch models add openai/clip-vit-base-patch32 --name clip
     """
     from prodmatch.embed.registry import add_model
     from prodmatch.embed.text import DEFAULT_TEXT_TEMPLATE
@@ -518,7 +622,11 @@ def embed_command(
 @main.command("similar")
 @click.argument("product")
 @k_option(10)
-@space_option("fused", help="Space that ranks the candidates (lexical needs no model).")
+@space_option(
+    None,
+    help="Space that ranks the candidates [default: fused; lexical when there is no model or it has random"
+    " weights]. lexical needs no model.",
+)
 @model_option
 @click.option("--in-catalog", help="Only candidates from this catalogue.")
 @click.option("--other-catalog", is_flag=True, help="Only candidates from other catalogues.")
@@ -532,7 +640,7 @@ def embed_command(
 def similar_command(
     product: str,
     k: int,
-    space: str,
+    space: str | None,
     model: str | None,
     in_catalog: str | None,
     other_catalog: bool,
@@ -554,6 +662,9 @@ def similar_command(
     catalog, external_id = store.parse_product_ref(product)
     with store.connection(_settings()) as conn:
         product_id = store.find_product(conn, catalog, external_id)
+        asked_about = match.queried_product(conn, product_id)
+        choice = match.default_space(conn, space, model)
+        space = choice.space
         if space == "lexical":
             from prodmatch.embed.lexical_refresh import refresh_lexical
 
@@ -574,9 +685,12 @@ def similar_command(
             unmatched_only=unmatched_only,
             ef_search=ef_search,
         )
+    if choice.note:
+        click.echo(choice.note, err=True)
     if as_json:
         _echo_json(rows)
         return
+    click.echo(f"similar to {asked_about.to_text()}, by the {space} space:")
     click.echo(f"{'fused':>6} {'image':>6} {'text':>6} {'lexical':>6}  product")
     for r in rows:
         click.echo(r.to_text())
@@ -585,12 +699,15 @@ def similar_command(
 @main.command("search")
 @click.argument("text")
 @k_option(10)
-@space_option("image", lexical=False, help="image: text-to-image search.")
+@space_option(
+    None,
+    help="image: text-to-image search [default: image; lexical when there is no model or it has random weights].",
+)
 @model_option
 @click.option("--in-catalog", help="Only products of this catalogue.")
 @json_option
 def search_command(
-    text: str, k: int, space: str, model: str | None, in_catalog: str | None, as_json: bool
+    text: str, k: int, space: str | None, model: str | None, in_catalog: str | None, as_json: bool
 ) -> None:
     """Products matching a TEXT query, embedded with the model's text tower (SQL: prodmatch.search).
 
@@ -601,9 +718,23 @@ def search_command(
 
     settings = _settings()
     with store.connection(settings) as conn:
+        choice = match.default_space(conn, space, model, default="image")
+        if choice.space == "lexical":
+            from prodmatch.embed.lexical_refresh import refresh_lexical
+
+            refresh_lexical(conn)
+            conn.commit()
         hits = match.search(
-            conn, text, k=k, space=space, model=model, in_catalog=in_catalog, precision=settings.precision
+            conn,
+            text,
+            k=k,
+            space=choice.space,
+            model=model,
+            in_catalog=in_catalog,
+            precision=settings.precision,
         )
+    if choice.note:
+        click.echo(choice.note, err=True)
     if as_json:
         _echo_json(hits)
         return
@@ -616,7 +747,9 @@ def search_command(
 @click.option("--target", required=True, help="Catalogue the candidates come from.")
 @k_option(5, 100, help="Candidates stored per source product.")
 @click.option(
-    "--threshold", type=float, help="Keep pairs at least this similar (default: the model's saved one)."
+    "--threshold",
+    type=float,
+    help="Link on one space's cosine: keep pairs at least this similar (with --space alone: the model's saved one).",
 )
 @click.option(
     "--one-to-one", is_flag=True, help="Mutual assignment: no target used twice (greedy, best first)."
@@ -627,7 +760,9 @@ def search_command(
 @space_option(None, help="Space to link on [default: the model's saved one, fused; lexical with no model].")
 @model_option
 @click.option(
-    "--matcher", help="A learned matcher (prodmatch matcher train): hybrid candidates, match probabilities."
+    "--matcher",
+    help="A learned matcher (prodmatch matcher train): hybrid candidates, match probabilities "
+    "[default with no --threshold or --space: builtin, trained on public data, no label needed].",
 )
 @click.option("--ef-search", type=click.IntRange(1, 1000), help="HNSW search breadth for --mode ann.")
 @click.option(
@@ -663,6 +798,10 @@ def link_command(
     as_json: bool,
 ) -> None:
     """Find every SOURCE product's best candidates in TARGET and store them as a match run.
+
+    With no --matcher, --threshold, --space or --mode, the built-in matcher decides (no label and no neural
+    model needed: lexical, codes, brand, price, numbers, attributes); train your own with a few dozen labels
+    from prodmatch review for more. --space / --threshold / --mode link on one space's cosine instead.
 
     With --watch the run is then kept current: the products that changed (and those whose candidates they
     change) are recomputed within seconds, so prodmatch.matches_v shows an application's new offer's matches.
@@ -724,31 +863,58 @@ def _stop_on_signals(message: str):
 @main.command("dedupe")
 @click.option("--catalog", required=True)
 @click.option(
-    "--threshold", type=float, required=True, help="Cosine similarity that makes two products duplicates."
+    "--threshold",
+    type=float,
+    help="Cosine similarity that makes two products duplicates (with --matcher: a match probability).",
 )
-@space_option("fused", lexical=False)
+@space_option(None, lexical=False, help="[default: fused]")
 @model_option
 @k_option(20, help="Neighbours per product.")
+@click.option(
+    "--matcher",
+    help="Decide with this matcher's probabilities over link's hybrid candidates "
+    "[default with no --threshold: builtin].",
+)
 @json_option
 def dedupe_command(
-    catalog: str, threshold: float, space: str, model: str | None, k: int, as_json: bool
+    catalog: str,
+    threshold: float | None,
+    space: str | None,
+    model: str | None,
+    k: int,
+    matcher: str | None,
+    as_json: bool,
 ) -> None:
     """Group duplicates inside one catalogue into clusters (every pair in a cluster passes the threshold).
 
+    With no --threshold and no --matcher the built-in matcher decides, on the same evidence as link.
+
     \b
-    Example: prodmatch dedupe --catalog shop --threshold 0.95
+    Example: prodmatch dedupe --catalog shop
+    Example: prodmatch dedupe --catalog shop --threshold 0.95 --space image
     """
     from prodmatch import match
 
     settings = _settings()
     with store.connection(settings) as conn:
+        chosen = space or "fused"
+        if matcher is None and threshold is not None:  # a cosine dedupe: its vectors must mean something
+            choice = match.default_space(conn, space, model)
+            if choice.reason:  # dedupe has no lexical path: do not cluster by vectors that mean nothing
+                raise click.ClickException(
+                    f"{choice.reason}, and dedupe has no lexical space: leave out --threshold (the built-in "
+                    "matcher decides), register a real model (prodmatch models add), or pass --space fused to "
+                    "cluster by these vectors anyway"
+                )
+            chosen = choice.space
         result = match.dedupe(
             conn,
             catalog,
             threshold,
             model=model,
-            space=space,
+            space=chosen,
             k=k,
+            matcher=matcher,
             progress=not as_json,
             memory_budget_bytes=settings.memory_budget,
         )
@@ -801,6 +967,53 @@ def index_check_command(model: str | None, space: str, sample: int, k: int, as_j
             conn, model=model, space=space, sample=sample, k=k, memory_budget_bytes=settings.memory_budget
         )
     _show(report, as_json)
+
+
+# --- clusters of offers ------------------------------------------------------------------------------------
+
+
+@main.group("clusters")
+def clusters_group() -> None:
+    """Clusters of offers: one product as sold across catalogues, from link and dedupe runs, with stable ids."""
+
+
+@clusters_group.command("build")
+@click.option(
+    "--run",
+    "runs",
+    type=int,
+    multiple=True,
+    help="Cluster these runs (repeat; default: the newest link run per catalogue pair and dedupe run per catalogue).",
+)
+@json_option
+def clusters_build_command(runs: tuple[int, ...], as_json: bool) -> None:
+    """Join accepted pairs and duplicates into clusters; a cluster that still exists keeps its id.
+
+    \b
+    Example: prodmatch clusters build
+             prodmatch clusters build --run 12 --run 14
+    """
+    from prodmatch.match.clusters import build_clusters
+
+    with store.connection(_settings()) as conn:
+        result = build_clusters(conn, list(runs) if runs else None)
+    _show(result, as_json)
+
+
+@clusters_group.command("show")
+@click.argument("product")
+@json_option
+def clusters_show_command(product: str, as_json: bool) -> None:
+    """Every offer of PRODUCT (CATALOG:EXTERNAL_ID): its cluster's products with their prices and shops.
+
+    \b
+    Example: prodmatch clusters show shop:SKU-123
+    """
+    from prodmatch.match.clusters import offers_of
+
+    with store.connection(_settings()) as conn:
+        result = offers_of(conn, product)
+    _show(result, as_json)
 
 
 # --- learned matchers -------------------------------------------------------------------------------------

@@ -1,24 +1,34 @@
 """Shared fixtures. Database fixtures live in db_fixtures.py (one embedded server per session); data builders
 that several test folders use live in builders.py.
 
-The model fixtures build tiny random-weight CLIP and SigLIP checkpoints once per session (prodmatch.toymodels);
+The model fixtures build tiny random-weight CLIP, SigLIP and SigLIP 2 checkpoints once per session (prodmatch.toymodels);
 tests load them through `Encoder.load(str(directory))`, the same from_pretrained path a downloaded model takes.
 """
 
 from pathlib import Path
 
+import hypothesis
 import pytest
 from builders import WORDS, product_image, write_items
 
 from prodmatch import store as db
-from prodmatch.demo.toymodels import build_clip, build_siglip
+from prodmatch.demo.toymodels import build_clip, build_siglip, build_siglip2
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.ingest.load import ingest_file
 
 # The database fixtures (pg_server, template_url, settings, empty_settings, conn) as a plugin module, so that
-# they are found by name without being imported here.
-pytest_plugins = ["db_fixtures"]
+# they are found by name without being imported here; dev_data turns a "needs ../shared/data" skip into a
+# failure under CI.
+pytest_plugins = ["db_fixtures", "dev_data"]
+
+
+# Property tests judge results, not speed: hypothesis's default 200 ms deadline per example (and its too-slow
+# health check) fail at random on a busy 2-core machine.
+hypothesis.settings.register_profile(
+    "prodmatch", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("prodmatch")
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +41,23 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def tiny_siglip_dir(tmp_path_factory) -> Path:
     """A tiny random-weight SigLIP checkpoint directory (32-dimensional vectors, text padded to 64)."""
     return build_siglip(tmp_path_factory.mktemp("models") / "tiny-siglip", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight SigLIP 2 checkpoint directory, laid out like google/siglip2-base-patch16-256: a SigLIP
+    model with a Gemma tokenizer that knows ASCII, Cyrillic and common Chinese characters (byte fallback for the
+    rest); 32-dimensional vectors, text padded to 64."""
+    return build_siglip2(tmp_path_factory.mktemp("models") / "tiny-siglip2", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2_naflex_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight SigLIP 2 NaFlex checkpoint directory, laid out like google/siglip2-base-patch16-naflex
+    (model_type "siglip2": each image keeps its aspect ratio, up to 16 patches of 8x8); the same tokenizer."""
+    return build_siglip2(
+        tmp_path_factory.mktemp("models") / "tiny-siglip2-naflex", size="tiny-naflex", seed=0
+    )
 
 
 @pytest.fixture

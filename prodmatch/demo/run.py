@@ -72,14 +72,15 @@ class DemoReport:
                 f"F1 {rec['f1']:.3f} — saved with the model"
             )
         lines.append(
-            f"  link run {self.link['run_id']}: {self.link['pairs']} pairs for "
+            f"  link run {self.link['run_id']} (built-in matcher, no label): {self.link['pairs']} pairs for "
             f"{self.link['matched_sources']} of {self.link['sources']} products -> {self.link['out']}"
         )
         if self.matcher.get("rows"):
             m = self.matcher
             lines.append(
                 f"  learned matcher {m['name']!r} ({m['kind']}, trained on {m['train_sources']} shop products' gold "
-                f"pairs), end to end on {m['test_pairs']} held-out gold pairs:"
+                f"pairs) beside the built-in matcher (no label at all), end to end on {m['test_pairs']} held-out "
+                "gold pairs:"
             )
             lines.append(f"    {'decision':<14}{'mode':<6}{'precision':>10}{'recall':>8}{'F1':>7}")
             for r in m["rows"]:
@@ -94,8 +95,15 @@ class DemoReport:
                 )
         elif self.matcher.get("note"):
             lines.append(f"  learned matcher: {self.matcher['note']}")
-        lines.append(f"  dedupe run {self.dedupe['run_id']}: {self.dedupe['clusters']} duplicate clusters")
-        lines += [f"    {m['similarity']}  {m['source']}  <->  {m['target']}" for m in self.sample_matches]
+        lines.append(
+            f"  dedupe run {self.dedupe['run_id']} (built-in matcher, the evidence link uses): "
+            f"{self.dedupe['clusters']} duplicate clusters"
+        )
+        if self.sample_matches:
+            lines.append(
+                "  most certain matches of the built-in matcher (match probability, shop <-> competitor):"
+            )
+        lines += [f"    {m['probability']}  {m['source']}  <->  {m['target']}" for m in self.sample_matches]
         lines += [f"  plot {name}: {path}" for name, path in self.plots.items()]
         if self.finetune:
             ft = self.finetune
@@ -112,7 +120,11 @@ class DemoReport:
             )
         lines.append("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.steps.items()))
         lines.append(
-            "  try: prodmatch db status; SELECT * FROM prodmatch.matches_v LIMIT 10; sql/examples/*.sql"
+            "  try: prodmatch db status; prodmatch similar shop:SH-0001; prodmatch search 'wireless headphones'"
+        )
+        lines.append(
+            "  in SQL: prodmatch db shell -c 'SELECT * FROM prodmatch.matches_v LIMIT 10';"
+            " prodmatch db shell -f sql/examples/01_competitor_price_gaps.sql (and the other sql/examples)"
         )
         return "\n".join(lines)
 
@@ -168,6 +180,7 @@ def run_demo(
         }
         report.plots = evaluation.plots
         with clock("link"):
+            # No matcher, threshold or space: the built-in matcher decides, with no label (as a new user's link).
             linked = matching.link(
                 conn,
                 files.shop_catalog,
@@ -197,18 +210,19 @@ def run_demo(
                 conn.commit()
             report.matcher_link = by_matcher.to_dict()
         with clock("dedupe"):
-            threshold = max(float(evaluation.recommendation.get("threshold") or 0.95), 0.95)
-            deduped = matching.dedupe(conn, files.shop_catalog, threshold, model=name, progress=progress)
+            # The same evidence as link: hybrid candidates and the built-in matcher's probabilities.
+            deduped = matching.dedupe(conn, files.shop_catalog, progress=progress)
             conn.commit()
         report.dedupe = deduped.to_dict()
         if finetune:
             with clock("finetune"):
                 report.finetune = _finetune_and_compare(conn, settings, files, name, folder, progress)
         report.sample_matches = [
-            dict(zip(("source", "target", "similarity", "source_price", "target_price"), row, strict=True))
+            dict(zip(("source", "target", "probability", "source_price", "target_price"), row, strict=True))
             for row in conn.execute(
-                "SELECT source_title, target_title, round(fused_similarity::numeric, 3), source_price, target_price"
-                " FROM prodmatch.matches_v WHERE run_id = %s AND rank = 1 ORDER BY fused_similarity DESC LIMIT 5",
+                "SELECT source_title, target_title, round(match_probability::numeric, 3), source_price, target_price"
+                " FROM prodmatch.matches_v WHERE run_id = %s AND accepted"
+                " ORDER BY match_probability DESC, source_external_id LIMIT 5",
                 (linked.run_id,),
             )
         ]
@@ -253,15 +267,21 @@ def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) ->
             files.competitor_catalog,
             plots_dir=folder / "plots",
         )
+        builtin = evaluate_matcher(
+            conn, paths["test"], "builtin", files.shop_catalog, files.competitor_catalog
+        )
     except ProdmatchError as error:  # too few gold pairs in a tiny demo
         return {"note": f"not trained: {error}"}
+    zero_label = [
+        {**asdict(r), "name": "builtin"} for r in builtin.rows if r.name == "matcher"
+    ]  # the same held-out pairs, decided with no label at all
     return {
         "name": name,
         "kind": trained.kind,
         "train_sources": len(train_sources),
         "test_pairs": judged.gold_pairs,
         "candidate_recall": judged.candidate_recall,
-        "rows": [asdict(r) for r in judged.rows],
+        "rows": [asdict(r) for r in judged.rows] + zero_label,
         "plot": judged.plot,
     }
 

@@ -5,7 +5,11 @@ single evidence of a match and a clash of codes the strongest evidence against o
 code-like attributes (``mpn``, ``model``, ``sku``, ``gtin``, ``артикул``...), the title and the start of the
 description and returns normalised codes: model-like codes as upper-case ASCII letters and digits without
 separators ("PS-LX350H", "ps lx350h", "PS LX-350 H" -> "PSLX350H", Cyrillic look-alike letters mapped to Latin),
-GTINs with a valid GS1 check digit as ``gtin:`` + 14 digits (a UPC-A and its EAN-13 form are equal).
+GTINs with a valid GS1 check digit as ``gtin:`` + 14 digits (a UPC-A and its EAN-13 form are equal). A shop's
+article number in brackets in a title ("Средство для ванн (009-1)") is a code even without letters, written
+as the maker's article attribute is ("0091"), unless it reads as a range (sizes "(36-40)", years
+"(2019-2020)"); a bracketed plain number ("(2019)", "(42)") never is. Text in any script around a code is fine:
+codes are read from Latin letters and digits ("篮球鞋F36283" -> "F36283").
 `compare_codes` turns two products' codes into the agree/conflict signal. Neighbour: `prodmatch.embed.lexical`
 (units are recognised with its table, so "8W" or "40mm" are never codes).
 """
@@ -18,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from prodmatch.embed.lexical import normalize
+from prodmatch.roles import attribute_role
 
 __all__ = [
     "CODE_ATTRIBUTE_KEYS",
@@ -60,6 +65,9 @@ CODE_ATTRIBUTE_KEYS = frozenset(
 # Cyrillic letters that look like Latin ones: inside a code they are typing accidents of the same code.
 _LOOKALIKES = str.maketrans("АВЕКМНОРСТХУ", "ABEKMHOPCTXY")
 _CHUNK_RE = re.compile(r"[0-9A-Za-zА-Яа-яЁё]+(?:[-/.][0-9A-Za-zА-Яа-яЁё]+)*")
+# "(009-1)", "[12-345/6]": digits joined by "-" or "/" inside brackets, the whole bracket's content.
+_BRACKETED_ARTICLE_RE = re.compile(r"[(\[]\s*(\d+(?:[-/]\d+)+)\s*[)\]]")
+_YEARS_RE = re.compile(r"(?:19|20)\d\d[-/](?:19|20)\d\d")
 _SHORT_WORDS = frozenset(
     "a an and as at by for from in of on or the to vs with new set kit pack for и в во на для с со из от по к".split()
 )
@@ -88,10 +96,10 @@ def extract_codes(product: Mapping[str, object]) -> list[str]:
     """
     codes: list[str] = []
     for key, value in _attributes(product):
-        if key in GTIN_ATTRIBUTE_KEYS:
+        if attribute_role(product, key) == "gtin":
             gtin = normalize_gtin(re.sub(r"[\s-]", "", value))
             codes.extend([GTIN_PREFIX + gtin] if gtin else [])
-        elif key in CODE_ATTRIBUTE_KEYS:
+        elif attribute_role(product, key) == "code":
             codes.extend(_text_codes(value, numbers_are_codes=True))
     codes.extend(_text_codes(_text(product.get("title"))))
     codes.extend(_text_codes(_text(product.get("description"))[:DESCRIPTION_CHARS]))
@@ -175,7 +183,7 @@ def _text(value: object) -> str:
 def _text_codes(text: str, numbers_are_codes: bool = False) -> list[str]:
     text = unicodedata.normalize("NFKC", text)
     chunks = [(m.group(0), m.start(), m.end()) for m in _CHUNK_RE.finditer(text)]
-    codes = []
+    codes = [] if numbers_are_codes else _bracketed_articles(text)
     i = 0
     while i < len(chunks):
         raw, _, end = chunks[i]
@@ -202,10 +210,26 @@ def _text_codes(text: str, numbers_are_codes: bool = False) -> list[str]:
     return codes
 
 
+def _bracketed_articles(text: str) -> list[str]:
+    codes = []
+    for match in _BRACKETED_ARTICLE_RE.finditer(text):
+        parts = re.split(r"[-/]", match.group(1))
+        # "(36-40)", "(2019-2020)", "(220/240)": a rising range of plain numbers, not an article
+        is_range = (
+            len(parts) == 2 and not any(p.startswith("0") for p in parts) and int(parts[0]) < int(parts[1])
+        )
+        code = None if is_range else _normalize_code(match.group(1), numbers_are_codes=True)
+        if code:
+            codes.append(code)
+    return codes
+
+
 @lru_cache(
     maxsize=1 << 16
 )  # pure, and catalogues repeat their words: a full lexical rebuild calls it per word
 def _normalize_code(raw: str, numbers_are_codes: bool) -> str | None:
+    if _YEARS_RE.fullmatch(raw):
+        return None  # "2019-2020": a season, whose digits can pass a GTIN-8 check by chance
     digits = re.sub(r"[-/.]", "", raw)
     if digits.isascii() and digits.isdigit():
         gtin = normalize_gtin(digits)

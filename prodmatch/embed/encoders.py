@@ -1,8 +1,9 @@
 """A model's image and text towers behind one small interface.
 
 `Encoder.load(source)` takes a Hugging Face hub id or a local directory holding a CLIP-family checkpoint (CLIP,
-SigLIP, and anything else whose model has `get_image_features` and `get_text_features`), and gives back an
-object that turns PIL images and strings into L2-normalised float32 vectors. It knows nothing of the database:
+SigLIP, SigLIP 2 in its fixed-resolution and NaFlex forms, and anything else whose model has `get_image_features`
+and `get_text_features`), and gives back an object that turns PIL images and strings into L2-normalised float32
+vectors. It knows nothing of the database:
 `embed.images` hands it RGB images, `embed.batch` turns products into its vectors for the worker and fine-tuning,
 `match` compares them, and `embed.fusion` combines its image and text vectors. The device and precision probes
 are `prodmatch.hardware`'s. Precision ("fp32", "bf16", "fp16") is chosen once, at load time.
@@ -11,6 +12,7 @@ are `prodmatch.hardware`'s. Precision ("fp32", "bf16", "fp16") is chosen once, a
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import socket
 import threading
@@ -35,6 +37,8 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Families whose text tower pools the last position and was trained on text padded to a fixed length.
 _FIXED_LENGTH_FAMILIES = {"siglip", "siglip2"}
+# Families whose image tower takes variable-resolution patches (NaFlex) with a patch mask and each image's grid.
+_NAFLEX_FAMILIES = {"siglip2"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class Encoder:
         self._dtype = _DTYPES[precision]
         self._family = model.config.model_type
         self._max_text_tokens = _max_text_tokens(self._tokenizer, model.config)
-        self._image_size = _image_size(model.config)
+        self._naflex = self._family in _NAFLEX_FAMILIES
+        self._image_size = _image_size(model.config, self._image_processor)
         self._text_inputs = _text_inputs(self._tokenizer, self._family)
         self._fast_pixels = _FastPixels.for_processor(self._image_processor)
         # Fast tokenizers are not safe to share between threads (padding/truncation settings live in the Rust
@@ -102,8 +107,12 @@ class Encoder:
     def preprocess_images(self, images: list[Image.Image]) -> torch.Tensor:
         """Resize, crop and normalise RGB images into the model's `pixel_values` (float32, on the CPU).
 
-        Safe to call from a loader thread while another thread runs `embed_pixels`.
+        One row per image, so rows of separate calls concatenate into a batch. For a NaFlex model a row packs the
+        image's patches with their mask and grid (see `image_inputs`). Safe to call from a loader thread while
+        another thread runs `embed_pixels`.
         """
+        if self._naflex:
+            return _NaflexPixels.pack(self._image_processor, images)
         if not images:
             return torch.empty((0, 3, *self._image_size), dtype=torch.float32)
         if self._fast_pixels is not None and all(image.mode == "RGB" for image in images):
@@ -119,6 +128,8 @@ class Encoder:
         `images.ImageLimits(shortest_side=encoder.image_side)` decodes and shrinks images to just what the model
         needs, so a big JPEG decodes at a fraction of its size and is resampled once.
         """
+        if self._naflex:  # a square image uses the whole patch budget; any other has a shorter short side
+            return max(self._image_size)
         shortest, height, width = _processor_size(self._image_processor)
         if shortest:
             return shortest
@@ -131,8 +142,19 @@ class Encoder:
         if len(pixel_values) == 0:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
         with torch.inference_mode():
-            pixel_values = pixel_values.to(self.device, dtype=self._dtype)
-            return _unit_rows(self._model.get_image_features(pixel_values=pixel_values))
+            return _unit_rows(self._model.get_image_features(**self.image_inputs(pixel_values)))
+
+    def image_inputs(self, pixel_values: torch.Tensor, device: torch.device | None = None) -> dict:
+        """The image tower's inputs for rows of `preprocess_images`, on `device` (default: the encoder's).
+
+        `pixel_values` in the model's precision, plus for a NaFlex model `pixel_attention_mask` (which patches are
+        image, not padding) and `spatial_shapes` (each image's grid of patches). Fine-tuning calls
+        `model.get_image_features(**encoder.image_inputs(rows))` to see exactly what embedding sees.
+        """
+        target = self.device if device is None else device
+        if self._naflex:
+            return _NaflexPixels.unpack(pixel_values, target, self._dtype)
+        return {"pixel_values": pixel_values.to(target, dtype=self._dtype)}
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """Image vectors for RGB images: (n, dimension) float32, unit length."""
@@ -147,14 +169,21 @@ class Encoder:
     def tokenize(self, texts: list[str], device: torch.device | None = None) -> dict[str, torch.Tensor]:
         """The text tower's inputs for `texts`, on `device` (default: the encoder's), as embedding makes them.
 
-        Padded to the longest text, or to the model's fixed length for SigLIP; truncated to what the model takes.
+        Padded to the longest text, or for SigLIP and SigLIP 2 lower-cased and padded to the model's fixed length;
+        truncated to what the model takes.
         Fine-tuning uses this too, so that it trains on exactly the tokens embedding produces.
         """
-        padding = "max_length" if self._family in _FIXED_LENGTH_FAMILIES else "longest"
+        if self._family in _FIXED_LENGTH_FAMILIES:
+            # As SigLIP was trained: lower-cased (SigLIP 2's Gemma tokenizer does not do it itself, and its text
+            # tower reads cased text worse), padded at the end to the fixed length (Gemma's class pads on the left).
+            texts, padding, side = [text.lower() for text in texts], "max_length", "right"
+        else:
+            texts, padding, side = list(texts), "longest", None
         with self._tokenizer_lock:
             tokens = self._tokenizer(
-                list(texts),
+                texts,
                 padding=padding,
+                padding_side=side,
                 truncation=True,
                 max_length=self._max_text_tokens,
                 return_tensors="pt",
@@ -277,11 +306,6 @@ def _load(source: str, revision: str | None, dtype: torch.dtype, *, local_files_
 
 
 def _check_family(source: str, config) -> None:
-    if config.model_type == "siglip2":
-        raise ModelLoadError(
-            f"could not load model {source!r}: SigLIP 2 NaFlex (variable resolution) models are not supported; "
-            f"use a fixed-resolution SigLIP 2 checkpoint such as google/siglip2-base-patch16-224"
-        )
     if getattr(config, "text_config", None) is None or getattr(config, "vision_config", None) is None:
         raise ModelLoadError(_not_image_text(source, config.model_type))
 
@@ -502,6 +526,38 @@ class _FastPixels:
         )
 
 
+class _NaflexPixels:
+    """A NaFlex image processor's three outputs packed into one float32 tensor per image, and back.
+
+    SigLIP 2 NaFlex resizes each image to its own grid of patches (keeping its aspect ratio) within a budget of
+    `max_num_patches`, pads to that budget and says which patches are real (`pixel_attention_mask`) and the grid
+    (`spatial_shapes`). The worker's loader threads and `embed.batch` pass one tensor per image and concatenate
+    them, so the three travel together: row i is (1, max_num_patches, patch values + 3), whose last three columns
+    hold the mask and the grid's height and width (small integers, exact in float32).
+    """
+
+    @staticmethod
+    def pack(image_processor, images: list[Image.Image]) -> torch.Tensor:
+        if not images:
+            patches = int(image_processor.max_num_patches)
+            values = 3 * int(image_processor.patch_size) ** 2
+            return torch.empty((0, 1, patches, values + 3), dtype=torch.float32)
+        out = image_processor(images=images, return_tensors="pt")
+        pixels, mask, shapes = out["pixel_values"], out["pixel_attention_mask"], out["spatial_shapes"]
+        n, patches, _ = pixels.shape
+        extra = torch.cat([mask[..., None].float(), shapes[:, None, :].float().expand(n, patches, 2)], dim=-1)
+        return torch.cat([pixels.float(), extra], dim=-1)[:, None]
+
+    @staticmethod
+    def unpack(packed: torch.Tensor, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        rows = packed.reshape(len(packed), *packed.shape[-2:])
+        return {
+            "pixel_values": rows[..., :-3].to(device, dtype=dtype),
+            "pixel_attention_mask": rows[..., -3].to(device, dtype=torch.long),
+            "spatial_shapes": rows[:, 0, -2:].to(device, dtype=torch.long),
+        }
+
+
 def _plain_pil_processor(processor, pil_backend: type) -> bool:
     """True for a PIL-backend processor that runs the backend's own steps, unchanged, with no padding."""
     kind = type(processor)
@@ -532,8 +588,12 @@ def _per_channel(value) -> list[float]:
     return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)] * 3
 
 
-def _image_size(config) -> tuple[int, int]:
-    size = config.vision_config.image_size
+def _image_size(config, image_processor) -> tuple[int, int]:
+    """(height, width) of the model's input images; for NaFlex, the square that fills its patch budget."""
+    size = getattr(config.vision_config, "image_size", None)
+    if size is None:  # NaFlex: the image processor picks each image's size within max_num_patches
+        side = int(image_processor.patch_size) * math.isqrt(int(image_processor.max_num_patches))
+        return side, side
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 

@@ -1,8 +1,8 @@
 """The lexical space: a product's text as a sparse vector of hashed terms, weighted by IDF, no neural model.
 
 A product's text (brand, title, code-like attributes, category, the start of its description) is normalised
-(`normalize`: NFKC, casefold, Cyrillic transliterated to Latin, units written one way, punctuation dropped) and
-turned into a bag of hashed terms in three namespaces:
+(`normalize`: NFKC, casefold, Cyrillic transliterated to Latin, units written one way in any script, combining
+marks and punctuation dropped) and turned into a bag of hashed terms in three namespaces:
 
 * ``g``: character 3..5-grams of each word with boundary marks (``<ps``, ``x350h>``), computed on a
   phonetically folded spelling (``ph``->``f``, ``c``/``q``->``k``, ``y``/``j``->``i``, doubled letters once), so
@@ -10,6 +10,15 @@ turned into a bag of hashed terms in three namespaces:
 * ``w``: whole words as written (after normalisation), exact and so more telling than any one n-gram;
 * ``c``: code tokens: runs of up to four adjacent words glued without separators when the result mixes letters
   and digits (``ps lx 350 h`` -> ``pslx350h``), so every spelling of a model number yields the same term.
+
+Any script: Latin and Cyrillic words get all three; other alphabets (Greek, Arabic, Hebrew, Devanagari...) are
+words like any other (their n-grams unfolded). A run of a script written without spaces (Han, Hiragana /
+Katakana, Hangul, Thai, Lao, Khmer, Myanmar) has no words to cut, so it gives its characters as ``g`` terms and
+its character bigrams as ``w`` terms (`unspaced_terms`): on the Chinese development set (EMBer Taobao shoes)
+that beat bigrams alone, unigrams as words and added trigrams. Latin codes inside such a run stay codes
+("耐克AirMax270男鞋" -> 耐克 / airmax270 / 男鞋), Chinese units after a number are the canonical unit tokens
+("30厘米" = "30cm", "42码" -> "42size"), and words glued at a change of script or of Cyrillic case are split
+(`split_glued`: "поверхностейBath" -> поверхностей / bath). ASCII text takes the old path unchanged.
 
 Bags are word-order free. Whole words count twice and code terms three times as much as one n-gram (an exact
 word or code is stronger evidence than a shared fragment). Fields are weighted as if repeated (title and brand
@@ -39,15 +48,20 @@ from functools import lru_cache
 
 import numpy as np
 
+from prodmatch.roles import reads_lexically
+
 __all__ = [
     "IdfTable",
     "LexicalEncoder",
     "SparseVector",
     "document_frequencies",
     "idf_weights",
+    "is_unspaced",
     "lexical_text",
     "normalize",
     "similarity",
+    "split_glued",
+    "unspaced_terms",
     "weigh",
     "weigh_many",
 ]
@@ -175,7 +189,49 @@ _UNIT_RE = re.compile(
     r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s?-?\s?(" + "|".join(re.escape(a) for a in _UNIT_ALTERNATIVES) + r")(?!\w)"
 )
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[0-9][a-z0-9]*)*")
-_UNIT_TOKEN_RE = re.compile(r"\d+(?:\.\d+)?(?:" + "|".join(sorted(set(_UNIT_CANONICAL.values()))) + r")")
+
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Hangul, Kana, Han (with the CJK
+# compatibility and extension blocks). Their marks are part of the spelling and stay.
+UNSPACED_CHARACTERS = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u1100-\u11ff\u3040-\u30ff\u3100-\u312f\u3130-\u318f"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\U00020000-\U0003134f"
+)
+_UNSPACED_RUN_RE = re.compile(f"[{UNSPACED_CHARACTERS}]+")
+# Indic scripts (Devanagari .. Sinhala) spell vowels with marks: they stay, as in the unspaced scripts.
+_MARKED_SCRIPTS = "\u0900-\u0dff"
+_WORD_RE = re.compile(
+    f"[{UNSPACED_CHARACTERS}]+|(?:[^\\W_]|[{_MARKED_SCRIPTS}])+(?:\\.[0-9](?:[^\\W_]|[{_MARKED_SCRIPTS}])*)*"
+)
+_CYRILLIC_LETTER = "\u0400-\u04ff"
+_LATIN_LETTER = "A-Za-z\u00c0-\u024f"
+# Three letters of one script before the change, so units and codes typed in mixed scripts ("5000 mAч",
+# "мАч", "KМ-500") stay whole; a Cyrillic capital starts a new word only when a lower-case letter follows.
+_GLUED_RE = re.compile(
+    f"(?<=[{_CYRILLIC_LETTER}]{{3}})(?=[{_LATIN_LETTER}])|(?<=[{_LATIN_LETTER}]{{3}})(?=[{_CYRILLIC_LETTER}])"
+    "|(?<=[\u0430-\u045f]{3})(?=[\u0400-\u042f][\u0430-\u045f])"
+)
+# Units written in Chinese / Japanese right after a number. No word boundary follows in an unspaced script,
+# so a few words that start with a unit character are excluded: 升级 (upgrade), 克拉 (carat), 米白/米色.. (beige).
+# 码 is a shoe or clothing size: "42码" -> "42size".
+_UNSPACED_UNITS = {
+    "千克": "kg",
+    "公斤": "kg",
+    "厘米": "cm",
+    "毫米": "mm",
+    "毫升": "ml",
+    "升": "l",
+    "克": "g",
+    "米": "m",
+    "码": "size",
+    "碼": "size",
+}
+_UNSPACED_UNIT_RE = re.compile(
+    f"(?:(?<![\\w.,])|(?<=[{UNSPACED_CHARACTERS}]))(\\d+(?:[.,]\\d+)?)\\s?"
+    "(千克|公斤|厘米|毫米|毫升|升(?!级)|克(?!拉)|米(?![白色黄灰咖杏])|码|碼)"
+)
+_UNIT_TOKEN_RE = re.compile(
+    r"\d+(?:\.\d+)?(?:" + "|".join(sorted({*_UNIT_CANONICAL.values(), "size"}, key=len, reverse=True)) + r")"
+)
 
 # Phonetic folding for the n-gram namespace only: spellings that differ across languages and transliterations.
 _FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "i"), ("j", "i"), ("w", "v"))
@@ -184,18 +240,55 @@ _DOUBLED_RE = re.compile(r"([a-z])\1+")
 
 @lru_cache(maxsize=1 << 16)  # pure; brands, categories and words repeat across a catalogue
 def normalize(text: str) -> str:
-    """The canonical spelling of `text`: space-separated lower-case ASCII tokens, units glued to their number.
+    """The canonical spelling of `text`: space-separated lower-case tokens, units glued to their number.
 
-    NFKC, casefold, units unified ("8 Вт", "8W", "8 w" -> "8w"; "1,5 л" -> "1.5l"; '27"' -> "27in"), Cyrillic
-    transliterated with one fixed table ("Самсунг" -> "samsung"), accents stripped, every other character that
-    is not a letter or digit becomes a space (a '.' between digits stays: "2.0").
+    NFKC (full-width "ＡＢＣ１２３" -> "abc123"), words glued at a change of script or of Cyrillic case split
+    ("поверхностейBath" -> "поверхностей bath"), casefold, units unified ("8 Вт", "8W", "8 w" -> "8w";
+    "1,5 л" -> "1.5l"; '27"' -> "27in"; "30厘米" -> "30cm"; "42码" -> "42size"), Cyrillic transliterated with one
+    fixed table ("Самсунг" -> "samsung"), combining marks stripped ("café" -> "cafe"; kept in Indic and Thai
+    spelling), every other character that is not a letter or digit becomes a space (a '.' between digits stays:
+    "2.0"). A run of a script written without spaces (Han, Kana, Hangul, Thai...) is one token, set apart from
+    the words around it ("耐克AirMax270男鞋" -> "耐克 airmax270 男鞋"); `LexicalEncoder` cuts it into characters.
     """
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        text = _UNIT_RE.sub(_unit_replacement, text.casefold())
+        return " ".join(_TOKEN_RE.findall(text))
+    text = split_glued(text).casefold()
+    if _UNSPACED_RUN_RE.search(text):
+        text = _UNSPACED_UNIT_RE.sub(_unspaced_unit_replacement, text)
+        text = _UNSPACED_RUN_RE.sub(r" \g<0> ", text)
     text = _UNIT_RE.sub(_unit_replacement, text)
-    text = text.translate(_TRANSLITERATE)
-    if not text.isascii():
-        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return " ".join(_TOKEN_RE.findall(text))
+    text = _strip_marks(text.translate(_TRANSLITERATE))
+    return " ".join(_WORD_RE.findall(text))
+
+
+def split_glued(text: str) -> str:
+    """`text` with a space where words are glued at a change of script or of Cyrillic case.
+
+    Russian dealer feeds glue fields together ("поверхностейBath Acrylконцентрат", "ВаннаЧистая"); splitting
+    there never breaks a Latin code or brand ("WH1000XM4", "iPhone", "PS-LX350H"), whose case changes are left
+    alone. Runs of scripts written without spaces are set apart later, by `normalize` and the title signals.
+    """
+    return _GLUED_RE.sub(" ", text) if not text.isascii() else text
+
+
+def unspaced_terms(run: str) -> tuple[list[str], list[str]]:
+    """(characters, character bigrams) of a run of a script written without spaces; a single character is both.
+
+    Words are not marked in Chinese, Japanese or Thai, so a run is compared by its characters (fuzzy, like the
+    n-grams of a word) and by its adjacent pairs (most Chinese words are two characters long, so a bigram is
+    the nearest thing to a word without a dictionary).
+    """
+    characters = list(run)
+    if len(characters) == 1:
+        return characters, characters
+    return characters, [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def is_unspaced(token: str) -> bool:
+    """Whether `token` (as `normalize` gives it) is a run of a script written without spaces."""
+    return bool(token) and not token[0].isascii() and _UNSPACED_RUN_RE.fullmatch(token) is not None
 
 
 def lexical_text(product: Mapping[str, object]) -> str:
@@ -289,11 +382,13 @@ class LexicalEncoder:
         sizes, dimensions, word_weight = self.ngram_sizes, self.dimensions, self.word_weight
         for text, weight in _weighted_fields(product):
             tokens = normalize(text).split()
+            weight_of_word = weight * word_weight
             for token in tokens:
-                grams, word = _word_terms(token, sizes, dimensions)
+                grams, words = _word_terms(token, sizes, dimensions)
                 for h in grams:
                     counts[h] = get(h, 0.0) + weight
-                counts[word] = get(word, 0.0) + weight * word_weight
+                for h in words:
+                    counts[h] = get(h, 0.0) + weight_of_word
             for code in code_terms(tokens, self.max_code_parts):
                 h = _hash("c", code, dimensions)
                 counts[h] = get(h, 0.0) + weight * self.code_weight
@@ -384,9 +479,10 @@ def weigh_many(
     indices = np.concatenate([np.asarray(i, dtype=np.int32) for i, _ in vectors])
     weights = np.concatenate([np.asarray(v, dtype=np.float32) for _, v in vectors]) * idf.lookup(indices)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    squares = (
-        np.add.reduceat(weights.astype(np.float64) ** 2, starts) if indices.size else np.zeros(len(vectors))
-    )
+    # reduceat wants starts inside the array: empty vectors at the end would point past it (their sum is 0)
+    squares = np.zeros(len(vectors))
+    if indices.size:
+        squares = np.add.reduceat(weights.astype(np.float64) ** 2, np.minimum(starts, indices.size - 1))
     norms = np.sqrt(np.where(lengths > 0, squares, 0.0))
     out = []
     for k, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
@@ -425,6 +521,27 @@ def _unit_replacement(match: re.Match[str]) -> str:
     return " " + number.replace(",", ".") + _UNIT_CANONICAL[unit] + " "
 
 
+def _unspaced_unit_replacement(match: re.Match[str]) -> str:
+    return " " + match.group(1).replace(",", ".") + _UNSPACED_UNITS[match.group(2)] + " "
+
+
+def _strip_marks(text: str) -> str:
+    # "café" = "cafe"; Arabic and Hebrew vowel points go too. Indic and unspaced scripts spell with their marks.
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFD", text)
+    kept = "".join(ch for ch in decomposed if not _is_optional_mark(ch))
+    return unicodedata.normalize("NFC", kept)
+
+
+def _is_optional_mark(ch: str) -> bool:
+    return (
+        unicodedata.category(ch) == "Mn"
+        and _UNSPACED_RUN_RE.fullmatch(ch) is None
+        and not "\u0900" <= ch <= "\u0dff"
+    )
+
+
 def _weighted_fields(product: Mapping[str, object]) -> list[tuple[str, float]]:
     fields = [
         (_field(product.get("brand")), BRAND_WEIGHT),
@@ -439,7 +556,7 @@ def _weighted_fields(product: Mapping[str, object]) -> list[tuple[str, float]]:
     budget = FIELD_CHARS
     for source in sources:
         for key, value in source.items():
-            if budget > 0 and _attribute_key(str(key)) in LEXICAL_ATTRIBUTE_KEYS:
+            if budget > 0 and reads_lexically(product, str(key)):
                 text = _field(value, budget)
                 budget -= len(text)
                 fields.append((text, ATTRIBUTE_WEIGHT))
@@ -461,8 +578,16 @@ def _attribute_key(key: str) -> str:
 
 
 @lru_cache(maxsize=1 << 18)
-def _word_terms(word: str, sizes: tuple[int, ...], dimensions: int) -> tuple[tuple[int, ...], int]:
+def _word_terms(
+    word: str, sizes: tuple[int, ...], dimensions: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     # Cached per word: catalogues repeat a small vocabulary, so most words are hashed once per process.
+    if is_unspaced(word):
+        characters, bigrams = unspaced_terms(word)
+        return (
+            tuple(_hash("g", c, dimensions) for c in characters),
+            tuple(_hash("w", b, dimensions) for b in bigrams),
+        )
     folded = _fold(word)
     marked = f"<{folded}>"
     grams = []
@@ -472,7 +597,7 @@ def _word_terms(word: str, sizes: tuple[int, ...], dimensions: int) -> tuple[tup
                 grams.append(marked)
             continue
         grams.extend(marked[i : i + n] for i in range(len(marked) - n + 1))
-    return tuple(_hash("g", gram, dimensions) for gram in grams), _hash("w", word, dimensions)
+    return tuple(_hash("g", gram, dimensions) for gram in grams), (_hash("w", word, dimensions),)
 
 
 def _fold(word: str) -> str:
@@ -495,7 +620,8 @@ def _mixes_letters_and_digits(text: str) -> bool:
     return any(ch.isdigit() for ch in text) and any(ch.isalpha() for ch in text)
 
 
+@lru_cache(maxsize=1 << 16)  # asked of every word of every field; the vocabulary repeats
 def _can_be_code_part(token: str) -> bool:
-    if _UNIT_TOKEN_RE.fullmatch(token):
+    if not token.isascii() or _UNIT_TOKEN_RE.fullmatch(token):
         return False
     return not (token.isalpha() and len(token) > 3)

@@ -34,6 +34,8 @@ from tqdm import tqdm
 from prodmatch.config import IndexBuild, load_settings
 from prodmatch.embed.codes import extract_codes
 from prodmatch.embed.lexical import IdfTable, LexicalEncoder, idf_weights, weigh_many
+from prodmatch.roles import with_roles
+from prodmatch.store.catalogs import roles_by_catalog
 from prodmatch.store.models import use_index_build
 from prodmatch.store.schema import LEXICAL_DIMENSIONS, LEXICAL_HNSW
 
@@ -170,7 +172,8 @@ def _stale_batches(conn: psycopg.Connection, only: str, params: dict) -> Iterato
         cur.itersize = BATCH
         cur.execute(
             "SELECT p.id, p.content_hash, p.title, p.brand, p.category, p.description, p.attributes,"
-            " l.terms::text FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
+            " l.terms::text, p.catalog_id"
+            " FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
             " WHERE (l.product_id IS NULL OR l.content_hash <> p.content_hash)" + only + " ORDER BY p.id",
             params,
         )
@@ -180,8 +183,12 @@ def _stale_batches(conn: psycopg.Connection, only: str, params: dict) -> Iterato
 
 def _apply_batch(conn: psycopg.Connection, rows: list[tuple], df: np.ndarray, documents: int) -> set[int]:
     """Encode and store one batch of stale products; update `df` in place; return the terms whose df moved."""
+    overrides = roles_by_catalog(conn)
     products = [
-        {"title": r[2], "brand": r[3], "category": r[4], "description": r[5], "attributes": r[6] or {}}
+        with_roles(
+            {"title": r[2], "brand": r[3], "category": r[4], "description": r[5], "attributes": r[6] or {}},
+            overrides.get(r[8]),
+        )
         for r in rows
     ]
     raw = _ENCODER.encode_many(products)
@@ -239,11 +246,12 @@ def _rebuild(
     clock = _StepClock(steps)
     bar = tqdm(total=documents, unit="product", desc="lexical space (rebuild)", disable=not progress)
     ids, hashes, raw, codes = [], [], [], []
+    overrides = roles_by_catalog(conn)  # each catalogue's attribute roles (prodmatch.roles)
     with bar, conn.cursor(name="prodmatch_lexical_all") as cur:
         cur.itersize = BATCH
         cur.execute(
-            "SELECT id, content_hash, title, brand, category, description, attributes FROM prodmatch.products"
-            " ORDER BY id"
+            "SELECT id, content_hash, title, brand, category, description, attributes, catalog_id"
+            " FROM prodmatch.products ORDER BY id"
         )
         while True:
             with clock("read"):
@@ -252,13 +260,16 @@ def _rebuild(
                 break
             with clock("encode"):
                 products = [
-                    {
-                        "title": r[2],
-                        "brand": r[3],
-                        "category": r[4],
-                        "description": r[5],
-                        "attributes": r[6] or {},
-                    }
+                    with_roles(
+                        {
+                            "title": r[2],
+                            "brand": r[3],
+                            "category": r[4],
+                            "description": r[5],
+                            "attributes": r[6] or {},
+                        },
+                        overrides.get(r[7]),
+                    )
                     for r in rows
                 ]
                 raw += _ENCODER.encode_many(products)

@@ -7,6 +7,10 @@ Neighbours: `store.models` holds the SQL for model rows and indexes; `embed.work
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import psycopg
 
 from prodmatch.config import IndexBuild
@@ -27,6 +31,25 @@ from prodmatch.store.models import (
     get_model,
 )
 
+# Short names for the models docs/models.md recommends: `prodmatch models add multilingual`. An existing path of
+# the same name wins, so a local folder called "clip" is still read as a folder.
+MODEL_ALIASES = {
+    "clip": "openai/clip-vit-base-patch32",  # English only; the default
+    "multilingual": "google/siglip2-base-patch16-256",  # 100+ languages: Russian, Chinese, ...
+}
+
+
+def resolve_model_alias(source: str) -> str:
+    """The hub id an alias stands for (see `MODEL_ALIASES`); any other source, or an existing path, unchanged."""
+    if os.path.exists(os.path.expanduser(source)):
+        return source
+    return MODEL_ALIASES.get(source, source)
+
+
+# A checkpoint whose config.json carries this key set to true has random weights (prodmatch.demo.toymodels):
+# registering it records `random_weights` in the model's settings (Model.random_weights).
+RANDOM_WEIGHTS_FLAG = "prodmatch_random_weights"
+
 
 def add_model(
     conn: psycopg.Connection,
@@ -43,6 +66,8 @@ def add_model(
 ) -> Model:
     """Load `source` to read its family and dimension, register it, index it and queue every product.
 
+    `source` is a hub id, a local directory or an alias from `MODEL_ALIASES` (stored as the hub id it stands for).
+
     `storage` is "halfvec" (2-byte floats: half the table and HNSW index size) or "vector" (4-byte floats);
     `build` sizes the HNSW builds (default: the settings' `index_build`).
     """
@@ -54,6 +79,7 @@ def add_model(
         raise ConfigError(f"--image-weight must be between 0 and 1, got {image_weight}")
     if storage not in STORAGES:
         raise ConfigError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    source = resolve_model_alias(source)
     name = name or default_name(source)
     if find_model(conn, name) is not None:
         raise ConfigError(f"a model named {name!r} is already registered; pick another --name")
@@ -78,7 +104,10 @@ def add_model(
                 fusion,
                 image_weight,
                 text_template,
-                psycopg.types.json.Jsonb({"max_text_tokens": info.max_text_tokens}),
+                psycopg.types.json.Jsonb(
+                    {"max_text_tokens": info.max_text_tokens}
+                    | ({"random_weights": True} if has_random_weights(source) else {})
+                ),
                 storage,
             ),
         )
@@ -94,6 +123,15 @@ def add_model(
         drop_model(conn, model.name)  # no half-registered model is left behind
         raise
     return model
+
+
+def has_random_weights(source: str) -> bool:
+    """Whether `source` is a local checkpoint marked as random-weight (RANDOM_WEIGHTS_FLAG in config.json)."""
+    config = Path(source) / "config.json"
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get(RANDOM_WEIGHTS_FLAG) is True
+    except (OSError, ValueError, AttributeError):
+        return False  # a hub id, or no readable config: the encoder's own loading reports real problems
 
 
 def _queue_products(conn: psycopg.Connection, model: Model) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -29,7 +29,7 @@ from prodmatch.ingest.sources import (
     read_error,
     scan_encoding,
 )
-from prodmatch.store.catalogs import ensure_catalog
+from prodmatch.store.catalogs import attribute_roles, ensure_catalog, set_attribute_roles
 
 MAX_LISTED_REJECTS = 1000
 
@@ -106,6 +106,7 @@ def ingest_file(
             # NO KEY UPDATE, not UPDATE: an application's product INSERT takes KEY SHARE on this row for
             # its foreign key, and must not wait for the whole ingest.
             conn.execute("SELECT 1 FROM prodmatch.catalogs WHERE id = %s FOR NO KEY UPDATE", (catalog_id,))
+            options = _with_catalog_roles(conn, catalog_id, options)
             _create_staging(conn)
             source, rows = _copy_whole_file(conn, source, options)
             run_id = _start_run(conn, catalog_id, source, options)
@@ -194,6 +195,13 @@ def _copy_whole_file(
         except BaseException:
             source.close()
             raise
+
+
+def _with_catalog_roles(conn: psycopg.Connection, catalog_id: int, options: IngestOptions) -> IngestOptions:
+    """Store the options' attribute roles with the catalogue; the options with all the catalogue's roles."""
+    if options.attribute_roles:
+        set_attribute_roles(conn, catalog_id, options.attribute_roles)
+    return replace(options, attribute_roles=attribute_roles(conn, catalog_id))
 
 
 def _copy_to_staging(conn: psycopg.Connection, source: _Source, options: IngestOptions) -> int:

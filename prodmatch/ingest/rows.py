@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +23,7 @@ from typing import NamedTuple
 from prodmatch.embed.images import check_local_reference
 from prodmatch.errors import ImageError, IngestError
 from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
+from prodmatch.roles import brand_from_attributes, normalize_roles
 
 FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "image")
 TEXT_FIELDS = ("title", "description", "brand", "category", "currency", "image")
@@ -155,7 +156,12 @@ def read_rows(source: _Source, options: IngestOptions, base_dir: str) -> Iterato
 
     Relative image paths are resolved against `base_dir`.
     """
-    builder = _RowBuilder(base_dir, options.decimal_comma, all_text=source.format == "csv")
+    builder = _RowBuilder(
+        base_dir,
+        options.decimal_comma,
+        all_text=source.format == "csv",
+        attribute_roles=normalize_roles(options.attribute_roles),
+    )
     read = _csv_rows if source.format == "csv" else _jsonl_rows
     return read(source, options, builder)
 
@@ -174,6 +180,9 @@ class _RowBuilder:
     base_dir: str
     decimal_comma: bool | None
     all_text: bool = False  # every value is a str (CSV): skip per-type checks
+    attribute_roles: dict[str, str] = field(
+        default_factory=dict
+    )  # the catalogue's, normalised (prodmatch.roles)
 
     def build(self, line: int, values: list, attributes: dict) -> StagedRow:
         """`values` are in FIELDS order; `attributes` are the row's other columns."""
@@ -190,6 +199,10 @@ class _RowBuilder:
         if len(external_id.encode("utf-8")) > MAX_ID_BYTES:
             raise _RowError("external_id", f"external_id is longer than {MAX_ID_BYTES} bytes")
         _check_json(attributes, "attributes")
+        if (
+            not brand and attributes
+        ):  # no brand column, or empty: an attribute whose role is brand may name it
+            brand = brand_from_attributes(attributes, self.attribute_roles)
         price, price_currency = self._price(values[5])
         if image and (not _URL.match(image) or _WINDOWS_DRIVE.match(image)):
             try:  # a local path must stay inside the images root: no absolute paths elsewhere, '..', '~', links out

@@ -59,6 +59,9 @@ class IngestOptions:
     prune_max: float = 0.2  # prune refuses to delete more than this share of the catalogue ...
     force: bool = False  # ... unless forced
     line_limit: int = LINE_LIMIT  # characters per line (JSONL) or per CSV field; longer ones are rejected
+    # {attribute key: role} stored with the catalogue before the rows are read (`prodmatch.roles`); a row
+    # without a brand takes it from an attribute whose role is brand
+    attribute_roles: dict[str, str] = field(default_factory=dict)
     progress: bool = False
 
 

@@ -9,7 +9,17 @@ SQL API (`similar`, `search`); `exact` is the blocked-GEMM exact top-k; `index_c
 from prodmatch.match.index_check import IndexCheck, check_index
 from prodmatch.match.link import DedupeResult, LinkResult, choose_mode, dedupe, link
 from prodmatch.match.pairs import CandidatePairs
-from prodmatch.match.queries import DEFAULT_EF_SEARCH, Neighbour, SearchHit, search, similar
+from prodmatch.match.queries import (
+    DEFAULT_EF_SEARCH,
+    Neighbour,
+    QueriedProduct,
+    SearchHit,
+    SpaceChoice,
+    default_space,
+    queried_product,
+    search,
+    similar,
+)
 
 __all__ = [
     "DEFAULT_EF_SEARCH",
@@ -18,11 +28,15 @@ __all__ = [
     "IndexCheck",
     "LinkResult",
     "Neighbour",
+    "QueriedProduct",
     "SearchHit",
+    "SpaceChoice",
     "check_index",
     "choose_mode",
     "dedupe",
+    "default_space",
     "link",
+    "queried_product",
     "search",
     "similar",
 ]

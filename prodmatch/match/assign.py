@@ -1,12 +1,15 @@
 """Assignment: which candidate pairs a run keeps, and how they rank.
 
 Threshold filtering, greedy one-to-one assignment (each source and target at most once, best pairs first),
-ranks per source, and complete-linkage duplicate clusters (no chaining) for dedupe.
+ranks per source, complete-linkage duplicate clusters (no chaining) for dedupe, and the connected components
+that join accepted pairs into clusters of offers (`match.clusters`, `quality.metrics.cluster_quality`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from prodmatch.match.pairs import CandidatePairs
 
@@ -66,3 +69,17 @@ def cluster_duplicates(
             assigned[members] = True
             clusters.append(members)
     return clusters
+
+
+def connected_clusters(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(products, component of each): the connected components of the edges left[i] -- right[i].
+
+    Products are sorted; components are numbered in order of their smallest product.
+    """
+    products = np.unique(np.concatenate([left, right]))
+    if not len(products):
+        return products, np.empty(0, dtype=np.int64)
+    a, b = np.searchsorted(products, left), np.searchsorted(products, right)
+    graph = sp.coo_matrix((np.ones(len(a), dtype=np.int32), (a, b)), shape=(len(products), len(products)))
+    _, labels = connected_components(graph, directed=False)  # numbered in order of first node: smallest id
+    return products, labels.astype(np.int64)

@@ -33,6 +33,8 @@ from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.signals.features import FeatureMatrix, indexed_pair_features, with_context
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
+from prodmatch.roles import with_roles
+from prodmatch.store.catalogs import roles_by_catalog
 from prodmatch.store.models import SPACES, Model
 from prodmatch.store.schema import LEXICAL_DIMENSIONS
 from prodmatch.store.vectors import fetch_spaces
@@ -473,22 +475,27 @@ def _products(conn: psycopg.Connection, ids: np.ndarray) -> dict[int, dict]:
     out: dict[int, dict] = {}
     rows = conn.execute(
         "SELECT p.id, p.title, p.brand, p.category, p.description, p.price::float8, p.currency, p.attributes,"
-        " coalesce(l.codes, '{}') FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
+        " coalesce(l.codes, '{}'), p.catalog_id"
+        " FROM prodmatch.products p LEFT JOIN prodmatch.lexical l ON l.product_id = p.id"
         " WHERE p.id = ANY(%s)",
         ([int(i) for i in ids],),
     ).fetchall()
-    for pid, title, brand, category, description, price, currency, attributes, codes in rows:
-        out[pid] = {
-            "id": pid,
-            "title": title,
-            "brand": brand,
-            "category": category,
-            "description": description,
-            "price": price,
-            "currency": currency,
-            "attributes": attributes or {},
-            "codes": list(codes),
-        }
+    overrides = roles_by_catalog(conn)  # each catalogue's attribute roles, read by attribute_agreement
+    for pid, title, brand, category, description, price, currency, attributes, codes, catalog in rows:
+        out[pid] = with_roles(
+            {
+                "id": pid,
+                "title": title,
+                "brand": brand,
+                "category": category,
+                "description": description,
+                "price": price,
+                "currency": currency,
+                "attributes": attributes or {},
+                "codes": list(codes),
+            },
+            overrides.get(catalog),
+        )
     return out
 
 

@@ -34,7 +34,7 @@ from prodmatch.match.queries import DEFAULT_EF_SEARCH
 from prodmatch.match.scoring import Matcher
 from prodmatch.match.signals.features import PRODUCT_FEATURES
 from prodmatch.store.catalogs import catalog_id
-from prodmatch.store.matchers import MatcherRow, get_matcher
+from prodmatch.store.matchers import BUILTIN_NAME, MatcherRow, builtin_available, get_matcher
 from prodmatch.store.models import Model, get_model, space_dimension, vector_column
 from prodmatch.store.runs import replace_run, store_pairs, write_matches
 from prodmatch.store.vectors import fetch_vectors
@@ -85,7 +85,7 @@ class DedupeResult:
 
     run_id: int
     catalog: str
-    model: str
+    model: str | None
     threshold: float
     products: int
     clusters: int
@@ -129,11 +129,13 @@ def link(
     """Every product of `source` gets its best candidates in `target`, stored as one match run.
 
     With a `matcher`: hybrid candidates (every space, lexical, codes), each pair scored with a calibrated match
-    probability; accepted pairs pass the matcher's threshold (and, with `one_to_one`, the assignment). Without:
-    the cosine of one space (the lexical space when no model is registered); accepted pairs are each source's
-    rank 1 at or above the threshold. Without a threshold or space, the ones `prodmatch eval --save` stored with
-    the model are used. Without a `mode`, exact search is used when its estimated peak memory fits
-    `memory_budget_bytes` (default: measured, `hardware.memory_budget`), else ANN with a note.
+    probability; accepted pairs pass the matcher's threshold (and, with `one_to_one`, the assignment). With no
+    `matcher`, `threshold`, `space` or `mode` at all: the built-in matcher (`prodmatch.quality.builtin`: trained on
+    public data, no label and no neural model needed). Otherwise: the cosine of one space (the lexical space when
+    no model is registered); accepted pairs are each source's rank 1 at or above the threshold. Without a
+    threshold, the one `prodmatch eval --save` stored with the model for that space is used. Without a `mode`,
+    exact search is used when its estimated peak memory fits `memory_budget_bytes` (default: measured,
+    `hardware.memory_budget`), else ANN with a note.
     """
     started = time.perf_counter()
     if k < 1:
@@ -141,9 +143,11 @@ def link(
     source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
     refresh_lexical(conn, progress=progress)
     conn.commit()
+    if matcher is None and threshold is None and space is None and mode is None and builtin_available():
+        matcher = BUILTIN_NAME
     if matcher is not None:
         return _link_with_matcher(
-            conn, source, target, source_id, target_id, matcher, k, one_to_one, out, progress, started
+            conn, source, target, source_id, target_id, matcher, model, k, one_to_one, out, progress, started
         )
     registered = get_model(conn, model) if model or _has_models(conn) else None
     if registered is None:
@@ -151,9 +155,10 @@ def link(
         if space != "lexical":
             raise ConfigError(f"no model is registered, so only the lexical space can link (not {space!r})")
     else:
-        space = space or registered.settings.get("space", "fused")
-        if threshold is None:
+        saved = registered.settings.get("space", "fused")
+        if threshold is None and (space is None or space == saved):
             threshold = registered.settings.get("threshold")
+        space = space or saved
     if space == "lexical":
         return _link_lexical(
             conn,
@@ -245,11 +250,17 @@ def _link_lexical(
 
 
 def _link_with_matcher(
-    conn, source, target, source_id, target_id, matcher_name, k, one_to_one, out, progress, started
+    conn, source, target, source_id, target_id, matcher_name, model, k, one_to_one, out, progress, started
 ) -> LinkResult:
-    """Hybrid candidates scored by a learned matcher; see `link`."""
+    """Hybrid candidates scored by a learned matcher; see `link`.
+
+    The built-in matcher reads no vector, but where a model is registered (or named) its spaces still propose
+    candidates and their cosines are stored with each pair, for analysts and for `review`.
+    """
     opened = open_matcher(conn, matcher_name)
-    scorer, registered, row, gather_k = opened.scorer, opened.model, opened.row, opened.depth
+    scorer, registered, row, gather_k = opened.scorer, opened.model, opened.row, opened.depth_for(k)
+    if registered is None and matcher_name == BUILTIN_NAME and (model or _has_models(conn)):
+        registered = get_model(conn, model)
     bar = tqdm(total=None, unit="product", desc=f"link {source} -> {target}", disable=not progress)
     with bar:
         gathered = gather(conn, source_id, target_id, registered, k=gather_k, advance=bar.update)
@@ -301,7 +312,11 @@ def accept_cosine(pairs: CandidatePairs, threshold: float | None, one_to_one: bo
 
 
 def accept_scored(pairs: CandidatePairs, threshold: float, one_to_one: bool, k: int) -> CandidatePairs:
-    """A matcher run's stored pairs: accepted at the threshold (one-to-one if asked), the top k of each source."""
+    """A matcher run's stored pairs: accepted at the threshold (one-to-one if asked), the top k of each source.
+
+    Without `one_to_one` EVERY pair at or above the threshold is accepted, however many a source or a target has
+    (the many offers of one product); `k` limits only the rejected pairs kept for review, never the accepted.
+    """
     accepted = pairs.score >= threshold
     if one_to_one:
         chosen = np.zeros(len(pairs), dtype=bool)
@@ -381,6 +396,11 @@ class OpenMatcher:
         """The candidate depth (k per candidate source) it was trained on, which linking must gather."""
         return int(self.row.trained_on.get("k") or DEFAULT_K)
 
+    def depth_for(self, k: int) -> int:
+        """The depth a link with `k` gathers: the trained depth, or `k` when deeper, so `--k 20` can accept up to
+        20 offers of a product (each candidate source proposes at most this many targets per source)."""
+        return max(self.depth, k)
+
 
 def open_matcher(conn: psycopg.Connection, name: str) -> OpenMatcher:
     """Matcher `name` with what linking needs of it, from one read of its row."""
@@ -439,11 +459,12 @@ def choose_mode(estimate: int, budget: MemoryBudget, requested: str | None = Non
 def dedupe(
     conn: psycopg.Connection,
     catalog: str,
-    threshold: float,
+    threshold: float | None = None,
     *,
     model: str | None = None,
     space: str = "fused",
     k: int = 20,
+    matcher: str | None = None,
     progress: bool = False,
     memory_budget_bytes: int | None = None,
 ) -> DedupeResult:
@@ -455,8 +476,19 @@ def dedupe(
     EVERY member already in the cluster (complete linkage). So A~B, B~C but A!~C never puts A and C together,
     and a cluster holds at most k + 1 products. Refused with a message when its estimated peak memory exceeds
     `memory_budget_bytes` (default: measured, `hardware.memory_budget`): dedupe has no ANN path.
+
+    With a `matcher` (e.g. "builtin") the evidence is the one `link` uses: the catalogue's hybrid candidates
+    against itself (a product never its own candidate), each pair's match probability, and the same complete
+    linkage over pairs at or above `threshold` (default: the matcher's own). With neither a `threshold` nor a
+    `matcher`: the built-in matcher, as in `link`.
     """
     started = time.perf_counter()
+    if matcher is None and threshold is None and builtin_available():
+        matcher = BUILTIN_NAME
+    if matcher is not None:
+        return _dedupe_with_matcher(conn, catalog, matcher, threshold, k, progress, started)
+    if threshold is None:
+        raise ConfigError("dedupe needs a cosine --threshold, or a --matcher (e.g. builtin)")
     if not -1.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold must be a cosine similarity between -1 and 1, got {threshold}")
     registered = get_model(conn, model)
@@ -502,6 +534,112 @@ def dedupe(
         seconds=round(time.perf_counter() - started, 3),
         memory_estimate=estimate,
     )
+
+
+def _dedupe_with_matcher(
+    conn: psycopg.Connection,
+    catalog: str,
+    matcher_name: str,
+    threshold: float | None,
+    k: int,
+    progress: bool,
+    started: float,
+) -> DedupeResult:
+    """`dedupe` on a matcher's probabilities over the catalogue's hybrid candidates against itself."""
+    opened = open_matcher(conn, matcher_name)
+    if threshold is None:
+        threshold = opened.scorer.threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(
+            f"--threshold must be a match probability between 0 and 1 with a matcher, got {threshold}"
+        )
+    dedupe_catalog = catalog_id(conn, catalog)
+    refresh_lexical(conn, progress=progress)
+    conn.commit()
+    depth = min(k, opened.depth)
+    bar = tqdm(total=None, unit="product", desc=f"dedupe {catalog}", disable=not progress)
+    with bar:
+        # One more candidate per source: the product itself, dropped before ranks and margins are computed.
+        gathered = gather(conn, dedupe_catalog, dedupe_catalog, opened.model, k=depth + 1, advance=bar.update)
+    conn.commit()
+    gathered = _without_self_pairs(gathered)
+    probability = opened.scorer.predict_proba(features(gathered), allow_missing=True).astype(np.float64)
+    pairs = gathered.pairs
+    clusters, ids = _complete_linkage(pairs.sources, pairs.targets, probability, threshold)
+    best = {}
+    for s, t, p in zip(pairs.sources.tolist(), pairs.targets.tolist(), probability.tolist(), strict=True):
+        key = (s, t) if s < t else (t, s)
+        best[key] = max(best.get(key, 0.0), p)
+    params = {"threshold": threshold, "matcher": matcher_name, "k": depth, "space": "hybrid"}
+    with conn.transaction():
+        run_id = replace_run(
+            conn, "dedupe", dedupe_catalog, None, opened.model, params, matcher_id=opened.row.id
+        )
+        with conn.cursor().copy(
+            "COPY prodmatch.duplicate_clusters (run_id, cluster_id, product_id, is_centre, similarity)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "int4", "int8", "bool", "float4"])
+            for number, members in enumerate(clusters, start=1):
+                centre = int(ids[members[0]])
+                for member in members:
+                    product = int(ids[member])
+                    key = (centre, product) if centre < product else (product, centre)
+                    copy.write_row((run_id, number, product, product == centre, best.get(key, 1.0)))
+    products = _catalog_size(conn, dedupe_catalog)
+    return DedupeResult(
+        run_id=run_id,
+        catalog=catalog,
+        model=opened.model.name if opened.model else None,
+        threshold=threshold,
+        products=products,
+        clusters=len(clusters),
+        duplicates=sum(len(c) for c in clusters),
+        largest=max((len(c) for c in clusters), default=0),
+        seconds=round(time.perf_counter() - started, 3),
+        method=f"complete-linkage over matcher {matcher_name!r}'s accepted pairs (hybrid candidates)",
+    )
+
+
+def _complete_linkage(
+    sources: np.ndarray, targets: np.ndarray, probability: np.ndarray, threshold: float
+) -> tuple[list[list[int]], np.ndarray]:
+    """Clusters (positions in the returned product ids, centre first) in which EVERY two members form a pair
+    accepted in at least one direction; centres are taken by most accepted neighbours, as in
+    `cluster_duplicates`, and neighbours join most probable first."""
+    accepted = probability >= threshold
+    ids = np.unique(np.concatenate([sources[accepted], targets[accepted]]))
+    a = np.searchsorted(ids, sources[accepted])
+    b = np.searchsorted(ids, targets[accepted])
+    p = probability[accepted]
+    neighbours: list[dict[int, float]] = [{} for _ in range(len(ids))]
+    for i, j, q in zip(a.tolist(), b.tolist(), p.tolist(), strict=True):
+        for x, y in ((i, j), (j, i)):
+            neighbours[x][y] = max(neighbours[x].get(y, 0.0), q)
+    order = sorted(range(len(ids)), key=lambda i: (-len(neighbours[i]), i))
+    assigned = np.zeros(len(ids), dtype=bool)
+    clusters = []
+    for centre in order:
+        if assigned[centre]:
+            continue
+        members = [centre]
+        for j, _ in sorted(neighbours[centre].items(), key=lambda item: (-item[1], item[0])):
+            if not assigned[j] and all(j in neighbours[m] for m in members):
+                members.append(j)
+        if len(members) > 1:
+            assigned[members] = True
+            clusters.append(members)
+    return clusters, ids
+
+
+def _without_self_pairs(gathered):
+    """The gathered candidates of a catalogue against itself without (p, p) pairs, in pairs and proposals."""
+    keep = gathered.pairs.sources != gathered.pairs.targets
+    gathered.pairs = gathered.pairs.take(keep)
+    gathered.proposals = {
+        name: (s[s != t], t[s != t], score[s != t]) for name, (s, t, score) in gathered.proposals.items()
+    }
+    return gathered
 
 
 def _embedded_counts(conn: psycopg.Connection, model: Model, catalog_ids: tuple[int, ...]) -> dict[int, int]:

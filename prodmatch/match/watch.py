@@ -14,6 +14,9 @@ at or above their k-th best. With a learned matcher, the sources that share a ta
 re-scored too (their features compare a pair with the target's other candidates). Acceptance is repaired over the
 whole run (`link.accept_cosine` / `link.accept_scored`, one-to-one included), and the rows of every source whose
 stored pairs changed are replaced in one short transaction, so `prodmatch.matches_v` shows the new matches.
+When a clustering of offers was built (`prodmatch clusters build`), a pass that rewrote pairs builds it again
+with the same choice of runs (`match.clusters.rebuild_clusters`), so `prodmatch.clusters_v` follows too and
+clusters keep their ids; that costs one read of the accepted pairs of the clustered runs.
 
 A re-run of the same `link` replaces the run (`store.runs.replace_run`); the watcher then follows the new run.
 """
@@ -25,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -38,6 +41,7 @@ from prodmatch.config import Settings
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import DatabaseError, ProdmatchError
 from prodmatch.match.candidates import ann_candidates, exact_candidates
+from prodmatch.match.clusters import rebuild_clusters
 from prodmatch.match.hybrid import (
     DEFAULT_K,
     MAX_CODE_TARGETS,
@@ -77,6 +81,7 @@ class WatchPass:
     rewritten_sources: int  # sources whose stored pairs were replaced
     full: bool  # the whole run was recomputed (first pass, IDF re-weighting, many changes)
     seconds: float
+    clusters: int | None = None  # the clustering of offers was built again (its cluster count), or None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "checkpoint": self.checkpoint.isoformat()}
@@ -86,6 +91,7 @@ class WatchPass:
         return (
             f"run {self.run_id}: {self.changed_sources} sources and {self.changed_targets} targets changed, "
             f"{self.deleted} deleted; {what}, {self.rewritten_sources} rewritten in {self.seconds:.2f} s"
+            + (f"; clusters rebuilt ({self.clusters:,})" if self.clusters is not None else "")
         )
 
 
@@ -131,6 +137,9 @@ def watch_link(
                 watcher = watcher or _Watcher(_load_run(conn, summary.run_id))
                 while not stop.is_set():
                     done = watcher.step(conn)
+                    if done.rewritten_sources:
+                        built = rebuild_clusters(conn)
+                        done = replace(done, clusters=built.clusters if built else None)
                     failures = 0
                     summary.run_id = watcher.run.run_id
                     summary.passes += 1
@@ -237,7 +246,9 @@ def _load_run(conn: psycopg.Connection, run_id: int) -> _Run:
     scorer, gather_k = None, DEFAULT_K
     if params.get("matcher"):
         opened = open_matcher(conn, params["matcher"])
-        scorer, model, gather_k = opened.scorer, opened.model, opened.depth
+        # A model-free matcher (the built-in one) may still gather with the run's model: keep what the run used.
+        scorer, model = opened.scorer, opened.model or model
+        gather_k = opened.depth_for(int(params["k"]))
     conn.commit()
     return _Run(run_id, source_id, target_id, source, target, model_id, params, model, scorer, gather_k)
 

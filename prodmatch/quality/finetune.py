@@ -547,7 +547,7 @@ def _batch_loss(
     has_image = torch.tensor([p is not None for p in pixels], device=device)
     has_text = torch.tensor([bool(t) for t in texts], device=device)
     with torch.autocast(**autocast):
-        image = _image_features(model, pixels, device)
+        image = _image_features(model, data, pixels, device)
         text = _text_features(model, data, texts, device)
     ids = torch.tensor([[pair.source.id, pair.target.id] for pair in batch], device=device)
     shared = (ids[:, None, 0] == ids[None, :, 0]) | (ids[:, None, 1] == ids[None, :, 1])
@@ -566,12 +566,13 @@ def _batch_loss(
 
 
 def _image_features(
-    model: torch.nn.Module, pixels: list[torch.Tensor | None], device: torch.device
+    model: torch.nn.Module, data: _PairData, pixels: list[torch.Tensor | None], device: torch.device
 ) -> torch.Tensor:
     present = [p for p in pixels if p is not None]
     if not present:
         return torch.zeros((len(pixels), 1), device=device)
-    output = model.get_image_features(pixel_values=torch.stack(present).to(device))
+    # the encoder unpacks what its tower takes (NaFlex: patches, patch mask and grid packed in one tensor)
+    output = model.get_image_features(**data.encoder.image_inputs(torch.stack(present), device))
     return _scatter_unit_rows(output, [p is not None for p in pixels], device)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,11 @@ import psycopg
 
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError, ProdmatchError
+from prodmatch.match.assign import connected_clusters
 from prodmatch.match.hybrid import DEFAULT_K, Gathered, features, gather
 from prodmatch.quality.evaluate import _resolve
 from prodmatch.quality.gold import read_gold
+from prodmatch.quality.metrics import ClusterQuality, cluster_quality
 from prodmatch.quality.training import train_matcher
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.matchers import save_matcher
@@ -226,6 +228,8 @@ class MatcherEvaluation:
     rows: list[SignalScore]
     plot: str | None
     seconds: float
+    # Per mode (all, 1:1): the clusters the matcher's accepted pairs form, against the gold's clusters.
+    clusters: dict[str, ClusterQuality] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -245,6 +249,8 @@ class MatcherEvaluation:
         lines.append(
             "single signals use their best threshold on this gold file (optimistic); the matcher uses its own"
         )
+        for mode, quality in self.clusters.items():
+            lines.append(f"matcher {mode:<4} {quality.to_text()}")
         if self.plot:
             lines.append(f"plot: {self.plot}")
         return "\n".join(lines)
@@ -292,6 +298,13 @@ def evaluate_matcher(
     for mode in MODES:
         rows.append(_score("matcher", mode, pairs, labels, probability, scorer.threshold, len(positives)))
     curves["matcher"] = pr_curve(pairs.sources, pairs.targets, labels, probability, len(positives), "all")
+    gold = np.array(sorted(positives), dtype=np.int64)
+    clusters = {}
+    for mode in ("all", "1:1"):
+        kept = decisions(pairs.sources, pairs.targets, probability, mode)
+        kept = kept[probability[kept] >= scorer.threshold]
+        found = connected_clusters(pairs.sources[kept], pairs.targets[kept])
+        clusters[mode] = cluster_quality(*found, gold)
     plot = None
     if plots_dir is not None:
         plot = str(_plot_curves(curves, rows, Path(plots_dir) / f"matcher_{matcher_name}_pr.png"))
@@ -304,6 +317,7 @@ def evaluate_matcher(
         rows=rows,
         plot=plot,
         seconds=round(time.perf_counter() - started, 3),
+        clusters=clusters,
     )
 
 

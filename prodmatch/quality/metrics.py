@@ -1,7 +1,9 @@
-"""Quality measures of a matcher against gold pairs: recall@k, MRR and the precision / recall / F1 sweep.
+"""Quality measures of a matcher against gold pairs: recall@k, MRR, the precision / recall / F1 sweep, and
+cluster-level quality (B-cubed, exact clusters) of the clusters its accepted pairs form.
 
 `quality.evaluate` fills a `SpaceReport` per space from these; `quality.finetune` uses the same sweep for its
-hold-out F1; `quality.plots` draws the curves. Pure numpy: no database, no models.
+hold-out F1; `quality.plots` draws the curves. Pure numpy (connected components: `match.assign`): no database,
+no models.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from prodmatch.match.assign import connected_clusters
 
 RECALL_AT = (1, 5, 10)
 
@@ -100,3 +104,93 @@ def best_f1(curve: list[CurvePoint]) -> CurvePoint | None:
 
 def _recall(ranks: np.ndarray, k: int) -> float:
     return round(float(np.mean(ranks <= k)), 4) if len(ranks) else 0.0
+
+
+# --- cluster-level quality ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterQuality:
+    """How well a clustering recovers the gold clusters (the connected components of the gold match pairs).
+
+    Measured over the products the gold names: B-cubed precision and recall (per product, the share of its
+    predicted cluster that is in its gold cluster, and the share of its gold cluster that is in its predicted one,
+    both averaged over the products), their F1, and the share of gold clusters recovered exactly (the predicted
+    cluster, seen on the gold's products, holds exactly the gold cluster's members).
+    """
+
+    products: int
+    gold_clusters: int
+    predicted_clusters: int  # clusters of two or more among the gold's products
+    precision: float
+    recall: float
+    f1: float
+    exact: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        return (
+            f"clusters: B-cubed precision {self.precision:.3f}, recall {self.recall:.3f}, F1 {self.f1:.3f}; "
+            f"{self.exact:.1%} of {self.gold_clusters} gold clusters recovered exactly "
+            f"({self.products} products, {self.predicted_clusters} predicted clusters)"
+        )
+
+
+def cluster_quality(
+    predicted_products: np.ndarray,
+    predicted_clusters: np.ndarray,
+    gold_pairs: np.ndarray,
+    products: np.ndarray | None = None,
+) -> ClusterQuality:
+    """Cluster-level quality of a clustering against gold match pairs.
+
+    `predicted_products[i]` is in cluster `predicted_clusters[i]`; a product not listed is alone. `gold_pairs`:
+    (n, 2) product ids of the same product; their connected components are the gold clusters. `products`: the
+    products measured over (default: those the gold pairs name); one in no gold pair is a gold cluster of its own.
+    """
+    gold_pairs = np.asarray(gold_pairs, dtype=np.int64).reshape(-1, 2)
+    gold_products, gold_components = connected_clusters(gold_pairs[:, 0], gold_pairs[:, 1])
+    universe = gold_products if products is None else np.unique(np.asarray(products, dtype=np.int64))
+    if not len(universe):
+        return ClusterQuality(0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    gold = _labels_on(universe, gold_products, gold_components)
+    predicted = _labels_on(universe, np.asarray(predicted_products), np.asarray(predicted_clusters))
+    overlap = _sizes(
+        predicted * (gold.max() - gold.min() + 1) + (gold - gold.min())
+    )  # same (predicted, gold)
+    predicted_size, gold_size = _sizes(predicted), _sizes(gold)
+    precision = float(np.mean(overlap / predicted_size))
+    recall = float(np.mean(overlap / gold_size))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    multi = gold_size > 1
+    exact = (overlap == gold_size) & (overlap == predicted_size)
+    gold_clusters = len(np.unique(gold[multi]))
+    return ClusterQuality(
+        products=len(universe),
+        gold_clusters=gold_clusters,
+        predicted_clusters=len(np.unique(predicted[predicted_size > 1])),
+        precision=round(precision, 4),
+        recall=round(recall, 4),
+        f1=round(f1, 4),
+        exact=round(len(np.unique(gold[multi & exact])) / gold_clusters, 4) if gold_clusters else 0.0,
+    )
+
+
+def _sizes(labels: np.ndarray) -> np.ndarray:
+    """Per element, how many elements share its label."""
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)]
+
+
+def _labels_on(universe: np.ndarray, products: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Each universe product's predicted cluster label; products not listed get a label of their own."""
+    labels = -1 - np.arange(len(universe), dtype=np.int64)  # alone: distinct negative labels
+    if len(products):
+        order = np.argsort(products)
+        products, clusters = products[order], clusters[order].astype(np.int64)
+        at = np.minimum(np.searchsorted(products, universe), len(products) - 1)
+        listed = products[at] == universe
+        labels[listed] = clusters[at[listed]]
+    return labels

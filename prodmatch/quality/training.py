@@ -48,8 +48,16 @@ _INCREASING = (
     "numbers_agree",
     "brand_equal",
     "model_token_",
+    "colour_agree",
 )
-_DECREASING = ("rank:", "reverse_rank:", "codes_conflict", "numbers_conflict", "price_log_ratio")
+_DECREASING = (
+    "rank:",
+    "reverse_rank:",
+    "codes_conflict",
+    "numbers_conflict",
+    "colour_conflict",
+    "price_log_ratio",
+)
 
 
 def train_matcher(

@@ -3,18 +3,29 @@
 A matcher's `definition` is the JSON of `prodmatch.match.scoring.Matcher.to_json()` (coefficients, or LightGBM's
 text model), never a pickle: loading it back can not run code. This module only moves rows; building a
 `Matcher` from a definition is `prodmatch.match.scoring`'s job.
+
+The built-in matcher (`prodmatch.quality.builtin`) ships in the package as ``prodmatch/data/builtin_matcher.json``:
+the first time it is asked for (by name, or in a list), its row is written here under the name ``builtin``,
+and written again when the packaged file changed (its ``definition_sha256`` differs), so it is read like any
+stored matcher and runs made with it point at a real row.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from prodmatch.errors import ConfigError
+
+BUILTIN_NAME = "builtin"
+BUILTIN_FILE = Path(__file__).resolve().parent.parent / "data" / "builtin_matcher.json"
 
 
 @dataclass(frozen=True)
@@ -72,11 +83,15 @@ def save_matcher(
 
 
 def list_matchers(conn: psycopg.Connection) -> list[MatcherRow]:
+    """Every stored matcher, the built-in one included."""
+    install_builtin(conn)
     return _rows(conn, None)
 
 
 def get_matcher(conn: psycopg.Connection, name: str) -> MatcherRow:
     """Matcher `name`; ConfigError naming the stored ones when there is none."""
+    if name == BUILTIN_NAME:
+        install_builtin(conn)
     rows = _rows(conn, name)
     if not rows:
         known = ", ".join(r.name for r in list_matchers(conn)) or "none"
@@ -87,9 +102,56 @@ def get_matcher(conn: psycopg.Connection, name: str) -> MatcherRow:
 
 
 def drop_matcher(conn: psycopg.Connection, name: str) -> MatcherRow:
+    if name == BUILTIN_NAME:
+        raise ConfigError(
+            "the built-in matcher ships with prodmatch and cannot be dropped; link with --matcher NAME, "
+            "--threshold or --space to use something else"
+        )
     found = get_matcher(conn, name)
     conn.execute("DELETE FROM prodmatch.matchers WHERE id = %s", (found.id,))
     return found
+
+
+def builtin_available() -> bool:
+    """Whether this installation ships the built-in matcher's file."""
+    return BUILTIN_FILE.is_file()
+
+
+def install_builtin(conn: psycopg.Connection) -> bool:
+    """Write the packaged built-in matcher's row when it is missing or out of date; whether it is stored now.
+
+    Nothing is written when the stored row is current (so reading through a read-only role works once the row
+    exists). A database role that may not write gets the row from whoever links first.
+    """
+    if not builtin_available():
+        return False
+    record = _builtin_record()
+    wanted = record["trained_on"]["definition_sha256"]
+    found = conn.execute(
+        "SELECT trained_on ->> 'definition_sha256' FROM prodmatch.matchers WHERE name = %s", (BUILTIN_NAME,)
+    ).fetchone()
+    if found is not None and found[0] == wanted:
+        return True
+    try:
+        with conn.transaction():
+            save_matcher(
+                conn,
+                BUILTIN_NAME,
+                None,
+                record["definition"],
+                features=record["features"],
+                threshold=record["threshold"],
+                metrics=record["metrics"],
+                trained_on=record["trained_on"],
+            )
+    except psycopg.errors.InsufficientPrivilege:
+        return found is not None
+    return True
+
+
+@lru_cache(maxsize=1)
+def _builtin_record() -> dict:
+    return json.loads(BUILTIN_FILE.read_text(encoding="utf-8"))
 
 
 def _rows(conn: psycopg.Connection, name: str | None) -> list[MatcherRow]:

@@ -52,6 +52,11 @@ class Model:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def random_weights(self) -> bool:
+        """Registered from a random-weight checkpoint (the demo's fallback, the tests' toy models)."""
+        return self.settings.get("random_weights") is True
+
 
 @dataclass(frozen=True)
 class ModelStats:
@@ -80,6 +85,11 @@ def list_models(conn: psycopg.Connection) -> list[ModelStats]:
     ):
         counts.setdefault(model_id, {})[status] = n
     return [ModelStats(m, counts.get(m.id, {})) for m in _all_models(conn)]
+
+
+def list_registered(conn: psycopg.Connection) -> list[Model]:
+    """Every registered model, oldest first (without `list_models`' embedding counts)."""
+    return _all_models(conn)
 
 
 def get_model(conn: psycopg.Connection, name: str | None = None) -> Model:

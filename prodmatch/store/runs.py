@@ -1,7 +1,9 @@
-"""Stored match runs: `prodmatch.match_runs`, their pairs in `prodmatch.matches`, and their export to files.
+"""Stored match runs: `prodmatch.match_runs`, their pairs in `prodmatch.matches`, and their export to files;
+and the clustering built from them (`prodmatch.clusters`, `product_clusters`, `cluster_builds`, migration 0011).
 
 A run is replaced by a later run with the same parameters. Pairs go in with one binary COPY; every signal column
-of the pairs that `prodmatch.matches` has is stored, the rest stays NULL.
+of the pairs that `prodmatch.matches` has is stored, the rest stays NULL. The clustering's arithmetic (connected
+components, which id a cluster keeps) is `prodmatch.match.clusters`; here are only its reads and writes.
 """
 
 from __future__ import annotations
@@ -119,4 +121,108 @@ def replace_run(
         "INSERT INTO prodmatch.match_runs (kind, source_catalog_id, target_catalog_id, model_id, matcher_id, params)"
         " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (kind, source_id, target_id, model_id, matcher_id, Jsonb(params)),
+    ).fetchone()[0]
+
+
+# --- clusters: what feeds them, what is stored --------------------------------------------------------------
+
+CLUSTERS_LOCK = "prodmatch.clusters"  # one writer of the clustering at a time (advisory lock key)
+
+
+def latest_runs(conn: psycopg.Connection) -> list[int]:
+    """The newest link run of each (source, target) catalogue pair and the newest dedupe run of each catalogue."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (kind, source_catalog_id, target_catalog_id) id FROM prodmatch.match_runs"
+        " ORDER BY kind, source_catalog_id, target_catalog_id, created_at DESC, id DESC"
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def missing_runs(conn: psycopg.Connection, run_ids: list[int]) -> list[int]:
+    """Of `run_ids`, those that are not stored runs."""
+    rows = conn.execute(
+        "SELECT r FROM unnest(%s::bigint[]) r WHERE NOT EXISTS (SELECT 1 FROM prodmatch.match_runs m WHERE m.id = r)",
+        (run_ids,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def cluster_edges(conn: psycopg.Connection, run_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) product ids joined by the runs: accepted link pairs, and each dedupe member to its centre."""
+    left, right = conn.execute(
+        "SELECT coalesce(array_agg(a), '{}'), coalesce(array_agg(b), '{}') FROM ("
+        " SELECT source_product_id AS a, target_product_id AS b FROM prodmatch.matches"
+        "  WHERE run_id = ANY(%(runs)s) AND accepted"
+        " UNION ALL"
+        " SELECT d.product_id, c.product_id FROM prodmatch.duplicate_clusters d"
+        "  JOIN prodmatch.duplicate_clusters c ON c.run_id = d.run_id AND c.cluster_id = d.cluster_id AND c.is_centre"
+        "  WHERE d.run_id = ANY(%(runs)s) AND NOT d.is_centre) edges",
+        {"runs": run_ids},
+    ).fetchone()
+    return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+
+
+def stored_clustering(conn: psycopg.Connection) -> tuple[np.ndarray, np.ndarray]:
+    """(product ids, cluster ids) of the stored clustering, by product id."""
+    products, clusters = conn.execute(
+        "SELECT coalesce(array_agg(product_id ORDER BY product_id), '{}'),"
+        " coalesce(array_agg(cluster_id ORDER BY product_id), '{}') FROM prodmatch.product_clusters"
+    ).fetchone()
+    return np.array(products, dtype=np.int64), np.array(clusters, dtype=np.int64)
+
+
+def last_cluster_build(conn: psycopg.Connection) -> dict | None:
+    """The newest row of `prodmatch.cluster_builds` (None: no clustering was built)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM prodmatch.cluster_builds ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def new_cluster_ids(conn: psycopg.Connection, n: int) -> np.ndarray:
+    """`n` new rows of `prodmatch.clusters`; their ids, ascending."""
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    rows = conn.execute(
+        "INSERT INTO prodmatch.clusters (created_at) SELECT now() FROM generate_series(1, %s) RETURNING id",
+        (n,),
+    ).fetchall()
+    return np.sort(np.array([r[0] for r in rows], dtype=np.int64))
+
+
+def write_clustering(
+    conn: psycopg.Connection,
+    products: np.ndarray,
+    clusters: np.ndarray,
+    *,
+    moved: np.ndarray,
+    dropped: np.ndarray,
+    retired: np.ndarray,
+    touched: np.ndarray,
+) -> None:
+    """Apply a clustering as a difference: `dropped` products leave, `moved` ones (of `products`) get their new
+    cluster, `retired` ids go, `touched` clusters get a new `updated_at`. Run inside the caller's transaction."""
+    gone = np.union1d(dropped, products[moved])
+    if len(gone):
+        conn.execute("DELETE FROM prodmatch.product_clusters WHERE product_id = ANY(%s)", (gone.tolist(),))
+    if len(retired):
+        conn.execute("DELETE FROM prodmatch.clusters WHERE id = ANY(%s)", (retired.tolist(),))
+    if len(touched):
+        conn.execute(
+            "UPDATE prodmatch.clusters SET updated_at = now() WHERE id = ANY(%s)", (touched.tolist(),)
+        )
+    with conn.cursor().copy(
+        "COPY prodmatch.product_clusters (product_id, cluster_id) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "int8"])
+        for row in zip(products[moved].tolist(), clusters[moved].tolist(), strict=True):
+            copy.write_row(row)
+
+
+def record_cluster_build(
+    conn: psycopg.Connection, runs: list[int], requested: list[int] | None, clusters: int, products: int
+) -> int:
+    """A row of `prodmatch.cluster_builds`; its id."""
+    return conn.execute(
+        "INSERT INTO prodmatch.cluster_builds (runs, requested_runs, clusters, products) VALUES (%s, %s, %s, %s)"
+        " RETURNING id",
+        (runs, requested, clusters, products),
     ).fetchone()[0]

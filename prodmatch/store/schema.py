@@ -65,7 +65,10 @@ catalogs = Table(
     Column("name", Text, nullable=False, unique=True),
     Column("description", Text),
     _now(),
+    # {attribute key as written: role} on top of prodmatch.roles' built-in keys (0010)
+    Column("attribute_roles", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     CheckConstraint("name <> ''", name="name_not_empty"),
+    CheckConstraint("jsonb_typeof(attribute_roles) = 'object'", name="attribute_roles_is_object"),
 )
 
 products = Table(
@@ -330,6 +333,38 @@ Index(
 Index("labels_target_product_id_idx", labels.c.target_product_id)
 Index("labels_labelled_by_labelled_at_idx", labels.c.labelled_by, labels.c.labelled_at)
 
+# Clusters of products across catalogues (`prodmatch clusters build`, migration 0011): the connected components
+# of the accepted pairs of link runs and the duplicate clusters of dedupe runs. An id lives as long as its
+# cluster does (prodmatch.match.clusters says how ids survive merges and splits); only clusters of two or more
+# products have rows.
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+product_clusters = Table(
+    "product_clusters",
+    metadata,
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True),
+    Column("cluster_id", BigInteger, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+)
+Index("product_clusters_cluster_id_idx", product_clusters.c.cluster_id)
+
+# One row per clustering written: which runs fed it (`requested_runs` NULL: the default choice of runs).
+cluster_builds = Table(
+    "cluster_builds",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("runs", ARRAY(BigInteger), nullable=False),
+    Column("requested_runs", ARRAY(BigInteger)),
+    Column("clusters", Integer, nullable=False),
+    Column("products", Integer, nullable=False),
+    _now(),
+)
+
 # Tables whose row counts `prodmatch db status` shows, in data-path order.
 STATUS_TABLES = (
     "catalogs",
@@ -342,4 +377,6 @@ STATUS_TABLES = (
     "ingest_runs",
     "ingest_rejects",
     "labels",
+    "clusters",
+    "product_clusters",
 )

@@ -518,7 +518,9 @@ def test_slow_loris_is_cut_off_at_the_total_deadline(response):
         with pytest.raises(ImageError, match=r"did not finish within the total deadline of 2 s") as raised:
             load_image(url + "/slow.jpg", limits)
         elapsed = time.monotonic() - started
-    assert 1.9 <= elapsed < 3.5, elapsed
+    # Cut at the 2 s deadline: never before it, and long before the 15 s read timeout or the 500 s of dribble would
+    # end it (the upper margin is for a busy 2-core machine, where a thread may wait seconds for the CPU).
+    assert 1.9 <= elapsed < 10, elapsed
     assert raised.value.transient is True
 
 

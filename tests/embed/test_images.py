@@ -529,7 +529,9 @@ def test_pillow_global_limits_are_untouched(tmp_path):
 
 GOOD_JPEG = encode(halves((64, 48), RED, BLUE), "JPEG", quality=95)
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please log in</body></html>"
-SLOW = 1.0  # seconds the slow routes stall; the tests pass a read timeout well under it
+# Seconds the slow routes stall; the tests pass a read timeout (0.3 s) far under it, so that "cut by the read
+# timeout" and "waited for the stall" stay apart on a busy machine (the handlers sleep on after the client left).
+SLOW = 5.0
 # The test server listens on loopback, which downloads refuse unless allowed (tests/embed/test_image_safety.py).
 LOCAL = ImageLimits(allowed_networks=("127.0.0.1/32",))
 TINY_TIMEOUTS = ImageLimits(connect_timeout=2.0, read_timeout=0.3, allowed_networks=LOCAL.allowed_networks)

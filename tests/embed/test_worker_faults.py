@@ -286,7 +286,9 @@ def test_slow_loris_image_becomes_an_image_error_and_the_rest_are_embedded(
     assert rows.pop("shop-3")[0] == "image_error"
     assert set(rows.values()) == {("done", 1)}
     assert summary.embedded == n - 1 and summary.image_errors == 1
-    assert seconds < 20, seconds  # cut by the total deadline, not after a minute of drip
+    assert seconds < 40, (
+        seconds
+    )  # cut by the total deadline, not after the minute of drip (margin: a busy machine)
     with db.connection(fsettings) as conn:
         error = conn.execute(
             "SELECT e.error FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
@@ -343,7 +345,7 @@ def test_sigterm_ends_a_watcher_stuck_on_a_slow_loris_and_releases_its_claims(
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 0, err
-    assert seconds < 10, seconds
+    assert seconds < 20, seconds  # without waiting for the downloads' 30 s deadline (margin: a busy machine)
     assert claimed() == 0
     assert json.loads(out)["embedded"] == 0
     assert set(_rows(fsettings, model.id).values()) == {("pending", 0)}

@@ -137,8 +137,8 @@ def test_sql_candidates_on_the_lexical_space(conn, codes_catalogues):
     assert all(r[2] == 1 and r[3] > 0 and r[4] is None for r in rows)
 
 
-def test_link_with_no_model_registered_uses_the_lexical_space(conn, codes_catalogues):
-    result = match.link(conn, "a", "b", k=2)
+def test_link_on_the_lexical_space_needs_no_model(conn, codes_catalogues):
+    result = match.link(conn, "a", "b", k=2, space="lexical")
     assert result.model is None and result.params["space"] == "lexical"
     rows = conn.execute(
         "SELECT source_external_id, target_external_id, accepted, rank, lexical_similarity, model"
@@ -149,7 +149,7 @@ def test_link_with_no_model_registered_uses_the_lexical_space(conn, codes_catalo
     assert accepted == {("A1", "B1"), ("A2", "B3"), ("A3", "B5")}
     assert all(r[2] == (r[3] == 1) for r in rows)  # a cosine-only run accepts each source's rank 1
     assert all(r[5] is None for r in rows)
-    again = match.link(conn, "a", "b", k=2)  # re-run replaces
+    again = match.link(conn, "a", "b", k=2, space="lexical")  # re-run replaces
     assert conn.execute("SELECT count(*) FROM prodmatch.match_runs").fetchone()[0] == 1
     assert again.run_id != result.run_id
 
@@ -240,7 +240,7 @@ def test_cli_matcher_train_list_link_eval_explain_drop(settings, demo, tmp_path)
     trained = json.loads(done.output)
     assert trained["name"] == "shop-competitor" and trained["kind"] in ("gbdt", "logistic", "blend")
     listed = runner.invoke(main, [*url, "matcher", "list", "--json"])
-    assert [m["name"] for m in json.loads(listed.output)] == ["shop-competitor"]
+    assert [m["name"] for m in json.loads(listed.output)] == ["builtin", "shop-competitor"]
     linked = runner.invoke(
         main,
         [

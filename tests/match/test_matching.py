@@ -153,6 +153,8 @@ def test_link_writes_pairs_to_a_file(settings, matched, tmp_path, suffix):
             "rival",
             "--k",
             "2",
+            "--space",
+            "fused",
             "--out",
             str(out),
             "--json",
@@ -295,5 +297,7 @@ def test_cli_similar_search_dedupe(settings, matched):
     assert bad.exit_code == 1 and "CATALOG:EXTERNAL_ID" in bad.output
     found = runner.invoke(main, [*base, "search", "Acme kettle model 0", "--space", "text", "--json"])
     assert found.exit_code == 0 and json.loads(found.stdout)[0]["external_id"] in ("shop-0", "rival-0")
-    dedupe = runner.invoke(main, [*base, "dedupe", "--catalog", "shop", "--threshold", "0.999", "--json"])
+    dedupe = runner.invoke(
+        main, [*base, "dedupe", "--catalog", "shop", "--threshold", "0.999", "--space", "fused", "--json"]
+    )
     assert dedupe.exit_code == 0 and json.loads(dedupe.stdout)["clusters"] == 0

@@ -95,8 +95,8 @@ def test_a_container_limit_wins_over_the_host_memory(tmp_path, monkeypatch):
 
 def test_link_that_does_not_fit_switches_to_ann_with_a_note(vectors_db):
     with db.connection(vectors_db) as conn:
-        roomy = link(conn, "shop", "rival", memory_budget_bytes=2**40)
-        tight = link(conn, "shop", "rival", memory_budget_bytes=TINY)
+        roomy = link(conn, "shop", "rival", space="fused", memory_budget_bytes=2**40)
+        tight = link(conn, "shop", "rival", space="fused", memory_budget_bytes=TINY)
     assert roomy.mode == "exact" and roomy.notes == () and roomy.memory_estimate > TINY
     assert tight.mode == "ann" and tight.memory_estimate == roomy.memory_estimate
     assert (
@@ -104,7 +104,18 @@ def test_link_that_does_not_fit_switches_to_ann_with_a_note(vectors_db):
     )
     assert "note: exact search would need about" in tight.to_text()
     assert tight.matched_sources >= 390  # the HNSW path finds the same near copies
-    result = _invoke(vectors_db, "link", "--source", "shop", "--target", "rival", "--json", budget="1MiB")
+    result = _invoke(
+        vectors_db,
+        "link",
+        "--source",
+        "shop",
+        "--target",
+        "rival",
+        "--space",
+        "fused",
+        "--json",
+        budget="1MiB",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["mode"] == "ann"
 
@@ -136,7 +147,10 @@ def test_dedupe_that_does_not_fit_is_refused_before_fetching_anything(vectors_db
             dedupe(conn, "shop", 0.9, memory_budget_bytes=TINY)
         fits = dedupe(conn, "shop", 0.9, memory_budget_bytes=2**40)
     assert fits.products == 400 and fits.memory_estimate > TINY
-    result = _invoke(vectors_db, "dedupe", "--catalog", "rival", "--threshold", "0.9", budget="1MiB")
+    # --space fused: the toy model has random weights, which dedupe refuses unless a space is named
+    result = _invoke(
+        vectors_db, "dedupe", "--catalog", "rival", "--threshold", "0.9", "--space", "fused", budget="1MiB"
+    )
     assert result.exit_code == 1 and "would need about" in result.output
     assert _runs(vectors_db) == 1  # only the run that fitted
 

@@ -3,6 +3,7 @@
 import random
 
 import numpy as np
+import pytest
 
 from prodmatch.embed.codes import code_kind, compare_codes
 from prodmatch.embed.lexical import normalize
@@ -13,18 +14,41 @@ BRANDS = ["Sony", "SONY", "Самсунг", "Samsung", "Hewlett-Packard", "hp", 
 WORDS = ["turntable", "black", "ssd", "laptop", "Лампа", "cable", "wifi", "mini", "pro", "x"]
 MEASURES = ["500GB", "1TB", "1000 gb", "8 Вт", "8W", "40мм", "40 mm", '15.6"', "2m", "16GB", "3.0", "12", ""]
 CODES = ["PS-LX350H", "pslx350hb", "PS-LX300H", "WH1000XM4", "WH-1000XM3", "A1234", "lx350h", "GTX1070TI"]
+# Chinese titles without spaces, Chinese units, Russian dealer titles glued at a change of script or case
+WORDS_ANY_SCRIPT = [
+    "回力男鞋",
+    "帆布鞋",
+    "耐克AirMax270男鞋",
+    "поверхностейBath",
+    "Acrylконцентрат",
+    "ВаннаЧистая",
+]
+WORDS_ANY_SCRIPT += ["スニーカー", "운동화", "รองเท้า", "2020春季新款", "iPhone", "café"]
+MEASURES_ANY_SCRIPT = [
+    "42码",
+    "43码",
+    "30厘米",
+    "300mm",
+    "500毫升",
+    "0,5 л",
+    "1 литр",
+    "750 мл",
+    "0,6 кг",
+    "600 г",
+]
+MEASURES_ANY_SCRIPT += ["1公斤", "500克", "2升", "8W", "(009-1)", "2019 г.", "12", ""]
 KNOWN_CODES = ["code:pslx350h", "mpn:pslx300h", "gtin:04718755065736", "gtin:00012345678905", "wh1000xm4"]
 
 
-def product(rng: random.Random, i: int) -> dict:
-    words = rng.sample(WORDS, rng.randint(0, 4)) + rng.sample(MEASURES, rng.randint(0, 3))
+def product(rng: random.Random, i: int, words_from=WORDS, measures_from=MEASURES) -> dict:
+    words = rng.sample(words_from, rng.randint(0, 4)) + rng.sample(measures_from, rng.randint(0, 3))
     words += rng.sample(CODES, rng.randint(0, 2))
     rng.shuffle(words)
     return {
         "id": i,
         "title": " ".join(words) if rng.random() > 0.05 else None,
         "brand": rng.choice(BRANDS),
-        "category": rng.choice(["Audio > Turntables", "audio", None, "Laptops"]),
+        "category": rng.choice(["Audio > Turntables", "audio", None, "Laptops", "流行男鞋 / 帆布鞋", "女鞋"]),
         "description": rng.choice(
             [None, "", "Model PS-LX350H, belt drive", "EAN 4718755065736 " + "x" * 400]
         ),
@@ -37,9 +61,12 @@ def product(rng: random.Random, i: int) -> dict:
     }
 
 
-def test_batch_product_signals_equal_the_per_pair_definition():
+@pytest.mark.parametrize(
+    ("words_from", "measures_from"), [(WORDS, MEASURES), (WORDS_ANY_SCRIPT, MEASURES_ANY_SCRIPT)]
+)
+def test_batch_product_signals_equal_the_per_pair_definition(words_from, measures_from):
     rng = random.Random(7)
-    products = [product(rng, i) for i in range(300)]
+    products = [product(rng, i, words_from, measures_from) for i in range(300)]
     left = np.array([rng.randrange(300) for _ in range(5000)], dtype=np.int64)
     right = np.array([rng.randrange(300) for _ in range(5000)], dtype=np.int64)
     batch = indexed_pair_features(products, left, right, normalize_brand=normalize, code_kind=code_kind)

@@ -129,7 +129,7 @@ def test_weight_grid_finds_the_weight_that_separates(settings, tiny_clip_dir, tm
             expected.astype(np.float32), abs=1e-3 if saved.storage == "halfvec" else 1e-5
         )
         conn.commit()
-        result = matching.link(conn, "a", "b", k=1)
+        result = matching.link(conn, "a", "b", k=1, space="fused")  # the saved threshold goes with its space
         assert result.params["threshold"] == saved.settings["threshold"] and result.params["space"] == "fused"
 
 

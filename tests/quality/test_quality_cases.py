@@ -11,7 +11,11 @@ from prodmatch.quality.gold import read_gold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from quality_cases import build_case, load_case  # noqa: E402
+from quality_cases import DATA, build_case, load_case  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"needs ../shared/data (the development data; not found at {DATA})"
+)
 
 
 @pytest.mark.parametrize("name", ["walmart-amazon-structured", "wdc-products-80cc"])
@@ -59,3 +63,28 @@ def test_wdc_offers_are_split_between_the_catalogues():
     source_ids = {p["id"] for p in case.source_products}
     assert not source_ids & {p["id"] for p in case.target_products}  # no offer is its own trivial match
     assert {s for s, _ in case.gold} <= source_ids
+
+
+@pytest.mark.skipif(
+    not (DATA / "ember-ali-shoes").is_dir(), reason="no ../shared/data/ember-ali-shoes (development data)"
+)
+def test_ember_shoes_offers_carry_their_attributes_and_the_gold_of_equal_clusters(conn, tmp_path):
+    case = load_case("ember-ali-shoes", "test")
+    products = case.source_products + case.target_products
+    assert case.pool_split and not {p["id"] for p in case.source_products} & {
+        p["id"] for p in case.target_products
+    }
+    assert all(p["brand"] is None and p["title"] for p in products)  # the brand is the 品牌 attribute's
+    assert sum(1 for p in products if p["attributes"].get("货号")) > len(products) / 2
+    assert all(p["attributes"]["image_url"].startswith("http") for p in products)
+    assert all(" / " in p["category"] for p in products)  # cate_level_name / cate_name
+    assert len(case.gold) > 1000
+    paths = build_case("ember-ali-shoes", "test", tmp_path)
+    result = ingest_file(conn, paths.source_path, paths.source_catalog)
+    assert (result.inserted, result.rejected) == (paths.n_source, 0)
+    stored = conn.execute(
+        "SELECT attributes, image FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
+        " WHERE c.name = %s LIMIT 1",
+        (paths.source_catalog,),
+    ).fetchone()
+    assert "image_url" in stored[0] and stored[1] is None  # a remote picture is not the product's image

@@ -135,8 +135,9 @@ def _click(browser, css: str) -> None:
 def _then_wait(browser, action) -> None:
     old = browser.find_element(By.TAG_NAME, "html")
     action()
-    WebDriverWait(browser, 10).until(lambda b: _stale(old))
-    WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    # Generous waits: they end as soon as the page is there, and a busy 2-core machine can take seconds to render.
+    WebDriverWait(browser, 30).until(lambda b: _stale(old))
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def _stale(element) -> bool:
@@ -157,7 +158,7 @@ def _labels(world: World) -> list[tuple]:
 
 def _images_loaded(browser) -> list[int]:
     """naturalWidth of every <img> on the page once loaded (0 = broken)."""
-    WebDriverWait(browser, 15).until(
+    WebDriverWait(browser, 30).until(
         lambda b: b.execute_script("return Array.from(document.images).every(i => i.complete)")
     )
     return browser.execute_script("return Array.from(document.images).map(i => i.naturalWidth)")
@@ -242,7 +243,7 @@ def test_the_next_pair_changes_after_a_retrain(fresh, browser):
 
 
 def _wait_for_history(url: str, entries: int) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a retraining takes seconds, more on a busy machine
     while len(json.loads(urllib.request.urlopen(url + "/retrain-status").read())["history"]) < entries:
         assert time.monotonic() < deadline, "the retraining did not finish"
         time.sleep(0.1)
@@ -289,7 +290,7 @@ def _stored_image(world: World, product: int) -> str:
 def test_browse_filters_sorts_and_pages(fresh, browser):
     with db.connection(fresh.settings) as conn:
         accepted = conn.execute(
-            "SELECT count(*) FROM prodmatch.matches WHERE run_id = %s AND rank = 1", (fresh.run_id,)
+            "SELECT count(*) FROM prodmatch.matches WHERE run_id = %s AND accepted", (fresh.run_id,)
         ).fetchone()[0]
     with _serve(fresh) as server:
         browser.get(server.url + "/browse?status=accepted&per_page=5")

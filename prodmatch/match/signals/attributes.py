@@ -1,9 +1,15 @@
-"""Attribute signal: of the attributes both offers fill in (colour, size, model...), how many have equal values.
+"""Attribute signal: of the attributes that matter which both offers fill in (colour, size, code...), how many agree.
 
 Attributes are the catalogue columns beyond the canonical ones (prodmatch keeps them as a JSON object per
-product). Keys are compared case-folded and values after NFKC, case folding and removal of spaces and
-punctuation, so "Space Grey" equals "space-grey". Offers of two shops rarely share keys, hence NaN (no
-evidence) where no key is shared, and a minimum length of values is not imposed: "M" vs "L" is a real clash.
+product), named in each shop's language. Keys are compared by role (`prodmatch.roles`): brand, code and GTIN keys
+as their role whatever their name (``Art.-Nr.`` vs ``артикул``: both code), built-in identifying keys as their
+concept (``Farbe`` vs ``颜色``: colour), other keys under their own name (after NFKC, case folding, no accents,
+spaces or punctuation); noise keys (season, sales channel, URLs, stock) and keys a catalogue switched off are
+not compared. A catalogue's own roles travel with each product under `prodmatch.roles.ROLES_FIELD`. Values are
+compared after NFKC, case folding and removal of spaces and punctuation, so "Space Grey" equals "space-grey";
+where one offer fills several keys of one role (an ``sku`` and an ``mpn``), any shared value counts as agreement.
+Offers of two shops rarely share keys, hence NaN (no evidence) where no key is shared, and a minimum length of
+values is not imposed: "M" vs "L" is a real clash.
 """
 
 import re
@@ -12,33 +18,48 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from prodmatch.roles import comparison_slot
+
 _NOT_WORD = re.compile(r"[\W_]+")
+
+Normalised = Mapping[str, frozenset[str]]
 
 
 def attribute_agreement(
     left_attributes: Sequence[Mapping[str, object] | None],
     right_attributes: Sequence[Mapping[str, object] | None],
+    left_roles: Sequence[Mapping[str, str] | None] | None = None,
+    right_roles: Sequence[Mapping[str, str] | None] | None = None,
 ) -> np.ndarray:
-    """Share of the attribute keys filled in on both sides whose values are equal; NaN where none is shared."""
-    out = np.full(len(left_attributes), np.nan, dtype=np.float32)
-    for i, (a, b) in enumerate(zip(left_attributes, right_attributes, strict=True)):
-        out[i] = agreement(_normalised(a), _normalised(b))
+    """Share of the compared attribute slots filled in on both sides whose values agree; NaN where none is shared.
+
+    `left_roles` / `right_roles`: each product's catalogue overrides ({normalised key: role}; None: built-in)."""
+    n = len(left_attributes)
+    left_roles = left_roles if left_roles is not None else [None] * n
+    right_roles = right_roles if right_roles is not None else [None] * n
+    out = np.full(n, np.nan, dtype=np.float32)
+    for i, (a, b, ra, rb) in enumerate(
+        zip(left_attributes, right_attributes, left_roles, right_roles, strict=True)
+    ):
+        out[i] = agreement(normalised(a, ra), normalised(b, rb))
     return out
 
 
-def agreement(a: Mapping[str, str], b: Mapping[str, str]) -> float:
-    """Share of the keys of two normalised attribute mappings with equal values; NaN where none is shared."""
+def agreement(a: Normalised, b: Normalised) -> float:
+    """Share of the slots of two normalised attribute mappings whose values agree; NaN where none is shared."""
     shared = a.keys() & b.keys()
     if not shared:
         return np.nan
-    return sum(a[k] == b[k] for k in shared) / len(shared)
+    return sum(not a[k].isdisjoint(b[k]) for k in shared) / len(shared)
 
 
-def _normalised(attributes: Mapping[str, object] | None) -> dict[str, str]:
-    out = {}
+def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str] | None = None) -> Normalised:
+    """{comparison slot: normalised values} of one product's attributes (`prodmatch.roles.comparison_slot`)."""
+    out: dict[str, set[str]] = {}
     for key, value in (attributes or {}).items():
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             text = _NOT_WORD.sub("", unicodedata.normalize("NFKC", str(value)).casefold())
-            if text:
-                out[key.strip().casefold()] = text
-    return out
+            slot = comparison_slot(str(key), roles) if text else None
+            if slot is not None:
+                out.setdefault(slot, set()).add(text)
+    return {slot: frozenset(values) for slot, values in out.items()}

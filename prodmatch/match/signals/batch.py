@@ -7,7 +7,8 @@ tokens, numbers, codes and normalised brand once; then set overlaps as row produ
 (exact integer counts, so Jaccard and containment come out bit-identical); signals that depend on a few distinct
 values (brands, measured numbers) once per distinct combination; and the rest (substring tests) as short Python
 loops over only the pairs that need them. Pairs are processed in chunks, so memory stays bounded by the products
-and one chunk, not by all pairs times all signals.
+and one chunk, not by all pairs times all signals. Tokens, numbers and measures come from `text`'s own
+functions, so titles in any script (Chinese character bigrams, glued Russian words) get the same values here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from prodmatch.match.signals import attributes, brand, codes, text
+from prodmatch.match.signals import attributes, brand, codes, colours, text
+from prodmatch.roles import product_roles
 
 Product = Mapping[str, object]
 CodeKind = Callable[[str], str]
@@ -50,6 +52,7 @@ def product_signals(
     product_codes = [p.get("codes") or () for p in products]
     agree, conflict = _codes(product_codes, kind, left, right)
     numbers_agree, numbers_conflict = _measures(titles, left, right)
+    colour_agree, colour_conflict = _colours(products, left, right)
     out = {
         "price_log_ratio": _price(products, left, right),
         "brand_equal": _brand_equal(products, norm, left, right),
@@ -67,6 +70,8 @@ def product_signals(
         "codes_conflict": conflict,
         "code_in_other_text": _code_in_other_text(products, product_codes, left, right),
         "attribute_agreement": _attributes(products, left, right),
+        "colour_agree": colour_agree,
+        "colour_conflict": colour_conflict,
     }
     return out
 
@@ -183,6 +188,22 @@ def _measures(titles: Sequence[str], left: np.ndarray, right: np.ndarray) -> tup
     for i in np.flatnonzero(shared > 2).tolist():
         agree[i], clash[i] = text.measures_agreement(found[left[i]], found[right[i]])
     return agree, clash
+
+
+def _colours(
+    products: Sequence[Product], left: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """colour_agree / colour_conflict: each product's colour set once, each distinct pair of sets once."""
+    keys: dict[frozenset, int] = {}
+    ids = np.array([keys.setdefault(colours.colours(p), len(keys)) for p in products], dtype=np.int64)
+    if not len(left):
+        return np.empty(0, np.float32), np.empty(0, np.float32)
+    distinct = list(keys)
+    combos, inverse = _distinct(ids[left], ids[right])
+    values = np.array(
+        [colours.compare_colours(distinct[a], distinct[b]) for a, b in combos.tolist()], dtype=np.float32
+    ).reshape(-1, 2)
+    return values[inverse, 0], values[inverse, 1]
 
 
 def _distinct(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,7 +325,7 @@ def _code_in_other_text(
 
 
 def _attributes(products: Sequence[Product], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    normalised = [attributes._normalised(p.get("attributes")) for p in products]
+    normalised = [attributes.normalised(p.get("attributes"), product_roles(p)) for p in products]
     has = np.array([bool(a) for a in normalised])
     out = np.full(len(left), np.nan, dtype=np.float32)
     both = np.flatnonzero(has[left] & has[right])

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodmatch.match.signals import attributes, batch, brand, codes, price, text
+from prodmatch.match.signals import attributes, batch, brand, codes, colours, price, text
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
+from prodmatch.roles import ROLES_FIELD
 
 Product = Mapping[str, object]
 
@@ -35,6 +36,8 @@ PRODUCT_FEATURES = (
     "codes_conflict",
     "code_in_other_text",
     "attribute_agreement",
+    "colour_agree",
+    "colour_conflict",
 )
 
 
@@ -172,6 +175,7 @@ def per_pair_product_signals(
     codes_agree, codes_conflict = codes.code_signals(
         get(left, "codes"), get(right, "codes"), compare=compare_codes
     )
+    colour_agree, colour_conflict = colours.colour_agreement(list(left), list(right))
     out = {
         "price_log_ratio": price.price_log_ratio(
             get(left, "price"), get(left, "currency"), get(right, "price"), get(right, "currency")
@@ -196,8 +200,10 @@ def per_pair_product_signals(
             _titles_and_descriptions(right),
         ),
         "attribute_agreement": attributes.attribute_agreement(
-            get(left, "attributes"), get(right, "attributes")
+            get(left, "attributes"), get(right, "attributes"), get(left, ROLES_FIELD), get(right, ROLES_FIELD)
         ),
+        "colour_agree": colour_agree,
+        "colour_conflict": colour_conflict,
     }
     assert tuple(out) == PRODUCT_FEATURES
     return out

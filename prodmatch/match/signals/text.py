@@ -9,6 +9,13 @@ matching and are cheap to compute here:
 * numbers with units, grouped by what they measure: "500GB" and "1TB" are both storage sizes that disagree,
   a strong sign of two variants of one product line, while "500GB" vs "15.6in" says nothing.
 
+Any script: words glued at a change of script or of Cyrillic case are split first ("поверхностейBath"), and a
+run of a script written without spaces (Han, Kana, Hangul, Thai) counts as its characters and its character
+bigrams, the lexical space's scheme (`prodmatch.embed.lexical.unspaced_terms`), so title overlap works for
+Chinese titles. Units written in Chinese after a number ("42码" a size, "30厘米", "500毫升", "1公斤") and Russian
+words ("литр", "г") are measures too; one quantity in two units is one value in the dimension's base unit
+("750 мл" = "0,75 л", "0,6 кг" = "600 г").
+
 Each function takes two aligned sequences of texts and returns one float32 column; NaN means "no evidence"
 (e.g. neither title has a number with a unit of a shared kind). Tokenisation is memoised per distinct text,
 because a product appears in many candidate pairs.
@@ -21,7 +28,11 @@ from functools import lru_cache
 
 import numpy as np
 
-_WORD = re.compile(r"\w+")
+from prodmatch.embed.lexical import UNSPACED_CHARACTERS, split_glued, unspaced_terms
+
+_UNSPACED = UNSPACED_CHARACTERS
+_TERM = re.compile(f"[{_UNSPACED}]+|[^\\W{_UNSPACED}]+")
+_UNSPACED_RUN = re.compile(f"[{_UNSPACED}]+")
 _CHUNK = re.compile(r"[^\s,;()\[\]|\"']+")
 _INNER_PUNCT = re.compile(r"[-./_+]")
 _HAS_DIGIT = re.compile(r"\d")
@@ -41,17 +52,18 @@ _UNITS: dict[str, tuple[str, float]] = {
     **dict.fromkeys(["kw", "квт"], ("power", 1e3)),
     **dict.fromkeys(["v", "в"], ("voltage", 1.0)),
     **dict.fromkeys(["mah", "мач"], ("charge", 1.0)),
-    **dict.fromkeys(["mm", "мм"], ("length", 1.0)),
-    **dict.fromkeys(["cm", "см"], ("length", 10.0)),
-    **dict.fromkeys(["m", "м"], ("length", 1000.0)),
+    **dict.fromkeys(["mm", "мм", "毫米"], ("length", 1.0)),
+    **dict.fromkeys(["cm", "см", "厘米"], ("length", 10.0)),
+    **dict.fromkeys(["m", "м", "米"], ("length", 1000.0)),
     **dict.fromkeys(["in", "inch", "inches", '"', "''", "дюйм", "дюймов"], ("length", 25.4)),
     **dict.fromkeys(["ft", "feet"], ("length", 304.8)),
-    **dict.fromkeys(["g", "гр"], ("mass", 1.0)),
-    **dict.fromkeys(["kg", "кг"], ("mass", 1000.0)),
+    **dict.fromkeys(["g", "г", "гр", "грамм", "граммов", "克"], ("mass", 1.0)),
+    **dict.fromkeys(["kg", "кг", "千克", "公斤"], ("mass", 1000.0)),
     **dict.fromkeys(["lb", "lbs"], ("mass", 453.6)),
     **dict.fromkeys(["oz"], ("mass", 28.35)),
-    **dict.fromkeys(["ml", "мл"], ("volume", 1.0)),
-    **dict.fromkeys(["l", "л"], ("volume", 1000.0)),
+    **dict.fromkeys(["ml", "мл", "毫升"], ("volume", 1.0)),
+    **dict.fromkeys(["l", "л", "литр", "литра", "литров", "升"], ("volume", 1000.0)),
+    **dict.fromkeys(["码", "碼"], ("size", 1.0)),
     **dict.fromkeys(["mp", "мп"], ("pixels", 1.0)),
     **dict.fromkeys(["rpm"], ("rpm", 1.0)),
     **dict.fromkeys(["pk", "pack", "шт"], ("count", 1.0)),
@@ -59,17 +71,28 @@ _UNITS: dict[str, tuple[str, float]] = {
 }
 # "g" alone is ambiguous (gram vs the "8g" some shops write for 8 GB); for electronics GB is far more common.
 _UNITS["g"] = ("bytes", 1.0)
-_UNIT_ALTERNATION = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
-_NUMBER_UNIT = re.compile(rf"(?<![\w.])(\d+(?:[.,]\d+)?)\s?({_UNIT_ALTERNATION})(?!\w)")
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])")
+_UNIT_ALTERNATION = "|".join(
+    sorted((re.escape(u) for u in _UNITS if not _UNSPACED_RUN.fullmatch(u)), key=len, reverse=True)
+)
+# A number starts after a non-word character or a character of an unspaced script ("男鞋42码"); a unit ends
+# before one. Chinese units need no end (the next character is glued on), except words that start like one:
+# 升级 (upgrade), 克拉 (carat), 米白 / 米色.. (beige).
+_BEFORE = f"(?:(?<![\\w.])|(?<=[{_UNSPACED}]))"
+_AFTER = f"(?:(?!\\w)|(?=[{_UNSPACED}]))"
+_NUMBER_UNIT = re.compile(
+    rf"{_BEFORE}(\d+(?:[.,]\d+)?)\s?(?:({_UNIT_ALTERNATION}){_AFTER}"
+    r"|(千克|公斤|厘米|毫米|毫升|升(?!级)|克(?!拉)|米(?![白色黄灰咖杏])|码|碼))"
+)
+_NUMBER = re.compile(rf"{_BEFORE}\d+(?:[.,]\d+)?{_AFTER}")
+_YEAR = re.compile(r"(?:19|20)\d\d")
 
 Column = np.ndarray
 
 
 @lru_cache(maxsize=200_000)  # each title signal starts from it
 def normalize_title(text: str | None) -> str:
-    """NFKC and case folding: the form every title signal starts from."""
-    return unicodedata.normalize("NFKC", text or "").casefold()
+    """NFKC, glued words split (`split_glued`) and case folding: the form every title signal starts from."""
+    return split_glued(unicodedata.normalize("NFKC", text or "")).casefold()
 
 
 def token_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
@@ -156,13 +179,24 @@ def _model_containment(a: frozenset, b: frozenset) -> float:
 
 @lru_cache(maxsize=200_000)
 def _words(text: str) -> frozenset:
-    return frozenset(_WORD.findall(normalize_title(text)))
+    words = _TERM.findall(normalize_title(text))
+    if text.isascii():
+        return frozenset(words)
+    out = set()
+    for word in words:
+        if _UNSPACED_RUN.fullmatch(word):
+            characters, bigrams = unspaced_terms(word)
+            out.update(characters, bigrams)
+        else:
+            out.add(word)
+    return frozenset(out)
 
 
 @lru_cache(maxsize=200_000)
 def _model_tokens(text: str) -> frozenset:
     out = set()
-    for chunk in _CHUNK.findall(normalize_title(text)):
+    # a code glued to Chinese text ("篮球鞋F36283") is a chunk of its own
+    for chunk in _CHUNK.findall(_UNSPACED_RUN.sub(" ", normalize_title(text))):
         token = _INNER_PUNCT.sub("", chunk.strip(".-/_+:"))
         looks_like_code = _HAS_DIGIT.search(token) and (_HAS_ALPHA.search(token) or len(token) >= 6)
         # "500gb" is a size, which numbers_agreement compares
@@ -179,8 +213,10 @@ def _numbers(text: str) -> frozenset:
 @lru_cache(maxsize=200_000)
 def _measures(text: str) -> dict[str, frozenset]:
     found: dict[str, set] = {}
-    for number, unit in _NUMBER_UNIT.findall(normalize_title(text)):
-        dimension, factor = _UNITS[unit]
+    for number, unit, unspaced_unit in _NUMBER_UNIT.findall(normalize_title(text)):
+        if unit == "г" and _YEAR.fullmatch(number):
+            continue  # "2019 г.": a year (Russian "год"), not grams
+        dimension, factor = _UNITS[unit or unspaced_unit]
         value = round(float(number.replace(",", ".")) * factor, 6)
         found.setdefault(dimension, set()).add(value)
     return {d: frozenset(v) for d, v in found.items()}

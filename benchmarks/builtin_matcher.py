@@ -1,0 +1,222 @@
+"""Train prodmatch's built-in matcher on the development data, and measure it leaving one dataset out.
+
+    python benchmarks/builtin_matcher.py [--datasets NAME ...] [--write] [--leave-one-out] [--k 10]
+
+Every development set (benchmarks/quality_cases.py) is ingested into one fresh embedded database with no neural
+model; the candidates of each train split's gold sources are gathered and labelled exactly as `prodmatch matcher
+train` does. Then:
+
+* ``--write``: one matcher trained on every set's train split is written to prodmatch/data/builtin_matcher.json
+  with what it was trained on (each file's name and SHA-256, pairs and matches per set, the depth k).
+* ``--leave-one-out``: for each dataset family (Walmart-Amazon's two variants are one family: the same offers), a
+  matcher trained on the OTHER families only is judged end to end on the family's test split, next to a matcher
+  trained on the set's own train split and to the best single signal (its threshold chosen on the train split);
+  precision / recall / F1 in the three decision modes (all pairs over the threshold, the default of `link`; each
+  source's best; one-to-one). Prints one table; --plot writes it as a PNG.
+
+The same seed gives the same matcher: rerunning --write on the same data and code reproduces the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from quality import EXTRA_SIGNALS, _cpu, _gathered, _signal  # noqa: E402
+from quality_cases import DATA, DATASETS, build_case  # noqa: E402
+
+from prodmatch import store  # noqa: E402
+from prodmatch.config import Settings  # noqa: E402
+from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
+from prodmatch.ingest.load import ingest_file  # noqa: E402
+from prodmatch.ingest.sources import IngestOptions  # noqa: E402
+from prodmatch.match.hybrid import DEFAULT_K  # noqa: E402
+from prodmatch.quality.builtin import (  # noqa: E402
+    BUILTIN_FILE,
+    LabelledPairs,
+    builtin_record,
+    file_sha256,
+    is_neural,
+    train_builtin,
+)
+from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _score, best_threshold  # noqa: E402
+from prodmatch.quality.training import train_matcher  # noqa: E402
+
+
+def family(name: str) -> str:
+    """Datasets that share offers form one family: leaving one out leaves them all out."""
+    return "walmart-amazon" if name.startswith("walmart-amazon") else name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--k", type=int, default=DEFAULT_K)
+    parser.add_argument("--write", action="store_true", help=f"write {BUILTIN_FILE}")
+    parser.add_argument("--leave-one-out", action="store_true")
+    parser.add_argument("--plot", type=Path, help="write the leave-one-out table as this PNG")
+    parser.add_argument("--json", type=Path, help="write the leave-one-out figures as JSON")
+    args = parser.parse_args()
+    print(f"CPU: {_cpu()}; PostgreSQL embedded; no neural model; k={args.k}", flush=True)
+    home = Path(tempfile.mkdtemp(prefix="prodmatch-builtin-"))
+    try:
+        settings = Settings(home=home)
+        store.upgrade(settings)
+        data = {name: gather_dataset(settings, name, args.k, home) for name in args.datasets}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if args.write:
+        write(data, args.k)
+    if args.leave_one_out:
+        rows = leave_one_out(data)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        if args.plot:
+            plot(rows, args.plot)
+
+
+def gather_dataset(settings: Settings, name: str, k: int, home: Path) -> dict:
+    """The train and test splits' labelled candidates of one dataset."""
+    started = time.perf_counter()
+    cases = {split: build_case(name, split, home / "cases" / name) for split in ("train", "test")}
+    with store.connection(settings) as conn:
+        for case in cases.values():
+            for catalog, path in (
+                (case.source_catalog, case.source_path),
+                (case.target_catalog, case.target_path),
+            ):
+                ingest_file(conn, path, catalog, IngestOptions(progress=False))
+        conn.commit()
+        refresh_lexical(conn)
+        conn.commit()
+        out = {split: _gathered(conn, case, k) for split, case in cases.items()}
+    folder, files, _ = DATASETS[name]
+    out["files"] = [
+        {"file": f"{folder}/{files[split]}", "sha256": file_sha256(DATA / folder / files[split])}
+        for split in ("train",)
+    ]
+    print(
+        f"{name}: train {len(out['train']['labels'])} pairs ({int(out['train']['labels'].sum())} matches), "
+        f"test {len(out['test']['labels'])} pairs; union recall test {out['test']['recall'].get('union', 0):.3f} "
+        f"({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
+    return out
+
+
+def labelled(name: str, split: dict) -> LabelledPairs:
+    return LabelledPairs(name, split["matrix"], split["labels"], split["pairs"].sources)
+
+
+def write(data: dict, k: int) -> None:
+    started = time.perf_counter()
+    matcher, counts = train_builtin([labelled(name, d["train"]) for name, d in data.items()])
+    datasets = [{**count, "files": data[count["dataset"]]["files"], "split": "train"} for count in counts]
+    record = builtin_record(matcher, k=k, datasets=datasets, script="benchmarks/builtin_matcher.py")
+    BUILTIN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    BUILTIN_FILE.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    m = matcher.metrics
+    print(
+        f"\nbuilt-in matcher: {matcher.kind} over {len(matcher.feature_names)} features, threshold "
+        f"{matcher.threshold:.3f}, held-out F1 {m.get('out_of_fold_f1', float('nan')):.3f} "
+        f"({time.perf_counter() - started:.0f} s) -> {BUILTIN_FILE}",
+        flush=True,
+    )
+
+
+def leave_one_out(data: dict) -> list[dict]:
+    rows = []
+    for name, d in data.items():
+        others = [labelled(o, data[o]["train"]) for o in data if family(o) != family(name)]
+        builtin, _ = train_builtin(others)
+        own = train_matcher(
+            d["train"]["matrix"],
+            d["train"]["labels"],
+            d["train"]["pairs"].sources,
+            name="own",
+        )
+        test = d["test"]
+        pairs, labels, gold = test["pairs"], test["labels"], test["gold"]
+        row = {"dataset": name, "union_recall": test["recall"].get("union", 0.0)}
+        for label, matcher in (("builtin", builtin), ("own", own)):
+            probability = matcher.predict_proba(test["matrix"], allow_missing=True).astype(np.float64)
+            for mode in MODES:
+                row[f"{label}:{mode}"] = _score(
+                    label, mode, pairs, labels, probability, matcher.threshold, gold
+                ).f1
+        best = ("", -1.0)
+        for signal in (*SINGLE_SIGNALS, *EXTRA_SIGNALS):
+            if signal not in test["matrix"].names or is_neural(signal):
+                continue
+            for mode in MODES:
+                train = d["train"]
+                threshold = best_threshold(
+                    train["pairs"].sources, train["pairs"].targets, train["labels"], _signal(train, signal),
+                    train["gold"], mode,
+                )  # fmt: skip
+                f1 = _score(signal, mode, pairs, labels, _signal(test, signal), threshold, gold).f1
+                if f1 > best[1]:
+                    best = (f"{signal} {mode}", f1)
+        row["best_single"], row["best_single_f1"] = best
+        rows.append(row)
+    print(
+        "\n== leave one dataset out (test split, end-to-end F1; builtin trained WITHOUT the dataset's family)"
+    )
+    header = (
+        f"{'dataset':<28}{'recall':>7}" + "".join(f"{c:>14}" for c in _columns()) + f"{'best single':>13}"
+    )
+    print(header + f"{'builtin/own':>12}")
+    for r in rows:
+        print(
+            f"{r['dataset']:<28}{r['union_recall']:>7.3f}"
+            + "".join(f"{r[c]:>14.3f}" for c in _columns())
+            + f"{r['best_single_f1']:>13.3f}{r['builtin:all'] / max(r['own:all'], 1e-9):>12.3f}"
+            + f"  ({r['best_single']})"
+        )
+    return rows
+
+
+def _columns() -> list[str]:
+    return [f"{who}:{mode}" for who in ("builtin", "own") for mode in MODES]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["dataset"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for i, (key, label) in enumerate(
+        (("builtin:all", "built-in, no label (left out)"), ("own:all", "trained on own labels"),
+         ("best_single_f1", "best single signal"))
+    ):  # fmt: skip
+        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=label)
+    ax.set_xticks(x, names, rotation=15, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("end-to-end F1 (test split)")
+    ax.set_title("Built-in matcher, leave one dataset out")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Matching in any script: Chinese, Japanese, Korean and Thai titles, glued Russian dealer titles, other alphabets.
+
+The lexical space, the product codes and the pair title signals read the same text the same way: a run of a
+script written without spaces is its characters and character bigrams, units written in Chinese are the
+canonical unit tokens, and words glued at a change of script are split. Ends with a real-PostgreSQL check: a
+Chinese title's true twin in another catalogue ranks above its look-alikes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from prodmatch.embed.codes import extract_codes
+from prodmatch.embed.lexical import (
+    LexicalEncoder,
+    code_terms,
+    document_frequencies,
+    idf_weights,
+    is_unspaced,
+    normalize,
+    similarity,
+    unspaced_terms,
+    weigh,
+)
+from prodmatch.embed.lexical_refresh import refresh_lexical
+from prodmatch.ingest.load import ingest_file
+from prodmatch.match.hybrid import lexical_candidates
+from prodmatch.match.signals import text
+from prodmatch.store.catalogs import catalog_id
+
+
+@pytest.mark.parametrize(
+    ("written", "normalised"),
+    [
+        ("ＡＢＣ１２３", "abc123"),  # full-width forms are ASCII (NFKC)
+        ("Café Crème", "cafe creme"),
+        ("Ελληνικά Παπούτσια", "ελληνικα παπουτσια"),  # kept as words, accents stripped
+        ("حذاء رياضي", "حذاء رياضي"),
+        ("जूते पुरुष", "जूते पुरुष"),  # Indic vowel signs are spelling, kept
+        ("耐克AirMax270男鞋", "耐克 airmax270 男鞋"),
+        ("Nike 耐克 Air Max 270 男鞋", "nike 耐克 air max 270 男鞋"),
+        ("42码男鞋", "42size 男鞋"),
+        ("内增高30厘米", "内增高 30cm"),
+        ("5毫米 500毫升 2升 500克", "5mm 500ml 2l 500g"),
+        ("1千克 1公斤 3米", "1kg 1kg 3m"),
+        ("2020升级款 米白色", "2020 升级款 米白色"),  # upgrade and beige are no litres or metres
+        ("поверхностейBath Acrylконцентрат", "poverhnostej bath acryl koncentrat"),
+        ("ВаннаЧистая", "vanna chistaya"),
+        ("iPhone WH1000XM4 PS-LX350H 5000мАч", "iphone wh1000xm4 ps lx350h 5000mah"),
+    ],
+)
+def test_text_in_any_script_normalises_to_its_tokens(written, normalised):
+    assert normalize(written) == normalised
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("30厘米", "30 cm"), ("500毫升", "500ml"), ("1公斤", "1 кг"), ("ＡＢＣ１２３", "ABC123")],
+)
+def test_one_quantity_written_in_two_scripts_gives_the_same_terms(a, b):
+    encoder = LexicalEncoder()
+    assert encoder.terms({"title": a}) == encoder.terms({"title": b})
+
+
+def test_unspaced_runs_are_characters_and_bigrams():
+    assert unspaced_terms("男鞋休闲") == (["男", "鞋", "休", "闲"], ["男鞋", "鞋休", "休闲"])
+    assert unspaced_terms("鞋") == (["鞋"], ["鞋"])
+    assert [is_unspaced(t) for t in normalize("スニーカー 운동화 รองเท้า shoes 2020").split()] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_a_chinese_title_has_terms_and_keeps_its_latin_code():
+    encoder = LexicalEncoder()
+    spaced, glued = (
+        encoder.terms({"title": "Nike 耐克 Air Max 270 男鞋"}),
+        encoder.terms({"title": "耐克AirMax270男鞋"}),
+    )
+    assert len(spaced) > 20 and len(glued) > 20
+    shared = spaced.keys() & glued.keys()
+    # every character and bigram of 耐克 and 男鞋 and the code airmax270 are shared, whichever way it is written
+    assert len(shared) >= 6 + 1
+    assert "airmax270" in code_terms(normalize("Nike 耐克 Air Max 270 男鞋").split())
+    assert "airmax270" in code_terms(normalize("耐克AirMax270男鞋").split())
+    assert not code_terms(normalize("男鞋 42 码 2020 春季").split())  # Chinese words are never code parts
+
+
+def test_a_chinese_twin_is_closer_than_look_alikes():
+    products = [
+        {"title": "回力男鞋帆布鞋男2020夏季新款透气低帮板鞋", "category": "流行男鞋 / 帆布鞋"},
+        {"title": "Warrior回力 帆布鞋 男 低帮 板鞋 透气 2020夏季新款", "category": "流行男鞋 / 帆布鞋"},
+        {"title": "耐克女鞋2020秋季新款高帮马丁靴", "category": "女鞋 / 时装靴"},
+        {"title": "回力雪地靴女冬季加绒保暖棉鞋", "category": "女鞋 / 雪地靴"},
+    ]
+    encoder = LexicalEncoder()
+    raw = encoder.encode_many(products)
+    idf = idf_weights(document_frequencies(raw), len(raw))
+    vectors = [weigh(v, idf) for v in raw]
+    scores = [similarity(vectors[0], v) for v in vectors[1:]]
+    assert scores[0] > 0.3 and scores[0] > 2 * max(scores[1:])
+
+
+def test_other_alphabets_are_not_dropped():
+    encoder = LexicalEncoder()
+    for title in ("Αθλητικά παπούτσια", "حذاء رياضي", "נעלי ספורט", "जूते"):
+        assert encoder.terms({"title": title}), title
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "agree", "conflict"),
+    [
+        ("Гель 750 мл", "Гель 0,75 л", 1.0, 0.0),
+        ("Средство 1 литр", "Средство 1 л", 1.0, 0.0),
+        ("Порошок 0,6 кг", "Порошок 600 г", 1.0, 0.0),
+        ("Кондиционер 1,5 л", "Кондиционер 1500 мл", 1.0, 0.0),
+        ("男鞋42码", "男鞋 43码", 0.0, 1.0),
+        ("Гель 0,5 л", "Гель 1 л", 0.0, 1.0),
+        ("内增高9厘米", "内增高 90mm", 1.0, 0.0),
+        ("1公斤", "1000克", 1.0, 0.0),
+    ],
+)
+def test_numbers_in_different_units_compare_in_a_base_unit(a, b, agree, conflict):
+    got = text.numbers_agreement([a], [b])
+    assert (float(got[0][0]), float(got[1][0])) == (agree, conflict)
+
+
+def test_years_and_upgrades_are_not_measures():
+    assert not text._measures("Кроссовки 2019 г. 2020升级款 米白色")
+
+
+def test_title_signals_read_chinese_titles():
+    a, b, c = "回力男鞋帆布鞋", "回力帆布鞋男鞋", "耐克女士高跟鞋"
+    jaccard = text.token_jaccard([a, a], [b, c])
+    # the same characters and words in another order: only the bigrams across the joins differ
+    assert jaccard[0] > 0.7
+    assert jaccard[1] < 0.1
+    assert text.token_containment(["男鞋"], ["回力男鞋帆布鞋"])[0] == 1.0
+    assert text._words("поверхностейBath") == {"поверхностей", "bath"}
+    assert text._model_tokens("篮球鞋F36283运动鞋") == {"f36283"}
+
+
+@pytest.mark.parametrize(
+    "attributes", [{"артикул": "009-1"}, {"attributes": {"артикул": "009-1"}}, {"model": "009-1"}]
+)
+def test_a_bracketed_shop_article_meets_the_makers_article(attributes):
+    from_title = extract_codes({"title": "Средство для ванн (009-1)"})
+    assert from_title == ["0091"]
+    assert extract_codes(attributes) == from_title
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Кроссовки (2019)",
+        "Туфли (42)",
+        "Набор (3 шт)",
+        "Обувь размеры (36-40)",
+        "Сезон (2019-2020)",
+        "Блок питания (220/240)",
+        "Носки (1/2)",
+    ],
+)
+def test_years_sizes_ranges_and_counts_in_brackets_are_not_codes(title):
+    assert extract_codes({"title": title}) == []
+
+
+def test_codes_inside_chinese_titles_are_found():
+    product = {"title": "Adidas/阿迪达斯正品2019春新款经典篮球鞋运动鞋F36283"}
+    assert extract_codes(product) == ["F36283"]
+
+
+# --- a real database ---------------------------------------------------------------------------------------
+
+SHOP_A = [
+    {"id": "a1", "title": "回力男鞋帆布鞋男2020夏季新款透气低帮板鞋", "category": "流行男鞋 / 帆布鞋"},
+    {"id": "a2", "title": "特步女鞋跑步鞋2020秋季网面透气运动鞋", "category": "运动鞋new / 跑步鞋"},
+]
+SHOP_B = [
+    {
+        "id": "b1",
+        "title": "Warrior回力 帆布鞋 男 低帮板鞋 透气 2020夏季新款",
+        "category": "流行男鞋 / 帆布鞋",
+    },
+    {"id": "b2", "title": "回力雪地靴女冬季加绒保暖棉鞋", "category": "女鞋 / 雪地靴"},
+    {"id": "b3", "title": "耐克男鞋板鞋2020夏季新款", "category": "流行男鞋 / 板鞋"},
+    {"id": "b4", "title": "特步女子跑步鞋 秋季新款 网面 透气 运动鞋 2020", "category": "运动鞋new / 跑步鞋"},
+    {"id": "b5", "title": "特步男鞋篮球鞋2020冬季高帮", "category": "运动鞋new / 篮球鞋"},
+]
+
+
+def test_chinese_twins_rank_first_in_the_stored_lexical_space(conn, tmp_path):
+    for name, products in (("taobao-a", SHOP_A), ("taobao-b", SHOP_B)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in products), encoding="utf-8")
+        ingest_file(conn, path, name)
+    refresh_lexical(conn)
+    source, target = catalog_id(conn, "taobao-a"), catalog_id(conn, "taobao-b")
+    pairs = lexical_candidates(conn, source, target, k=3)
+    external = dict(conn.execute("SELECT id, external_id FROM prodmatch.products").fetchall())
+    best = {}
+    for s, t, score in zip(pairs.sources.tolist(), pairs.targets.tolist(), pairs.score.tolist(), strict=True):
+        if score > best.get(external[s], ("", -np.inf))[1]:
+            best[external[s]] = (external[t], score)
+    assert {s: t for s, (t, _) in best.items()} == {"a1": "b1", "a2": "b4"}

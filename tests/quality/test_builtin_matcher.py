@@ -1,0 +1,181 @@
+"""The built-in matcher: shipped in the package as data, listed as `builtin`, used by `link` with no flag."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from prodmatch import match
+from prodmatch.cli import main
+from prodmatch.demo.catalogues import generate
+from prodmatch.errors import ConfigError
+from prodmatch.ingest.load import ingest_file
+from prodmatch.match.explain import explain_pair
+from prodmatch.match.scoring import Matcher
+from prodmatch.match.signals.features import FeatureMatrix
+from prodmatch.quality.builtin import (
+    BUILTIN_FILE,
+    LabelledPairs,
+    builtin_record,
+    is_neural,
+    train_builtin,
+)
+from prodmatch.quality.matchers import evaluate_matcher
+from prodmatch.store.matchers import drop_matcher, get_matcher, list_matchers
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    return json.loads(BUILTIN_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def demo(conn, tmp_path):
+    """The demo's shop and competitor catalogues (no model, no label) and their gold pairs."""
+    files = generate(tmp_path / "demo", 60, seed=3, image_size=32)
+    ingest_file(conn, files.shop, files.shop_catalog)
+    ingest_file(conn, files.competitor, files.competitor_catalog)
+    conn.commit()
+    return files
+
+
+def _gold(conn, files) -> set[tuple[int, int]]:
+    ids = dict(conn.execute("SELECT catalog_id::text || ':' || external_id, id FROM prodmatch.products"))
+    shop = conn.execute(
+        "SELECT id FROM prodmatch.catalogs WHERE name = %s", (files.shop_catalog,)
+    ).fetchone()[0]
+    rival = conn.execute(
+        "SELECT id FROM prodmatch.catalogs WHERE name = %s", (files.competitor_catalog,)
+    ).fetchone()[0]
+    with open(files.gold, encoding="utf-8") as f:
+        return {
+            (ids[f"{shop}:{row['source_id']}"], ids[f"{rival}:{row['target_id']}"])
+            for row in csv.DictReader(f)
+            if row["label"] == "1"
+        }
+
+
+def test_the_packaged_matcher_is_plain_data_with_its_provenance(record):
+    matcher = Matcher.from_json(record["definition"])
+    assert matcher.feature_names == tuple(record["features"])
+    assert not [name for name in matcher.feature_names if is_neural(name)]  # no neural model needed
+    assert 0.0 < matcher.threshold < 1.0
+    trained_on = record["trained_on"]
+    assert trained_on["script"] == "benchmarks/builtin_matcher.py"
+    datasets = {d["dataset"] for d in trained_on["datasets"]}
+    assert {"walmart-amazon-dirty", "wdc-products-80cc"} <= datasets
+    for dataset in trained_on["datasets"]:
+        assert dataset["positives"] > 0 and all(len(f["sha256"]) == 64 for f in dataset["files"])
+
+
+def test_it_is_listed_as_builtin_and_cannot_be_dropped(conn, settings):
+    assert "builtin" in [row.name for row in list_matchers(conn)]
+    conn.commit()
+    result = CliRunner().invoke(main, ["--database-url", settings.database_url, "matcher", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "builtin" in {row["name"] for row in json.loads(result.stdout)}
+    with pytest.raises(ConfigError, match="ships with prodmatch"):
+        drop_matcher(conn, "builtin")
+
+
+def test_a_stale_stored_copy_is_replaced_by_the_packaged_one(conn, record):
+    get_matcher(conn, "builtin")
+    conn.execute(
+        'UPDATE prodmatch.matchers SET threshold = 0.01, trained_on = \'{"definition_sha256": "old"}\''
+        " WHERE name = 'builtin'"
+    )
+    row = get_matcher(conn, "builtin")
+    assert row.threshold == pytest.approx(record["threshold"])
+    assert row.trained_on["definition_sha256"] == record["trained_on"]["definition_sha256"]
+
+
+def test_link_with_no_flag_uses_it_and_finds_the_twins_with_no_label(conn, demo):
+    result = match.link(conn, demo.shop_catalog, demo.competitor_catalog)
+    gold = _gold(conn, demo)
+    rows = conn.execute(
+        "SELECT source_product_id, target_product_id, match_probability, accepted, matcher"
+        " FROM prodmatch.matches_v WHERE run_id = %s",
+        (result.run_id,),
+    ).fetchall()
+    assert {r[4] for r in rows} == {"builtin"}
+    assert all(0.0 <= r[2] <= 1.0 for r in rows)
+    accepted = {(r[0], r[1]) for r in rows if r[3]}
+    true = len(accepted & gold)
+    precision, recall = true / max(len(accepted), 1), true / len(gold)
+    assert precision >= 0.8 and recall >= 0.6, (precision, recall, len(gold))
+
+
+def test_flags_that_name_a_space_keep_the_cosine_link(conn, demo):
+    result = match.link(conn, demo.shop_catalog, demo.competitor_catalog, space="lexical", threshold=0.3)
+    assert result.mode == "exact"
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM prodmatch.matches_v WHERE run_id = %s AND matcher IS NOT NULL",
+            (result.run_id,),
+        ).fetchone()[0]
+        == 0
+    )
+
+
+def test_eval_and_explain_read_it_like_any_stored_matcher(conn, demo):
+    judged = evaluate_matcher(conn, demo.gold, "builtin", demo.shop_catalog, demo.competitor_catalog)
+    assert {r.mode for r in judged.rows if r.name == "matcher"} == {"all", "top1", "1:1"}
+    assert max(r.f1 for r in judged.rows if r.name == "matcher") > 0.6
+    first = (
+        "SELECT p.external_id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
+        " WHERE c.name = %s ORDER BY p.id LIMIT 1"
+    )
+    shop_id = conn.execute(first, (demo.shop_catalog,)).fetchone()[0]
+    rival_id = conn.execute(first, (demo.competitor_catalog,)).fetchone()[0]
+    explained = explain_pair(
+        conn, f"{demo.shop_catalog}:{shop_id}", f"{demo.competitor_catalog}:{rival_id}", matcher="builtin"
+    )
+    assert 0.0 <= explained.to_dict()["probability"] <= 1.0
+
+
+def test_dedupe_with_no_threshold_clusters_on_the_same_evidence_as_link(conn, demo):
+    result = match.dedupe(conn, demo.shop_catalog)
+    assert "matcher 'builtin'" in result.method
+    with open(demo.shop_duplicates, encoding="utf-8") as f:
+        duplicates = [(row["id_a"], row["id_b"]) for row in csv.DictReader(f)]
+    members = conn.execute(
+        "SELECT cluster_id, external_id FROM prodmatch.duplicates_v WHERE run_id = %s", (result.run_id,)
+    ).fetchall()
+    cluster_of = {external_id: cluster for cluster, external_id in members}
+    found = sum(1 for a, b in duplicates if a in cluster_of and cluster_of.get(a) == cluster_of.get(b))
+    assert duplicates and found >= 0.5 * len(duplicates), (found, len(duplicates))
+    assert not conn.execute(
+        "SELECT 1 FROM prodmatch.duplicates_v WHERE run_id = %s GROUP BY cluster_id, external_id"
+        " HAVING count(*) > 1",
+        (result.run_id,),
+    ).fetchall()  # a product is in one cluster once
+
+
+def test_training_pools_datasets_drops_neural_features_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def part(name: str, n: int, extra: str) -> LabelledPairs:
+        labels = (rng.random(n) < 0.3).astype(np.int64)
+        names = ("sim:lexical", "sim:fused", "codes_agree", extra)
+        values = np.column_stack(
+            [labels * 0.5 + rng.random(n) * 0.5, rng.random(n), labels.astype(float), rng.random(n)]
+        ).astype(np.float32)
+        return LabelledPairs(name, FeatureMatrix(names, values), labels, np.arange(n) // 3)
+
+    matcher, counts = train_builtin(
+        [part("one", 300, "price_log_ratio"), part("two", 240, "attribute_agreement")]
+    )
+    assert "sim:fused" not in matcher.feature_names
+    assert {"price_log_ratio", "attribute_agreement", "sim:lexical"} <= set(matcher.feature_names)
+    assert [c["pairs"] for c in counts] == [300, 240]
+    record = builtin_record(matcher, k=10, datasets=counts, script="test")
+    again = Matcher.from_json(json.loads(json.dumps(record))["definition"])
+    probe = FeatureMatrix(
+        matcher.feature_names, rng.random((20, len(matcher.feature_names))).astype(np.float32)
+    )
+    assert np.allclose(again.predict_proba(probe), matcher.predict_proba(probe))
+    assert record["trained_on"]["k"] == 10 and len(record["trained_on"]["definition_sha256"]) == 64
