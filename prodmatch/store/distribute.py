@@ -8,7 +8,8 @@ on plain PostgreSQL nothing here runs. The layout (docs/scaling.md, "Citus"):
   results, which is where the bytes and the CPU time are. Every shard of every catalogue is on some worker, so
   one large catalogue is spread over all of them, and a vector search runs on every shard at once;
 - **replicated to every node (reference tables)**: `products` and the small tables (`catalogs`, `models`,
-  `matchers`, `match_runs`, `lexical_terms`, `ingest_runs`, `ingest_rejects`, `labels`). A product row is a
+  `matchers`, `match_runs`, `lexical_terms`, `ingest_runs`, `ingest_rejects`, `labels`, `clusters`,
+  `product_clusters`, `cluster_builds`). A product row is a
   few hundred bytes next to kilobytes of vectors and index per model; replicated, every join of a shard with
   `products` runs on the worker itself, and the unique key `(catalog_id, external_id)` that ingest's upsert
   relies on stays enforceable (Citus cannot enforce a unique key without the distribution column);
@@ -48,6 +49,9 @@ REFERENCE = (
     "ingest_rejects",
     "products",
     "labels",
+    "clusters",
+    "product_clusters",
+    "cluster_builds",
 )
 LOCAL = ("alembic_version", "citus_product_changes")  # the latter: sql/citus.sql, on Citus only
 
