@@ -20,6 +20,7 @@ its own transaction on the connection it is given.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import psycopg
@@ -113,6 +114,53 @@ UPDATE prodmatch.embeddings
    AND product_id = ANY(%(ids)s)
 """
 
+# On Citus (store.distribute: `embeddings` sharded by product, `products` replicated) a claim cannot lock rows
+# with FOR UPDATE across shards, and the workers' shards do not know the coordinator's backends. So there a claim
+# is a plain SELECT of claimable rows, then an UPDATE that re-checks claimability in its WHERE: a second claimer
+# of the same row waits for the first one's row lock, re-reads the row (READ COMMITTED), finds it held by a live
+# backend and skips it, so a row is still claimed once. The claimer's pid is the coordinator backend's
+# (`%(pid)s`, the connection's), and the live backends are the coordinator's `pg_stat_activity`, read first and
+# passed in as arrays. Writes and releases match `claimed_pid = %(pid)s` instead of `pg_backend_pid()`.
+CITUS_LIVE_SQL = "SELECT array_agg(pid), array_agg(backend_start) FROM pg_stat_activity"
+_CITUS_CLAIMABLE = """
+       e.model_id = %(model)s AND e.status = 'pending'
+   AND (e.claimed_pid IS NULL
+        OR e.claim_expires_at < now()
+        OR NOT EXISTS (SELECT 1 FROM unnest(%(live_pids)s::int[], %(live_starts)s::timestamptz[]) a(pid, started)
+                        WHERE a.pid = e.claimed_pid AND (a.started IS NULL OR a.started <= e.claimed_at)))
+"""
+CITUS_CANDIDATES_SQL = (
+    """
+SELECT e.product_id
+  FROM prodmatch.embeddings e
+  JOIN prodmatch.products p ON p.id = e.product_id
+ WHERE (%(catalog)s::bigint IS NULL OR p.catalog_id = %(catalog)s) AND"""
+    + _CITUS_CLAIMABLE
+    + """
+ ORDER BY e.product_id
+ LIMIT %(limit)s
+"""
+)
+CITUS_CLAIM_SQL = (
+    """
+UPDATE prodmatch.embeddings e
+   SET claimed_by = %(worker)s, claimed_pid = %(pid)s, claimed_at = now(),
+       claim_expires_at = now() + make_interval(secs => %(lease)s)
+ WHERE e.product_id = ANY (%(ids)s) AND"""
+    + _CITUS_CLAIMABLE
+    + """
+RETURNING e.product_id
+"""
+)
+CITUS_PRODUCTS_SQL = """
+SELECT p.id, p.external_id, c.name AS catalog, p.title, p.description, p.brand, p.category, p.price,
+       p.currency, p.image, p.attributes, p.content_hash
+  FROM prodmatch.products p
+  JOIN prodmatch.catalogs c ON c.id = p.catalog_id
+ WHERE p.id = ANY (%(ids)s)
+ ORDER BY p.id
+"""
+
 # How many rows are waiting, claimed or not (for the progress bar's total).
 PENDING_COUNT_SQL = """
 SELECT count(*)
@@ -148,6 +196,8 @@ def claim(
         "worker": worker,
         "lease": lease_seconds,
     }
+    if _on_citus(conn):
+        return _claim_citus(conn, params)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(CLAIM_SQL, params).fetchall()
 
@@ -160,19 +210,27 @@ def write(conn: psycopg.Connection, model_id: int, rows: list[EmbeddingRow]) -> 
             copy.set_types(list(EmbeddingRow.COPY_TYPES))
             for row in rows:
                 copy.write_row(row.as_copy_row())
+        if _on_citus(conn):
+            return [r[0] for r in conn.execute(_citus_form(WRITE_SQL), _pid(conn, model=model_id)).fetchall()]
         return [r[0] for r in conn.execute(WRITE_SQL, {"model": model_id}).fetchall()]
 
 
 def release(conn: psycopg.Connection, model_id: int, product_ids: list[int]) -> None:
     """Give back this backend's claims on `product_ids` (still pending) at once."""
     with conn.transaction():
-        conn.execute(RELEASE_PRODUCTS_SQL, {"model": model_id, "ids": product_ids})
+        if _on_citus(conn):
+            conn.execute(_citus_form(RELEASE_PRODUCTS_SQL), _pid(conn, model=model_id, ids=product_ids))
+        else:
+            conn.execute(RELEASE_PRODUCTS_SQL, {"model": model_id, "ids": product_ids})
 
 
 def release_all(conn: psycopg.Connection, model_id: int) -> None:
     """Give back every claim this backend holds for the model."""
     with conn.transaction():
-        conn.execute(RELEASE_ALL_SQL, {"model": model_id})
+        if _on_citus(conn):
+            conn.execute(_citus_form(RELEASE_ALL_SQL), _pid(conn, model=model_id))
+        else:
+            conn.execute(RELEASE_ALL_SQL, {"model": model_id})
 
 
 def pending_count(conn: psycopg.Connection, model_id: int, catalog_id: int | None) -> int:
@@ -186,6 +244,57 @@ def requeue_errors(conn: psycopg.Connection, model_name: str | None) -> None:
     """Mark failed and image-error rows pending again (for one model by name, or all) and commit."""
     conn.execute(REQUEUE_ERRORS_SQL, {"model": model_name})
     conn.commit()
+
+
+# What a Citus coordinator says when a worker node goes away in the middle of a statement (a lost connection
+# before the statement is a ConnectionFailure, an OperationalError, already).
+_LOST_NODE_MESSAGES = ("failure on connection marked as essential", "connection to the remote node")
+
+
+def lost_citus_node(error: psycopg.Error) -> bool:
+    """Whether `error` is a Citus coordinator losing a worker node: the worker reconnects and tries again."""
+    return str(error).startswith(_LOST_NODE_MESSAGES)
+
+
+def _on_citus(conn: psycopg.Connection) -> bool:
+    """Whether the connection's database is a Citus coordinator (asked once per connection)."""
+    known = _CITUS.get(conn)
+    if known is None:
+        from prodmatch.store.distribute import is_citus
+
+        known = _CITUS[conn] = is_citus(conn)
+        if not conn.autocommit:
+            conn.commit()
+    return known
+
+
+_CITUS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _claim_citus(conn: psycopg.Connection, params: dict, attempts: int = 10) -> list[dict]:
+    """CITUS_CANDIDATES_SQL then CITUS_CLAIM_SQL; when another worker took every candidate first, try again."""
+    with conn.transaction():
+        pids, starts = conn.execute(CITUS_LIVE_SQL).fetchone()
+    params = {**params, "pid": conn.info.backend_pid, "live_pids": pids, "live_starts": starts}
+    for _ in range(attempts):
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            ids = [r["product_id"] for r in cur.execute(CITUS_CANDIDATES_SQL, params).fetchall()]
+            if not ids:
+                return []
+            claimed = [
+                r["product_id"] for r in cur.execute(CITUS_CLAIM_SQL, {**params, "ids": ids}).fetchall()
+            ]
+            if claimed:
+                return cur.execute(CITUS_PRODUCTS_SQL, {"ids": claimed}).fetchall()
+    return []
+
+
+def _citus_form(query: str) -> str:
+    return query.replace("pg_backend_pid()", "%(pid)s")
+
+
+def _pid(conn: psycopg.Connection, **params) -> dict:
+    return {**params, "pid": conn.info.backend_pid}
 
 
 # The folders catalogue files were ingested with: relative image paths were resolved against them, so a local

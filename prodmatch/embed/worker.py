@@ -309,7 +309,9 @@ class _ModelWorker:
         while True:
             try:
                 return action()
-            except psycopg.OperationalError as error:
+            except (psycopg.OperationalError, psycopg.errors.InternalError) as error:
+                if isinstance(error, psycopg.errors.InternalError) and not queue.lost_citus_node(error):
+                    raise
                 if attempt >= self.options.db_retries and (not self.options.watch or self.stop.is_set()):
                     raise DatabaseError(
                         f"lost the database connection and could not get it back: {error}"

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from prodmatch.config import Settings
 from prodmatch.errors import DatabaseError
+from prodmatch.store.distribute import Placement, is_citus, placements
 from prodmatch.store.migrate import _current_revision, _table_exists, head_revision
 from prodmatch.store.schema import SCHEMA, STATUS_TABLES
 from prodmatch.store.server import (
@@ -67,6 +68,8 @@ class DatabaseStatus:
     embedding_status: dict[str, dict[str, int]]
     recent_errors: list[dict]
     indexes: list[IndexStatus] = field(default_factory=list)
+    # On a Citus coordinator: each worker's shards of the distributed tables (store.distribute); else empty.
+    shards: list[Placement] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +86,9 @@ class DatabaseStatus:
         lines += [f"  {table:<16}{count:>12,}" for table, count in self.row_counts.items()]
         for model, counts in self.embedding_status.items():
             lines.append(f"model {model}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()))
+        if self.shards:
+            lines.append("citus shards (embeddings, lexical, matches, duplicate_clusters):")
+            lines += [f"  {p.node:<24}{p.shards:>6} shards {_size(p.size_bytes):>10}" for p in self.shards]
         if self.indexes:
             lines.append("indexes:")
             lines += [i.to_text() for i in self.indexes]
@@ -106,8 +112,11 @@ def status(settings: Settings) -> DatabaseStatus:
         embedding_status: dict[str, dict[str, int]] = {}
         errors: list[dict] = []
         indexes: list[IndexStatus] = []
+        shards: list[Placement] = []
         if revision is not None:
             indexes = index_status(conn)
+            if is_citus(conn):
+                shards = placements(conn)
             for table in STATUS_TABLES:
                 if _table_exists(conn, table):
                     query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table))
@@ -138,6 +147,7 @@ def status(settings: Settings) -> DatabaseStatus:
         embedding_status=embedding_status,
         recent_errors=errors,
         indexes=indexes,
+        shards=shards,
     )
 
 

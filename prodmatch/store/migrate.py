@@ -14,6 +14,7 @@ import psycopg
 
 from prodmatch.config import Settings
 from prodmatch.errors import DatabaseError
+from prodmatch.store.distribute import apply_statements, distribute, is_citus
 from prodmatch.store.schema import SCHEMA
 from prodmatch.store.server import (
     connect_error,
@@ -28,8 +29,12 @@ from prodmatch.store.server import (
 
 
 def upgrade(settings: Settings, revision: str = "head") -> str | None:
-    """Migrate the schema up to `revision`; returns the revision reached."""
+    """Migrate the schema up to `revision`; returns the revision reached. On a Citus coordinator the tables are
+    then distributed (`store.distribute`)."""
     _run_alembic(settings, "upgrade", revision)
+    with connection(settings) as conn:
+        if is_citus(conn) and _current_revision(conn) is not None:
+            distribute(conn)
     return current_revision(settings)
 
 
@@ -68,6 +73,9 @@ def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:
     try:
         with engine.begin() as sa_conn:
             ensure_pgvector(sa_conn.connection.driver_connection, url)
+            if is_citus(sa_conn.connection.driver_connection):
+                # the migrations drop and create triggers on tables that may be distributed (sql/citus.sql)
+                sa_conn.connection.driver_connection.execute("SET LOCAL citus.enable_unsafe_triggers = on")
             config = _alembic_config()
             config.attributes["connection"] = sa_conn
             getattr(command, command_name)(config, revision)
@@ -109,6 +117,15 @@ def _table_exists(conn: psycopg.Connection, table: str) -> bool:
 
 def apply_sql_file(bind, name: str) -> None:
     """Run one file of `sql/` (functions, views, triggers) on a migration's connection."""
+    conn = bind.connection.driver_connection
+    if is_citus(conn):
+        apply_statements(conn, name)  # Citus refuses several DDL commands in one query string
+        return
+    apply_sql_text(conn, name)
+
+
+def apply_sql_text(conn: psycopg.Connection, name: str) -> None:
+    """Run one file of `sql/` on a psycopg connection."""
     text = (resource_dir("sql") / name).read_text(encoding="utf-8")
     # Straight to psycopg with no parameters, so `%` in format() strings is not taken for a placeholder.
-    bind.connection.driver_connection.execute(text)
+    conn.execute(text)
