@@ -70,7 +70,9 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="write the leave-one-out table as this PNG")
     parser.add_argument("--json", type=Path, help="write the leave-one-out figures as JSON")
     parser.add_argument(
-        "--cache", type=Path, help="keep the gathered pairs in this file (a pickle of this script's own arrays)"
+        "--cache",
+        type=Path,
+        help="keep the gathered pairs in this file (a pickle of this script's own arrays)",
     )
     args = parser.parse_args()
     print(f"CPU: {_cpu()}; PostgreSQL embedded; no neural model; k={args.k}", flush=True)
