@@ -72,8 +72,9 @@ class DemoReport:
                 f"F1 {rec['f1']:.3f} — saved with the model"
             )
         lines.append(
-            f"  link run {self.link['run_id']} (built-in matcher, no label): {self.link['pairs']} pairs for "
-            f"{self.link['matched_sources']} of {self.link['sources']} products -> {self.link['out']}"
+            f"  link run {self.link['run_id']} (built-in matcher, no label): {self.link['accepted']} accepted of "
+            f"{self.link['pairs']} candidate pairs, for {self.link['matched_sources']} of {self.link['sources']} "
+            f"products -> {self.link['out']}"
         )
         if self.matcher.get("rows"):
             m = self.matcher
