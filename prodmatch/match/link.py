@@ -32,7 +32,9 @@ from prodmatch.match.memory import dedupe_peak_bytes, exact_link_peak_bytes, req
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.queries import DEFAULT_EF_SEARCH
 from prodmatch.match.scoring import Matcher
+from prodmatch.match.signals import attributes as attribute_signals
 from prodmatch.match.signals.features import PRODUCT_FEATURES
+from prodmatch.roles import product_roles
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.matchers import BUILTIN_NAME, MatcherRow, builtin_available, get_matcher
 from prodmatch.store.models import Model, get_model, space_dimension, vector_column
@@ -563,8 +565,10 @@ def _dedupe_with_matcher(
         gathered = gather(conn, dedupe_catalog, dedupe_catalog, opened.model, k=depth + 1, advance=bar.update)
     conn.commit()
     gathered = _without_self_pairs(gathered)
-    probability = opened.scorer.predict_proba(features(gathered), allow_missing=True).astype(np.float64)
+    matrix = features(gathered)
+    probability = opened.scorer.predict_proba(matrix, allow_missing=True).astype(np.float64)
     pairs = gathered.pairs
+    probability[_variants(matrix, pairs, gathered.products)] = 0.0
     clusters, ids = _complete_linkage(pairs.sources, pairs.targets, probability, threshold)
     best = {}
     for s, t, p in zip(pairs.sources.tolist(), pairs.targets.tolist(), probability.tolist(), strict=True):
@@ -604,18 +608,21 @@ def _dedupe_with_matcher(
 def _complete_linkage(
     sources: np.ndarray, targets: np.ndarray, probability: np.ndarray, threshold: float
 ) -> tuple[list[list[int]], np.ndarray]:
-    """Clusters (positions in the returned product ids, centre first) in which EVERY two members form a pair
-    accepted in at least one direction; centres are taken by most accepted neighbours, as in
-    `cluster_duplicates`, and neighbours join most probable first."""
-    accepted = probability >= threshold
-    ids = np.unique(np.concatenate([sources[accepted], targets[accepted]]))
-    a = np.searchsorted(ids, sources[accepted])
-    b = np.searchsorted(ids, targets[accepted])
-    p = probability[accepted]
+    """Clusters (positions in the returned product ids, centre first) in which EVERY two members form an
+    accepted pair; centres are taken by most accepted neighbours, as in `cluster_duplicates`, and neighbours join
+    most probable first. Inside one catalogue a pair is usually scored both ways (each product a source): it is
+    accepted only if every way it was scored passes the threshold, so one lenient direction does not chain
+    variants of one model together."""
+    lowest: dict[tuple[int, int], float] = {}
+    for s, t, q in zip(sources.tolist(), targets.tolist(), probability.tolist(), strict=True):
+        key = (s, t) if s < t else (t, s)
+        lowest[key] = min(lowest.get(key, 1.0), q)
+    kept = [(key, q) for key, q in lowest.items() if q >= threshold]
+    ids = np.unique(np.array([i for key, _ in kept for i in key], dtype=np.int64))
     neighbours: list[dict[int, float]] = [{} for _ in range(len(ids))]
-    for i, j, q in zip(a.tolist(), b.tolist(), p.tolist(), strict=True):
-        for x, y in ((i, j), (j, i)):
-            neighbours[x][y] = max(neighbours[x].get(y, 0.0), q)
+    for (s, t), q in kept:
+        i, j = int(np.searchsorted(ids, s)), int(np.searchsorted(ids, t))
+        neighbours[i][j] = neighbours[j][i] = q
     order = sorted(range(len(ids)), key=lambda i: (-len(neighbours[i]), i))
     assigned = np.zeros(len(ids), dtype=bool)
     clusters = []
@@ -630,6 +637,29 @@ def _complete_linkage(
             assigned[members] = True
             clusters.append(members)
     return clusters, ids
+
+
+def _variants(matrix, pairs: CandidatePairs, products: dict[int, dict]) -> np.ndarray:
+    """Pairs of one catalogue that are different products, not the same listing twice: a clash of codes,
+    colours or measures, of a descriptive attribute both fill in (size M vs XL), of brands, or model numbers
+    with none in common. A shop lists each variant as its own product and writes its own brand one way, so
+    inside one catalogue such a clash is decisive where across shops (noisy attributes, brands written two
+    ways) the matcher has to weigh it."""
+    clash = np.zeros(len(pairs), dtype=bool)
+    for name in ("codes_conflict", "colour_conflict", "numbers_conflict"):
+        if name in matrix.names:
+            clash |= np.nan_to_num(matrix.column(name), nan=0.0) >= 1.0
+    for name in ("brand_equal", "plain_number_jaccard"):
+        if name in matrix.names:
+            clash |= np.nan_to_num(matrix.column(name), nan=1.0) <= 0.0
+    described = {
+        pid: attribute_signals.normalised(p.get("attributes"), product_roles(p))
+        for pid, p in products.items()
+    }
+    for i, (s, t) in enumerate(zip(pairs.sources.tolist(), pairs.targets.tolist(), strict=True)):
+        if not clash[i]:
+            clash[i] = attribute_signals.conflict(described[s], described[t])
+    return clash
 
 
 def _without_self_pairs(gathered):

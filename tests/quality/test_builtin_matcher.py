@@ -150,6 +150,11 @@ def test_dedupe_with_no_threshold_clusters_on_the_same_evidence_as_link(conn, de
     cluster_of = {external_id: cluster for cluster, external_id in members}
     found = sum(1 for a, b in duplicates if a in cluster_of and cluster_of.get(a) == cluster_of.get(b))
     assert duplicates and found >= 0.5 * len(duplicates), (found, len(duplicates))
+    sizes: dict[int, int] = {}
+    for cluster in cluster_of.values():
+        sizes[cluster] = sizes.get(cluster, 0) + 1
+    together = sum(n * (n - 1) // 2 for n in sizes.values())
+    assert found >= 0.5 * together, (found, together)  # variants (colour, size, model number) stay apart
     assert not conn.execute(
         "SELECT 1 FROM prodmatch.duplicates_v WHERE run_id = %s GROUP BY cluster_id, external_id"
         " HAVING count(*) > 1",

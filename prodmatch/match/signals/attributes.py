@@ -45,6 +45,11 @@ def attribute_agreement(
     return out
 
 
+def conflict(a: Normalised, b: Normalised) -> bool:
+    """Whether some slot both mappings fill has no value in common (a size or colour clash)."""
+    return any(a[k].isdisjoint(b[k]) for k in a.keys() & b.keys())
+
+
 def agreement(a: Normalised, b: Normalised) -> float:
     """Share of the slots of two normalised attribute mappings whose values agree; NaN where none is shared."""
     shared = a.keys() & b.keys()
