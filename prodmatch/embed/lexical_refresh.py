@@ -211,11 +211,15 @@ def _apply_batch(conn: psycopg.Connection, rows: list[tuple], df: np.ndarray, do
         ),
     )
     conn.execute(
-        "INSERT INTO prodmatch.lexical AS l (product_id, content_hash, terms, vector, codes, weighted_documents)"
-        " SELECT product_id, content_hash, terms, vector, codes, weighted_documents FROM pg_temp.lexical_batch"
+        # updated_at comes in with the rows (the same now() as the column's default) rather than `SET updated_at
+        # = now()`: Citus refuses a function that is not IMMUTABLE in DO UPDATE SET on a distributed table.
+        "INSERT INTO prodmatch.lexical AS l"
+        " (product_id, content_hash, terms, vector, codes, weighted_documents, updated_at)"
+        " SELECT product_id, content_hash, terms, vector, codes, weighted_documents, now()"
+        " FROM pg_temp.lexical_batch"
         " ON CONFLICT (product_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, terms = EXCLUDED.terms,"
         " vector = EXCLUDED.vector, codes = EXCLUDED.codes, weighted_documents = EXCLUDED.weighted_documents,"
-        " updated_at = now()"
+        " updated_at = EXCLUDED.updated_at"
     )
     conn.execute("TRUNCATE pg_temp.lexical_batch")
     return touched
