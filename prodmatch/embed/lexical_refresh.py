@@ -387,9 +387,11 @@ def _store_frequencies(conn: psycopg.Connection, df: np.ndarray, touched: np.nda
     with conn.cursor().copy("COPY pg_temp.lexical_df (term, documents) FROM STDIN") as copy:
         for term, documents in zip(touched.tolist(), df[touched].tolist(), strict=True):
             copy.write_row((term, documents))
-    conn.execute(
-        "DELETE FROM prodmatch.lexical_terms t USING pg_temp.lexical_df d WHERE d.term = t.term AND d.documents = 0"
-    )
+    # The terms gone to zero as a parameter, not `USING pg_temp.lexical_df`: on Citus `lexical_terms` is a
+    # reference table, and a DELETE may not join it to a temporary table ("relation lexical_df is not distributed").
+    gone = touched[df[touched] == 0]
+    if len(gone):
+        conn.execute("DELETE FROM prodmatch.lexical_terms WHERE term = ANY(%s)", (gone.tolist(),))
     conn.execute(
         "INSERT INTO prodmatch.lexical_terms (term, documents) SELECT term, documents FROM pg_temp.lexical_df"
         " WHERE documents > 0 ON CONFLICT (term) DO UPDATE SET documents = EXCLUDED.documents"
