@@ -211,11 +211,15 @@ def _apply_batch(conn: psycopg.Connection, rows: list[tuple], df: np.ndarray, do
         ),
     )
     conn.execute(
-        "INSERT INTO prodmatch.lexical AS l (product_id, content_hash, terms, vector, codes, weighted_documents)"
-        " SELECT product_id, content_hash, terms, vector, codes, weighted_documents FROM pg_temp.lexical_batch"
+        # updated_at comes in with the rows (the same now() as the column's default) rather than `SET updated_at
+        # = now()`: Citus refuses a function that is not IMMUTABLE in DO UPDATE SET on a distributed table.
+        "INSERT INTO prodmatch.lexical AS l"
+        " (product_id, content_hash, terms, vector, codes, weighted_documents, updated_at)"
+        " SELECT product_id, content_hash, terms, vector, codes, weighted_documents, now()"
+        " FROM pg_temp.lexical_batch"
         " ON CONFLICT (product_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, terms = EXCLUDED.terms,"
         " vector = EXCLUDED.vector, codes = EXCLUDED.codes, weighted_documents = EXCLUDED.weighted_documents,"
-        " updated_at = now()"
+        " updated_at = EXCLUDED.updated_at"
     )
     conn.execute("TRUNCATE pg_temp.lexical_batch")
     return touched
@@ -383,9 +387,11 @@ def _store_frequencies(conn: psycopg.Connection, df: np.ndarray, touched: np.nda
     with conn.cursor().copy("COPY pg_temp.lexical_df (term, documents) FROM STDIN") as copy:
         for term, documents in zip(touched.tolist(), df[touched].tolist(), strict=True):
             copy.write_row((term, documents))
-    conn.execute(
-        "DELETE FROM prodmatch.lexical_terms t USING pg_temp.lexical_df d WHERE d.term = t.term AND d.documents = 0"
-    )
+    # The terms gone to zero as a parameter, not `USING pg_temp.lexical_df`: on Citus `lexical_terms` is a
+    # reference table, and a DELETE may not join it to a temporary table ("relation lexical_df is not distributed").
+    gone = touched[df[touched] == 0]
+    if len(gone):
+        conn.execute("DELETE FROM prodmatch.lexical_terms WHERE term = ANY(%s)", (gone.tolist(),))
     conn.execute(
         "INSERT INTO prodmatch.lexical_terms (term, documents) SELECT term, documents FROM pg_temp.lexical_df"
         " WHERE documents > 0 ON CONFLICT (term) DO UPDATE SET documents = EXCLUDED.documents"

@@ -63,11 +63,14 @@ def save_matcher(
 ) -> int:
     """Store (or replace) matcher `name`; its id."""
     row = conn.execute(
-        "INSERT INTO prodmatch.matchers (name, model_id, kind, definition, features, threshold, metrics, trained_on)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET model_id = EXCLUDED.model_id,"
+        # created_at = EXCLUDED.created_at, not now(): Citus refuses a function that is not IMMUTABLE in DO UPDATE
+        # SET on a reference table.
+        "INSERT INTO prodmatch.matchers"
+        " (name, model_id, kind, definition, features, threshold, metrics, trained_on, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (name) DO UPDATE SET model_id = EXCLUDED.model_id,"
         " kind = EXCLUDED.kind, definition = EXCLUDED.definition, features = EXCLUDED.features,"
         " threshold = EXCLUDED.threshold, metrics = EXCLUDED.metrics, trained_on = EXCLUDED.trained_on,"
-        " created_at = now() RETURNING id",
+        " created_at = EXCLUDED.created_at RETURNING id",
         (
             name,
             model_id,

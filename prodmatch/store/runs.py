@@ -149,13 +149,18 @@ def missing_runs(conn: psycopg.Connection, run_ids: list[int]) -> list[int]:
 
 def cluster_edges(conn: psycopg.Connection, run_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) product ids joined by the runs: accepted link pairs, and each dedupe member to its centre."""
+    # The centres are read first (a materialized CTE): on Citus, `duplicate_clusters` is sharded by product id and
+    # a self-join on cluster_id would need repartitioning; joined to an intermediate result it runs on each shard.
     left, right = conn.execute(
-        "SELECT coalesce(array_agg(a), '{}'), coalesce(array_agg(b), '{}') FROM ("
+        "WITH centres AS MATERIALIZED ("
+        " SELECT run_id, cluster_id, product_id FROM prodmatch.duplicate_clusters"
+        "  WHERE run_id = ANY(%(runs)s) AND is_centre)"
+        " SELECT coalesce(array_agg(a), '{}'), coalesce(array_agg(b), '{}') FROM ("
         " SELECT source_product_id AS a, target_product_id AS b FROM prodmatch.matches"
         "  WHERE run_id = ANY(%(runs)s) AND accepted"
         " UNION ALL"
         " SELECT d.product_id, c.product_id FROM prodmatch.duplicate_clusters d"
-        "  JOIN prodmatch.duplicate_clusters c ON c.run_id = d.run_id AND c.cluster_id = d.cluster_id AND c.is_centre"
+        "  JOIN centres c ON c.run_id = d.run_id AND c.cluster_id = d.cluster_id"
         "  WHERE d.run_id = ANY(%(runs)s) AND NOT d.is_centre) edges",
         {"runs": run_ids},
     ).fetchone()

@@ -175,3 +175,64 @@ def test_init_script_makes_a_role_that_owns_only_the_schema_and_can_migrate(empt
         with psycopg.connect(superuser_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+# --- the citus profile: a coordinator and two workers ---------------------------------------------------------------
+
+CITUS_NODES = ("citus-coordinator", "citus-worker-1", "citus-worker-2")
+
+
+def test_citus_profile_names_a_coordinator_and_two_workers_with_pgvector():
+    services = load()["services"]
+    citus = sorted(name for name, s in services.items() if "citus" in s.get("profiles", []))
+    assert citus == sorted([*CITUS_NODES, "citus-setup", "citus-migrate", "citus-embed", "citus-cli"])
+    assert all(
+        "citus" not in s.get("profiles", []) for n, s in services.items() if not n.startswith("citus-")
+    )
+    for name in CITUS_NODES:
+        node = services[name]
+        inline = node["build"]["dockerfile_inline"]
+        assert re.search(r"^FROM citusdata/citus:\d+\.\d+\.\d+$", inline, re.M), name  # a public, pinned tag
+        assert (
+            "postgresql-$${PG_MAJOR}-pgvector" in inline
+        )  # the server's major, from the image's own apt repo
+        assert node["image"] == services["citus-setup"]["image"]
+        assert node["environment"]["POSTGRES_DB"] == "prodmatch"
+        assert "pg_isready" in " ".join(node["healthcheck"]["test"])
+        assert any(v.endswith(":/var/lib/postgresql/data") for v in node["volumes"])
+        assert "PGPASSFILE" in node["entrypoint"][-1] and node["entrypoint"][-1].endswith(
+            "docker-entrypoint.sh postgres"
+        )
+    data = [services[n]["volumes"][0].split(":")[0] for n in CITUS_NODES]
+    assert len(set(data)) == 3 and set(data) <= set(load()["volumes"])  # one data volume per node, declared
+    assert [str(p) for p in services["citus-coordinator"]["ports"]] == [
+        "127.0.0.1:${PRODMATCH_CITUS_PORT:-5433}:5432"
+    ]
+    assert services["citus-worker-1"]["ports"] == [] and services["citus-worker-2"]["ports"] == []
+
+
+def test_citus_setup_adds_exactly_the_worker_services_and_the_app_talks_to_the_coordinator():
+    services = load()["services"]
+    setup = services["citus-setup"]
+    commands = [a for a in setup["entrypoint"] if a.startswith(("SELECT", "CREATE"))]
+    added = re.findall(r"citus_add_node\('([^']+)', 5432\)", " ".join(commands))
+    assert added == ["citus-worker-1", "citus-worker-2"]
+    assert "citus_set_coordinator_host('citus-coordinator', 5432)" in " ".join(commands)
+    assert "CREATE EXTENSION IF NOT EXISTS vector" in commands
+    assert setup["environment"]["PGHOST"] == "citus-coordinator"
+    assert set(setup["depends_on"]) == set(CITUS_NODES)
+    assert all(d["condition"] == "service_healthy" for d in setup["depends_on"].values())
+    migrate, embed_, cli = services["citus-migrate"], services["citus-embed"], services["citus-cli"]
+    assert resolve(migrate["command"]).name == "upgrade"
+    assert migrate["depends_on"]["citus-setup"]["condition"] == "service_completed_successfully"
+    assert resolve(embed_["command"]).name == "embed" and "--watch" in embed_["command"]
+    assert embed_["depends_on"]["citus-migrate"]["condition"] == "service_completed_successfully"
+    assert cli["entrypoint"] == ["prodmatch"]
+    for service in (migrate, embed_, cli):
+        env = service["environment"]
+        assert {config.ENV_DATABASE_URL, config.ENV_HOME, config.ENV_MODEL, config.ENV_PRECISION} <= set(env)
+        url = env[config.ENV_DATABASE_URL]
+        assert "@citus-coordinator:5432/prodmatch" in url and ":${POSTGRES_PASSWORD:?" in url
+        settings = config.load_settings(environ={k: str(v) for k, v in env.items()})
+        assert settings.database_url == url
+    assert not re.search(r"PASSWORD[^}\n]*:-", COMPOSE.read_text())
