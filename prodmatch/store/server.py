@@ -37,11 +37,21 @@ def sqlalchemy_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open a psycopg connection; vector types are registered when pgvector is installed."""
+def connect(
+    settings: Settings, *, autocommit: bool = False, application_name: str = "prodmatch"
+) -> psycopg.Connection:
+    """Open a psycopg connection; vector types are registered when pgvector is installed.
+
+    No server-side prepared statements (`prepare_threshold=None`): behind a transaction-mode pooler (PgBouncer
+    before 1.21, or without max_prepared_statements) a statement prepared in one transaction is gone in the next
+    ("prepared statement _pg3_0 does not exist"). prodmatch's repeated queries call the SQL API's functions,
+    whose own plans the server caches anyway, so nothing measurable is lost.
+    """
     url = database_url(settings)
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, application_name="prodmatch")
+        conn = psycopg.connect(
+            url, autocommit=autocommit, application_name=application_name, prepare_threshold=None
+        )
     except psycopg.Error as exc:  # ProgrammingError too: a URL psycopg cannot parse
         raise connect_error(url, exc) from None
     register_vector_types(conn)

@@ -1,0 +1,116 @@
+"""prodmatch behind a real PgBouncer in transaction mode: what works there, and what is refused in one line.
+
+A module-scoped PgBouncer (tests/pgbouncer.py) forwards every database to the session's embedded server, handing
+server connections out in turn, so that two transactions of one client land on different backends as they would
+under load. Each test reaches its fresh database through it: ingest, `embed`, the SQL API (`similar`, `search`),
+`link` (lexical and the built-in matcher) must work; `embed --watch` and `link --watch` (LISTEN/NOTIFY) must refuse
+with a message that names the pooler and the fix. Skipped when the `pgbouncer` binary is not installed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import pytest
+from builders import WORDS, product_image, write_items
+from pgbouncer import pgbouncer_binary, start_pgbouncer
+
+from prodmatch import match
+from prodmatch import store as db
+from prodmatch.embed.registry import add_model
+from prodmatch.embed.worker import EmbedOptions, embed
+from prodmatch.errors import ConfigError
+from prodmatch.ingest.load import ingest_file
+from prodmatch.match.watch import watch_link
+from prodmatch.store.pooler import require_notifications
+
+BINARY = pgbouncer_binary()
+pytestmark = pytest.mark.skipif(
+    BINARY is None, reason="pgbouncer is not installed (apt-get install pgbouncer)"
+)
+
+
+@pytest.fixture(scope="module")
+def bouncer(pg_server, tmp_path_factory):
+    """A PgBouncer in transaction mode in front of the embedded server; stopped at the end of the module."""
+    running = start_pgbouncer(BINARY, pg_server, tmp_path_factory.mktemp("pgbouncer"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def pooled(settings, bouncer):
+    """The test's database, reached through PgBouncer."""
+    name = urlsplit(settings.database_url).path.lstrip("/")
+    bouncer.warm(name)
+    return replace(settings, database_url=bouncer.url(name))
+
+
+@pytest.fixture
+def catalogues(pooled, tmp_path):
+    """shop and rival (8 products each, rival-0..5 the same as shop-0..5) ingested through the pooler."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(12):
+        product_image(images / f"{i}.png", i * 7 + 3, fmt="PNG")
+    shop = [(f"shop-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(8)]
+    rival = [(f"rival-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(6)]
+    rival += [(f"rival-{i}", f"{WORDS[(i + 5) % 12]} other {i * 11}", f"{i + 4}.png", 50) for i in (6, 7)]
+    with db.connection(pooled) as conn:
+        for name, items in (("shop", shop), ("rival", rival)):
+            report = ingest_file(conn, write_items(tmp_path, name, items), name)
+            assert report.inserted == len(items)
+    return pooled
+
+
+def test_the_pooler_hands_one_connection_several_backends(pooled):
+    with db.connection(pooled, autocommit=True) as conn:
+        pids = {conn.execute("SELECT pg_backend_pid()").fetchone()[0] for _ in range(6)}
+    assert len(pids) > 1  # otherwise the tests below would not see what a busy pooler does
+
+
+def test_ingest_embed_sql_api_and_link_through_the_pooler(catalogues, tiny_clip_dir):
+    with db.connection(catalogues) as conn:
+        add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+    [summary] = embed(catalogues, EmbedOptions(batch_size=3))
+    assert (summary.embedded, summary.failed) == (16, 0)
+    with db.connection(catalogues) as conn:
+        pending = conn.execute("SELECT count(*) FROM prodmatch.embeddings WHERE status <> 'done'").fetchone()[
+            0
+        ]
+        assert pending == 0
+        shop_0 = db.find_product(conn, "shop", "shop-0")
+        for _ in range(8):  # more than psycopg's prepare threshold (5): a prepared statement would be lost
+            neighbours = match.similar(conn, shop_0, k=3, space="fused", in_catalog="rival")
+        assert len(neighbours) == 3
+        found = match.search(conn, WORDS[1], k=2, space="text")
+        assert len(found) == 2
+        lexical = match.link(conn, "shop", "rival", space="lexical", threshold=0.0)
+        assert lexical.sources == 8 and lexical.pairs > 0
+        builtin = match.link(conn, "shop", "rival")
+        assert builtin.matcher is not None and builtin.sources == 8
+
+
+def test_embed_watch_through_the_pooler_says_what_to_do(catalogues, tiny_clip_dir):
+    with db.connection(catalogues) as conn:
+        add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+    with pytest.raises(ConfigError) as refused:
+        embed(catalogues, EmbedOptions(watch=True), stop=threading.Event())
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "transaction" in message and "session" in message and "direct" in message
+
+
+def test_link_watch_through_the_pooler_says_what_to_do(catalogues, settings):
+    with db.connection(settings) as conn:  # the run itself is made on a direct connection
+        run = match.link(conn, "shop", "rival", space="lexical", threshold=0.0)
+    with pytest.raises(ConfigError, match="session-mode pool"):
+        watch_link(catalogues, run.run_id, stop=threading.Event(), poll_seconds=0.1)
+
+
+def test_a_direct_connection_passes_the_notification_check(settings):
+    with db.connection(settings, autocommit=True) as listener:
+        require_notifications(listener, settings, "embed --watch")  # no error
+        listener.execute("SELECT 1")  # and the connection is still usable
