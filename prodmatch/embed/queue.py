@@ -28,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from prodmatch.embed.batch import EmbeddingRow
+from prodmatch.store.server import behind_pooler
 
 # Claim up to %(limit)s pending rows of one model (optionally one catalogue), oldest product first, and return
 # the products with every field a text template or image loader may need. A row is claimable when nobody holds
@@ -309,12 +310,11 @@ def _pooled_token(conn: psycopg.Connection) -> int | None:
 
     Behind a pooler (PgBouncer) the backend that claims a batch in one transaction may not be the one that writes
     it in the next, so a claim there is held by a negative token that lives as long as the connection; nothing
-    tells whether its holder is alive, so such a claim ends with its lease. A pooler shows itself by the process
-    id it reports at connection time (its own), which differs from the backend's."""
+    tells whether its holder is alive, so such a claim ends with its lease (`store.server.behind_pooler`)."""
     if conn not in _TOKENS:
         with conn.transaction():
-            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        _TOKENS[conn] = None if backend == conn.info.backend_pid else -secrets.randbelow(2**31 - 1) - 1
+            pooled = behind_pooler(conn)
+        _TOKENS[conn] = -secrets.randbelow(2**31 - 1) - 1 if pooled else None
     return _TOKENS[conn]
 
 

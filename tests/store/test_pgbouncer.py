@@ -10,20 +10,24 @@ with a message that names the pooler and the fix. Skipped when the `pgbouncer` b
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 from builders import WORDS, product_image, write_items
+from click.testing import CliRunner
 from pgbouncer import pgbouncer_binary, start_pgbouncer
 
 from prodmatch import match
 from prodmatch import store as db
+from prodmatch.cli import main
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.errors import ConfigError
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.watch import watch_link
+from prodmatch.store import pooler
 from prodmatch.store.pooler import require_notifications
 
 BINARY = pgbouncer_binary()
@@ -65,10 +69,13 @@ def catalogues(pooled, tmp_path):
     return pooled
 
 
-def test_the_pooler_hands_one_connection_several_backends(pooled):
+def test_the_pooler_hands_one_connection_several_backends(pooled, settings):
     with db.connection(pooled, autocommit=True) as conn:
         pids = {conn.execute("SELECT pg_backend_pid()").fetchone()[0] for _ in range(6)}
+        assert conn.prepare_threshold is None  # a statement prepared on one backend would be run on another
     assert len(pids) > 1  # otherwise the tests below would not see what a busy pooler does
+    with db.connection(settings) as direct:
+        assert direct.prepare_threshold == 5  # psycopg's default, kept where prepared statements are safe
 
 
 def test_ingest_embed_sql_api_and_link_through_the_pooler(catalogues, tiny_clip_dir):
@@ -93,7 +100,26 @@ def test_ingest_embed_sql_api_and_link_through_the_pooler(catalogues, tiny_clip_
         assert builtin.matcher is not None and builtin.sources == 8
 
 
-def test_embed_watch_through_the_pooler_says_what_to_do(catalogues, tiny_clip_dir):
+def test_two_workers_through_the_pooler_embed_each_product_once(catalogues, tiny_clip_dir):
+    with db.connection(catalogues) as conn:
+        add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+    summaries = []
+    workers = [
+        threading.Thread(target=lambda: summaries.extend(embed(catalogues, EmbedOptions(batch_size=2))))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sum(s.embedded for s in summaries) == 16
+    with db.connection(catalogues) as conn:
+        rows = conn.execute("SELECT status, attempts, claimed_pid FROM prodmatch.embeddings").fetchall()
+    assert rows == [("done", 1, None)] * 16
+
+
+def test_embed_watch_through_the_pooler_says_what_to_do(catalogues, tiny_clip_dir, monkeypatch):
+    monkeypatch.setattr(pooler, "PROBE_SECONDS", 0.5)  # the NOTIFY never comes: do not wait the full 2 s
     with db.connection(catalogues) as conn:
         add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
     with pytest.raises(ConfigError) as refused:
@@ -101,9 +127,16 @@ def test_embed_watch_through_the_pooler_says_what_to_do(catalogues, tiny_clip_di
     message = str(refused.value)
     assert "\n" not in message
     assert "transaction" in message and "session" in message and "direct" in message
+    done = CliRunner().invoke(main, ["--database-url", catalogues.database_url, "embed", "--watch"])
+    assert done.exit_code == 1
+    assert (
+        done.output.strip().splitlines()[-1] == f"Error: {message}"
+    )  # after the progress bars: no traceback
+    assert "Traceback" not in done.output
 
 
-def test_link_watch_through_the_pooler_says_what_to_do(catalogues, settings):
+def test_link_watch_through_the_pooler_says_what_to_do(catalogues, settings, monkeypatch):
+    monkeypatch.setattr(pooler, "PROBE_SECONDS", 0.5)
     with db.connection(settings) as conn:  # the run itself is made on a direct connection
         run = match.link(conn, "shop", "rival", space="lexical", threshold=0.0)
     with pytest.raises(ConfigError, match="session-mode pool"):
@@ -112,5 +145,7 @@ def test_link_watch_through_the_pooler_says_what_to_do(catalogues, settings):
 
 def test_a_direct_connection_passes_the_notification_check(settings):
     with db.connection(settings, autocommit=True) as listener:
+        started = time.perf_counter()
         require_notifications(listener, settings, "embed --watch")  # no error
+        assert time.perf_counter() - started < pooler.PROBE_SECONDS  # it arrived; no timeout was waited out
         listener.execute("SELECT 1")  # and the connection is still usable
