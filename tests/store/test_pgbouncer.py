@@ -22,6 +22,7 @@ from pgbouncer import pgbouncer_binary, start_pgbouncer
 from prodmatch import match
 from prodmatch import store as db
 from prodmatch.cli import main
+from prodmatch.embed.encoders import Encoder
 from prodmatch.embed.registry import add_model
 from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.errors import ConfigError
@@ -102,16 +103,24 @@ def test_ingest_embed_sql_api_and_link_through_the_pooler(catalogues, tiny_clip_
 
 def test_two_workers_through_the_pooler_embed_each_product_once(catalogues, tiny_clip_dir):
     with db.connection(catalogues) as conn:
-        add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
-    summaries = []
-    workers = [
-        threading.Thread(target=lambda: summaries.extend(embed(catalogues, EmbedOptions(batch_size=2))))
-        for _ in range(2)
-    ]
+        model = add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
+    # Loaded here, one after the other: from_pretrained changes torch's default dtype while it runs, so two
+    # threads loading at once can break each other.
+    encoders = [Encoder.load(model.source, precision="fp32") for _ in range(2)]
+    summaries, errors = [], []
+
+    def work(encoder):
+        try:
+            summaries.extend(embed(catalogues, EmbedOptions(batch_size=2), encoder_factory=lambda m: encoder))
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(encoder,)) for encoder in encoders]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    assert errors == [] and len(summaries) == 2
     assert sum(s.embedded for s in summaries) == 16
     with db.connection(catalogues) as conn:
         rows = conn.execute("SELECT status, attempts, claimed_pid FROM prodmatch.embeddings").fetchall()
