@@ -20,6 +20,7 @@ its own transaction on the connection it is given.
 from __future__ import annotations
 
 import os
+import secrets
 import weakref
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from prodmatch.embed.batch import EmbeddingRow
+from prodmatch.store.server import behind_pooler
 
 # Claim up to %(limit)s pending rows of one model (optionally one catalogue), oldest product first, and return
 # the products with every field a text template or image loader may need. A row is claimable when nobody holds
@@ -43,10 +45,12 @@ WITH candidates AS (
        AND (%(catalog)s::bigint IS NULL OR p.catalog_id = %(catalog)s)
        AND (e.claimed_pid IS NULL
             OR e.claim_expires_at < now()
-            OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                            WHERE a.pid = e.claimed_pid
-                              -- NULL: another role's session (its backend_start is hidden): alive
-                              AND (a.backend_start IS NULL OR a.backend_start <= e.claimed_at)))
+            -- a negative claimer is a pooled connection's token (no backend to ask after): its lease decides
+            OR (e.claimed_pid > 0
+                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                 WHERE a.pid = e.claimed_pid
+                                   -- NULL: another role's session (its backend_start is hidden): alive
+                                   AND (a.backend_start IS NULL OR a.backend_start <= e.claimed_at))))
      ORDER BY e.product_id
      LIMIT %(limit)s
        FOR UPDATE OF e SKIP LOCKED
@@ -198,7 +202,10 @@ def claim(
     }
     if _on_citus(conn):
         return _claim_citus(conn, params)
+    token = _pooled_token(conn)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if token is not None:
+            return cur.execute(_citus_form(CLAIM_SQL), {**params, "pid": token}).fetchall()
         return cur.execute(CLAIM_SQL, params).fetchall()
 
 
@@ -210,7 +217,7 @@ def write(conn: psycopg.Connection, model_id: int, rows: list[EmbeddingRow]) -> 
             copy.set_types(list(EmbeddingRow.COPY_TYPES))
             for row in rows:
                 copy.write_row(row.as_copy_row())
-        if _on_citus(conn):
+        if _on_citus(conn) or _pooled_token(conn) is not None:
             return [r[0] for r in conn.execute(_citus_form(WRITE_SQL), _pid(conn, model=model_id)).fetchall()]
         return [r[0] for r in conn.execute(WRITE_SQL, {"model": model_id}).fetchall()]
 
@@ -218,7 +225,7 @@ def write(conn: psycopg.Connection, model_id: int, rows: list[EmbeddingRow]) -> 
 def release(conn: psycopg.Connection, model_id: int, product_ids: list[int]) -> None:
     """Give back this backend's claims on `product_ids` (still pending) at once."""
     with conn.transaction():
-        if _on_citus(conn):
+        if _on_citus(conn) or _pooled_token(conn) is not None:
             conn.execute(_citus_form(RELEASE_PRODUCTS_SQL), _pid(conn, model=model_id, ids=product_ids))
         else:
             conn.execute(RELEASE_PRODUCTS_SQL, {"model": model_id, "ids": product_ids})
@@ -227,7 +234,7 @@ def release(conn: psycopg.Connection, model_id: int, product_ids: list[int]) -> 
 def release_all(conn: psycopg.Connection, model_id: int) -> None:
     """Give back every claim this backend holds for the model."""
     with conn.transaction():
-        if _on_citus(conn):
+        if _on_citus(conn) or _pooled_token(conn) is not None:
             conn.execute(_citus_form(RELEASE_ALL_SQL), _pid(conn, model=model_id))
         else:
             conn.execute(RELEASE_ALL_SQL, {"model": model_id})
@@ -294,7 +301,24 @@ def _citus_form(query: str) -> str:
 
 
 def _pid(conn: psycopg.Connection, **params) -> dict:
-    return {**params, "pid": conn.info.backend_pid}
+    token = _pooled_token(conn)
+    return {**params, "pid": conn.info.backend_pid if token is None else token}
+
+
+def _pooled_token(conn: psycopg.Connection) -> int | None:
+    """The claimer id of a connection behind a pooler, or None for a direct one (claims use pg_backend_pid()).
+
+    Behind a pooler (PgBouncer) the backend that claims a batch in one transaction may not be the one that writes
+    it in the next, so a claim there is held by a negative token that lives as long as the connection; nothing
+    tells whether its holder is alive, so such a claim ends with its lease (`store.server.behind_pooler`)."""
+    if conn not in _TOKENS:
+        with conn.transaction():
+            pooled = behind_pooler(conn)
+        _TOKENS[conn] = -secrets.randbelow(2**31 - 1) - 1 if pooled else None
+    return _TOKENS[conn]
+
+
+_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # The folders catalogue files were ingested with: relative image paths were resolved against them, so a local

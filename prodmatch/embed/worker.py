@@ -42,6 +42,7 @@ from prodmatch.embed.images import ImageLimits
 from prodmatch.errors import ConfigError, DatabaseError
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.models import Model, get_model, list_models
+from prodmatch.store.pooler import require_notifications
 
 log = logging.getLogger(__name__)
 
@@ -297,9 +298,9 @@ class _ModelWorker:
     def _connect(self) -> None:
         if self.conn is not None and not self.conn.closed:
             self.conn.close()
-        self.conn = db.connect(self.settings)
-        self.conn.execute("SET application_name = 'prodmatch-worker'")
-        self.conn.commit()
+        # A startup parameter, not a SET: behind a transaction-mode pooler a SET would stay on whichever server
+        # backend ran it.
+        self.conn = db.connect(self.settings, application_name="prodmatch-worker")
 
     def _with_reconnect(self, action: Callable, *, give_up_quietly: bool = False):
         """Run `action`; on a dropped connection reconnect with backoff and try again, up to db_retries.
@@ -341,6 +342,11 @@ class _ModelWorker:
 
     def _listen(self) -> psycopg.Connection:
         listener = db.connect(self.settings, autocommit=True)
+        try:  # a transaction-mode pooler would swallow every NOTIFY: say so instead of never waking up
+            require_notifications(listener, self.settings, "embed --watch")
+        except ConfigError:
+            listener.close()
+            raise
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return listener
 

@@ -59,6 +59,7 @@ from prodmatch.match.link import _product_signals, accept_cosine, accept_scored,
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.scoring import Matcher
 from prodmatch.store.models import SPACES, Model, get_model
+from prodmatch.store.pooler import require_notifications
 from prodmatch.store.runs import store_pairs
 from prodmatch.store.vectors import fetch_spaces
 
@@ -132,6 +133,8 @@ def watch_link(
     while not stop.is_set():
         try:
             with store.connection(settings) as conn, store.connection(settings, autocommit=True) as listener:
+                if watcher is None:  # once: a transaction-mode pooler never delivers the NOTIFYs
+                    require_notifications(listener, settings, "link --watch")
                 for channel in NOTIFY_CHANNELS:
                     listener.execute(f"LISTEN {channel}")
                 watcher = watcher or _Watcher(_load_run(conn, summary.run_id))

@@ -37,15 +37,35 @@ def sqlalchemy_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open a psycopg connection; vector types are registered when pgvector is installed."""
+def connect(
+    settings: Settings, *, autocommit: bool = False, application_name: str = "prodmatch"
+) -> psycopg.Connection:
+    """Open a psycopg connection; vector types are registered when pgvector is installed.
+
+    Behind a pooler the connection prepares no statements on the server: in transaction mode (PgBouncer before
+    1.21, or without max_prepared_statements) a statement prepared in one transaction is gone in the next
+    ("prepared statement _pg3_0 does not exist").
+    """
     url = database_url(settings)
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, application_name="prodmatch")
+        conn = psycopg.connect(url, autocommit=autocommit, application_name=application_name)
     except psycopg.Error as exc:  # ProgrammingError too: a URL psycopg cannot parse
         raise connect_error(url, exc) from None
+    if behind_pooler(conn):
+        conn.prepare_threshold = None
     register_vector_types(conn)
     return conn
+
+
+def behind_pooler(conn: psycopg.Connection) -> bool:
+    """Whether a pooler (PgBouncer) stands between `conn` and the server.
+
+    A pooler answers the connection's startup with its own process id (the one cancel requests go to), not the
+    backend's; a direct connection reports the backend's. Prepared statements stay on for direct connections: a
+    batch's claim, for one, plans in ~2 ms each time against ~0.15 ms prepared.
+    """
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    return backend != conn.info.backend_pid
 
 
 @contextmanager
