@@ -56,7 +56,7 @@ _DOT_CHUNK = 65536  # pairs whose rows _sparse_row_dots copies at once
 # A hybrid candidate pair through features and scoring: its proposals, the union, ~35-60 float32 feature columns
 # (and their per-product sources, ranks and context columns), the float64 copy a matcher scores, and the stored
 # pair's object column of product signals. Calibrated on benchmarks/memory_guard.py.
-_HYBRID_PAIR_BYTES = 2048
+_HYBRID_PAIR_BYTES = 3072
 _HYBRID_PROPOSALS = (
     2  # candidate sources without a model: lexical and codes (codes propose at most k each, typ.)
 )
@@ -155,7 +155,7 @@ def matcher_link_peak_bytes(source: CatalogSize, target: CatalogSize, model: Mod
 
         pairs    P = n_s k (lexical + codes + one per model space)
         vectors  = (n_s + n_t)(8 + 4 sum(dims)) + the largest space's exact top-k
-        pairs'   = 2048 P + (n_s + n_t)(2048 + 2 row bytes)
+        pairs'   = 3072 P + (n_s + n_t)(2048 + 2 row bytes)
         peak     = held lexical + vectors + max(read, top-k, pairs') + 48 MiB
     """
     proposals = _HYBRID_PROPOSALS
@@ -186,7 +186,7 @@ def watch_peak_bytes(
     run as the link did, while it keeps, for every later pass, both catalogues' lexical rows, every candidate
     (and the stored pairs) with their signals, the products they name and, with a model, both sides' vectors.
 
-        resident = held lexical + 2 x 2048 n_s k (candidates, stored pairs) + (n_s + n_t)(2048 + 2 row bytes)
+        resident = held lexical + 2 x 3072 n_s k (candidates, stored pairs) + (n_s + n_t)(2048 + 2 row bytes)
                    + (n_s + n_t)(8 + 4 sum(dims))
         peak     = link peak + resident
     """
