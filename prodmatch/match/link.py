@@ -286,7 +286,7 @@ def _link_lexical(
     return replace(result, memory_estimate=estimate)
 
 
-# What to do when a lexical or matcher link does not fit its memory budget (require_fits adds the setting).
+# What to do when a lexical or matcher link (or a matcher dedupe) does not fit its memory budget (require_fits adds the setting).
 _TOO_BIG = (
     "link the source catalogue in parts (smaller catalogues, e.g. one per category), or, with a model registered, "
     "use --space fused --mode ann (the HNSW index, which streams)"
@@ -546,7 +546,8 @@ def dedupe(
     if matcher is None and threshold is None and builtin_available():
         matcher = BUILTIN_NAME
     if matcher is not None:
-        return _dedupe_with_matcher(conn, catalog, matcher, threshold, k, progress, started)
+        budget = memory_budget(memory_budget_bytes)
+        return _dedupe_with_matcher(conn, catalog, matcher, threshold, k, progress, started, budget)
     if threshold is None:
         raise ConfigError("dedupe needs a cosine --threshold, or a --matcher (e.g. builtin)")
     if not -1.0 <= threshold <= 1.0:
@@ -604,6 +605,7 @@ def _dedupe_with_matcher(
     k: int,
     progress: bool,
     started: float,
+    budget: MemoryBudget,
 ) -> DedupeResult:
     """`dedupe` on a matcher's probabilities over the catalogue's hybrid candidates against itself."""
     opened = open_matcher(conn, matcher_name)
@@ -617,6 +619,9 @@ def _dedupe_with_matcher(
     refresh_lexical(conn, progress=progress)
     conn.commit()
     depth = min(k, opened.depth)
+    size = catalog_sizes(conn, (dedupe_catalog,))[dedupe_catalog]
+    estimate = matcher_link_peak_bytes(size, size, opened.model, depth + 1)
+    require_fits(f"dedupe of {catalog} with matcher {matcher_name}", estimate, budget, _TOO_BIG)
     bar = tqdm(total=None, unit="product", desc=f"dedupe {catalog}", disable=not progress)
     with bar:
         # One more candidate per source: the product itself, dropped before ranks and margins are computed.
@@ -658,6 +663,7 @@ def _dedupe_with_matcher(
         largest=max((len(c) for c in clusters), default=0),
         seconds=round(time.perf_counter() - started, 3),
         method=f"complete-linkage over matcher {matcher_name!r}'s accepted pairs (hybrid candidates)",
+        memory_estimate=estimate,
     )
 
 

@@ -25,6 +25,12 @@ import psycopg
 from prodmatch.errors import ProdmatchError
 from prodmatch.hardware import MemoryBudget, format_bytes, usable_cores
 from prodmatch.match.exact import top_k_peak_bytes
+from prodmatch.match.hybrid import (  # how the lexical top-k sizes its blocks and rescoring chunks
+    _DOT_CHUNK,
+    _LEXICAL_BLOCK,
+    _LEXICAL_BLOCK_CELLS,
+    _LEXICAL_MAX_WORKERS,
+)
 from prodmatch.store.models import SPACES, Model, space_dimension
 from prodmatch.store.schema import LEXICAL_DIMENSIONS
 from prodmatch.store.vectors import copy_bytes_peak
@@ -49,10 +55,6 @@ _LEXICAL_HELD_ROW_BYTES = 24
 # One cell (a source x a target it reaches) of a block of the lexical top-k: the sparse product's entry, its row
 # number, the padded top-k buffer and the positions within rows.
 _LEXICAL_CELL_BYTES = 48
-_LEXICAL_BLOCK = 256  # as hybrid._LEXICAL_BLOCK / _LEXICAL_BLOCK_CELLS / _LEXICAL_MAX_WORKERS
-_LEXICAL_BLOCK_CELLS = 1 << 25
-_LEXICAL_MAX_WORKERS = 8
-_DOT_CHUNK = 65536  # pairs whose rows _sparse_row_dots copies at once
 # A hybrid candidate pair through features and scoring: its proposals, the union, ~35-60 float32 feature columns
 # (and their per-product sources, ranks and context columns), the float64 copy a matcher scores, and the stored
 # pair's object column of product signals. Calibrated on benchmarks/memory_guard.py.

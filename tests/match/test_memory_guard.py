@@ -205,6 +205,14 @@ def test_lexical_and_matcher_links_that_do_not_fit_are_refused_with_both_figures
     assert fits.matched_sources >= 50  # the reworded copies are found
 
 
+def test_matcher_dedupe_that_does_not_fit_is_refused(titles_db):
+    with db.connection(titles_db) as conn:
+        with pytest.raises(ProdmatchError, match=r"dedupe of shop with matcher builtin would need about"):
+            dedupe(conn, "shop", matcher="builtin", memory_budget_bytes=TINY)
+        fits = dedupe(conn, "shop", matcher="builtin", memory_budget_bytes=2**40)
+    assert fits.memory_estimate > TINY and _runs(titles_db) == 1
+
+
 @pytest.mark.parametrize("how", ["lexical", "builtin"])
 def test_cli_shows_a_link_that_does_not_fit_as_an_error(titles_db, how):
     args = ["link", "--source", "shop", "--target", "rival"] + (
