@@ -28,7 +28,14 @@ from prodmatch.match.assign import cluster_duplicates, filter_and_rank, greedy_a
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.hybrid import DEFAULT_K, features, gather, lexical_candidates, lexical_similarities
-from prodmatch.match.memory import dedupe_peak_bytes, exact_link_peak_bytes, require_fits
+from prodmatch.match.memory import (
+    catalog_sizes,
+    dedupe_peak_bytes,
+    exact_link_peak_bytes,
+    lexical_link_peak_bytes,
+    matcher_link_peak_bytes,
+    require_fits,
+)
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.queries import DEFAULT_EF_SEARCH
 from prodmatch.match.scoring import Matcher
@@ -63,7 +70,7 @@ class LinkResult:
     out: str | None = None
     matcher: str | None = None
     accepted: int = 0
-    memory_estimate: int = 0  # bytes an exact search was estimated to take at its peak (0: not estimated)
+    memory_estimate: int = 0  # bytes the link was estimated to take at its peak (0: not estimated)
     notes: tuple[str, ...] = ()  # e.g. why the mode is not the one asked for
 
     def to_dict(self) -> dict:
@@ -148,8 +155,21 @@ def link(
     if matcher is None and threshold is None and space is None and mode is None and builtin_available():
         matcher = BUILTIN_NAME
     if matcher is not None:
+        budget = memory_budget(memory_budget_bytes)
         return _link_with_matcher(
-            conn, source, target, source_id, target_id, matcher, model, k, one_to_one, out, progress, started
+            conn,
+            source,
+            target,
+            source_id,
+            target_id,
+            matcher,
+            model,
+            k,
+            one_to_one,
+            out,
+            progress,
+            started,
+            budget,
         )
     registered = get_model(conn, model) if model or _has_models(conn) else None
     if registered is None:
@@ -175,6 +195,7 @@ def link(
             out,
             progress,
             started,
+            memory_budget(memory_budget_bytes),
         )
     space_dimension(registered, space)
     store.analyze_if_stale(conn)
@@ -225,15 +246,30 @@ def link(
 
 
 def _link_lexical(
-    conn, source, target, source_id, target_id, registered, k, threshold, one_to_one, out, progress, started
+    conn,
+    source,
+    target,
+    source_id,
+    target_id,
+    registered,
+    k,
+    threshold,
+    one_to_one,
+    out,
+    progress,
+    started,
+    budget,
 ) -> LinkResult:
     """Link on the lexical space alone (no model needed): exact top-k of the hashed n-gram vectors."""
+    sizes = catalog_sizes(conn, (source_id, target_id))
+    estimate = lexical_link_peak_bytes(sizes[source_id], sizes[target_id], k)
+    require_fits(f"link {source} -> {target} on the lexical space", estimate, budget, _TOO_BIG)
     params = {"k": k, "threshold": threshold, "one_to_one": one_to_one, "mode": "exact", "space": "lexical"}
     pairs = lexical_candidates(conn, source_id, target_id, k)
     conn.commit()
     pairs = accept_cosine(pairs, threshold, one_to_one)
     sources = _catalog_size(conn, source_id)
-    return _finish(
+    result = _finish(
         conn,
         "link",
         source,
@@ -249,10 +285,30 @@ def _link_lexical(
         out,
         started,
     )
+    return replace(result, memory_estimate=estimate)
+
+
+# What to do when a lexical or matcher link (or a matcher dedupe) does not fit its memory budget (require_fits adds the setting).
+_TOO_BIG = (
+    "link the source catalogue in parts (smaller catalogues, e.g. one per category), or, with a model registered, "
+    "use --space fused --mode ann (the HNSW index, which streams)"
+)
 
 
 def _link_with_matcher(
-    conn, source, target, source_id, target_id, matcher_name, model, k, one_to_one, out, progress, started
+    conn,
+    source,
+    target,
+    source_id,
+    target_id,
+    matcher_name,
+    model,
+    k,
+    one_to_one,
+    out,
+    progress,
+    started,
+    budget,
 ) -> LinkResult:
     """Hybrid candidates scored by a learned matcher; see `link`.
 
@@ -263,6 +319,9 @@ def _link_with_matcher(
     scorer, registered, row, gather_k = opened.scorer, opened.model, opened.row, opened.depth_for(k)
     if registered is None and matcher_name == BUILTIN_NAME and (model or _has_models(conn)):
         registered = get_model(conn, model)
+    sizes = catalog_sizes(conn, (source_id, target_id))
+    estimate = matcher_link_peak_bytes(sizes[source_id], sizes[target_id], registered, gather_k)
+    require_fits(f"link {source} -> {target} with matcher {matcher_name}", estimate, budget, _TOO_BIG)
     bar = tqdm(total=None, unit="product", desc=f"link {source} -> {target}", disable=not progress)
     with bar:
         gathered = gather(conn, source_id, target_id, registered, k=gather_k, advance=bar.update)
@@ -284,7 +343,7 @@ def _link_with_matcher(
         "threshold": scorer.threshold,
     }
     sources = _catalog_size(conn, source_id)
-    return _finish(
+    result = _finish(
         conn,
         "link",
         source,
@@ -301,6 +360,7 @@ def _link_with_matcher(
         started,
         matcher=matcher_name,
     )
+    return replace(result, memory_estimate=estimate)
 
 
 # --- acceptance (shared with `prodmatch.match.watch`, which repairs a stored run the same way) ----------------
@@ -488,7 +548,8 @@ def dedupe(
     if matcher is None and threshold is None and builtin_available():
         matcher = BUILTIN_NAME
     if matcher is not None:
-        return _dedupe_with_matcher(conn, catalog, matcher, threshold, k, progress, started)
+        budget = memory_budget(memory_budget_bytes)
+        return _dedupe_with_matcher(conn, catalog, matcher, threshold, k, progress, started, budget)
     if threshold is None:
         raise ConfigError("dedupe needs a cosine --threshold, or a --matcher (e.g. builtin)")
     if not -1.0 <= threshold <= 1.0:
@@ -546,6 +607,7 @@ def _dedupe_with_matcher(
     k: int,
     progress: bool,
     started: float,
+    budget: MemoryBudget,
 ) -> DedupeResult:
     """`dedupe` on a matcher's probabilities over the catalogue's hybrid candidates against itself."""
     opened = open_matcher(conn, matcher_name)
@@ -559,6 +621,9 @@ def _dedupe_with_matcher(
     refresh_lexical(conn, progress=progress)
     conn.commit()
     depth = min(k, opened.depth)
+    size = catalog_sizes(conn, (dedupe_catalog,))[dedupe_catalog]
+    estimate = matcher_link_peak_bytes(size, size, opened.model, depth + 1)
+    require_fits(f"dedupe of {catalog} with matcher {matcher_name}", estimate, budget, _TOO_BIG)
     bar = tqdm(total=None, unit="product", desc=f"dedupe {catalog}", disable=not progress)
     with bar:
         # One more candidate per source: the product itself, dropped before ranks and margins are computed.
@@ -602,6 +667,7 @@ def _dedupe_with_matcher(
         largest=max((len(c) for c in clusters), default=0),
         seconds=round(time.perf_counter() - started, 3),
         method=f"complete-linkage over matcher {matcher_name!r}'s accepted pairs (hybrid candidates)",
+        memory_estimate=estimate,
     )
 
 

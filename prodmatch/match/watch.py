@@ -40,6 +40,7 @@ from prodmatch import store
 from prodmatch.config import Settings
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import DatabaseError, ProdmatchError
+from prodmatch.hardware import memory_budget
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.clusters import rebuild_clusters
 from prodmatch.match.hybrid import (
@@ -56,6 +57,14 @@ from prodmatch.match.hybrid import (
 )
 from prodmatch.match.hybrid import LEXICAL_QUERY_TERMS as _QUERY_TERMS
 from prodmatch.match.link import _product_signals, accept_cosine, accept_scored, open_matcher
+from prodmatch.match.memory import (
+    catalog_sizes,
+    exact_link_peak_bytes,
+    lexical_link_peak_bytes,
+    matcher_link_peak_bytes,
+    require_fits,
+    watch_peak_bytes,
+)
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.scoring import Matcher
 from prodmatch.store.models import SPACES, Model, get_model
@@ -137,7 +146,10 @@ def watch_link(
                     require_notifications(listener, settings, "link --watch")
                 for channel in NOTIFY_CHANNELS:
                     listener.execute(f"LISTEN {channel}")
-                watcher = watcher or _Watcher(_load_run(conn, summary.run_id))
+                if watcher is None:
+                    run = _load_run(conn, summary.run_id)
+                    _require_memory(conn, run, settings.memory_budget)
+                    watcher = _Watcher(run)
                 while not stop.is_set():
                     done = watcher.step(conn)
                     if done.rewritten_sources:
@@ -164,6 +176,27 @@ def watch_link(
             stop.wait(delay)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _require_memory(conn: psycopg.Connection, run: _Run, budget_bytes: int | None) -> None:
+    """Refuse, before anything is read, a watch whose resident state and first pass would not fit in memory."""
+    sizes = catalog_sizes(conn, (run.source_id, run.target_id))
+    source, target = sizes[run.source_id], sizes[run.target_id]
+    k = run.proposal_k
+    if run.kind == "matcher":
+        link_peak = matcher_link_peak_bytes(source, target, run.model, k)
+    elif run.kind == "lexical":
+        link_peak = lexical_link_peak_bytes(source, target, k)
+    elif run.params.get("mode") == "exact":
+        link_peak = exact_link_peak_bytes(source.products, target.products, run.model, run.params["space"], k)
+    else:  # ANN: the HNSW index streams; the watch keeps the pairs and, for lexical similarity, the rows
+        link_peak = lexical_link_peak_bytes(source, target, k)
+    require_fits(
+        f"link --watch of run {run.run_id} ({run.source} -> {run.target})",
+        watch_peak_bytes(link_peak, source, target, run.model if run.kind == "matcher" else None, k),
+        memory_budget(budget_bytes),
+        "watch the source catalogue in parts (smaller catalogues), or run the watch where there is more memory",
+    )
 
 
 def _wait(listener: psycopg.Connection, stop: threading.Event, poll_seconds: float) -> None:

@@ -1,13 +1,16 @@
 """Memory is predictable: exact link, dedupe and index check estimate their peak, compare it with the machine's
 budget (cgroup limit, MemAvailable, or PRODMATCH_MEMORY_BUDGET), and switch to ANN or refuse with a message
-instead of being killed; the estimate is at least the measured peak; index check holds only its sample."""
+instead of being killed; the estimate is at least the measured peak; index check holds only its sample. The
+lexical and matcher links (the default built-in one too) and `link --watch` are refused the same way."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,14 @@ from prodmatch.embed.registry import add_model
 from prodmatch.errors import ConfigError, ProdmatchError
 from prodmatch.match.index_check import _kth_best, check_index
 from prodmatch.match.link import dedupe, link
-from prodmatch.match.memory import index_check_peak_bytes
+from prodmatch.match.memory import (
+    CatalogSize,
+    catalog_sizes,
+    index_check_peak_bytes,
+    lexical_link_peak_bytes,
+    matcher_link_peak_bytes,
+)
+from prodmatch.match.watch import watch_link
 from prodmatch.store.models import get_model
 from prodmatch.store.vectors import fetch_vectors
 
@@ -136,6 +146,123 @@ def test_exact_link_asked_for_but_too_big_is_refused_with_a_clear_error(vectors_
     )
     assert "Traceback" not in result.output
     assert _runs(vectors_db) == 0
+
+
+# --- lexical and matcher links, watch ---------------------------------------------------------------------------
+
+_WORDS = [
+    "steel",
+    "kettle",
+    "cordless",
+    "drill",
+    "cotton",
+    "shirt",
+    "gaming",
+    "mouse",
+    "desk",
+    "lamp",
+    "yoga",
+    "mat",
+]
+
+
+@pytest.fixture
+def titles_db(settings):
+    """shop and rival, 60 titled products each (rival-i a reworded shop-i), no model registered."""
+    with db.connection(settings) as conn:
+        for catalog in ("shop", "rival"):
+            conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES (%s)", (catalog,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, price)"
+                    " SELECT id, %s, %s, 'Acme', %s FROM prodmatch.catalogs WHERE name = %s",
+                    [(f"{catalog}-{i}", _title(i, catalog == "rival"), 10 + i, catalog) for i in range(60)],
+                )
+        conn.commit()
+    return settings
+
+
+def _title(i: int, reworded: bool) -> str:
+    words = [_WORDS[(i * 7 + j) % len(_WORDS)] for j in range(3)]
+    return f"ACME {' '.join(reversed(words))} ({i:04d}X)" if reworded else f"Acme {' '.join(words)} {i:04d}X"
+
+
+LINKS = {"lexical": {"space": "lexical"}, "builtin": {}, "matcher": {"matcher": "builtin"}}
+
+
+@pytest.mark.parametrize("how", LINKS)
+def test_lexical_and_matcher_links_that_do_not_fit_are_refused_with_both_figures(titles_db, how):
+    with db.connection(titles_db) as conn:
+        with pytest.raises(
+            ProdmatchError, match=r"shop -> rival .*would need about .* budget of 1\.0 MiB"
+        ) as e:
+            link(conn, "shop", "rival", memory_budget_bytes=TINY, **LINKS[how])
+        assert "in parts" in str(e.value) and "PRODMATCH_MEMORY_BUDGET" in str(e.value)
+        assert _runs(titles_db) == 0  # refused before anything was written
+        fits = link(conn, "shop", "rival", memory_budget_bytes=2**40, **LINKS[how])
+    assert fits.memory_estimate > TINY and fits.pairs >= 60
+    assert fits.mode == ("exact" if how == "lexical" else "hybrid")
+    assert fits.matched_sources >= 50  # the reworded copies are found
+
+
+def test_matcher_dedupe_that_does_not_fit_is_refused(titles_db):
+    with db.connection(titles_db) as conn:
+        with pytest.raises(ProdmatchError, match=r"dedupe of shop with matcher builtin would need about"):
+            dedupe(conn, "shop", matcher="builtin", memory_budget_bytes=TINY)
+        fits = dedupe(conn, "shop", matcher="builtin", memory_budget_bytes=2**40)
+    assert fits.memory_estimate > TINY and _runs(titles_db) == 1
+
+
+@pytest.mark.parametrize("how", ["lexical", "builtin"])
+def test_cli_shows_a_link_that_does_not_fit_as_an_error(titles_db, how):
+    args = ["link", "--source", "shop", "--target", "rival"] + (
+        ["--space", "lexical"] if how == "lexical" else []
+    )
+    result = _invoke(titles_db, *args, budget="1MiB")
+    assert result.exit_code == 1, result.output
+    error = result.output.splitlines()[-1]  # after the lexical refresh's progress bar
+    assert error.startswith("Error: link shop -> rival") and "would need about" in error
+    assert "1.0 MiB (PRODMATCH_MEMORY_BUDGET)" in error and "Traceback" not in result.output
+    assert _runs(titles_db) == 0
+
+
+def test_estimates_grow_with_the_catalogues_and_read_the_stored_lexical_sizes(titles_db):
+    with db.connection(titles_db) as conn:
+        link(conn, "shop", "rival", space="lexical", memory_budget_bytes=2**40)  # refreshes the lexical rows
+        ids = dict(conn.execute("SELECT name, id FROM prodmatch.catalogs").fetchall())
+        sizes = catalog_sizes(conn, (ids["shop"], ids["rival"]))
+        terms = conn.execute(
+            "SELECT sum(array_length(string_to_array(split_part(split_part(vector::text, '}', 1), '{', 2), ','), 1))"
+            " FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id WHERE p.catalog_id = %s",
+            (ids["shop"],),
+        ).fetchone()[0]
+    shop = sizes[ids["shop"]]
+    assert shop.products == 60 and terms <= shop.lexical_nonzeros <= terms + 60 * 2  # header bytes / 8 a row
+    bigger = CatalogSize(shop.products * 100, shop.lexical_nonzeros * 100, shop.row_bytes * 100)
+    small, large = lexical_link_peak_bytes(shop, shop, 5), lexical_link_peak_bytes(bigger, bigger, 5)
+    assert large - small > 99 * 2 * 8 * shop.lexical_nonzeros  # at least both sides' CSR rows, 100 times over
+    assert matcher_link_peak_bytes(bigger, bigger, None, 10) >= lexical_link_peak_bytes(bigger, bigger, 10)
+
+
+def test_watch_that_does_not_fit_is_refused_before_it_reads_the_run(titles_db):
+    with db.connection(titles_db) as conn:
+        run = link(conn, "shop", "rival", space="lexical", memory_budget_bytes=2**40)
+    tight = dataclasses.replace(titles_db, memory_budget=TINY)
+    with pytest.raises(
+        ProdmatchError, match=rf"link --watch of run {run.run_id} \(shop -> rival\) would need"
+    ):
+        watch_link(tight, run.run_id, stop=threading.Event(), poll_seconds=0.1)
+    stop = threading.Event()
+    passes = []
+    roomy = dataclasses.replace(titles_db, memory_budget=2**40)
+    watch_link(
+        roomy,
+        run.run_id,
+        stop=stop,
+        poll_seconds=0.05,
+        on_pass=lambda done: (passes.append(done), stop.set()),
+    )
+    assert len(passes) == 1
 
 
 # --- dedupe and index check ------------------------------------------------------------------------------------
