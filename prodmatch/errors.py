@@ -9,6 +9,10 @@ class ConfigError(ProdmatchError):
     """A setting is missing or invalid."""
 
 
+class MemoryBudgetError(ProdmatchError):
+    """A job's estimated peak memory exceeds the budget (`prodmatch.hardware.memory_budget`)."""
+
+
 class DatabaseError(ProdmatchError):
     """The database cannot be reached or lacks what prodmatch needs (e.g. pgvector)."""
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from prodmatch import store
 from prodmatch.embed.lexical_refresh import refresh_lexical
-from prodmatch.errors import ConfigError
+from prodmatch.errors import ConfigError, MemoryBudgetError
 from prodmatch.hardware import MemoryBudget, format_bytes, memory_budget
 from prodmatch.match.assign import cluster_duplicates, filter_and_rank, greedy_assignment
 from prodmatch.match.candidates import ann_candidates, exact_candidates
@@ -152,25 +152,36 @@ def link(
     source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
     refresh_lexical(conn, progress=progress)
     conn.commit()
-    if matcher is None and threshold is None and space is None and mode is None and builtin_available():
+    defaulted = matcher is None and threshold is None and space is None and mode is None
+    if defaulted and builtin_available():
         matcher = BUILTIN_NAME
+    fallback = None  # why a link that defaulted to the built-in matcher went on with a model's cosine
     if matcher is not None:
         budget = memory_budget(memory_budget_bytes)
-        return _link_with_matcher(
-            conn,
-            source,
-            target,
-            source_id,
-            target_id,
-            matcher,
-            model,
-            k,
-            one_to_one,
-            out,
-            progress,
-            started,
-            budget,
-        )
+        try:
+            return _link_with_matcher(
+                conn,
+                source,
+                target,
+                source_id,
+                target_id,
+                matcher,
+                model,
+                k,
+                one_to_one,
+                out,
+                progress,
+                started,
+                budget,
+            )
+        except MemoryBudgetError as error:
+            # Asked for nothing in particular, a user gets a link rather than a refusal: the model's space
+            # (which falls back to ANN by itself when even that does not fit), with the reason as a note.
+            if not defaulted or not (model or _has_models(conn)):
+                raise
+            conn.rollback()
+            fallback = f"{error}. Linked on the model's cosine instead (--matcher builtin insists)"
+            log.warning("%s", fallback)
     registered = get_model(conn, model) if model or _has_models(conn) else None
     if registered is None:
         space = space or "lexical"
@@ -242,7 +253,7 @@ def link(
         out,
         started,
     )
-    return replace(result, memory_estimate=estimate, notes=(note,) if note else ())
+    return replace(result, memory_estimate=estimate, notes=tuple(n for n in (fallback, note) if n))
 
 
 def _link_lexical(

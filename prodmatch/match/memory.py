@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from prodmatch.errors import ProdmatchError
+from prodmatch.errors import MemoryBudgetError
 from prodmatch.hardware import MemoryBudget, format_bytes, usable_cores
 from prodmatch.match.exact import top_k_peak_bytes
 from prodmatch.match.hybrid import (  # how the lexical top-k sizes its blocks and rescoring chunks
@@ -234,9 +234,9 @@ def _lexical_top_k(source: CatalogSize, target: CatalogSize, k: int) -> int:
 
 
 def require_fits(what: str, estimate: int, budget: MemoryBudget, advice: str) -> None:
-    """Raise ProdmatchError when `estimate` bytes exceed the budget, saying both figures and what to do."""
+    """Raise MemoryBudgetError when `estimate` bytes exceed the budget, saying both figures and what to do."""
     if estimate > budget.bytes:
-        raise ProdmatchError(
+        raise MemoryBudgetError(
             f"{what} would need about {format_bytes(estimate)} of memory, more than the budget of "
             f"{budget.to_text()}; {advice}, or set PRODMATCH_MEMORY_BUDGET if this machine really has the memory"
         )

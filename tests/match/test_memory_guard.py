@@ -338,3 +338,14 @@ def test_exact_search_estimate_covers_its_measured_peak():
     measured, estimate = map(int, out.stdout.split())
     assert measured > 10 * 2**20  # the search really allocated (score buffer, scan copy)
     assert measured <= estimate <= 2.5 * measured, (measured, estimate)
+
+
+def test_a_default_link_that_does_not_fit_goes_on_with_the_models_cosine(vectors_db):
+    # Asked for nothing in particular, a user gets a link (the model's space, ANN when even exact does not fit)
+    # with the reason as a note; naming the built-in matcher insists on it, and is refused.
+    with db.connection(vectors_db) as conn:
+        result = link(conn, "shop", "rival", memory_budget_bytes=TINY)
+        assert result.matcher is None and result.mode == "ann" and result.matched_sources >= 390
+        assert "matcher builtin would need about" in result.notes[0] and "cosine instead" in result.notes[0]
+        with pytest.raises(ProdmatchError, match="would need about"):
+            link(conn, "shop", "rival", matcher="builtin", memory_budget_bytes=TINY)
