@@ -32,7 +32,7 @@ from prodmatch import store as db
 from prodmatch.config import Settings
 from prodmatch.match.link import link, dedupe
 from prodmatch.match.index_check import check_index
-import prodmatch.match.link as _unused  # noqa: F401  (imports done before the baseline)
+import prodmatch.quality.builtin  # noqa: F401  (imports done before the baseline)
 import torch
 torch.ones(4) @ torch.ones(4)
 page = os.sysconf("SC_PAGE_SIZE")
@@ -57,13 +57,20 @@ if op == "link":
 elif op == "dedupe":
     result = dedupe(conn, f"A_{n}", 0.95, space="fused")
     estimate = result.memory_estimate
+elif op == "lexical":  # benchmarks/memory_guard.py's links
+    result = link(conn, f"A_{n}", f"B_{n}", space="lexical", memory_budget_bytes=2**40)
+    estimate = result.memory_estimate
+elif op == "matcher":
+    result = link(conn, f"A_{n}", f"B_{n}", memory_budget_bytes=2**40)  # the built-in matcher
+    estimate = result.memory_estimate
 else:
     result = check_index(conn, space="fused", ef_values=(40,))
     estimate = result.memory_estimate
 seconds = time.perf_counter() - started
 done.set()
 thread.join()
-print(json.dumps({"op": op, "n": n, "peak": peak[0] - baseline, "estimate": estimate, "seconds": seconds}))
+print(json.dumps({"op": op, "n": n, "peak": peak[0] - baseline, "estimate": estimate,
+                  "pairs": getattr(result, "pairs", None), "seconds": seconds}))
 """
 
 
@@ -123,6 +130,7 @@ def build(url: str, sizes: list[int], dim: int, seed: int = 0) -> None:
 
 
 def measure(url: str, op: str, n: int) -> dict:
+    """Run `op` ("link", "dedupe", "index", "lexical", "matcher") on A_n / B_n in a fresh process: its figures."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, op, str(n), url], env=env, capture_output=True, text=True, check=True

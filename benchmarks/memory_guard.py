@@ -13,53 +13,20 @@ refreshes the lexical space, then runs each link in a fresh subprocess that samp
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from prodmatch import store as db
-from prodmatch.config import Settings
-from prodmatch.embed.lexical_refresh import refresh_lexical
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CHILD = r"""
-import json, os, sys, threading, time
-from prodmatch import store as db
-from prodmatch.config import Settings
-from prodmatch.match.link import link
-import prodmatch.quality.builtin  # noqa: F401  (imports done before the baseline)
-import torch
-torch.ones(4) @ torch.ones(4)
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
-op, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-conn = db.connect(Settings(database_url=url))
-peak = [0]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
-baseline = rss()
-thread = threading.Thread(target=sample, daemon=True)
-thread.start()
-started = time.perf_counter()
-if op == "lexical":
-    result = link(conn, f"A_{n}", f"B_{n}", space="lexical", memory_budget_bytes=2**40)
-else:
-    result = link(conn, f"A_{n}", f"B_{n}", memory_budget_bytes=2**40)  # the built-in matcher
-seconds = time.perf_counter() - started
-done.set()
-thread.join()
-print(json.dumps({"op": op, "n": n, "peak": peak[0] - baseline, "estimate": result.memory_estimate,
-                  "pairs": result.pairs, "seconds": seconds}))
-"""
+from memory import measure  # noqa: E402  (one child process samples every benchmark's peak)
+
+from prodmatch import store as db  # noqa: E402
+from prodmatch.config import Settings  # noqa: E402
+from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 
 BRANDS = ["Acme", "Borealis", "Cobalt", "Dunmore", "Eversun", "Fjord", "Granite", "Helix", "Ionic", "Juno"]
 WORDS = [
@@ -128,14 +95,6 @@ def build(url: str, sizes: list[int], seed: int = 0) -> None:
         conn.commit()
         refresh_lexical(conn)  # link refreshes the lexical space first; done here so it is not measured
         conn.commit()
-
-
-def measure(url: str, op: str, n: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, op, str(n), url], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
