@@ -49,6 +49,25 @@ def write_catalog(tmp_path: Path, name: str, n: int, image_ref=None, title=None)
     return csv
 
 
+def matched_items(tmp_path: Path) -> tuple[list[tuple], list[tuple]]:
+    """shop (24 items) and rival: rival-0..15 are exact duplicates of shop-0..15 (same image and title, some
+    with a 30% higher price); rival-16..23 are different products. Images are written to tmp_path/images."""
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    for i in range(48):
+        product_image(images / f"{i}.png", i * 7 + 3, fmt="PNG")
+    shop = [(f"shop-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(24)]
+    rival = [
+        (f"rival-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", (130 if i % 3 == 0 else 100) + i)
+        for i in range(16)
+    ]
+    rival += [
+        (f"rival-{i}", f"{WORDS[(i + 5) % 12]} other {i * 11}", f"{i + 24}.png", 50 + i)
+        for i in range(16, 24)
+    ]
+    return shop, rival
+
+
 def write_items(tmp_path: Path, name: str, items: list[tuple[str, str, str, float]]) -> Path:
     """A CSV catalogue from items (external_id, title, image file name under images/, price)."""
     lines = ["external_id,title,brand,category,price,image"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hypothesis
 import pytest
-from builders import WORDS, product_image, write_items
+from builders import matched_items, write_items
 
 from prodmatch import store as db
 from prodmatch.demo.toymodels import build_clip, build_siglip, build_siglip2
@@ -71,19 +71,7 @@ def clip_model(settings, tiny_clip_dir):
 def matched(settings, tiny_clip_dir, tmp_path):
     """shop (24 products) and rival: rival-0..15 are exact duplicates of shop-0..15 (same image and title, some
     with a 30% higher price); rival-16..23 are different products. Embedded with the tiny CLIP."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(48):
-        product_image(images / f"{i}.png", i * 7 + 3, fmt="PNG")
-    shop = [(f"shop-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(24)]
-    rival = [
-        (f"rival-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", (130 if i % 3 == 0 else 100) + i)
-        for i in range(16)
-    ]
-    rival += [
-        (f"rival-{i}", f"{WORDS[(i + 5) % 12]} other {i * 11}", f"{i + 24}.png", 50 + i)
-        for i in range(16, 24)
-    ]
+    shop, rival = matched_items(tmp_path)
     with db.connection(settings) as conn:
         model = add_model(conn, str(tiny_clip_dir), name="clip", precision="fp32")
         ingest_file(conn, write_items(tmp_path, "shop", shop), "shop")

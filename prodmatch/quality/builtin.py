@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from prodmatch.match.signals.features import FeatureMatrix
+from prodmatch.quality.matchers import _plain
 from prodmatch.quality.training import train_matcher
 from prodmatch.store.matchers import BUILTIN_FILE, BUILTIN_NAME
 
@@ -106,7 +107,7 @@ def _capped(part: LabelledPairs, positives: int, seed: int) -> LabelledPairs:
 def builtin_record(matcher, *, k: int, datasets: list[dict], script: str) -> dict:
     """The JSON document of ``builtin_matcher.json``: the matcher's definition and what it was trained on."""
     definition = matcher.to_json()
-    metrics = json.loads(json.dumps(matcher.metrics, default=_plain))
+    metrics = _plain(matcher.metrics)
     return {
         "name": BUILTIN_NAME,
         "definition": definition,
@@ -130,9 +131,3 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value).__name__}")

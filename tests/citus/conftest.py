@@ -20,14 +20,21 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def citus_cluster():
-    """A running local Citus cluster: coordinator + 2 workers, 4 shards per distributed table."""
+def start_citus_cluster():
+    """Starts a fresh local Citus cluster (coordinator + 2 workers, 4 shards per distributed table) when
+    called, skipping where Citus cannot run here; the caller stops it."""
     reason = citus_local.missing_reason()
     if reason:
         pytest.skip(reason)
     if os.environ.get("PGSERVER_POSTGRES_VERSION", "18") != "18":
         pytest.skip("Citus tests run on the embedded PostgreSQL 18 only (CI's second pass is PostgreSQL 16)")
-    cluster = citus_local.LocalCluster.start(workers=2, shard_count=4)
+    return lambda: citus_local.LocalCluster.start(workers=2, shard_count=4)
+
+
+@pytest.fixture(scope="session")
+def citus_cluster(start_citus_cluster):
+    """A running local Citus cluster shared by the session's Citus tests."""
+    cluster = start_citus_cluster()
     yield cluster
     cluster.stop()
 

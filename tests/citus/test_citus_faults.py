@@ -4,7 +4,6 @@ scope), so that stopping and adding nodes does not touch the other Citus tests."
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -17,17 +16,13 @@ from prodmatch.embed.registry import add_model
 from prodmatch.embed.worker import EmbedOptions, embed
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match import queries
-from prodmatch.store import citus_local, distribute
+from prodmatch.store import distribute
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    reason = citus_local.missing_reason()
-    if reason:
-        pytest.skip(reason)
-    if os.environ.get("PGSERVER_POSTGRES_VERSION", "18") != "18":
-        pytest.skip("Citus tests run on the embedded PostgreSQL 18 only (CI's second pass is PostgreSQL 16)")
-    started = citus_local.LocalCluster.start(workers=2, shard_count=4)
+def cluster(start_citus_cluster):
+    """A cluster of this module's own: its tests stop a node and add one."""
+    started = start_citus_cluster()
     yield started
     started.stop()
 

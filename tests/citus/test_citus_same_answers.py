@@ -4,7 +4,7 @@ dedupe."""
 
 from __future__ import annotations
 
-from builders import WORDS, product_image, write_items
+from builders import matched_items, write_items
 from psycopg import sql
 
 from prodmatch import store as db
@@ -17,19 +17,7 @@ from prodmatch.match.link import dedupe, link
 
 def _catalogues(tmp_path):
     """shop and rival as in tests/conftest.py's `matched`, and a rival file with 4 changed titles."""
-    images = tmp_path / "images"
-    images.mkdir(exist_ok=True)
-    for i in range(48):
-        product_image(images / f"{i}.png", i * 7 + 3, fmt="PNG")
-    shop = [(f"shop-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", 100 + i) for i in range(24)]
-    rival = [
-        (f"rival-{i}", f"{WORDS[i % 12]} model {i}", f"{i}.png", (130 if i % 3 == 0 else 100) + i)
-        for i in range(16)
-    ]
-    rival += [
-        (f"rival-{i}", f"{WORDS[(i + 5) % 12]} other {i * 11}", f"{i + 24}.png", 50 + i)
-        for i in range(16, 24)
-    ]
+    shop, rival = matched_items(tmp_path)
     changed = rival[:20] + [(e, f"{t} v2", image, price) for e, t, image, price in rival[20:]]
     return (
         write_items(tmp_path, "shop", shop),
