@@ -66,7 +66,8 @@ def test_wdc_offers_are_split_between_the_catalogues():
 
 
 @pytest.mark.skipif(
-    not (DATA / "ember-ali-shoes").is_dir(), reason="needs ../shared/data/ember-ali-shoes (the development data)"
+    not (DATA / "ember-ali-shoes").is_dir(),
+    reason="needs ../shared/data/ember-ali-shoes (the development data)",
 )
 def test_ember_shoes_offers_carry_their_attributes_and_the_gold_of_equal_clusters(conn, tmp_path):
     case = load_case("ember-ali-shoes", "test")
