@@ -2,14 +2,17 @@
 
 A product's text (brand, title, code-like attributes, category, the start of its description) is normalised
 (`normalize`: NFKC, casefold, Cyrillic transliterated to Latin, units written one way in any script, combining
-marks and punctuation dropped) and turned into a bag of hashed terms in three namespaces:
+marks and punctuation dropped) and turned into a bag of hashed terms in four namespaces:
 
 * ``g``: character 3..5-grams of each word with boundary marks (``<ps``, ``x350h>``), computed on a
   phonetically folded spelling (``ph``->``f``, ``c``/``q``->``k``, ``y``/``j``->``i``, doubled letters once), so
   ``samsung``/``самсунг`` and ``philips``/``филипс`` share most n-grams; the fuzzy, typo-tolerant part;
 * ``w``: whole words as written (after normalisation), exact and so more telling than any one n-gram;
 * ``c``: code tokens: runs of up to four adjacent words glued without separators when the result mixes letters
-  and digits (``ps lx 350 h`` -> ``pslx350h``), so every spelling of a model number yields the same term.
+  and digits (``ps lx 350 h`` -> ``pslx350h``), so every spelling of a model number yields the same term;
+* ``a``: each attribute value whole, under the slot it is compared in (`attribute_value_terms`:
+  ``identifying:material=牛皮头层革``), so two shops' listings of one product whose titles share few words still
+  meet on their descriptive attributes (on the Chinese development set: lexical recall at k=10 0.771 -> 0.829).
 
 Any script: Latin and Cyrillic words get all three; other alphabets (Greek, Arabic, Hebrew, Devanagari...) are
 words like any other (their n-grams unfolded). A run of a script written without spaces (Han, Hiragana /
@@ -48,7 +51,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from prodmatch.roles import reads_lexically
+from prodmatch.roles import comparison_slot, is_no_brand, product_roles, reads_lexically
 
 __all__ = [
     "IdfTable",
@@ -81,6 +84,11 @@ ATTRIBUTE_WEIGHT = 1.0
 CATEGORY_WEIGHT = 0.5
 DESCRIPTION_WEIGHT = 0.5
 DESCRIPTION_CHARS = 300
+ATTRIBUTE_VALUE_WEIGHT = (
+    4.0  # one ``a`` term (an attribute's whole value under its slot) counts as a title word
+)
+ATTRIBUTE_VALUE_CHARS = 64  # longer values are free text (read as words if identifying), not one value
+MAX_ATTRIBUTE_VALUES = 64  # ``a`` terms per product at most
 FIELD_CHARS = 500
 
 # Attributes whose values identify or distinguish a product (keys compared casefolded, without separators).
@@ -236,6 +244,7 @@ _UNIT_TOKEN_RE = re.compile(
 # Phonetic folding for the n-gram namespace only: spellings that differ across languages and transliterations.
 _FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "i"), ("j", "i"), ("w", "v"))
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
+_NOT_WORD_RE = re.compile(r"[\W_]+")
 
 
 @lru_cache(maxsize=1 << 16)  # pure; brands, categories and words repeat across a catalogue
@@ -392,7 +401,47 @@ class LexicalEncoder:
             for code in code_terms(tokens, self.max_code_parts):
                 h = _hash("c", code, dimensions)
                 counts[h] = get(h, 0.0) + weight * self.code_weight
+        for term in attribute_value_terms(product):
+            h = _hash("a", term, dimensions)
+            counts[h] = get(h, 0.0) + ATTRIBUTE_VALUE_WEIGHT
         return counts
+
+
+def attribute_value_terms(product: Mapping[str, object]) -> list[str]:
+    """``slot=value`` of each attribute value of `product`, compared whole (the ``a`` namespace).
+
+    The slot is the one `attribute_agreement` compares under (`prodmatch.roles.comparison_slot`: brand / code /
+    gtin by role, built-in identifying keys by concept, other keys by their own normalised name, noise keys
+    such as URLs, stock or season left out), the value NFKC-folded, casefolded and without spaces or
+    punctuation, so two shops' "鞋底材质: 橡胶" and "帮面材质: 牛皮头层革" meet as exact terms whatever their titles
+    say. Descriptive attributes a catalogue fills (material, heel, toe, pattern...) are what tells apart a
+    marketplace's look-alike offers whose titles share few words; their IDF keeps a value that half the
+    catalogue has ("pattern: plain") from counting. Values longer than `ATTRIBUTE_VALUE_CHARS` are free text and
+    a "no brand" brand is no value.
+    """
+    attributes = product.get("attributes")
+    if not isinstance(attributes, Mapping) or not attributes:
+        return []
+    roles = product_roles(product)
+    out: list[str] = []
+    for key, value in attributes.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            continue
+        text = _attribute_value(str(value))
+        if not text or len(text) > ATTRIBUTE_VALUE_CHARS:
+            continue
+        slot = comparison_slot(str(key), roles)
+        if slot is None or (slot == "brand" and is_no_brand(str(value))):
+            continue
+        out.append(f"{slot}={text}")
+        if len(out) == MAX_ATTRIBUTE_VALUES:
+            break
+    return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _attribute_value(value: str) -> str:
+    return _NOT_WORD_RE.sub("", unicodedata.normalize("NFKC", value).casefold())
 
 
 def code_terms(tokens: list[str], max_parts: int = 4) -> list[str]:

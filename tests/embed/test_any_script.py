@@ -16,6 +16,7 @@ import pytest
 from prodmatch.embed.codes import extract_codes
 from prodmatch.embed.lexical import (
     LexicalEncoder,
+    attribute_value_terms,
     code_terms,
     document_frequencies,
     idf_weights,
@@ -29,6 +30,7 @@ from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.hybrid import lexical_candidates
 from prodmatch.match.signals import text
+from prodmatch.roles import ROLES_FIELD
 from prodmatch.store.catalogs import catalog_id
 
 
@@ -209,3 +211,75 @@ def test_chinese_twins_rank_first_in_the_stored_lexical_space(conn, tmp_path):
         if score > best.get(external[s], ("", -np.inf))[1]:
             best[external[s]] = (external[t], score)
     assert {s: t for s, (t, _) in best.items()} == {"a1": "b1", "a2": "b4"}
+
+
+# Two listings of one shoe in two shops and a look-alike: the three titles share the same words, and only the
+# descriptive attributes tell which listing is the same shoe (heel, upper, insole, toe, opening).
+TWIN_ATTRIBUTES = {
+    "鞋跟款式": "粗跟",
+    "帮面材质": "牛皮头层革",
+    "鞋垫材质": "羊皮",
+    "鞋头款式": "尖头",
+    "开口深度": "浅口",
+}
+ATTRIBUTE_TWINS = [
+    {"title": "网红真皮女鞋法式尖头单鞋", "category": "女鞋 / 单鞋", "attributes": TWIN_ATTRIBUTES},
+    {"title": "网红真皮女鞋职场金属圆扣", "category": "女鞋 / 单鞋", "attributes": TWIN_ATTRIBUTES},
+    {
+        "title": "网红真皮女鞋百搭平底圆头",
+        "category": "女鞋 / 单鞋",
+        "attributes": {
+            "鞋跟款式": "平跟",
+            "帮面材质": "PU",
+            "鞋垫材质": "猪皮",
+            "鞋头款式": "圆头",
+            "开口深度": "深口",
+        },
+    },
+    *(
+        {
+            "title": f"女鞋单鞋{i}号款",
+            "category": "女鞋 / 单鞋",
+            "attributes": {"鞋跟款式": heel, "帮面材质": "PU"},
+        }
+        for i, heel in enumerate(["平跟", "细跟", "坡跟", "平跟", "细跟", "平跟"])
+    ),
+]
+
+
+def test_attribute_values_are_whole_terms_under_their_slot():
+    product = {
+        "attributes": {
+            "帮面材质": "牛皮头层革",
+            "Upper Material": " Leather ",
+            "颜色分类": "黑色",
+            "品牌": "other/其他",  # no brand is no value
+            "货号": "ZR-675",
+            "image_url": "https://img.example.com/1.jpg",  # noise key
+            "描述": "x" * 80,  # free text
+            "适用季节": "",
+        }
+    }
+    terms = attribute_value_terms(product)
+    # a built-in identifying key compares under its concept, another key under its own name
+    assert "identifying:material=牛皮头层革" in terms and "key:uppermaterial=leather" in terms
+    assert "code=zr675" in terms and any(t.startswith("identifying:") and t.endswith("=黑色") for t in terms)
+    assert not any(t.startswith("brand=") or "http" in t or "xxxx" in t or t.endswith("=") for t in terms)
+    # a catalogue that switched a key off (role none) reads no term for it
+    switched_off = attribute_value_terms({**product, ROLES_FIELD: {"帮面材质": "none"}})
+    assert (
+        "identifying:material=牛皮头层革" not in switched_off and "key:uppermaterial=leather" in switched_off
+    )
+
+
+def test_descriptive_attributes_rank_a_listing_with_another_title_above_a_look_alike():
+    encoder = LexicalEncoder()
+    raw = encoder.encode_many(ATTRIBUTE_TWINS)
+    idf = idf_weights(document_frequencies(raw), len(raw))
+    twin, other_title, look_alike = (weigh(v, idf) for v in raw[:3])
+    with_attributes = similarity(twin, other_title) - similarity(twin, look_alike)
+    bare = encoder.encode_many([{k: v for k, v in p.items() if k != "attributes"} for p in ATTRIBUTE_TWINS])
+    bare_idf = idf_weights(document_frequencies(bare), len(bare))
+    twin, other_title, look_alike = (weigh(v, bare_idf) for v in bare[:3])
+    title_only = similarity(twin, other_title) - similarity(twin, look_alike)
+    assert with_attributes > 0.1 and abs(title_only) < 0.1  # the titles alone cannot tell them apart

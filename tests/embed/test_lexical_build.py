@@ -176,3 +176,45 @@ def test_a_refresh_told_which_products_changed_encodes_only_those(conn, catalogu
     }
     assert stale == {second}
     assert refresh_lexical(conn).encoded == 1  # an unrestricted refresh finds the other one
+
+
+def test_migration_0013_makes_every_lexical_row_re_encode_with_attribute_values(empty_settings):
+    """Rows encoded before attribute values were terms are stale after the upgrade, and the next refresh re-encodes
+    them, with the attribute terms (a product's raw terms grow by its attributes' `a` terms)."""
+    assert store.upgrade(empty_settings, "0012") == "0012"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        catalog = conn.execute(
+            "INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id"
+        ).fetchone()[0]
+        for i in range(30):
+            conn.execute(
+                "INSERT INTO prodmatch.products (catalog_id, external_id, title, attributes)"
+                " VALUES (%s, %s, %s, %s::jsonb)",
+                (catalog, f"p{i}", f"shoe {i}", '{"upper material": "leather", "heel": "block"}'),
+            )
+        assert refresh_lexical(conn).encoded == 30
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM prodmatch.lexical WHERE content_hash = "
+                "(SELECT content_hash FROM prodmatch.products WHERE id = product_id)"
+            ).fetchone()[0]
+            == 30
+        )
+    assert store.upgrade(empty_settings) == store.head_revision()
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        stale = conn.execute(
+            "SELECT count(*) FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id"
+            " WHERE l.content_hash <> p.content_hash"
+        ).fetchone()[0]
+        assert stale == 30
+        assert refresh_lexical(conn).encoded == 30
+        terms = conn.execute(
+            "SELECT l.terms::text FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id"
+            " WHERE p.external_id = 'p0'"
+        ).fetchone()[0]
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    expected = encoder.terms(
+        {"title": "shoe 0", "attributes": {"upper material": "leather", "heel": "block"}}
+    )
+    assert terms.count(":") == len(expected)  # sparsevec text: one "index:value" per stored term
+    assert len(expected) == len(encoder.terms({"title": "shoe 0"})) + 2  # the two attribute values are terms
