@@ -113,6 +113,137 @@ BEGIN
 END
 $$;
 
+-- prodmatch.similar (sql/matching.sql), its Citus form: the same signature, filters and rows; only the last step
+-- differs. The single-node form LEFT JOINs its k nearest rows (a materialized CTE, on Citus an intermediate
+-- result) to `embeddings` and `lexical` for the other spaces' similarities; Citus plans an outer join of an
+-- intermediate result to a sharded table by copying the whole sharded table (every vector of the model) to the
+-- coordinator, on every call (at 100,000 products it filled the disk with intermediate files). Here the k
+-- products' rows are read by id (`= ANY (ARRAY(SELECT ... FROM nearest))`, run on every shard) and joined on the
+-- coordinator.
+CREATE OR REPLACE FUNCTION prodmatch.similar(
+    query_product_id bigint,
+    k integer DEFAULT 10,
+    space text DEFAULT 'fused',
+    model text DEFAULT NULL,
+    in_catalog text DEFAULT NULL,
+    other_catalog boolean DEFAULT false,
+    same_category boolean DEFAULT false,
+    same_brand boolean DEFAULT false,
+    min_price_ratio numeric DEFAULT NULL,
+    max_price_ratio numeric DEFAULT NULL,
+    unmatched_only boolean DEFAULT false,
+    ef_search integer DEFAULT 100
+)
+RETURNS TABLE (
+    product_id bigint, catalog text, external_id text, title text, brand text, price numeric,
+    fused_similarity real, image_similarity real, text_similarity real, lexical_similarity real
+)
+LANGUAGE plpgsql STABLE
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $$
+DECLARE
+    m integer;
+    expr text;
+    query_type text;
+    p0 record;
+    q record;
+    query_lexical sparsevec;
+    query_vector vector;
+    has_embedding boolean;
+    catalog_id bigint;
+    nearest text;
+BEGIN
+    IF space = 'lexical' THEN
+        m := prodmatch.model_id_or_null(model);
+    ELSE
+        m := prodmatch.model_id(model);
+        expr := prodmatch.vector_expr(m, space);  -- also validates space
+    END IF;
+    SELECT p.catalog_id, p.category, p.brand, p.price INTO p0 FROM prodmatch.products p WHERE p.id = query_product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'prodmatch: no product with id %', query_product_id;
+    END IF;
+    SELECT e.status, coalesce(e.image_vector, e.image_half::vector) AS image_vector,
+           coalesce(e.text_vector, e.text_half::vector) AS text_vector,
+           coalesce(e.fused_vector, e.fused_half::vector) AS fused_vector INTO q
+      FROM prodmatch.embeddings e WHERE e.product_id = query_product_id AND e.model_id = m;
+    has_embedding := FOUND;
+    SELECT l.vector INTO query_lexical FROM prodmatch.lexical l WHERE l.product_id = query_product_id;
+    IF space = 'lexical' THEN
+        IF query_lexical IS NULL THEN
+            RAISE EXCEPTION 'prodmatch: product % has no lexical vector yet', query_product_id
+                USING HINT = 'run: prodmatch embed (or prodmatch link), which brings the lexical space up to date';
+        END IF;
+        nearest := format($n$
+            SELECT l.product_id, l.vector <=> $1::sparsevec(%1$s) AS distance
+              FROM prodmatch.lexical l
+              JOIN prodmatch.products p ON p.id = l.product_id
+             WHERE true AND $n$, prodmatch.lexical_dimensions());
+        nearest := nearest || '%%FILTERS%%' || ' ORDER BY l.vector <=> $1::sparsevec('
+                   || prodmatch.lexical_dimensions() || ') LIMIT $14';
+    ELSE
+        IF NOT has_embedding THEN
+            RAISE EXCEPTION 'prodmatch: no product with id % (or it has no embedding row for this model)', query_product_id;
+        END IF;
+        query_vector := CASE space WHEN 'fused' THEN q.fused_vector WHEN 'image' THEN q.image_vector
+                                   WHEN 'text' THEN q.text_vector END;
+        IF query_vector IS NULL THEN
+            RAISE EXCEPTION 'prodmatch: product % has no % vector yet (embedding status %)', query_product_id,
+                space, q.status USING HINT = 'run: prodmatch embed; or pick another space';
+        END IF;
+        query_type := prodmatch.index_type(m, space);
+        nearest := format($n$
+            SELECT e.product_id, %1$s <=> $18::%2$s AS distance
+              FROM prodmatch.embeddings e
+              JOIN prodmatch.products p ON p.id = e.product_id
+             WHERE e.model_id = %3$s AND $n$, expr, query_type, m);
+        nearest := nearest || '%%FILTERS%%' || format(' ORDER BY %1$s <=> $18::%2$s LIMIT $14', expr, query_type);
+    END IF;
+    IF in_catalog IS NOT NULL THEN
+        catalog_id := prodmatch.catalog_id(in_catalog);
+    END IF;
+    IF ef_search IS NOT NULL THEN
+        PERFORM prodmatch.set_ef_search(ef_search);
+    END IF;
+    nearest := replace(nearest, '%%FILTERS%%', $f$
+                   p.id <> $2
+               AND ($3::bigint IS NULL OR p.catalog_id = $3)
+               AND (NOT $4 OR p.catalog_id <> $5)
+               AND (NOT $6 OR p.category IS NOT DISTINCT FROM $7)
+               AND (NOT $8 OR lower(p.brand) IS NOT DISTINCT FROM lower($9))
+               AND ($10::numeric IS NULL OR p.price >= $10 * $12)
+               AND ($11::numeric IS NULL OR p.price <= $11 * $12)
+               AND (NOT $13 OR NOT EXISTS (SELECT 1 FROM prodmatch.matches mm
+                                            WHERE mm.target_product_id = p.id AND mm.rank = 1)) $f$);
+    RETURN QUERY EXECUTE format($query$
+        WITH nearest AS MATERIALIZED (%1$s),
+        vectors AS MATERIALIZED (
+            SELECT e.product_id, coalesce(e.fused_vector, e.fused_half::vector) AS fused,
+                   coalesce(e.image_vector, e.image_half::vector) AS image,
+                   coalesce(e.text_vector, e.text_half::vector) AS text
+              FROM prodmatch.embeddings e
+             WHERE e.model_id = $19 AND e.product_id = ANY (ARRAY(SELECT n.product_id FROM nearest n))
+        ),
+        lexicals AS MATERIALIZED (
+            SELECT l.product_id, l.vector FROM prodmatch.lexical l
+             WHERE l.product_id = ANY (ARRAY(SELECT n.product_id FROM nearest n))
+        )
+        SELECT n.product_id, c.name, p.external_id, p.title, p.brand, p.price,
+               (1 - (v.fused <=> $15))::real, (1 - (v.image <=> $16))::real, (1 - (v.text <=> $17))::real,
+               (1 - (l.vector <=> $1))::real
+          FROM nearest n
+          JOIN prodmatch.products p ON p.id = n.product_id
+          JOIN prodmatch.catalogs c ON c.id = p.catalog_id
+          LEFT JOIN vectors v ON v.product_id = n.product_id
+          LEFT JOIN lexicals l ON l.product_id = n.product_id
+         ORDER BY n.distance, n.product_id
+        $query$, nearest)
+    USING query_lexical, query_product_id, catalog_id, other_catalog, p0.catalog_id, same_category, p0.category,
+          same_brand, p0.brand, min_price_ratio, max_price_ratio, p0.price, unmatched_only, k,
+          q.fused_vector, q.image_vector, q.text_vector, query_vector, m;
+END
+$$;
+
 -- prodmatch.candidates (sql/matching.sql) joins each source to its k nearest targets in a LATERAL subquery with
 -- LIMIT, which Citus cannot push down to the shards (the LIMIT is per source, not per shard); one distributed
 -- query per source instead pays the distributed planner and a fan-out to every shard for each source (5-20
