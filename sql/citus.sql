@@ -98,13 +98,13 @@ CREATE TRIGGER products_changed
 -- their next poll (`link --watch --poll-seconds`).
 DROP TRIGGER IF EXISTS embeddings_written ON prodmatch.embeddings;
 
--- A call's ef_search (similar(), search(), candidates()) must reach the workers, where the index scans run. A
--- setting made with set_config() inside a function stays on the coordinator; a SET LOCAL command is passed on by
--- Citus to the workers taking part in the transaction (`citus.propagate_set_commands = 'local'`, set for the
--- database by `db upgrade`). Citus sends it with the BEGIN of each worker's transaction block, which it opens
--- for a distributed query inside a transaction block or after a subplan (similar() and search() materialize their
--- nearest rows, so that holds for them also in autocommit). The iterative scan is set the same way (the
--- functions' own SET clause stays on the coordinator too).
+-- A call's ef_search (similar(), search()) must reach the workers, where the index scans run (candidates() passes
+-- it to its shard calls). A setting made with set_config() inside a function stays on the coordinator; a SET
+-- LOCAL command is passed on by Citus to the workers taking part in the transaction
+-- (`citus.propagate_set_commands = 'local'`, set for the database by `db upgrade`). Citus sends it with the
+-- BEGIN of each worker's transaction block, which it opens for a distributed query inside a transaction block
+-- or after a subplan (similar() and search() materialize their nearest rows, so that holds for them also in
+-- autocommit). The iterative scan is set the same way (the functions' own SET clause stays on the coordinator).
 CREATE OR REPLACE FUNCTION prodmatch.set_ef_search(ef_search integer) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
