@@ -98,11 +98,212 @@ CREATE TRIGGER products_changed
 -- their next poll (`link --watch --poll-seconds`).
 DROP TRIGGER IF EXISTS embeddings_written ON prodmatch.embeddings;
 
+-- A call's ef_search (similar(), search()) must reach the workers, where the index scans run (candidates() passes
+-- it to its shard calls). A setting made with set_config() inside a function stays on the coordinator; a SET
+-- LOCAL command is passed on by Citus to the workers taking part in the transaction
+-- (`citus.propagate_set_commands = 'local'`, set for the database by `db upgrade`). Citus sends it with the
+-- BEGIN of each worker's transaction block, which it opens for a distributed query inside a transaction block
+-- or after a subplan (similar() and search() materialize their nearest rows, so that holds for them also in
+-- autocommit). The iterative scan is set the same way (the functions' own SET clause stays on the coordinator).
+CREATE OR REPLACE FUNCTION prodmatch.set_ef_search(ef_search integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SET LOCAL hnsw.ef_search = %s', ef_search);
+    SET LOCAL hnsw.iterative_scan = relaxed_order;
+END
+$$;
+
+-- prodmatch.similar (sql/matching.sql), its Citus form: the same signature, filters and rows; only the last step
+-- differs. The single-node form LEFT JOINs its k nearest rows (a materialized CTE, on Citus an intermediate
+-- result) to `embeddings` and `lexical` for the other spaces' similarities; Citus plans an outer join of an
+-- intermediate result to a sharded table by copying the whole sharded table (every vector of the model) to the
+-- coordinator, on every call (at 100,000 products it filled the disk with intermediate files). Here the k
+-- products' rows are read by id (`= ANY (ARRAY(SELECT ... FROM nearest))`, run on every shard) and joined on the
+-- coordinator.
+CREATE OR REPLACE FUNCTION prodmatch.similar(
+    query_product_id bigint,
+    k integer DEFAULT 10,
+    space text DEFAULT 'fused',
+    model text DEFAULT NULL,
+    in_catalog text DEFAULT NULL,
+    other_catalog boolean DEFAULT false,
+    same_category boolean DEFAULT false,
+    same_brand boolean DEFAULT false,
+    min_price_ratio numeric DEFAULT NULL,
+    max_price_ratio numeric DEFAULT NULL,
+    unmatched_only boolean DEFAULT false,
+    ef_search integer DEFAULT 100
+)
+RETURNS TABLE (
+    product_id bigint, catalog text, external_id text, title text, brand text, price numeric,
+    fused_similarity real, image_similarity real, text_similarity real, lexical_similarity real
+)
+LANGUAGE plpgsql STABLE
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $$
+DECLARE
+    m integer;
+    expr text;
+    query_type text;
+    p0 record;
+    q record;
+    query_lexical sparsevec;
+    query_vector vector;
+    has_embedding boolean;
+    catalog_id bigint;
+    nearest text;
+BEGIN
+    IF space = 'lexical' THEN
+        m := prodmatch.model_id_or_null(model);
+    ELSE
+        m := prodmatch.model_id(model);
+        expr := prodmatch.vector_expr(m, space);  -- also validates space
+    END IF;
+    SELECT p.catalog_id, p.category, p.brand, p.price INTO p0 FROM prodmatch.products p WHERE p.id = query_product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'prodmatch: no product with id %', query_product_id;
+    END IF;
+    SELECT e.status, coalesce(e.image_vector, e.image_half::vector) AS image_vector,
+           coalesce(e.text_vector, e.text_half::vector) AS text_vector,
+           coalesce(e.fused_vector, e.fused_half::vector) AS fused_vector INTO q
+      FROM prodmatch.embeddings e WHERE e.product_id = query_product_id AND e.model_id = m;
+    has_embedding := FOUND;
+    SELECT l.vector INTO query_lexical FROM prodmatch.lexical l WHERE l.product_id = query_product_id;
+    IF space = 'lexical' THEN
+        IF query_lexical IS NULL THEN
+            RAISE EXCEPTION 'prodmatch: product % has no lexical vector yet', query_product_id
+                USING HINT = 'run: prodmatch embed (or prodmatch link), which brings the lexical space up to date';
+        END IF;
+        nearest := format($n$
+            SELECT l.product_id, l.vector <=> $1::sparsevec(%1$s) AS distance
+              FROM prodmatch.lexical l
+              JOIN prodmatch.products p ON p.id = l.product_id
+             WHERE true AND $n$, prodmatch.lexical_dimensions());
+        nearest := nearest || '%%FILTERS%%' || ' ORDER BY l.vector <=> $1::sparsevec('
+                   || prodmatch.lexical_dimensions() || ') LIMIT $14';
+    ELSE
+        IF NOT has_embedding THEN
+            RAISE EXCEPTION 'prodmatch: no product with id % (or it has no embedding row for this model)', query_product_id;
+        END IF;
+        query_vector := CASE space WHEN 'fused' THEN q.fused_vector WHEN 'image' THEN q.image_vector
+                                   WHEN 'text' THEN q.text_vector END;
+        IF query_vector IS NULL THEN
+            RAISE EXCEPTION 'prodmatch: product % has no % vector yet (embedding status %)', query_product_id,
+                space, q.status USING HINT = 'run: prodmatch embed; or pick another space';
+        END IF;
+        query_type := prodmatch.index_type(m, space);
+        nearest := format($n$
+            SELECT e.product_id, %1$s <=> $18::%2$s AS distance
+              FROM prodmatch.embeddings e
+              JOIN prodmatch.products p ON p.id = e.product_id
+             WHERE e.model_id = %3$s AND $n$, expr, query_type, m);
+        nearest := nearest || '%%FILTERS%%' || format(' ORDER BY %1$s <=> $18::%2$s LIMIT $14', expr, query_type);
+    END IF;
+    IF in_catalog IS NOT NULL THEN
+        catalog_id := prodmatch.catalog_id(in_catalog);
+    END IF;
+    IF ef_search IS NOT NULL THEN
+        PERFORM prodmatch.set_ef_search(ef_search);
+    END IF;
+    nearest := replace(nearest, '%%FILTERS%%', $f$
+                   p.id <> $2
+               AND ($3::bigint IS NULL OR p.catalog_id = $3)
+               AND (NOT $4 OR p.catalog_id <> $5)
+               AND (NOT $6 OR p.category IS NOT DISTINCT FROM $7)
+               AND (NOT $8 OR lower(p.brand) IS NOT DISTINCT FROM lower($9))
+               AND ($10::numeric IS NULL OR p.price >= $10 * $12)
+               AND ($11::numeric IS NULL OR p.price <= $11 * $12)
+               AND (NOT $13 OR NOT EXISTS (SELECT 1 FROM prodmatch.matches mm
+                                            WHERE mm.target_product_id = p.id AND mm.rank = 1)) $f$);
+    RETURN QUERY EXECUTE format($query$
+        WITH nearest AS MATERIALIZED (%1$s),
+        vectors AS MATERIALIZED (
+            SELECT e.product_id, coalesce(e.fused_vector, e.fused_half::vector) AS fused,
+                   coalesce(e.image_vector, e.image_half::vector) AS image,
+                   coalesce(e.text_vector, e.text_half::vector) AS text
+              FROM prodmatch.embeddings e
+             WHERE e.model_id = $19 AND e.product_id = ANY (ARRAY(SELECT n.product_id FROM nearest n))
+        ),
+        lexicals AS MATERIALIZED (
+            SELECT l.product_id, l.vector FROM prodmatch.lexical l
+             WHERE l.product_id = ANY (ARRAY(SELECT n.product_id FROM nearest n))
+        )
+        SELECT n.product_id, c.name, p.external_id, p.title, p.brand, p.price,
+               (1 - (v.fused <=> $15))::real, (1 - (v.image <=> $16))::real, (1 - (v.text <=> $17))::real,
+               (1 - (l.vector <=> $1))::real
+          FROM nearest n
+          JOIN prodmatch.products p ON p.id = n.product_id
+          JOIN prodmatch.catalogs c ON c.id = p.catalog_id
+          LEFT JOIN vectors v ON v.product_id = n.product_id
+          LEFT JOIN lexicals l ON l.product_id = n.product_id
+         ORDER BY n.distance, n.product_id
+        $query$, nearest)
+    USING query_lexical, query_product_id, catalog_id, other_catalog, p0.catalog_id, same_category, p0.category,
+          same_brand, p0.brand, min_price_ratio, max_price_ratio, p0.price, unmatched_only, k,
+          q.fused_vector, q.image_vector, q.text_vector, query_vector, m;
+END
+$$;
+
 -- prodmatch.candidates (sql/matching.sql) joins each source to its k nearest targets in a LATERAL subquery with
--- LIMIT, which Citus cannot push down to the shards. Its Citus form: the same signature and rows, one nearest-
--- neighbour query per source (each runs on every shard and is merged by the coordinator, like similar()), and
--- the ranks and similarities computed on the coordinator from materialized results. The query vector travels as
--- text (its type depends on the space and the model's storage), cast back to the index's type.
+-- LIMIT, which Citus cannot push down to the shards (the LIMIT is per source, not per shard); one distributed
+-- query per source instead pays the distributed planner and a fan-out to every shard for each source (5-20
+-- sources a second on a local cluster). The Citus form runs that LATERAL on every shard itself, for a batch of
+-- sources at once: `run_command_on_colocated_placements` sends each co-located (embeddings, lexical) shard pair
+-- one call of `prodmatch.shard_nearest` (below) carrying the batch's query vectors; each shard answers the k
+-- nearest of its rows per source from its own HNSW index, and the coordinator keeps the k best of all shards per
+-- source (a correct top k, as for similar()) and computes every space's similarity from the vectors of the pairs
+-- kept. Same signature and rows as the single-node form. The shard calls run on connections of their own, so
+-- they see committed rows only (what `link` and an analyst search is committed), and `ef_search` travels with
+-- them as an argument.
+
+-- One shard's k nearest targets of each query vector of a batch, as JSON [[query ordinal, product id, distance],
+-- ...]. Runs on a worker, on the shards named by the coordinator (products_shard is the reference table's copy
+-- on that node); expression is the model's index expression (prodmatch.vector_expr, alias e), query_type its type.
+CREATE OR REPLACE FUNCTION prodmatch.shard_nearest(
+    embeddings_shard regclass,
+    lexical_shard regclass,
+    products_shard regclass,
+    space text,
+    model_id integer,
+    expression text,
+    query_type regtype,
+    target_catalog_id bigint,
+    k integer,
+    ef_search integer,
+    queries text[]
+)
+RETURNS text
+LANGUAGE plpgsql
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $$
+DECLARE
+    nearest text;
+    found text;
+BEGIN
+    IF ef_search IS NOT NULL THEN
+        PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+    END IF;
+    IF space = 'lexical' THEN
+        nearest := format($n$
+            SELECT l.product_id, l.vector <=> q.v::sparsevec AS distance
+              FROM %1$s l JOIN %2$s p ON p.id = l.product_id
+             WHERE p.catalog_id = $2 ORDER BY l.vector <=> q.v::sparsevec LIMIT $3 $n$,
+            lexical_shard, products_shard);
+    ELSE
+        nearest := format($n$
+            SELECT e.product_id, %1$s <=> q.v::%2$s AS distance
+              FROM %3$s e JOIN %4$s p ON p.id = e.product_id
+             WHERE e.model_id = $4 AND p.catalog_id = $2 ORDER BY %1$s <=> q.v::%2$s LIMIT $3 $n$,
+            expression, query_type, embeddings_shard, products_shard);
+    END IF;
+    EXECUTE format($q$
+        SELECT coalesce(json_agg(json_build_array(q.i, n.product_id, n.distance)), '[]')::text
+          FROM unnest($1) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL (%s) n $q$, nearest)
+       INTO found USING queries, target_catalog_id, k, model_id;
+    RETURN found;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION prodmatch.candidates(
     source_catalog text,
     target_catalog text,
@@ -117,66 +318,93 @@ RETURNS TABLE (
     fused_similarity real, image_similarity real, text_similarity real, lexical_similarity real
 )
 LANGUAGE plpgsql STABLE
-SET hnsw.iterative_scan = 'relaxed_order'
 AS $$
 DECLARE
+    batch_size constant integer := 500;  -- sources per shard call: ~1 MB of query vectors at 256 dimensions
     m integer;
     source_id bigint;
     target_id bigint;
-    nearest text;
+    expression text;
+    query_type text;
     query_expr text;
-    src record;
+    products_shard text;
+    ids bigint[];
+    queries text[];
+    command text;
+    results text[];
+    failure text;
+    first integer := 1;
 BEGIN
     IF space = 'lexical' THEN
         m := prodmatch.model_id_or_null(model);
-        nearest := $n$
-            SELECT l.product_id, l.vector <=> $1::sparsevec AS distance
-              FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id
-             WHERE p.catalog_id = $2 ORDER BY l.vector <=> $1::sparsevec LIMIT $3 $n$;
         query_expr := 'sl.vector';
+        query_type := 'sparsevec';
     ELSE
         m := prodmatch.model_id(model);
-        nearest := format($n$
-            SELECT e.product_id, %1$s <=> $1::%3$s AS distance
-              FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id
-             WHERE e.model_id = %2$s AND p.catalog_id = $2 ORDER BY %1$s <=> $1::%3$s LIMIT $3 $n$,
-            prodmatch.vector_expr(m, space, 'e'), m, prodmatch.index_type(m, space));
+        expression := prodmatch.vector_expr(m, space, 'e');
+        query_type := prodmatch.index_type(m, space);
         query_expr := prodmatch.vector_expr(m, space, 's');
     END IF;
     source_id := prodmatch.catalog_id(source_catalog);
     target_id := prodmatch.catalog_id(target_catalog);
-    IF ef_search IS NOT NULL THEN
-        PERFORM set_config('hnsw.ef_search', ef_search::text, true);
-    END IF;
-    FOR src IN EXECUTE format($s$
-        SELECT sp.id, (%1$s)::text AS query, coalesce(s.fused_vector, s.fused_half::vector) AS fused,
-               coalesce(s.image_vector, s.image_half::vector) AS image,
-               coalesce(s.text_vector, s.text_half::vector) AS text, sl.vector AS lexical
+    SELECT shard_name(s.logicalrelid, s.shardid) INTO products_shard
+      FROM pg_dist_shard s WHERE s.logicalrelid = 'prodmatch.products'::regclass;
+    EXECUTE format($s$
+        SELECT array_agg(sp.id ORDER BY sp.id), array_agg((%1$s)::text ORDER BY sp.id)
           FROM prodmatch.products sp
           LEFT JOIN prodmatch.embeddings s ON s.product_id = sp.id AND s.model_id = $2
           LEFT JOIN prodmatch.lexical sl ON sl.product_id = sp.id
-         WHERE sp.catalog_id = $1 AND %1$s IS NOT NULL AND ($3::bigint[] IS NULL OR sp.id = ANY($3))
-         ORDER BY sp.id $s$, query_expr)
-        USING source_id, m, source_ids
-    LOOP
-        RETURN QUERY EXECUTE format($q$
-            WITH nearest AS MATERIALIZED (%1$s),
-            scored AS MATERIALIZED (
-                SELECT n.product_id, n.distance,
-                       (1 - ($6 <=> coalesce(te.fused_vector, te.fused_half::vector)))::real AS fused,
-                       (1 - ($7 <=> coalesce(te.image_vector, te.image_half::vector)))::real AS image,
-                       (1 - ($8 <=> coalesce(te.text_vector, te.text_half::vector)))::real AS text,
-                       (1 - ($9 <=> tl.vector))::real AS lexical
-                  FROM nearest n
-                  LEFT JOIN prodmatch.embeddings te ON te.product_id = n.product_id AND te.model_id = $5
-                  LEFT JOIN prodmatch.lexical tl ON tl.product_id = n.product_id
-            )
-            SELECT $4::bigint, s.product_id,
-                   (row_number() OVER (ORDER BY s.distance, s.product_id))::integer AS rank,
-                   s.fused, s.image, s.text, s.lexical
-              FROM scored s
-             ORDER BY rank $q$, nearest)
-        USING src.query, target_id, k, src.id, m, src.fused, src.image, src.text, src.lexical;
+         WHERE sp.catalog_id = $1 AND %1$s IS NOT NULL AND ($3::bigint[] IS NULL OR sp.id = ANY($3)) $s$,
+        query_expr)
+       INTO ids, queries USING source_id, m, source_ids;
+    WHILE first <= coalesce(cardinality(ids), 0) LOOP
+        -- run_command_on_colocated_placements puts each placement's two shard names in place of the two %s
+        -- (with format()), so any other % is doubled.
+        command := 'SELECT prodmatch.shard_nearest(''%s'', ''%s'', ' || replace(format(
+            '%L, %L, %L, %L, %L, %L, %L, %L, %L)', products_shard, space, m, expression, query_type, target_id,
+            k, ef_search, queries[first : first + batch_size - 1]), '%', '%%');
+        SELECT array_agg(r.result) FILTER (WHERE r.success),
+               min(r.nodename || ':' || r.nodeport || ': ' || r.result) FILTER (WHERE NOT r.success)
+          INTO results, failure
+          FROM run_command_on_colocated_placements('prodmatch.embeddings', 'prodmatch.lexical', command) r;
+        IF failure IS NOT NULL THEN
+            RAISE EXCEPTION 'prodmatch: candidates failed on the Citus worker %', failure;
+        END IF;
+        RETURN QUERY
+        WITH found AS (
+            SELECT ids[first + (x ->> 0)::integer - 1] AS source, (x ->> 1)::bigint AS product_id,
+                   (x ->> 2)::float8 AS distance
+              FROM unnest(results) AS r(result), json_array_elements(r.result::json) x
+        ),
+        best AS MATERIALIZED (
+            SELECT ranked.* FROM (
+                SELECT f.source, f.product_id,
+                       row_number() OVER (PARTITION BY f.source ORDER BY f.distance, f.product_id) AS rank
+                  FROM found f
+            ) ranked WHERE ranked.rank <= k
+        ),
+        involved AS MATERIALIZED (SELECT b.source AS id FROM best b UNION SELECT b.product_id FROM best b),
+        vectors AS MATERIALIZED (
+            SELECT e.product_id, coalesce(e.fused_vector, e.fused_half::vector) AS fused,
+                   coalesce(e.image_vector, e.image_half::vector) AS image,
+                   coalesce(e.text_vector, e.text_half::vector) AS text
+              FROM prodmatch.embeddings e
+             WHERE e.model_id = m AND e.product_id = ANY (ARRAY(SELECT i.id FROM involved i))
+        ),
+        lexicals AS MATERIALIZED (
+            SELECT l.product_id, l.vector FROM prodmatch.lexical l
+             WHERE l.product_id = ANY (ARRAY(SELECT i.id FROM involved i))
+        )
+        SELECT b.source, b.product_id, b.rank::integer,
+               (1 - (sv.fused <=> tv.fused))::real, (1 - (sv.image <=> tv.image))::real,
+               (1 - (sv.text <=> tv.text))::real, (1 - (sl.vector <=> tl.vector))::real
+          FROM best b
+          LEFT JOIN vectors sv ON sv.product_id = b.source
+          LEFT JOIN vectors tv ON tv.product_id = b.product_id
+          LEFT JOIN lexicals sl ON sl.product_id = b.source
+          LEFT JOIN lexicals tl ON tl.product_id = b.product_id
+         ORDER BY b.source, b.rank;
+        first := first + batch_size;
     END LOOP;
 END
 $$;

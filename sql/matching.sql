@@ -49,6 +49,11 @@ $$;
 CREATE OR REPLACE FUNCTION prodmatch.lexical_dimensions() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 1048576 $$;
 
+-- hnsw.ef_search for the rest of the calling transaction, as set_config(..., true) does. On Citus, sql/citus.sql
+-- replaces it by a SET LOCAL command, which Citus passes on to the workers where the index scans run.
+CREATE OR REPLACE FUNCTION prodmatch.set_ef_search(ef_search integer) RETURNS void
+LANGUAGE sql AS $$ SELECT set_config('hnsw.ef_search', ef_search::text, true) $$;
+
 -- The id of a catalogue by name; the error lists the catalogues that exist.
 CREATE OR REPLACE FUNCTION prodmatch.catalog_id(catalog text) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
@@ -200,7 +205,7 @@ BEGIN
         catalog_id := prodmatch.catalog_id(in_catalog);
     END IF;
     IF ef_search IS NOT NULL THEN
-        PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+        PERFORM prodmatch.set_ef_search(ef_search);
     END IF;
     nearest := replace(nearest, '%%FILTERS%%', $f$
                    p.id <> $2
@@ -257,7 +262,7 @@ BEGIN
         catalog_id := prodmatch.catalog_id(in_catalog);
     END IF;
     IF ef_search IS NOT NULL THEN
-        PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+        PERFORM prodmatch.set_ef_search(ef_search);
     END IF;
     RETURN QUERY EXECUTE format($query$
         WITH nearest AS MATERIALIZED (
@@ -327,7 +332,7 @@ BEGIN
     source_id := prodmatch.catalog_id(source_catalog);
     target_id := prodmatch.catalog_id(target_catalog);
     IF ef_search IS NOT NULL THEN
-        PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+        PERFORM prodmatch.set_ef_search(ef_search);
     END IF;
     RETURN QUERY EXECUTE format($query$
         SELECT sp.id, t.product_id, t.rank::integer,

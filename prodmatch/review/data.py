@@ -210,8 +210,7 @@ def find_run(
         values.append(target)
     query = sql.SQL(
         "SELECT r.id, r.kind, sc.name AS source_catalog, tc.name AS target_catalog, m.name AS model, r.params,"
-        " r.created_at, (SELECT count(*) FROM prodmatch.matches x WHERE x.run_id = r.id) AS pairs"
-        " FROM prodmatch.match_runs r JOIN prodmatch.models m ON m.id = r.model_id"
+        " r.created_at FROM prodmatch.match_runs r JOIN prodmatch.models m ON m.id = r.model_id"
         " JOIN prodmatch.catalogs sc ON sc.id = r.source_catalog_id"
         " LEFT JOIN prodmatch.catalogs tc ON tc.id = r.target_catalog_id"
         " WHERE {} ORDER BY (r.kind = 'link') DESC, r.created_at DESC, r.id DESC LIMIT 1"
@@ -225,6 +224,10 @@ def find_run(
             )
         between = f" from {source or '*'} to {target or '*'}" if source or target else ""
         raise ConfigError(f"no match run{between} to review; run `prodmatch link SOURCE TARGET` first")
+    # Counted on its own: Citus refuses a correlated subquery on a sharded table beside reference tables.
+    (row["pairs"],) = conn.execute(
+        "SELECT count(*) FROM prodmatch.matches x WHERE x.run_id = %s", (row["id"],)
+    ).fetchone()
     return Run(**row)
 
 

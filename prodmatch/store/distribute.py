@@ -98,11 +98,16 @@ def distribute(conn: psycopg.Connection) -> list[str]:
     # refuses, in one transaction, a parallel command on the shards after a read of `products` (link drops and
     # builds the lexical index, dedupe replaces its run after reading vectors). One connection per worker for
     # multi-shard writes and DDL lifts that, for every session of this database.
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} SET citus.multi_shard_modify_mode = 'sequential'").format(
-            sql.Identifier(conn.info.dbname)
+    # A call's SET LOCAL hnsw.ef_search (prodmatch.set_ef_search, sql/citus.sql) is passed on to the workers.
+    for setting, value in (
+        ("citus.multi_shard_modify_mode", "sequential"),
+        ("citus.propagate_set_commands", "local"),
+    ):
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(conn.info.dbname), sql.SQL(setting), sql.Literal(value)
+            )
         )
-    )
     _hnsw_defaults_on_workers(conn)
     return changed
 
@@ -120,10 +125,11 @@ def placements(conn: psycopg.Connection) -> list[Placement]:
     return [Placement(node=node, shards=shards, size_bytes=int(size)) for node, shards, size in rows]
 
 
-# The HNSW scans run in the workers' sessions, where the SQL API's set_config('hnsw.ef_search', ..., true) and
-# its functions' `SET hnsw.iterative_scan` do not reach (Citus passes on SET commands, not settings made inside
-# functions), and a worker refuses ALTER DATABASE. So each worker gets the SQL API's defaults server-wide
-# (ALTER SYSTEM, then a reload); a call's own ef_search is not passed on.
+# The HNSW scans run in the workers' sessions, where the functions' own `SET hnsw.iterative_scan` does not reach
+# (Citus passes on SET LOCAL commands, not settings made inside functions). A call's ef_search reaches them as a
+# SET LOCAL (prodmatch.set_ef_search, sql/citus.sql) or as an argument of the shard calls (candidates()); for
+# anything else (an analyst's own query) each worker gets the SQL API's defaults server-wide (ALTER SYSTEM, then
+# a reload: a worker refuses ALTER DATABASE).
 HNSW_WORKER_DEFAULTS = {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"}
 
 
