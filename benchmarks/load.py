@@ -103,12 +103,21 @@ class LoadReport:
     pair_lag: dict = field(default_factory=dict)
     lost: list[int] = field(default_factory=list)  # inserted products not embedded and linked after the drain
     drain_seconds: float = 0.0
-    watchers: dict[str, dict] = field(default_factory=dict)  # name -> exit code, warning lines, tracebacks
+    watchers: dict[str, dict] = field(default_factory=dict)  # name -> exit, warning lines, tracebacks, cpu_s
+    link_passes: dict = field(
+        default_factory=dict
+    )  # passes during the load, p50 / max seconds, full recomputes
+    connections: dict = field(default_factory=dict)  # the server's max_connections, the most seen at once
+    machine: dict = field(
+        default_factory=dict
+    )  # CPU busy share of the whole machine, this process's CPU, load
+    lag_series: list[tuple[float, float, float | None]] = field(default_factory=list)  # (inserted at, lags)
     latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)  # for the plot
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("latencies")
+        out.pop("lag_series")
         return out
 
     def to_text(self) -> str:
@@ -133,9 +142,26 @@ class LoadReport:
                 lines.append(
                     f"lag {name}: p50 {lag['p50_s']:.2f} s, p99 {lag['p99_s']:.2f} s, max {lag['max_s']:.2f} s"
                 )
-        for name, w in self.watchers.items():
+        p = self.link_passes
+        if p:
             lines.append(
-                f"{name}: exit {w['exit']}, {w['warnings']} warning lines, {w['tracebacks']} tracebacks"
+                f"link --watch: {p['passes']} passes during the load, p50 {p['p50_s']:.2f} s, max {p['max_s']:.2f} s"
+                f" ({p['full']} whole-run recomputes)"
+            )
+        for name, w in self.watchers.items():
+            lines.extend(f"  {name}> {line}" for line in w.get("tail", []))
+            lines.append(
+                f"{name}: exit {w['exit']}{' (SIGTERM re-raised by uvicorn after its shutdown)' if w['exit'] == -15 else ''}"
+                f", {w['warnings']} warning lines, {w['tracebacks']} tracebacks, {w['cpu_s']:.0f} CPU s"
+            )
+        c, m = self.connections, self.machine
+        if c:
+            lines.append(f"connections: at most {c['peak']} at once (max_connections {c['max_connections']})")
+        if m:
+            lines.append(
+                f"machine: CPU {m['busy_percent']:.0f}% busy over the load (all {os.cpu_count()} cores, every"
+                f" process on it); this process (clients, writer) {m['client_cpu_s']:.1f} CPU s;"
+                f" load average {m['load_average']}"
             )
         lines.append(f"errors: {sum(self.errors.values())}")
         lines.extend(f"  {count} x {what}" for what, count in sorted(self.errors.items()))
@@ -159,19 +185,32 @@ def run_load(settings: Settings, options: LoadOptions, workdir: Path) -> LoadRep
         clients = [_Analyst(url, ids, demo, run_id, options.seed + n, stop) for n in range(options.clients)]
         writer = _Writer(url, ids, options, stop)
         reviewer = _Reviewer(services.review_url, ids, stop)
-        threads = [threading.Thread(target=c.run, daemon=True) for c in (*clients, writer, reviewer)]
-        started = time.perf_counter()
+        sampler = _Sampler(url, stop)
+        threads = [threading.Thread(target=c.run, daemon=True) for c in (*clients, writer, reviewer, sampler)]
+        started, busy, cpu, first_pass = (
+            time.perf_counter(),
+            _busy_jiffies(),
+            time.process_time(),
+            len(services.passes),
+        )
         for thread in threads:
             thread.start()
         stop.wait(options.seconds)
         stop.set()
+        report.machine = {
+            "busy_percent": round(100 * _busy_share(busy, _busy_jiffies()), 1),
+            "client_cpu_s": round(time.process_time() - cpu, 1),
+            "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        }
         for thread in threads:
             thread.join(timeout=60)
         report.seconds = time.perf_counter() - started
+        report.connections = sampler.figures()
+        report.link_passes = _pass_figures(services.pass_info[first_pass:])
         drain_started = time.perf_counter()
         report.lost = _drain(url, writer.inserted, writer.updated, services, options.drain_seconds)
         report.drain_seconds = time.perf_counter() - drain_started
-        report.embed_lag, report.pair_lag = _lags(url, writer.inserted, services.passes)
+        report.embed_lag, report.pair_lag, report.lag_series = _lags(url, writer.inserted, services.passes)
     report.watchers = services.outcome
     report.inserted, report.updated = len(writer.inserted), len(writer.updated)
     _tally(report, [*clients, reviewer], writer)
@@ -216,28 +255,30 @@ class Services:
         self.url, self.workdir, self.poll, self.review = url, workdir, poll_seconds, review
         self.processes: dict[str, subprocess.Popen] = {}
         self.passes: list[tuple[float, float]] = []  # (checkpoint as epoch seconds, wall time the pass ended)
+        self.pass_info: list[dict] = []  # each pass as watch_link reports it
         self.outcome: dict[str, dict] = {}
         self.run_id = 0
         self.review_url = ""
 
     def __enter__(self) -> Services:
         self.start_link_watch()
-        if not self.review:  # the limit test: it starts the embed watcher itself, when no slot is free
-            return self
-        self.start_embed_watch()
-        port = _free_port()
-        self.start("review", "review", "--run", str(self.run_id), "--host", "127.0.0.1", "--port", str(port))
-        self.review_url = f"http://127.0.0.1:{port}"
-        _wait_for(lambda: _answers(self.review_url + "/browse"), 120, "the review app")
+        if self.review:  # the limit test starts the embed watcher itself, when no slot is free
+            self.start_embed_watch()
+            port = _free_port()
+            self.start(
+                "review", "review", "--run", str(self.run_id), "--host", "127.0.0.1", "--port", str(port)
+            )
+            self.review_url = f"http://127.0.0.1:{port}"
+            _wait_for(lambda: _answers(self.review_url + "/browse"), 120, "the review app")
+        _wait_for(lambda: self.passes, 300, "link --watch's first pass")
         return self
 
     def start_link_watch(self) -> None:
-        """Watch the newest run; returns once its first pass (the whole run) is done."""
+        """Watch the newest run (its first pass recomputes the whole run)."""
         with psycopg.connect(self.url) as conn:
             self.run_id = conn.execute("SELECT max(id) FROM prodmatch.match_runs").fetchone()[0]
         link = self.start("link", WATCH_LINK, self.url, str(self.run_id), str(self.poll), code=True)
         threading.Thread(target=self._read_passes, args=(link,), daemon=True).start()
-        _wait_for(lambda: self.passes, 300, "link --watch's first pass")
 
     def start_embed_watch(self) -> None:
         self.start("embed", "embed", "--watch", "--model", MODEL)
@@ -259,12 +300,14 @@ class Services:
         for line in process.stdout:
             if line.startswith('{"run_id"'):
                 done = json.loads(line)
+                self.pass_info.append(done)
                 self.passes.append((datetime.fromisoformat(done["checkpoint"]).timestamp(), time.time()))
 
     def alive(self) -> list[str]:
         return [name for name, p in self.processes.items() if p.poll() is None]
 
     def __exit__(self, *exc) -> None:
+        cpu = {name: _cpu_seconds(p.pid) for name, p in self.processes.items()}
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -279,7 +322,10 @@ class Services:
                 "exit": code,
                 "warnings": sum("retrying" in line or "reconnecting" in line for line in log.splitlines()),
                 "tracebacks": log.count("Traceback"),
+                "cpu_s": cpu[name],
             }
+            if code not in (0, -signal.SIGTERM):  # what it said last, to see why (uvicorn re-raises SIGTERM)
+                self.outcome[name]["tail"] = log.splitlines()[-15:]
 
 
 class _Client:
@@ -456,13 +502,15 @@ def _lags(url: str, inserted: dict, passes: list[tuple[float, float]]) -> tuple[
             " AND e.status IN ('done', 'image_error')",
             (MODEL, sorted(inserted)),
         ).fetchall()
-    to_vectors, to_pair = [], []
+    to_vectors, to_pair, series = [], [], []
+    start = min(inserted.values(), default=0.0)
     for product_id, embedded_at in rows:
         to_vectors.append(float(embedded_at) - inserted[product_id])
         ends = [end for checkpoint, end in passes if checkpoint > float(embedded_at)]
         if ends:
             to_pair.append(min(ends) - inserted[product_id])
-    return _spread(to_vectors), _spread(to_pair)
+        series.append((inserted[product_id] - start, to_vectors[-1], to_pair[-1] if ends else None))
+    return _spread(to_vectors), _spread(to_pair), sorted(series)
 
 
 def _spread(seconds: list[float]) -> dict:
@@ -478,7 +526,69 @@ def _spread(seconds: list[float]) -> dict:
 
 
 def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """Linear between the closest ranks (numpy's default, as the plot's whiskers)."""
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def _pass_figures(passes: list[dict]) -> dict:
+    seconds = sorted(p["seconds"] for p in passes)
+    if not seconds:
+        return {}
+    return {
+        "passes": len(seconds),
+        "p50_s": round(statistics.median(seconds), 3),
+        "max_s": round(seconds[-1], 3),
+        "full": sum(p["full"] for p in passes),
+    }
+
+
+class _Sampler:
+    """How many connections the server holds, once a second."""
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        self.url, self.stop = url, stop
+        self.counts: list[int] = []
+        self.max_connections = 0
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, application_name="load-sampler") as conn:
+            self.max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+            while not self.stop.wait(1.0):
+                self.counts.append(
+                    conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                    ).fetchone()[0]
+                )
+
+    def figures(self) -> dict:
+        return {"max_connections": self.max_connections, "peak": max(self.counts, default=0)}
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine since boot, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    fields = fields[:8]  # user nice system idle iowait irq softirq steal (guest time is inside user)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (and its waited-for children), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return round(sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK"), 1)
 
 
 def _tally(report: LoadReport, readers: list[_Client], writer: _Writer) -> None:
@@ -511,7 +621,7 @@ def plot(report: LoadReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     kinds = [k for k in report.queries if report.latencies.get(k)]
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig, (ax, lag_ax) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [3, 2]})
     data = [[1000 * v for v in report.latencies[k]] for k in kinds]
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=False)
     ax.set_yticks(range(1, len(kinds) + 1))
@@ -536,10 +646,34 @@ def plot(report: LoadReport, path: Path) -> None:
         fontsize=10,
     )
     ax.grid(axis="x", which="both", alpha=0.3)
+    _plot_lags(report, lag_ax)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_lags(report: LoadReport, ax) -> None:
+    """Each inserted product's lag to its vectors and to its pairs, by when it was inserted."""
+    at = [t for t, _, _ in report.lag_series]
+    ax.plot(at, [v for _, v, _ in report.lag_series], ".", label="insert -> vectors (embed --watch)")
+    paired = [(t, p) for t, _, p in report.lag_series if p is not None]
+    ax.plot(
+        [t for t, _ in paired],
+        [p for _, p in paired],
+        ".",
+        label="insert -> pair in matches_v (link --watch)",
+    )
+    ax.set_xlabel("inserted at (s into the load)")
+    ax.set_ylabel("lag (s)")
+    p = report.link_passes
+    ax.set_title(
+        f"watchers' lag per inserted product ({report.inserted})\nlink --watch: {p.get('passes', 0)} passes,"
+        f" p50 {p.get('p50_s', float('nan')):.1f} s, max {p.get('max_s', float('nan')):.1f} s",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
 
 
 # --- at the limit: more clients than max_connections -------------------------------------------------------
@@ -607,13 +741,14 @@ def run_limit(url: str, workdir: Path, *, extra: int = 8, products: int = 60, fr
                 db.connect(settings).close()
             except TooManyConnectionsError as error:
                 refusals[str(error).splitlines()[0]] += 1
-        cli = subprocess.run(
+        cli = subprocess.Popen(
             [sys.executable, "-c", _CLI, "--database-url", url,
              "similar", "shop:" + _first_external_id(held[0]), "--k", "3"],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         # Both watchers must get through a time with no free slot: embed starts now, link loses its connections.
         services.start_embed_watch()
+        _, cli_stderr = cli.communicate(timeout=120)
         _wait_for(lambda: _retry_lines(workdir / "embed.log"), 180, "embed --watch's first retry")
         held[0].execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'prodmatch'"
@@ -637,7 +772,7 @@ def run_limit(url: str, workdir: Path, *, extra: int = 8, products: int = 60, fr
         refused=sum(refusals.values()),
         refusals=dict(refusals),
         cli_exit=cli.returncode,
-        cli_error=cli.stderr.strip().splitlines()[-1] if cli.stderr.strip() else "",
+        cli_error=cli_stderr.strip().splitlines()[-1] if cli_stderr.strip() else "",
         retry_lines=retry_lines,
         embedded_after_release_s=embedded_s,
         linked_after_release_s=linked_s,
