@@ -300,7 +300,7 @@ class Services:
         for line in process.stdout:
             if line.startswith('{"run_id"'):
                 done = json.loads(line)
-                self.pass_info.append(done)
+                self.pass_info.append({**done, "ended": time.time()})
                 self.passes.append((datetime.fromisoformat(done["checkpoint"]).timestamp(), time.time()))
 
     def alive(self) -> list[str]:
@@ -532,6 +532,9 @@ def _percentile(ordered: list[float], q: float) -> float:
     return statistics.quantiles(ordered, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+_PASS_FIELDS = ("changed_sources", "changed_targets", "recomputed_sources", "rewritten_sources")
+
+
 def _pass_figures(passes: list[dict]) -> dict:
     seconds = sorted(p["seconds"] for p in passes)
     if not seconds:
@@ -541,6 +544,15 @@ def _pass_figures(passes: list[dict]) -> dict:
         "p50_s": round(statistics.median(seconds), 3),
         "max_s": round(seconds[-1], 3),
         "full": sum(p["full"] for p in passes),
+        "each": [
+            {
+                **{k: p[k] for k in _PASS_FIELDS},
+                "seconds": round(p["seconds"], 2),
+                # from the previous pass's end: the wait, this pass, and rebuilding the clusters after it
+                "since_last_s": round(p["ended"] - before["ended"], 2) if before else None,
+            }
+            for before, p in zip([None, *passes[:-1]], passes, strict=True)
+        ],
     }
 
 

@@ -203,9 +203,12 @@ class _ModelWorker:
             self._refresh_statistics()
         finally:
             bar.close()
-            # A stopping worker does not wait for loader threads (they end within ImageLimits.total_timeout);
-            # one that ran out of work joins them, so none is inside a decoder when the interpreter exits.
-            pool.shutdown(wait=not self.stop.is_set(), timeout=self.options.image_limits.total_timeout + 5)
+            # A worker that ran out of work joins the loader threads, so none is inside a decoder or torch when
+            # the interpreter exits (that aborts the process: "terminate called without an active exception",
+            # seen after SIGTERM under benchmarks/load.py). A stopping worker gives them a second to finish a
+            # decode or a preprocess, not the time a stuck download takes (ImageLimits.total_timeout).
+            stopping = self.stop.is_set()
+            pool.shutdown(wait=True, timeout=1.0 if stopping else self.options.image_limits.total_timeout + 5)
             self._release_all()
             if self.listener is not None:
                 self.listener.close()

@@ -240,7 +240,7 @@ class _Run:
         return self.gather_k if self.scorer is not None else int(self.params["k"])
 
     def dense_spaces(self) -> tuple[str, ...]:
-        if self.model is None:
+        if self.model is None or self.kind == "lexical":  # a lexical run reads no vectors, model or not
             return ()
         return SPACES if self.scorer is not None else (self.params["space"],)
 
