@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import signal
 import socket
@@ -54,6 +53,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from watch_latency import cpu_name  # noqa: E402
 
 from prodmatch import match  # noqa: E402
 from prodmatch import store as db  # noqa: E402
@@ -176,13 +178,13 @@ class LoadReport:
 def run_load(settings: Settings, options: LoadOptions, workdir: Path) -> LoadReport:
     """Prepare the demo in `settings`' database, run the load for `options.seconds`, drain, and report."""
     url = db.database_url(settings)
-    demo = prepare(settings, options.products, options.seed, workdir)
+    prepare(settings, options.products, options.seed, workdir)
     report = LoadReport(options=asdict(options), cpu=cpu_name(), seconds=0.0)
     with Services(url, workdir, options.poll_seconds) as services:
         run_id = services.run_id
         ids = _ids(url)
         stop = threading.Event()
-        clients = [_Analyst(url, ids, demo, run_id, options.seed + n, stop) for n in range(options.clients)]
+        clients = [_Analyst(url, ids, run_id, options.seed + n, stop) for n in range(options.clients)]
         writer = _Writer(url, ids, options, stop)
         reviewer = _Reviewer(services.review_url, ids, stop)
         sampler = _Sampler(url, stop)
@@ -349,7 +351,7 @@ class _Client:
 class _Analyst(_Client):
     """One analyst's connection running the SQL API's queries back to back, kinds in a random order."""
 
-    def __init__(self, url: str, ids: dict, demo, run_id: int, seed: int, stop: threading.Event) -> None:
+    def __init__(self, url: str, ids: dict, run_id: int, seed: int, stop: threading.Event) -> None:
         super().__init__()
         self.url, self.ids, self.run_id, self.stop = url, ids, run_id, stop
         self.rng = random.Random(seed)
@@ -891,16 +893,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _set_max_connections(home: Path, value: int) -> str:
