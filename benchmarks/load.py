@@ -103,7 +103,7 @@ class LoadReport:
     updated: int = 0
     embed_lag: dict = field(default_factory=dict)  # p50_s, p99_s, max_s over inserted products
     pair_lag: dict = field(default_factory=dict)
-    lost: list[int] = field(default_factory=list)  # inserted products not embedded and linked after the drain
+    lost: list[int] = field(default_factory=list)  # inserted not embedded and linked, updated not re-embedded
     drain_seconds: float = 0.0
     watchers: dict[str, dict] = field(default_factory=dict)  # name -> exit, warning lines, tracebacks, cpu_s
     link_passes: dict = field(
@@ -461,13 +461,13 @@ class _Reviewer(_Client):
 
 def _drain(url: str, inserted: dict, updated: set, services: Services, limit: float) -> list[int]:
     """Wait until every inserted product is embedded and linked and every updated one embedded again; the
-    inserted products that still are not when `limit` seconds have passed."""
+    products that still are not when `limit` seconds have passed (or a watcher has died)."""
     deadline = time.monotonic() + limit
     while True:
         with psycopg.connect(url) as conn:
             missing = _not_done(conn, inserted, updated, services)
         if not missing or time.monotonic() > deadline or len(services.alive()) < len(services.processes):
-            return sorted(p for p in missing if p in inserted) or sorted(missing)
+            return sorted(missing)
         time.sleep(0.5)
 
 
