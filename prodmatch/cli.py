@@ -568,12 +568,10 @@ def embed_command(
     from prodmatch.embed.images import ImageLimits
     from prodmatch.embed.lexical_refresh import refresh_lexical
     from prodmatch.embed.netguard import parse_allow_list
-    from prodmatch.embed.worker import EmbedOptions, embed
+    from prodmatch.embed.worker import EmbedOptions, connect_patiently, embed
 
     settings = _settings()
     allow = parse_allow_list(image_allow if image_allow is not None else settings.image_allow)
-    with store.connection(settings) as conn:
-        lexical = refresh_lexical(conn, progress=not as_json)
     options = EmbedOptions(
         model=model,
         catalog=catalog,
@@ -602,8 +600,11 @@ def embed_command(
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    has_models = True
-    with store.connection(settings) as conn:
+    conn = connect_patiently(settings, options, stop)  # a watcher waits for the server, or a free slot
+    if conn is None:
+        return
+    with conn:
+        lexical = refresh_lexical(conn, progress=not as_json)
         has_models = conn.execute("SELECT EXISTS (SELECT 1 FROM prodmatch.models)").fetchone()[0]
     summaries = embed(settings, options, stop=stop) if has_models or watch else []
     if as_json:
@@ -812,7 +813,12 @@ def link_command(
     from prodmatch import match
 
     settings = _settings()
-    with store.connection(settings) as conn:
+    # A watch is a service: it waits for the server, or for a free connection slot, before its first link.
+    stop = _stop_on_signals("stopping the watch") if watch else None
+    conn = store.connect_waiting(settings, stop) if watch else store.connect(settings)
+    if conn is None:
+        return
+    with conn:
         result = match.link(
             conn,
             source,
@@ -837,7 +843,6 @@ def link_command(
             if done.rewritten_sources or done.deleted:
                 click.echo(json.dumps(done.to_dict()) if as_json else done.to_text(), err=not as_json)
 
-        stop = _stop_on_signals("stopping the watch")
         summary = watch_link(settings, result.run_id, stop=stop, poll_seconds=poll_seconds, on_pass=report)
         click.echo(summary.to_text(), err=True)
 

@@ -17,6 +17,17 @@ class DatabaseError(ProdmatchError):
     """The database cannot be reached or lacks what prodmatch needs (e.g. pgvector)."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The server cannot take a connection now (down, starting, out of connection slots): worth retrying.
+
+    Watchers (`embed --watch`, `link --watch`) wait and retry on it; a wrong address or password is a plain
+    DatabaseError, which they report at once."""
+
+
+class TooManyConnectionsError(DatabaseUnavailable):
+    """Every connection slot of the server (`max_connections`) is in use."""
+
+
 class IngestError(ProdmatchError):
     """A catalogue file cannot be read at all (unreadable, missing required columns)."""
 

@@ -39,7 +39,7 @@ from prodmatch.embed.batch import (
 )
 from prodmatch.embed.encoders import Encoder
 from prodmatch.embed.images import ImageLimits
-from prodmatch.errors import ConfigError, DatabaseError
+from prodmatch.errors import ConfigError, DatabaseError, DatabaseUnavailable
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.models import Model, get_model, list_models
 from prodmatch.store.pooler import require_notifications
@@ -112,7 +112,10 @@ def embed(
 ) -> list[EmbedSummary]:
     """Embed every pending product (of one model or all), or keep doing so with `options.watch` until `stop`."""
     stop = stop or threading.Event()
-    with db.connection(settings) as conn:
+    conn = connect_patiently(settings, options, stop)
+    if conn is None:  # stopped while waiting for the database
+        return []
+    with conn:
         if options.retry_errors:
             queue.requeue_errors(conn, options.model)
         models = [get_model(conn, options.model)] if options.model else [s.model for s in list_models(conn)]
@@ -159,10 +162,13 @@ class _ModelWorker:
 
     def run(self) -> EmbedSummary:
         started = time.perf_counter()
-        self._connect()
+        self.conn = connect_patiently(self.settings, self.options, self.stop, "prodmatch-worker")
+        if self.conn is None:  # stopped while waiting for the database
+            return self.summary
         self.catalog_id = self._catalog_id()
         if self.options.watch:
-            self.listener = self._listen()
+            with contextlib.suppress(DatabaseUnavailable):  # no slot free yet: _wait_for_work listens later
+                self.listener = self._listen()
         pool = LoaderPool(self.options.image_threads)
         total = None if self.options.watch else self._pending_count()
         if total is not None and self.options.limit is not None:
@@ -197,9 +203,12 @@ class _ModelWorker:
             self._refresh_statistics()
         finally:
             bar.close()
-            # A stopping worker does not wait for loader threads (they end within ImageLimits.total_timeout);
-            # one that ran out of work joins them, so none is inside a decoder when the interpreter exits.
-            pool.shutdown(wait=not self.stop.is_set(), timeout=self.options.image_limits.total_timeout + 5)
+            # A worker that ran out of work joins the loader threads, so none is inside a decoder or torch when
+            # the interpreter exits (that aborts the process: "terminate called without an active exception",
+            # seen after SIGTERM under benchmarks/load.py). A stopping worker gives them a second to finish a
+            # decode or a preprocess, not the time a stuck download takes (ImageLimits.total_timeout).
+            stopping = self.stop.is_set()
+            pool.shutdown(wait=True, timeout=1.0 if stopping else self.options.image_limits.total_timeout + 5)
             self._release_all()
             if self.listener is not None:
                 self.listener.close()
@@ -365,8 +374,8 @@ class _ModelWorker:
                 for _ in self.listener.notifies(timeout=0.25, stop_after=1):
                     return
             except (psycopg.Error, DatabaseError) as error:
-                log.warning("lost the LISTEN connection (%s); listening again", error)
-                if self.listener is not None:
+                if self.listener is not None:  # one line when it is lost, not one per try to get it back
+                    log.warning("lost the LISTEN connection (%s); listening again", _first_line(error))
                     with contextlib.suppress(psycopg.Error):
                         self.listener.close()
                 self.listener = None
@@ -378,3 +387,19 @@ class _ModelWorker:
 
     def _limit_reached(self, in_flight: int) -> bool:
         return self.options.limit is not None and self._done() + in_flight >= self.options.limit
+
+
+def connect_patiently(
+    settings: Settings, options: EmbedOptions, stop: threading.Event, application_name: str = "prodmatch"
+) -> psycopg.Connection | None:
+    """A connection; a watcher (`options.watch`) waits for one while the server is down or has no free connection
+    slot (None if stopped meanwhile). A batch run fails at once."""
+    if not options.watch:
+        return db.connect(settings, application_name=application_name)
+    return db.connect_waiting(
+        settings, stop, backoff=options.retry_backoff, application_name=application_name
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from prodmatch import store
 from prodmatch.config import Settings
 from prodmatch.embed.lexical_refresh import refresh_lexical
-from prodmatch.errors import DatabaseError, ProdmatchError
+from prodmatch.errors import DatabaseError, DatabaseUnavailable, ProdmatchError
 from prodmatch.hardware import memory_budget
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.clusters import rebuild_clusters
@@ -134,7 +134,11 @@ def watch_link(
     on_pass: Callable[[WatchPass], None] | None = None,
     db_retries: int = 5,
 ) -> WatchSummary:
-    """Keep link run `run_id` equal to a fresh link on the current data until `stop` is set."""
+    """Keep link run `run_id` equal to a fresh link on the current data until `stop` is set.
+
+    A watch is a service: a lost connection, a server that is down or one with no free connection slot is waited
+    out (backoff up to 30 s, one line per try), however long it lasts; other database errors (a wrong address or
+    password) end it after `db_retries` tries."""
     started = time.perf_counter()
     summary = WatchSummary(run_id)
     watcher: _Watcher | None = None
@@ -164,13 +168,15 @@ def watch_link(
                     _wait(listener, stop, poll_seconds)
         except (psycopg.OperationalError, DatabaseError) as error:
             failures += 1
-            if failures > db_retries:
+            transient = isinstance(error, (psycopg.OperationalError, DatabaseUnavailable))
+            if failures > db_retries and not transient:
                 raise DatabaseError(
                     f"lost the database connection and could not get it back: {error}"
                 ) from error
             summary.reconnects += 1
-            delay = min(30.0, 0.5 * 2 ** (failures - 1))
-            log.warning("database connection lost (%s); reconnecting in %.1f s", error, delay)
+            delay = min(30.0, 0.5 * 2 ** min(failures - 1, 16))
+            reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            log.warning("database connection lost (%s); reconnecting in %.1f s", reason, delay)
             if watcher is not None:
                 watcher.state = None  # what was in flight is unknown: start again from the stored data
             stop.wait(delay)
@@ -234,7 +240,7 @@ class _Run:
         return self.gather_k if self.scorer is not None else int(self.params["k"])
 
     def dense_spaces(self) -> tuple[str, ...]:
-        if self.model is None:
+        if self.model is None or self.kind == "lexical":  # a lexical run reads no vectors, model or not
             return ()
         return SPACES if self.scorer is not None else (self.params["space"],)
 

@@ -7,8 +7,10 @@ checks that pgvector is there. Migrations are Alembic's, run programmatically fr
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +19,14 @@ from pathlib import Path
 import psycopg
 
 from prodmatch.config import Settings
-from prodmatch.errors import DatabaseError, ProdmatchError
+from prodmatch.errors import DatabaseError, DatabaseUnavailable, ProdmatchError, TooManyConnectionsError
 
 # Iterative index scans (hnsw.iterative_scan, used by filtered similar()/search) arrived in 0.8.0; 0.8.2 fixed
 # a buffer overflow in parallel HNSW builds and the 0.8.x releases up to 0.8.3 fixed HNSW build and vacuum bugs,
 # so the floor excludes every release with a known HNSW defect. The embedded server ships 0.8.5.
 MIN_PGVECTOR = (0, 8, 3)
+
+log = logging.getLogger(__name__)
 
 
 def database_url(settings: Settings) -> str:
@@ -55,6 +59,33 @@ def connect(
         conn.prepare_threshold = None
     register_vector_types(conn)
     return conn
+
+
+def connect_waiting(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    backoff: float = 0.5,
+    autocommit: bool = False,
+    application_name: str = "prodmatch",
+) -> psycopg.Connection | None:
+    """`connect`, waiting while the server is down or has no free connection slot: for services (the watchers).
+
+    Tries again after `backoff` seconds, doubled each time up to 30 s, with one warning line per try; None when
+    `stop` is set meanwhile. A wrong address or password (a plain DatabaseError) is raised at once.
+    """
+    attempt = 0
+    while True:
+        try:
+            return connect(settings, autocommit=autocommit, application_name=application_name)
+        except DatabaseUnavailable as error:
+            if stop.is_set():
+                raise
+            delay = min(30.0, backoff * 2 ** min(attempt, 16))
+            attempt += 1
+            log.warning("%s; retrying in %.1f s", str(error).splitlines()[0], delay)
+            if stop.wait(delay):
+                return None
 
 
 def behind_pooler(conn: psycopg.Connection) -> bool:
@@ -131,12 +162,36 @@ def check_pgvector_version(version: str, where: str = "the server") -> None:
 
 
 def connect_error(url: str, exc: BaseException) -> DatabaseError:
-    """A one-line DatabaseError for a failed connection, with no password in it."""
+    """A one-line DatabaseError for a failed connection, with no password in it.
+
+    A server out of connection slots gives TooManyConnectionsError, one that is down or starting gives
+    DatabaseUnavailable (both worth retrying; watchers do); anything else (address, password) a DatabaseError.
+    """
     first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return DatabaseError(
-        f"cannot connect to {mask_url(url)}: {scrub_password(first, url)}".strip()
+    reason = scrub_password(first, url)
+    if _TOO_MANY.search(reason):
+        server_says = _TOO_MANY.search(reason).group(0)
+        return TooManyConnectionsError(
+            f"too many connections: the server at {mask_url(url)} has no free connection slot ({server_says}; "
+            "its max_connections are all in use). Use fewer clients, or a pooler such as PgBouncer in front of "
+            'it (docs/reliability.md, "Behind PgBouncer"), or raise max_connections; embed --watch and '
+            "link --watch wait and retry"
+        )
+    error = DatabaseUnavailable if _UNAVAILABLE.search(reason) else DatabaseError
+    return error(
+        f"cannot connect to {mask_url(url)}: {reason}".strip()
         + "\nSet --database-url / PRODMATCH_DATABASE_URL, or unset it to use the embedded server."
     )
+
+
+# What PostgreSQL says when every slot is taken: max_connections, or only the reserved ones are left.
+_TOO_MANY = re.compile(r"sorry, too many clients already|remaining connection slots are reserved[^;]*", re.I)
+# A server that is down, starting, stopping or in recovery: it may take the connection later.
+_UNAVAILABLE = re.compile(
+    r"connection refused|no such file or directory|the database system is (starting up|shutting down|"
+    r"in recovery mode|not yet accepting connections)|server closed the connection unexpectedly|timeout expired",
+    re.I,
+)
 
 
 _KEYWORD_PASSWORD = re.compile(r"""(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&]*)""", re.IGNORECASE)

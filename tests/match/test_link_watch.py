@@ -267,6 +267,26 @@ def test_watched_cosine_run_follows_vectors_as_the_worker_writes_them(settings, 
         watching.close()
 
 
+def test_watched_lexical_run_follows_target_changes_while_a_model_is_registered(settings, conn, matched):
+    # A lexical run of a database with a model once made the reverse search read "lexical" vectors (a crash on
+    # the first changed target; found by benchmarks/load.py's probing).
+    run = match.link(conn, "shop", "rival", space="lexical", k=3)
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+
+        def check() -> None:
+            done = watching.caught_up(conn)
+            watched = _stored(conn, done.run_id)
+            fresh = match.link(conn, "shop", "rival", space="lexical", k=3)
+            assert watched == _stored(conn, fresh.run_id)
+            watching.caught_up(conn)
+
+        _add_change_and_drop_a_target(conn, "rival-3", "", check)
+    finally:
+        watching.close()
+
+
 def _within(seconds: float, conn, query: str, params: tuple, expected) -> float:
     """Seconds until `query` returns `expected` (fails after `seconds`)."""
     started = time.monotonic()
