@@ -139,3 +139,16 @@ def slow_picture_server(folder: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+def insert_shop_copy_as_competitor(
+    conn, catalogs: dict[str, int], source: str, external_id: str = "app-new"
+) -> None:
+    """What an application does: a copy of shop product `source` inserted into the competitor catalogue by plain
+    SQL through the coordinator (committed by the caller)."""
+    conn.execute(
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, image, price,"
+        " currency) SELECT %s, %s, title, brand, category, image, price, currency"
+        " FROM prodmatch.products WHERE catalog_id = %s AND external_id = %s",
+        (catalogs["competitor"], external_id, catalogs["shop"], source),
+    )

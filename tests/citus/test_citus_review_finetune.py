@@ -10,6 +10,7 @@ import re
 import threading
 import time
 
+from builders import insert_shop_copy_as_competitor
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
@@ -122,12 +123,7 @@ def test_review_finetune_and_a_learned_matchers_watch_work_through_the_coordinat
                 "SELECT external_id FROM prodmatch.products WHERE catalog_id = %s ORDER BY id LIMIT 1",
                 (catalogs["shop"],),
             ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, image, price,"
-                " currency) SELECT %s, 'app-new', title, brand, category, image, price, currency"
-                " FROM prodmatch.products WHERE catalog_id = %s AND external_id = %s",
-                (catalogs["competitor"], catalogs["shop"], source),
-            )
+            insert_shop_copy_as_competitor(conn, catalogs, source)
             conn.commit()
             found, started = None, time.monotonic()
             while found is None and time.monotonic() - started < 60 and not errors:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+from builders import insert_shop_copy_as_competitor
+
 from prodmatch import match
 from prodmatch import store as db
 from prodmatch.demo.catalogues import generate
@@ -64,12 +66,7 @@ def test_a_new_offer_inserted_through_the_coordinator_reaches_matches_v(
         time.sleep(2)  # the watchers' first pass: their state and checkpoint before the insert
         with db.connection(citus_settings) as conn:
             catalogs = dict(conn.execute("SELECT name, id FROM prodmatch.catalogs"))
-            conn.execute(
-                "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, category, image, price,"
-                " currency) SELECT %s, 'app-new', title, brand, category, image, price, currency"
-                " FROM prodmatch.products WHERE catalog_id = %s AND external_id = %s",
-                (catalogs["competitor"], catalogs["shop"], source),
-            )
+            insert_shop_copy_as_competitor(conn, catalogs, source)
             conn.commit()
             pending = conn.execute(
                 "SELECT count(*) FROM prodmatch.embeddings e JOIN prodmatch.products p ON p.id = e.product_id"
