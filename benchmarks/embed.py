@@ -14,7 +14,8 @@ of the worker's rates as they are of the model's. Prints products/s for:
       before answering each request;
   (m) the model-only limit: the image and text towers alone, in bf16, batch 32, on tensors made beforehand
       (the catalogue's preprocessed photos and tokenized texts), nothing else in the process running;
-  (t) text only: the worker on a catalogue without images, against (t-m) the text tower alone on its tokens;
+  (t) text only: the worker on a catalogue of 4N products without images, against (t-m) the text tower alone on
+      the catalogue's tokens (in catalogue order and sorted by length; the better of the two is the limit);
   (b) a naive loop over a subset, one product at a time in fp32: PIL open, the transformers processor,
       get_image_features, get_text_features, one UPDATE and commit per product, in a fresh process;
   (c) the matmul bound: the best bf16 matmul FLOP/s this CPU reaches, divided by the model's FLOPs per product
@@ -148,6 +149,33 @@ class WriteClock:
         queue.write = self._write
 
 
+class TowerClock:
+    """Sum the seconds the worker spends inside the towers (`Encoder.embed_pixels` and `Encoder.embed_texts`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> TowerClock:
+        self._saved = {name: getattr(Encoder, name) for name in ("embed_pixels", "embed_texts")}
+        for name, method in self._saved.items():
+            setattr(Encoder, name, self._timed(method))
+        return self
+
+    def _timed(self, method):
+        def timed(encoder, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(encoder, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        for name, method in self._saved.items():
+            setattr(Encoder, name, method)
+
+
 def marginal_rate(stamps: list[tuple[float, int]]) -> float:
     """Products per second after the first batch: what the products after it cost, startup left out."""
     if len(stamps) < 2:
@@ -156,12 +184,17 @@ def marginal_rate(stamps: list[tuple[float, int]]) -> float:
 
 
 def worker_run(settings: Settings, catalogue: str, limits: ImageLimits | None = None) -> tuple[float, object]:
-    """Embed the catalogue with the CLI's default options; (marginal products/s, summary)."""
+    """Embed the catalogue with the CLI's default options; (marginal products/s, summary).
+
+    The summary's `tower_share` is the part of the worker's run spent inside the towers' calls (the rest: the
+    model load, the first claim and images, and whatever the model waited for)."""
     options = EmbedOptions(model=MODEL_NAME, catalog=catalogue, precision=settings.precision)
     if limits is not None:
         options = replace(options, image_limits=limits)
-    with WriteClock() as clock:
+    with WriteClock() as clock, TowerClock() as towers:
+        started = time.perf_counter()
         [summary] = embed(settings, options)
+        summary.tower_share = towers.seconds / (clock.stamps[-1][0] - started)
     return marginal_rate(clock.stamps), summary
 
 
@@ -418,7 +451,8 @@ def main() -> None:
                 for r in range(args.rounds):
                     ingest_file(conn, write_catalogue(tmp, f"local-{r}", n, photos), f"local-{r}")
                     ingest_file(conn, write_catalogue(tmp, f"http-{r}", n, urls), f"http-{r}")
-                    ingest_file(conn, write_catalogue(tmp, f"text-{r}", n, []), f"text-{r}")
+                    # Text alone is ~8x faster: 4N products, so its marginal rate spans more than a second.
+                    ingest_file(conn, write_catalogue(tmp, f"text-{r}", 4 * n, []), f"text-{r}")
                 texts = [
                     render_text(model.text_template, {"title": t, "brand": b})
                     for t, b in conn.execute(
@@ -428,13 +462,15 @@ def main() -> None:
                 ]
             http_limits = replace(EmbedOptions().image_limits, allowed_networks=("127.0.0.1/32",))
             batch = EmbedOptions().batch_size
+            shares = []  # per round: the part of each worker run spent inside the towers
             rounds = []  # per round: local, http, text-only worker rates; image, text, sorted-text tower rates
             for r in range(args.rounds):
                 local, summary = worker_run(settings, f"local-{r}")
                 http, http_summary = worker_run(settings, f"http-{r}", http_limits)
-                text, _ = worker_run(settings, f"text-{r}")
+                text, text_summary = worker_run(settings, f"text-{r}")
                 images_s, texts_s, sorted_s = model_only(model_dir, photos, texts, batch)
                 rounds.append((local, http, text, images_s, texts_s, sorted_s))
+                shares.append((summary.tower_share, http_summary.tower_share, text_summary.tower_share))
                 if http_summary.image_errors or http_summary.failed:
                     raise SystemExit(f"HTTP run: {http_summary.to_text()}")
         local, http, text, images_s, texts_s, sorted_s = (
@@ -486,7 +522,9 @@ def main() -> None:
             f"(m) model only, bf16, batch {batch}   : {model_rate:7.1f} products/s  (image tower {images_s:.1f}/s, "
             f"text tower {text_limit:.1f}/s)"
         )
-        print(f"(t) text only, end to end         : {text:7.1f} products/s  (a catalogue without images)")
+        print(
+            f"(t) text only, end to end         : {text:7.1f} products/s  ({4 * n} products without images)"
+        )
         print(
             f"(t-m) text tower alone            : {text_limit:7.1f} texts/s  (in catalogue order {texts_s:.1f}/s, "
             f"sorted by length {sorted_s:.1f}/s)"
@@ -522,6 +560,11 @@ def main() -> None:
                 f"  round {r}: (a) {lo:.1f}, (a-http) {ht:.1f}, (m) {m:.1f}, (t) {te:.1f}, (t-m) {max(tx, so):.1f}"
                 f" -> (a)/(m) {lo / m:.0%}, (t)/(t-m) {te / max(tx, so):.0%}, (a-http)/(a) {ht / lo:.0%}"
             )
+        local_share, http_share, text_share = (statistics.median(v) for v in zip(*shares, strict=True))
+        print(
+            f"time inside the towers' calls, of each worker run (model load included): {local_share:.0%} (a), "
+            f"{http_share:.0%} (a-http), {text_share:.0%} (t)"
+        )
         for size, result in memory:
             print(
                 f"subprocess `prodmatch embed` on {size:5d} products: peak RSS {result['peak_rss_mib']:7.0f} MiB, "
