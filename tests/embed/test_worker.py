@@ -485,7 +485,7 @@ class _Concurrency:
 
 
 def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir, tmp_path, monkeypatch):
-    # A slow image server must not leave the model waiting: with 2 decoding threads, 8 fetches wait at once.
+    # Fetches wait side by side, FETCHES_PER_DECODER per decoding thread, and decodes never exceed the threads.
     from prodmatch.embed import batch as batch_module
 
     path = product_image(tmp_path / "p.jpg", 0)
