@@ -1,34 +1,45 @@
-"""Embedding speed: `prodmatch embed` on generated product photos against a naive loop and this CPU's limit, one run.
+"""Embedding speed: `prodmatch embed` on generated product photos against the model alone and a naive loop, one run.
 
-    python benchmarks/embed.py [--products 400] [--naive-products 64]
+    python benchmarks/embed.py [--products 400] [--rounds 2] [--naive-products 64] [--skip-memory]
 
 Builds a random-weight model of the exact openai/clip-vit-base-patch32 architecture (prodmatch.toymodels), registers
 it like a real one, generates a catalogue of 800x800 JPEG product photos and embeds it on a throw-away embedded
-PostgreSQL. Prints products/s for:
+PostgreSQL. Every rate is a **marginal** rate: products after the first batch over the time from the first batch's
+end to the last one's, so the model load, the first claim and the first images (paid once per run) are left out
+of the worker's rates as they are of the model's. Prints products/s for:
 
   (a) the worker, end to end (claim, read + decode + preprocess, image and text towers, fusion, database writes),
-      through `prodmatch.worker.embed` with the options `prodmatch embed` uses by default;
+      through `prodmatch.worker.embed` with the options `prodmatch embed` uses by default, images read from files;
+  (a-http) the same with every image fetched over HTTP from a local server (a child process) that waits 100 ms
+      before answering each request;
+  (m) the model-only limit: the image and text towers alone, in bf16, batch 32, on tensors made beforehand
+      (the catalogue's preprocessed photos and tokenized texts), nothing else in the process running;
+  (t) text only: the worker on a catalogue of 4N products without images, against (t-m) the text tower alone on
+      the catalogue's tokens (in catalogue order and sorted by length; the better of the two is the limit);
   (b) a naive loop over a subset, one product at a time in fp32: PIL open, the transformers processor,
-      get_image_features, get_text_features, one UPDATE and commit per product;
-  (c) the model-only ceiling: the best bf16 matmul FLOP/s this CPU reaches, divided by the model's FLOPs per
-      product (image tower at 224x224 plus text tower at the catalogue's token length, FlopCounterMode);
-  (d) the same in fp32, the naive loop's precision;
+      get_image_features, get_text_features, one UPDATE and commit per product, in a fresh process;
+  (c) the matmul bound: the best bf16 matmul FLOP/s this CPU reaches, divided by the model's FLOPs per product
+      (image tower at 224x224 plus text tower at the catalogue's token length, FlopCounterMode); (d) in fp32;
 
-with (a)/(b), (a)/(c), (b)/(d), and the peak RSS of `prodmatch embed` run in a subprocess on N and on 2N products.
-The naive loop runs in a fresh process, as a first-draft script would.
+with the shares (a)/(m), (t)/(t-m), (a-http)/(a), (m)/(c), (a)/(b), and the peak RSS of `prodmatch embed` run in a
+subprocess on N and on 2N products. The worker, HTTP, text-only and model-only runs alternate `--rounds` times
+(the machine is shared: medians of the rounds are printed, and each round's shares).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prodmatch import store as db  # noqa: E402
 from prodmatch.config import Settings  # noqa: E402
 from prodmatch.demo.toymodels import build_clip  # noqa: E402
+from prodmatch.embed import queue  # noqa: E402
 from prodmatch.embed.encoders import Encoder  # noqa: E402
+from prodmatch.embed.images import ImageLimits, load_image  # noqa: E402
 from prodmatch.embed.registry import add_model  # noqa: E402
 from prodmatch.embed.text import render_text  # noqa: E402
 from prodmatch.embed.worker import EmbedOptions, embed  # noqa: E402
@@ -96,29 +109,173 @@ def product_photo(path: Path, i: int) -> None:
     image.save(path, "JPEG", quality=90)
 
 
-def write_catalogue(folder: Path, name: str, n: int, photos: list[Path]) -> Path:
-    """A CSV of `n` products whose images cycle through `photos`."""
-    rng = random.Random(name)
-    lines = ["external_id,title,brand,price,image"]
+def write_catalogue(folder: Path, name: str, n: int, photos: list) -> Path:
+    """A CSV of `n` products whose images cycle through `photos` (paths or URLs; none: a text-only catalogue).
+
+    The titles depend on the row only, not on the catalogue's name, so every catalogue of `n` has the same texts.
+    """
+    rng = random.Random(n)
+    lines = ["external_id,title,brand,price" + (",image" if photos else "")]
     for i in range(n):
         title = f"{rng.choice(NOUNS)} {rng.choice(COLOURS)} {rng.randrange(1, 100)}"
-        lines.append(
-            f"{name}-{i},{title},{rng.choice(BRANDS)},{rng.randrange(5, 500)}.99,{photos[i % len(photos)]}"
-        )
+        image = f",{photos[i % len(photos)]}" if photos else ""
+        lines.append(f"{name}-{i},{title},{rng.choice(BRANDS)},{rng.randrange(5, 500)}.99{image}")
     path = folder / f"{name}.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-# --- (a) the worker -----------------------------------------------------------------------------------------------
+# --- (a) the worker, with marginal rates ---------------------------------------------------------------------------
 
 
-def worker_run(settings: Settings, catalogue: str) -> tuple[float, object]:
-    """Embed the catalogue with the CLI's default options; returns (seconds including model load, summary)."""
+class WriteClock:
+    """Record when each batch's vectors are written (`embed.queue.write`, which the worker calls), and how many."""
+
+    def __init__(self) -> None:
+        self.stamps: list[tuple[float, int]] = []
+
+    def __enter__(self) -> WriteClock:
+        self._write = queue.write
+
+        def write(conn, model_id, rows):
+            statuses = self._write(conn, model_id, rows)
+            self.stamps.append((time.perf_counter(), len(statuses)))
+            return statuses
+
+        queue.write = write
+        return self
+
+    def __exit__(self, *exc) -> None:
+        queue.write = self._write
+
+
+class TowerClock:
+    """Sum the seconds the worker spends inside the towers (`Encoder.embed_pixels` and `Encoder.embed_texts`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> TowerClock:
+        self._saved = {name: getattr(Encoder, name) for name in ("embed_pixels", "embed_texts")}
+        for name, method in self._saved.items():
+            setattr(Encoder, name, self._timed(method))
+        return self
+
+    def _timed(self, method):
+        def timed(encoder, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(encoder, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        for name, method in self._saved.items():
+            setattr(Encoder, name, method)
+
+
+def marginal_rate(stamps: list[tuple[float, int]]) -> float:
+    """Products per second after the first batch: what the products after it cost, startup left out."""
+    if len(stamps) < 2:
+        raise SystemExit("too few batches for a marginal rate: use more --products")
+    return sum(count for _, count in stamps[1:]) / (stamps[-1][0] - stamps[0][0])
+
+
+def worker_run(settings: Settings, catalogue: str, limits: ImageLimits | None = None) -> tuple[float, object]:
+    """Embed the catalogue with the CLI's default options; (marginal products/s, summary).
+
+    The summary's `tower_share` is the part of the worker's run spent inside the towers' calls (the rest: the
+    model load, the first claim and images, and whatever the model waited for)."""
     options = EmbedOptions(model=MODEL_NAME, catalog=catalogue, precision=settings.precision)
+    if limits is not None:
+        options = replace(options, image_limits=limits)
+    with WriteClock() as clock, TowerClock() as towers:
+        started = time.perf_counter()
+        [summary] = embed(settings, options)
+        summary.tower_share = towers.seconds / (clock.stamps[-1][0] - started)
+    return marginal_rate(clock.stamps), summary
+
+
+# --- (a-http) images over HTTP ---------------------------------------------------------------------------------
+
+# A child process serving a folder on 127.0.0.1, 100 ms before each answer; it ends when its stdin closes (the
+# benchmark ended, however).
+SLOW_SERVER = r"""
+import functools, http.server, os, sys, threading, time
+class Slow(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(float(sys.argv[2]))
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Slow, directory=sys.argv[1]))
+server.daemon_threads = True
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+HTTP_DELAY = 0.1
+
+
+@contextlib.contextmanager
+def slow_image_server(folder: Path, delay: float = HTTP_DELAY):
+    """The base URL of `folder` served over HTTP from a child process, `delay` seconds per request."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SERVER, str(folder), str(delay)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{int(child.stdout.readline())}"
+    finally:
+        child.stdin.close()
+        child.wait(10)
+
+
+# --- (m) the model alone ----------------------------------------------------------------------------------------
+
+
+def model_only(
+    model_dir: Path, photos: list[Path], texts: list[str], batch: int
+) -> tuple[float, float, float]:
+    """(images/s, texts/s, texts/s with the texts sorted by length) of the towers alone, bf16, marginal.
+
+    Inputs are made first, as the worker's loaders and tokenizer make them; then each tower runs over its
+    batches, the first batch as a warm-up (as the worker's first batch is left out of its rate).
+    """
+    encoder = Encoder.load(str(model_dir), precision="bf16")
+    limits = ImageLimits(max_side=512, shortest_side=encoder.image_side, roots=(photos[0].parent,))
+    pixels = [encoder.preprocess_images([load_image(str(path), limits)]) for path in photos]
+    image_batches = [torch.cat(pixels[i : i + batch]) for i in range(0, len(pixels), batch)]
+    image_rate = _timed_rate(encoder.embed_pixels, image_batches)
+
+    def text_tower(tokens: dict) -> None:
+        with torch.inference_mode():
+            encoder._model.get_text_features(**tokens)
+
+    def rate(ordered: list[str]) -> float:
+        return _timed_rate(
+            text_tower, [encoder.tokenize(ordered[i : i + batch]) for i in range(0, len(ordered), batch)]
+        )
+
+    lengths = {text: len(encoder.tokenize([text])["input_ids"][0]) for text in texts}
+    return image_rate, rate(texts), rate(sorted(texts, key=lengths.get))
+
+
+def _timed_rate(run, batches: list) -> float:
+    """Items per second of `run` over `batches`, the first one left out (warm-up)."""
+    run(batches[0])
     started = time.perf_counter()
-    [summary] = embed(settings, options)
-    return time.perf_counter() - started, summary
+    for item in batches[1:]:
+        run(item)
+    return sum(len(_first(item)) for item in batches[1:]) / (time.perf_counter() - started)
+
+
+def _first(item):
+    return item["input_ids"] if isinstance(item, dict) else item
 
 
 def worker_subprocess(url: str, catalogue: str) -> dict:
@@ -260,6 +417,9 @@ def main() -> None:
         "--products", type=int, default=400, help="catalogue size N (the memory check also runs 2N)"
     )
     parser.add_argument("--naive-products", type=int, default=64, help="products for the naive loop")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds of the worker and model runs"
+    )
     parser.add_argument("--skip-memory", action="store_true", help="skip the N / 2N subprocess runs")
     parser.add_argument(
         "--naive-child", nargs=4, metavar=("URL", "MODEL_DIR", "CATALOGUE", "LIMIT"), help=argparse.SUPPRESS
@@ -284,26 +444,51 @@ def main() -> None:
         photos = [photos_dir / f"{i}.jpg" for i in range(n)]
         for i, path in enumerate(photos):
             product_photo(path, i)
-        with db.connection(settings) as conn:
-            ingest_file(conn, write_catalogue(tmp, "bench", n, photos), "bench")
-            model = add_model(conn, str(model_dir), name=MODEL_NAME)
-            texts = [
-                render_text(model.text_template, {"title": t, "brand": b})
-                for t, b in conn.execute("SELECT title, brand FROM prodmatch.products LIMIT 64").fetchall()
-            ]
+        with slow_image_server(photos_dir) as server:
+            urls = [f"{server}/{path.name}" for path in photos]
+            with db.connection(settings) as conn:
+                model = add_model(conn, str(model_dir), name=MODEL_NAME)
+                for r in range(args.rounds):
+                    ingest_file(conn, write_catalogue(tmp, f"local-{r}", n, photos), f"local-{r}")
+                    ingest_file(conn, write_catalogue(tmp, f"http-{r}", n, urls), f"http-{r}")
+                    # Text alone is ~8x faster: 4N products, so its marginal rate spans more than a second.
+                    ingest_file(conn, write_catalogue(tmp, f"text-{r}", 4 * n, []), f"text-{r}")
+                texts = [
+                    render_text(model.text_template, {"title": t, "brand": b})
+                    for t, b in conn.execute(
+                        "SELECT title, brand FROM prodmatch.products p JOIN prodmatch.catalogs c"
+                        " ON c.id = p.catalog_id WHERE c.name = 'local-0' ORDER BY p.id"
+                    ).fetchall()
+                ]
+            http_limits = replace(EmbedOptions().image_limits, allowed_networks=("127.0.0.1/32",))
+            batch = EmbedOptions().batch_size
+            shares = []  # per round: the part of each worker run spent inside the towers
+            rounds = []  # per round: local, http, text-only worker rates; image, text, sorted-text tower rates
+            for r in range(args.rounds):
+                local, summary = worker_run(settings, f"local-{r}")
+                http, http_summary = worker_run(settings, f"http-{r}", http_limits)
+                text, text_summary = worker_run(settings, f"text-{r}")
+                images_s, texts_s, sorted_s = model_only(model_dir, photos, texts, batch)
+                rounds.append((local, http, text, images_s, texts_s, sorted_s))
+                shares.append((summary.tower_share, http_summary.tower_share, text_summary.tower_share))
+                if http_summary.image_errors or http_summary.failed:
+                    raise SystemExit(f"HTTP run: {http_summary.to_text()}")
+        local, http, text, images_s, texts_s, sorted_s = (
+            statistics.median(v) for v in zip(*rounds, strict=True)
+        )
+        model_rate = 1 / (1 / images_s + 1 / max(texts_s, sorted_s))
+        text_limit = max(texts_s, sorted_s)
 
         # The naive loop in a fresh process: this one has loaded models through prodmatch, which tunes the
         # process's allocator (encoders.keep_freed_memory) as a first-draft script would not.
         with db.connection(settings) as conn:
             add_model(conn, str(model_dir), name="naive", precision="fp32")  # registered here, loaded there
-        naive_count, naive_seconds = naive_subprocess(url, model_dir, "bench", args.naive_products)
+        naive_count, naive_seconds = naive_subprocess(url, model_dir, "local-0", args.naive_products)
         naive_rate = naive_count / naive_seconds
-        seconds_with_load, summary = worker_run(settings, "bench")
-        worker_rate = summary.products_per_second
 
         peak = best_matmul_flops(torch.bfloat16)
         fp32_peak = best_matmul_flops(torch.float32)
-        image_flops, text_flops, text_tokens = model_flops_per_product(model_dir, texts)
+        image_flops, text_flops, text_tokens = model_flops_per_product(model_dir, texts[:64])
         image_agreement, text_agreement = bf16_agreement(model_dir, photos[:32], texts[:32])
         ceiling = peak / (image_flops + text_flops)
         fp32_ceiling = fp32_peak / (image_flops + text_flops)
@@ -319,29 +504,42 @@ def main() -> None:
         precision = auto_precision(torch.device("cpu"))
         print(f"CPU: {cpu_name()}")
         print(
-            f"torch {torch.__version__}, threads {torch.get_num_threads()}; batch size {EmbedOptions().batch_size}, "
+            f"torch {torch.__version__}, threads {torch.get_num_threads()}; batch size {batch}, "
             f"image threads {EmbedOptions().image_threads}, precision auto -> {precision}"
         )
         print(
             f"catalogue: {n} products, {PHOTO_SIDE}x{PHOTO_SIDE} JPEG photos, text template "
-            f"{get_model_template(settings)!r} ({text_tokens:.1f} tokens on average)"
+            f"{get_model_template(settings)!r} ({text_tokens:.1f} tokens on average); marginal rates, medians of "
+            f"{args.rounds} alternating rounds"
         )
         print()
+        print(f"(a) prodmatch embed, end to end   : {local:7.1f} products/s  (images from files)")
         print(
-            f"(a) prodmatch embed, end to end : {worker_rate:7.1f} products/s  ({summary.seconds:.1f} s for "
-            f"{summary.embedded} products; {seconds_with_load:.1f} s with the model load)"
+            f"(a-http) the same, images by HTTP : {http:7.1f} products/s  ({HTTP_DELAY * 1000:.0f} ms per image, "
+            "local server)"
         )
         print(
-            f"(b) naive loop, fp32, 1 by 1    : {naive_rate:7.1f} products/s  ({naive_seconds:.1f} s for "
+            f"(m) model only, bf16, batch {batch}   : {model_rate:7.1f} products/s  (image tower {images_s:.1f}/s, "
+            f"text tower {text_limit:.1f}/s)"
+        )
+        print(
+            f"(t) text only, end to end         : {text:7.1f} products/s  ({4 * n} products without images)"
+        )
+        print(
+            f"(t-m) text tower alone            : {text_limit:7.1f} texts/s  (in catalogue order {texts_s:.1f}/s, "
+            f"sorted by length {sorted_s:.1f}/s)"
+        )
+        print(
+            f"(b) naive loop, fp32, 1 by 1      : {naive_rate:7.1f} products/s  ({naive_seconds:.1f} s for "
             f"{naive_count} products)"
         )
         print(
-            f"(c) bf16 model-only ceiling     : {ceiling:7.1f} products/s  (matmul peak {peak / 1e9:.0f} GFLOP/s; "
+            f"(c) bf16 matmul bound             : {ceiling:7.1f} products/s  (matmul peak {peak / 1e9:.0f} GFLOP/s; "
             f"{image_flops / 1e9:.2f} GFLOP image + {text_flops / 1e9:.2f} GFLOP text per product)"
         )
         print(
-            f"(d) fp32 model-only ceiling     : {fp32_ceiling:7.1f} products/s  (matmul peak {fp32_peak / 1e9:.0f}"
-            f" GFLOP/s; bf16 / fp32 = {peak / fp32_peak:.1f}x)"
+            f"(d) fp32 matmul bound             : {fp32_ceiling:7.1f} products/s  (matmul peak "
+            f"{fp32_peak / 1e9:.0f} GFLOP/s; bf16 / fp32 = {peak / fp32_peak:.1f}x)"
         )
         print()
         print(
@@ -349,9 +547,23 @@ def main() -> None:
             f" {text_agreement:.5f} (text)"
         )
         print(
-            f"(a)/(b) = {worker_rate / naive_rate:.1f}x   (a)/(c) = {worker_rate / ceiling:.0%}"
-            f"   (b)/(d) = {naive_rate / fp32_ceiling:.0%}   (c)/(b) = {ceiling / naive_rate:.1f}x"
-            " (the most (a)/(b) could be here)"
+            f"(a)/(m) = {local / model_rate:.0%} (target >= 85%)   (t)/(t-m) = {text / text_limit:.0%} (target >= 85%)"
+            f"   (a-http)/(a) = {http / local:.0%} (target >= 90%)"
+        )
+        print(
+            f"(m)/(c) = {model_rate / ceiling:.0%}   (a)/(b) = {local / naive_rate:.1f}x"
+            f"   (b)/(d) = {naive_rate / fp32_ceiling:.0%}"
+        )
+        for r, (lo, ht, te, im, tx, so) in enumerate(rounds, 1):
+            m = 1 / (1 / im + 1 / max(tx, so))
+            print(
+                f"  round {r}: (a) {lo:.1f}, (a-http) {ht:.1f}, (m) {m:.1f}, (t) {te:.1f}, (t-m) {max(tx, so):.1f}"
+                f" -> (a)/(m) {lo / m:.0%}, (t)/(t-m) {te / max(tx, so):.0%}, (a-http)/(a) {ht / lo:.0%}"
+            )
+        local_share, http_share, text_share = (statistics.median(v) for v in zip(*shares, strict=True))
+        print(
+            f"time inside the towers' calls, of each worker run (model load included): {local_share:.0%} (a), "
+            f"{http_share:.0%} (a-http), {text_share:.0%} (t)"
         )
         for size, result in memory:
             print(

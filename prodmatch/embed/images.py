@@ -125,26 +125,66 @@ def check_local_reference(ref: str, roots: Sequence[str | os.PathLike[str]]) -> 
     resolve (symlinks followed) inside a root, itself resolved. The file need not exist yet: ingest calls this
     for every row, and the loader calls it again, and re-checks the file it actually opened, before reading.
     """
-    label = _label(ref)
-    if not roots:
-        raise ImageError(f"{label}: local image paths are not allowed here (no images root is set)")
-    if "\0" in ref:
-        raise ImageError(f"{label}: path contains a NUL character")
-    if ref.startswith("~"):
-        raise ImageError(
-            f"{label}: '~' (a home folder) is not allowed in image paths; use a path in the images root"
-        )
-    if ".." in re.split(r"[\\/]", ref):
-        raise ImageError(f"{label}: '..' is not allowed in image paths; use a path in the images root")
-    bases = [os.path.abspath(os.fspath(root)) for root in roots]
-    path = os.path.normpath(os.path.join(bases[0], ref))
-    real = os.path.realpath(path)
-    if os.path.islink(real):  # realpath stops at a link it cannot resolve: a loop
-        raise ImageError(f"{label}: is a symbolic link that never resolves (a loop)")
-    if any(_inside(real, os.path.realpath(base)) for base in bases):
-        return path
-    where = "the images root " + bases[0] if len(bases) == 1 else "the images roots " + ", ".join(bases)
-    raise ImageError(f"{label}: outside {where} (absolute paths and symlinks must stay inside it)")
+    return LocalReferences(roots, remembered_folders=0)(ref)
+
+
+class LocalReferences:
+    """`check_local_reference` for many references against the same roots: ingest checks every row of a file.
+
+    The roots are resolved once, and the real path of each folder the references name is remembered (up to
+    `remembered_folders` of them), so a reference costs one `lstat` of its own last part instead of one per part of
+    its path: 200,000 rows checked in ~1 s instead of ~25 s. What a folder resolves to may change after it was
+    remembered; the loader checks every reference again, uncached, and re-checks the file it opened, before
+    reading it (`read_image_bytes`).
+    """
+
+    def __init__(self, roots: Sequence[str | os.PathLike[str]], *, remembered_folders: int = 4096) -> None:
+        self._roots = list(roots)
+        self._bases = [os.path.abspath(os.fspath(root)) for root in self._roots]
+        self._real_bases = [os.path.realpath(base) for base in self._bases]
+        self._folders: dict[str, str] = {}
+        self._remembered = remembered_folders
+
+    def __call__(self, ref: str) -> str:
+        """`ref` as an absolute path inside a root, or ImageError saying why not (see check_local_reference)."""
+        label = _label(ref)
+        if not self._roots:
+            raise ImageError(f"{label}: local image paths are not allowed here (no images root is set)")
+        if "\0" in ref:
+            raise ImageError(f"{label}: path contains a NUL character")
+        if ref.startswith("~"):
+            raise ImageError(
+                f"{label}: '~' (a home folder) is not allowed in image paths; use a path in the images root"
+            )
+        if ".." in re.split(r"[\\/]", ref):
+            raise ImageError(f"{label}: '..' is not allowed in image paths; use a path in the images root")
+        path = os.path.normpath(os.path.join(self._bases[0], ref))
+        real, resolved = self._realpath(path)
+        if not resolved and os.path.islink(real):  # realpath stops at a link it cannot resolve: a loop
+            raise ImageError(f"{label}: is a symbolic link that never resolves (a loop)")
+        if any(_inside(real, base) for base in self._real_bases):
+            return path
+        bases = self._bases
+        where = "the images root " + bases[0] if len(bases) == 1 else "the images roots " + ", ".join(bases)
+        raise ImageError(f"{label}: outside {where} (absolute paths and symlinks must stay inside it)")
+
+    def _realpath(self, path: str) -> tuple[str, bool]:
+        """(os.path.realpath(path), whether that is known to be no link), with its folder's real path remembered."""
+        folder, name = os.path.split(path)
+        if not name or not self._remembered:
+            return os.path.realpath(path), False
+        real_folder = self._folders.get(folder)
+        if real_folder is None:
+            real_folder = os.path.realpath(folder)
+            if os.path.islink(real_folder):  # a loop in the folder: let realpath say where it stops
+                return os.path.realpath(path), False
+            if len(self._folders) < self._remembered:
+                self._folders[folder] = real_folder
+        candidate = os.path.join(real_folder, name)
+        # The last part itself may be a link (to anywhere): resolve it as realpath would.
+        if os.path.islink(candidate):
+            return os.path.realpath(candidate), False
+        return candidate, True
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, source: str = "<bytes>") -> Image.Image:

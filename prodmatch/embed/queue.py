@@ -211,21 +211,25 @@ def claim(
 
 def write(conn: psycopg.Connection, model_id: int, rows: list[EmbeddingRow]) -> list[str]:
     """Store a batch's vectors and statuses where this backend still holds the claim; the statuses written."""
+    # Asked before the transaction: on a connection that has not asked yet (one just reconnected) the question
+    # commits, which a transaction block forbids.
+    by_token = _on_citus(conn) or _pooled_token(conn) is not None
     with conn.transaction():
         conn.execute(BATCH_TABLE_SQL)
         with conn.cursor().copy("COPY embed_batch FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(list(EmbeddingRow.COPY_TYPES))
             for row in rows:
                 copy.write_row(row.as_copy_row())
-        if _on_citus(conn) or _pooled_token(conn) is not None:
+        if by_token:
             return [r[0] for r in conn.execute(_citus_form(WRITE_SQL), _pid(conn, model=model_id)).fetchall()]
         return [r[0] for r in conn.execute(WRITE_SQL, {"model": model_id}).fetchall()]
 
 
 def release(conn: psycopg.Connection, model_id: int, product_ids: list[int]) -> None:
     """Give back this backend's claims on `product_ids` (still pending) at once."""
+    by_token = _on_citus(conn) or _pooled_token(conn) is not None  # before the transaction, as in `write`
     with conn.transaction():
-        if _on_citus(conn) or _pooled_token(conn) is not None:
+        if by_token:
             conn.execute(_citus_form(RELEASE_PRODUCTS_SQL), _pid(conn, model=model_id, ids=product_ids))
         else:
             conn.execute(RELEASE_PRODUCTS_SQL, {"model": model_id, "ids": product_ids})
@@ -233,8 +237,9 @@ def release(conn: psycopg.Connection, model_id: int, product_ids: list[int]) -> 
 
 def release_all(conn: psycopg.Connection, model_id: int) -> None:
     """Give back every claim this backend holds for the model."""
+    by_token = _on_citus(conn) or _pooled_token(conn) is not None  # before the transaction, as in `write`
     with conn.transaction():
-        if _on_citus(conn) or _pooled_token(conn) is not None:
+        if by_token:
             conn.execute(_citus_form(RELEASE_ALL_SQL), _pid(conn, model=model_id))
         else:
             conn.execute(RELEASE_ALL_SQL, {"model": model_id})

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -176,32 +177,43 @@ class _ModelWorker:
         bar = tqdm(
             total=total, unit="product", desc=f"embed {self.model.name}", disable=not self.options.progress
         )
+        # The database thread: it writes each batch and claims the next while the model encodes, so the model
+        # never waits for the database. It is the only user of the connection while a job of it is running.
+        database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-db")
         try:
             batch = self._claim_and_load(pool)
+            encoded: list[EmbeddingRow] = []  # the previous batch's rows, written while this batch is encoded
             while True:
                 if not batch:
+                    bar.update(self._write_encoded(encoded))
+                    encoded = []
                     if not self.options.watch or self.stop.is_set() or self._limit_reached(0):
                         break
                     self._refresh_statistics()
                     self._wait_for_work()
                     batch = self._claim_and_load(pool)
                     continue
-                in_flight = len(batch)
-                # Prefetch: claim and start loading the next batch while this one is encoded.
-                upcoming = (
-                    []
-                    if self.stop.is_set() or self._limit_reached(in_flight)
-                    else self._claim_and_load(pool, in_flight)
-                )
-                written = self._process(batch)
+                # Prefetch: write the previous batch, then claim and start loading the next, while this one is
+                # encoded.
+                job = database.submit(self._write_and_claim, encoded, pool, len(batch))
+                try:
+                    encoded = self._encode(batch)
+                finally:
+                    written, upcoming = job.result()
                 bar.update(written)
                 bar.set_postfix(errors=self.summary.image_errors + self.summary.failed)
+                if encoded is None:  # stopping, and an image still loading: not encoded, given back
+                    encoded = []
+                    self._release(batch)
                 batch = upcoming
                 if self.stop.is_set():
+                    bar.update(self._write_encoded(encoded))
+                    encoded = []
                     self._release(batch)
                     break
             self._refresh_statistics()
         finally:
+            database.shutdown(wait=True)
             bar.close()
             # A worker that ran out of work joins the loader threads, so none is inside a decoder or torch when
             # the interpreter exits (that aborts the process: "terminate called without an active exception",
@@ -245,14 +257,28 @@ class _ModelWorker:
 
     # encoding -------------------------------------------------------------------------------------------------
 
-    def _process(self, batch: list[ClaimedProduct]) -> int:
-        if not images_ready(batch, self.stop):  # stopping, and an image still loading: do not wait for it
-            self._release(batch)
-            return 0
+    def _encode(self, batch: list[ClaimedProduct]) -> list[EmbeddingRow] | None:
+        """The batch's rows to write; None when stopping while an image still loads (do not wait for it)."""
+        if not images_ready(batch, self.stop):
+            return None
         rows = encode_batch(self.encoder, self.model, batch)
-        written = self._with_reconnect(lambda: self._write(rows), give_up_quietly=True)
         self.summary.batches += 1
-        return written
+        return rows
+
+    def _write_and_claim(
+        self, encoded: list[EmbeddingRow], pool: LoaderPool, in_flight: int
+    ) -> tuple[int, list[ClaimedProduct]]:
+        """In the database thread: write the previous batch's rows, then claim the next batch (none when stopping
+        or at the limit); (products written, the next batch)."""
+        written = self._write_encoded(encoded)
+        if self.stop.is_set() or self._limit_reached(in_flight):
+            return written, []
+        return written, self._claim_and_load(pool, in_flight)
+
+    def _write_encoded(self, rows: list[EmbeddingRow]) -> int:
+        if not rows:
+            return 0
+        return self._with_reconnect(lambda: self._write(rows), give_up_quietly=True)
 
     # writing ----------------------------------------------------------------------------------------------------
 

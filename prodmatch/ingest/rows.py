@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
 
-from prodmatch.embed.images import check_local_reference
+from prodmatch.embed.images import LocalReferences
 from prodmatch.errors import ImageError, IngestError
 from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
 from prodmatch.roles import brand_from_attributes, normalize_roles
@@ -184,6 +184,9 @@ class _RowBuilder:
         default_factory=dict
     )  # the catalogue's, normalised (prodmatch.roles)
 
+    def __post_init__(self) -> None:
+        self._local_image = LocalReferences([self.base_dir])
+
     def build(self, line: int, values: list, attributes: dict) -> StagedRow:
         """`values` are in FIELDS order; `attributes` are the row's other columns."""
         if self.all_text:
@@ -206,7 +209,7 @@ class _RowBuilder:
         price, price_currency = self._price(values[5])
         if image and (not _URL.match(image) or _WINDOWS_DRIVE.match(image)):
             try:  # a local path must stay inside the images root: no absolute paths elsewhere, '..', '~', links out
-                image = check_local_reference(image, [self.base_dir])
+                image = self._local_image(image)
             except ImageError as exc:
                 raise _RowError("image", str(exc)) from None
         return StagedRow(
@@ -262,7 +265,7 @@ def _check_text(text: str, name: str) -> None:
     """Reject text PostgreSQL cannot store (NUL, lone surrogates) or that is unreasonably long."""
     if "\x00" in text:
         raise _RowError(name, f"{name} contains a NUL character")
-    if _SURROGATES.search(text):
+    if not text.isascii() and _SURROGATES.search(text):  # isascii: a flag of the string, no scan
         raise _RowError(name, f"{name} contains a lone surrogate (invalid Unicode)")
     if len(text) > MAX_FIELD_CHARS:
         raise _RowError(name, f"{name} is longer than {MAX_FIELD_CHARS:,} characters")
@@ -389,7 +392,7 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
         try:
             if OVERLONG in raw:
                 raise _RowError(None, f"a line longer than {options.line_limit:,} characters (line_limit)")
-            if _BAD_BYTES.search(raw):
+            if not raw.isascii() and _BAD_BYTES.search(raw):
                 if not source.settled:
                     raise EncodingChanged
                 raise _RowError(_field_with(record, header, _BAD_BYTES.search), _undecodable(source))

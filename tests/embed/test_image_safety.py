@@ -20,7 +20,13 @@ import pytest
 from PIL import Image
 
 from prodmatch.embed import images
-from prodmatch.embed.images import ImageLimits, check_local_reference, load_image, read_image_bytes
+from prodmatch.embed.images import (
+    ImageLimits,
+    LocalReferences,
+    check_local_reference,
+    load_image,
+    read_image_bytes,
+)
 from prodmatch.embed.netguard import AllowList, parse_allow_list, refusal, resolve_host
 from prodmatch.errors import ConfigError, ImageError
 
@@ -97,6 +103,30 @@ def test_check_local_reference_refuses_escapes(tree):
         assert str(raised.value).startswith(f"image {ref!r}: "), ref
     with pytest.raises(ImageError, match="no images root is set"):
         check_local_reference("sub/ok.jpg", [])
+
+
+def test_remembered_folders_give_the_same_verdicts_as_the_plain_check(tree):
+    # Ingest checks every row with LocalReferences, which remembers each folder's real path: same paths, same
+    # refusals (the second round is answered from the remembered folders).
+    root, secret = tree
+    refs = [*refused_references(root, secret), "sub/ok.jpg", "./sub//later.jpg", "loop/x.jpg", "out-dir"]
+    refs += [str(root / "sub" / "ok.jpg"), "out-dir/sub/x.jpg", "sub"]
+    (root / "in-link.jpg").symlink_to(root / "sub" / "ok.jpg")
+    (root / "in-dir").symlink_to(root / "sub")
+    refs += ["in-link.jpg", "in-dir/ok.jpg", "in-dir/new.jpg"]
+
+    def verdict(check, ref: str) -> str:
+        try:
+            return check(ref)
+        except ImageError as error:
+            return f"refused: {error}"
+
+    remembering = LocalReferences([root])
+    expected = {ref: verdict(lambda r: check_local_reference(r, [root]), ref) for ref in refs}
+    for _ in range(2):
+        assert {ref: verdict(remembering, ref) for ref in refs} == expected
+    assert expected["in-dir/new.jpg"] == str(root / "in-dir" / "new.jpg")
+    assert expected["out-dir/secret.txt"].startswith("refused")
 
 
 def test_loader_refuses_escapes_and_reads_nothing(tree):

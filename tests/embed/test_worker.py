@@ -462,3 +462,79 @@ def test_a_big_run_leaves_fresh_planner_statistics(settings, clip_model):
             " WHERE relid = 'prodmatch.embeddings'::regclass"
         ).fetchone()
     assert before is not None and after > before and modified < 1000
+
+
+class _Concurrency:
+    """Counts how many calls of a wrapped function run at once (the most, over the test)."""
+
+    def __init__(self, function, pause: float) -> None:
+        self.function, self.pause = function, pause
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(self.pause)
+            return self.function(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir, tmp_path, monkeypatch):
+    # Fetches wait side by side, FETCHES_PER_DECODER per decoding thread, and decodes never exceed the threads.
+    from prodmatch.embed import batch as batch_module
+
+    path = product_image(tmp_path / "p.jpg", 0)
+    data = path.read_bytes()
+    fetches = _Concurrency(lambda ref, limits: data, pause=0.3)
+    decodes = _Concurrency(batch_module.decode_image, pause=0.02)
+    monkeypatch.setattr(batch_module, "read_image_bytes", fetches)
+    monkeypatch.setattr(batch_module, "decode_image", decodes)
+    encoder = Encoder.load(str(tiny_clip_dir), precision="fp32")
+    load = batch_module.ImageLoader(encoder, ImageLimits(), retries=1, backoff=0.0)
+    pool = batch_module.LoaderPool(2)
+    try:
+        futures = [pool.submit(load, f"http://images.example/{i}.jpg") for i in range(16)]
+        pixels = [future.result(timeout=60) for future in futures]
+    finally:
+        pool.shutdown(wait=True)
+    assert all(p.shape == pixels[0].shape for p in pixels)
+    assert fetches.most == 2 * batch_module.LoaderPool.FETCHES_PER_DECODER
+    assert decodes.most <= 2
+
+
+def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
+    settings, clip_model, tmp_path, monkeypatch
+):
+    from prodmatch.embed import queue, worker
+
+    with db.connection(settings) as conn:
+        ingest_file(conn, write_catalog(tmp_path, "shop", 12), "shop")
+    spans: dict[str, list] = {"write": [], "encode": []}
+
+    def timed(kind: str, function, pause: float = 0.0):
+        def run(*args):
+            started = time.monotonic()
+            time.sleep(pause)
+            result = function(*args)
+            spans[kind].append((started, time.monotonic(), threading.current_thread().name))
+            return result
+
+        return run
+
+    monkeypatch.setattr(queue, "write", timed("write", queue.write, pause=0.3))
+    monkeypatch.setattr(worker, "encode_batch", timed("encode", worker.encode_batch, pause=0.3))
+    [summary] = embed(settings, EmbedOptions(batch_size=4))
+
+    assert (summary.embedded, summary.batches) == (12, 3)
+    assert _counts(settings, clip_model.id) == {"done": 12}
+    writes, encodes = sorted(spans["write"]), sorted(spans["encode"])
+    # Every write but the last (nothing left to encode then) runs in the database thread ...
+    assert [name.split("_")[0] for _, _, name in writes] == ["embed-db", "embed-db", "MainThread"]
+    # ... batch 1's while batch 2 is encoded, and batch 2's while batch 3 is.
+    for (write_start, write_end, _), (encode_start, encode_end, _) in zip(writes, encodes[1:], strict=False):
+        assert write_start < encode_end and encode_start < write_end

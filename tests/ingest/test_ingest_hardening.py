@@ -205,8 +205,9 @@ def test_an_ingest_does_not_block_an_application_insert(conn, settings, tmp_path
 def test_a_first_load_racing_an_application_row_with_the_same_id_keeps_both_sides_working(
     conn, settings, tmp_path
 ):
-    # The catalogue is empty when the ingest checks, so it takes the fast path; an application inserts the
-    # same id meanwhile. The fast path keeps ON CONFLICT: the ingest waits for the application, then updates.
+    # The catalogue is empty when the ingest checks, so it takes the fast path (COPY straight into products); an
+    # application inserts the same id meanwhile. The COPY waits for the application, fails on the unique key once
+    # it commits, and the ingest falls back to staging + upsert: it then updates the application's row.
     import threading
     import time
 
@@ -231,7 +232,7 @@ def test_a_first_load_racing_an_application_row_with_the_same_id_keeps_both_side
     with psycopg.connect(settings.database_url, autocommit=True) as watcher:
         for _ in range(300):
             waiting = watcher.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%INSERT INTO prodmatch.products%%'"
+                "SELECT 1 FROM pg_stat_activity WHERE query ~ '(COPY|INSERT INTO) prodmatch.products'"
                 " AND wait_event_type = 'Lock' AND pid <> %s",
                 (app.info.backend_pid,),
             ).fetchone()
