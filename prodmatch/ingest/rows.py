@@ -273,6 +273,8 @@ def _check_text(text: str, name: str) -> None:
 
 def _check_json(value: object, name: str, depth: int = 0) -> None:
     """Every string, key and number in a JSON value must fit jsonb; nesting at most MAX_DEPTH deep."""
+    if depth == 0 and isinstance(value, dict) and _plain_text_mapping(value):
+        return  # a CSV row's other columns: text keys and values, none with a NUL or a lone surrogate
     if depth > MAX_DEPTH:
         raise _RowError(name, f"{name} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
@@ -288,6 +290,16 @@ def _check_json(value: object, name: str, depth: int = 0) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_json(item, name, depth + 1)
+
+
+def _plain_text_mapping(value: dict) -> bool:
+    """Whether every key and value is text jsonb can store, checked on all of them at once (the walk of
+    `_check_json` then has nothing to find; it still runs, to name the field, when this says no)."""
+    parts = [*value.keys(), *value.values()]
+    if not all(type(part) is str for part in parts):
+        return False
+    joined = "".join(parts)
+    return "\x00" not in joined and (joined.isascii() or not _SURROGATES.search(joined))
 
 
 def _loads(text: str, name: str | None) -> object:
