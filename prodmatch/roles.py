@@ -137,6 +137,13 @@ def normalize_key(key: str) -> str:
     return _NOT_WORD.sub("", text)
 
 
+@lru_cache(maxsize=1 << 16)
+def normalize_value(value: str) -> str:
+    """An attribute value as compared: NFKC, casefolded, without spaces or punctuation ("Space Grey" ==
+    "space-grey"); what `attribute_agreement` compares and the lexical space's ``a`` terms hold."""
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", value).casefold())
+
+
 def _builtin_table() -> tuple[dict[str, str], dict[str, str]]:
     roles: dict[str, str] = {}
     concepts: dict[str, str] = {}

@@ -141,10 +141,8 @@ class LocalReferences:
     def __init__(self, roots: Sequence[str | os.PathLike[str]], *, remembered_folders: int = 4096) -> None:
         self._roots = list(roots)
         self._bases = [os.path.abspath(os.fspath(root)) for root in self._roots]
-        self._real_bases = [os.path.realpath(base) for base in self._bases]
-        self._real_prefixes = [
-            (base, base.rstrip(os.sep) + os.sep) for base in self._real_bases
-        ]  # as _inside
+        real_bases = [os.path.realpath(base) for base in self._bases]
+        self._real_prefixes = [(base, base.rstrip(os.sep) + os.sep) for base in real_bases]  # as _inside
         self._folders: dict[str, str] = {}
         self._remembered = remembered_folders
 

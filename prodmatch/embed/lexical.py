@@ -51,7 +51,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from prodmatch.roles import comparison_slot, is_no_brand, product_roles, reads_lexically
+from prodmatch.roles import comparison_slot, is_no_brand, normalize_value, product_roles, reads_lexically
 
 __all__ = [
     "IdfTable",
@@ -84,9 +84,8 @@ ATTRIBUTE_WEIGHT = 1.0
 CATEGORY_WEIGHT = 0.5
 DESCRIPTION_WEIGHT = 0.5
 DESCRIPTION_CHARS = 300
-ATTRIBUTE_VALUE_WEIGHT = (
-    4.0  # one ``a`` term (an attribute's whole value under its slot) counts as a title word
-)
+# one ``a`` term (an attribute's whole value under its slot) counts as a title word
+ATTRIBUTE_VALUE_WEIGHT = 4.0
 ATTRIBUTE_VALUE_CHARS = 64  # longer values are free text (read as words if identifying), not one value
 MAX_ATTRIBUTE_VALUES = 64  # ``a`` terms per product at most
 FIELD_CHARS = 500
@@ -244,7 +243,6 @@ _UNIT_TOKEN_RE = re.compile(
 # Phonetic folding for the n-gram namespace only: spellings that differ across languages and transliterations.
 _FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "i"), ("j", "i"), ("w", "v"))
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
-_NOT_WORD_RE = re.compile(r"[\W_]+")
 
 
 @lru_cache(maxsize=1 << 16)  # pure; brands, categories and words repeat across a catalogue
@@ -427,7 +425,7 @@ def attribute_value_terms(product: Mapping[str, object]) -> list[str]:
     for key, value in attributes.items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             continue
-        text = _attribute_value(str(value))
+        text = normalize_value(str(value))
         if not text or len(text) > ATTRIBUTE_VALUE_CHARS:
             continue
         slot = comparison_slot(str(key), roles)
@@ -437,11 +435,6 @@ def attribute_value_terms(product: Mapping[str, object]) -> list[str]:
         if len(out) == MAX_ATTRIBUTE_VALUES:
             break
     return out
-
-
-@lru_cache(maxsize=1 << 16)
-def _attribute_value(value: str) -> str:
-    return _NOT_WORD_RE.sub("", unicodedata.normalize("NFKC", value).casefold())
 
 
 def code_terms(tokens: list[str], max_parts: int = 4) -> list[str]:

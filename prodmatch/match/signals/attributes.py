@@ -12,15 +12,11 @@ Offers of two shops rarely share keys, hence NaN (no evidence) where no key is s
 values is not imposed: "M" vs "L" is a real clash.
 """
 
-import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from prodmatch.roles import comparison_slot
-
-_NOT_WORD = re.compile(r"[\W_]+")
+from prodmatch.roles import comparison_slot, normalize_value
 
 Normalised = Mapping[str, frozenset[str]]
 
@@ -63,7 +59,7 @@ def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str]
     out: dict[str, set[str]] = {}
     for key, value in (attributes or {}).items():
         if isinstance(value, str | int | float) and not isinstance(value, bool):
-            text = _NOT_WORD.sub("", unicodedata.normalize("NFKC", str(value)).casefold())
+            text = normalize_value(str(value))
             slot = comparison_slot(str(key), roles) if text else None
             if slot is not None:
                 out.setdefault(slot, set()).add(text)
