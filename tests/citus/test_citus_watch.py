@@ -30,6 +30,15 @@ def _watch(settings, run_id: int, stop: threading.Event, errors: list) -> thread
     return thread
 
 
+def _wait_for_rank(conn, run_id: int, source: str, errors: list, seconds: float = 60.0) -> int | None:
+    """The rank of (source, app-new) in the run once a watcher stored it (None after `seconds` or an error)."""
+    started, rank = time.monotonic(), None
+    while rank is None and time.monotonic() - started < seconds and not errors:
+        time.sleep(0.5)
+        rank = _rank_of(conn, run_id, source, "app-new")
+    return rank
+
+
 def _rank_of(conn, run_id: int, source: str, target: str) -> int | None:
     """The rank of the pair in the watched run (the run id changes if the run is replaced: follow its kind)."""
     row = conn.execute(
@@ -74,20 +83,12 @@ def test_a_new_offer_inserted_through_the_coordinator_reaches_matches_v(
             ).fetchone()[0]
             conn.commit()
             assert pending == 1  # queued at commit by the Citus triggers
-            started = time.monotonic()
-            lexical_rank = None
-            while lexical_rank is None and time.monotonic() - started < 60 and not errors:
-                time.sleep(0.5)
-                lexical_rank = _rank_of(conn, builtin.run_id, source, "app-new")
+            lexical_rank = _wait_for_rank(conn, builtin.run_id, source, errors)
             assert not errors, errors
             assert lexical_rank == 1, f"the built-in run has no pair ({source}, app-new) after 60 s"
             embedded = embed(citus_settings, EmbedOptions(batch_size=16))
             assert sum(s.embedded for s in embedded) == 1
-            started = time.monotonic()
-            image_rank = None
-            while image_rank is None and time.monotonic() - started < 60 and not errors:
-                time.sleep(0.5)
-                image_rank = _rank_of(conn, image.run_id, source, "app-new")
+            image_rank = _wait_for_rank(conn, image.run_id, source, errors)
             assert not errors, errors
             assert image_rank == 1, f"the image run has no pair ({source}, app-new) after 60 s"
     finally:
