@@ -1,6 +1,7 @@
 """Train prodmatch's built-in matcher on the development data, and measure it leaving one dataset out.
 
     python benchmarks/builtin_matcher.py [--datasets NAME ...] [--write] [--leave-one-out] [--k 10]
+                                         [--scope matched|labelled]
 
 Every development set (benchmarks/quality_cases.py) is ingested into one fresh embedded database with no neural
 model; the candidates of each train split's gold sources are gathered and labelled exactly as `prodmatch matcher
@@ -13,6 +14,11 @@ train` does. Then:
   trained on the set's own train split and to the best single signal (its threshold chosen on the train split);
   precision / recall / F1 in the three decision modes (all pairs over the threshold, the default of `link`; each
   source's best; one-to-one). Prints one table; --plot writes it as a PNG.
+
+The built-in matcher is trained on the candidates of the sources with a twin. `--scope labelled` judges the
+leave-one-out on every labelled source of the test split (those known only by the data's label-0 pairs too, as
+`prodmatch eval` does), and trains the own matcher on the labelled sources of its train split, as `matcher train`
+learns from a user's review labels (quality_cases.build_case `non_matches`; benchmarks/quality.py `--scope`).
 
 The same seed gives the same matcher: rerunning --write on the same data and code reproduces the file.
 """
@@ -70,6 +76,12 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="write the leave-one-out table as this PNG")
     parser.add_argument("--json", type=Path, help="write the leave-one-out figures as JSON")
     parser.add_argument(
+        "--scope",
+        choices=("matched", "labelled"),
+        default="matched",
+        help="the sources the leave-one-out judges",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         help="keep the gathered pairs in this file (a pickle of this script's own arrays)",
@@ -84,7 +96,7 @@ def main() -> None:
         try:
             settings = Settings(home=home)
             store.upgrade(settings)
-            data = {name: gather_dataset(settings, name, args.k, home) for name in args.datasets}
+            data = {name: gather_dataset(settings, name, args.k, home, args.scope) for name in args.datasets}
         finally:
             shutil.rmtree(home, ignore_errors=True)
         if args.cache:
@@ -93,17 +105,22 @@ def main() -> None:
     if args.write:
         write(data, args.k)
     if args.leave_one_out:
-        rows = leave_one_out(data)
+        rows = leave_one_out(data, args.scope)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         if args.plot:
             plot(rows, args.plot)
 
 
-def gather_dataset(settings: Settings, name: str, k: int, home: Path) -> dict:
-    """The train and test splits' labelled candidates of one dataset."""
+def gather_dataset(settings: Settings, name: str, k: int, home: Path, scope: str = "matched") -> dict:
+    """The train and test splits' labelled candidates of one dataset (with `scope` "labelled", those of every
+    labelled source as well, under "labelled")."""
     started = time.perf_counter()
-    cases = {split: build_case(name, split, home / "cases" / name) for split in ("train", "test")}
+    labelled = scope == "labelled"
+    cases = {
+        split: build_case(name, split, home / "cases" / name, non_matches=labelled)
+        for split in ("train", "test")
+    }
     with store.connection(settings) as conn:
         for case in cases.values():
             for catalog, path in (
@@ -115,6 +132,8 @@ def gather_dataset(settings: Settings, name: str, k: int, home: Path) -> dict:
         refresh_lexical(conn)
         conn.commit()
         out = {split: _gathered(conn, case, k) for split, case in cases.items()}
+        if labelled:
+            out["labelled"] = {split: _gathered(conn, case, k, "labelled") for split, case in cases.items()}
     folder, files, _ = DATASETS[name]
     out["files"] = [
         {"file": f"{folder}/{files[split]}", "sha256": file_sha256(DATA / folder / files[split])}
@@ -149,11 +168,13 @@ def write(data: dict, k: int) -> None:
     )
 
 
-def leave_one_out(data: dict) -> list[dict]:
+def leave_one_out(data: dict, scope: str = "matched") -> list[dict]:
     rows = []
-    for name, d in data.items():
+    for name, dataset in data.items():
         others = [labelled(o, data[o]["train"]) for o in data if family(o) != family(name)]
         builtin, _ = train_builtin(others)
+        # the own matcher, the single signals' thresholds and the judged test sources
+        d = dataset["labelled"] if scope == "labelled" else dataset
         own = train_matcher(
             d["train"]["matrix"],
             d["train"]["labels"],
@@ -185,7 +206,8 @@ def leave_one_out(data: dict) -> list[dict]:
         row["best_single"], row["best_single_f1"] = best
         rows.append(row)
     print(
-        "\n== leave one dataset out (test split, end-to-end F1; builtin trained WITHOUT the dataset's family)"
+        f"\n== leave one dataset out (test split, {scope} sources, end-to-end F1; builtin trained WITHOUT the"
+        " dataset's family)"
     )
     header = (
         f"{'dataset':<28}{'recall':>7}" + "".join(f"{c:>14}" for c in _columns()) + f"{'best single':>13}"

@@ -1,6 +1,6 @@
 """Match quality end to end through the database, on the development data in ../shared/data.
 
-    python benchmarks/quality.py [--datasets NAME ...] [--k 10] [--plots DIR]
+    python benchmarks/quality.py [--datasets NAME ...] [--k 10] [--plots DIR] [--scope matched|labelled]
 
 For each dataset (benchmarks/quality_cases.py builds its train and test cases: two catalogues and a gold file
 each), in a fresh embedded database and with no neural model (the random-weight CLIP that runs where the hub is
@@ -13,8 +13,12 @@ unreachable would only add noise; the matcher uses whatever model it is given):
    threshold), in three decision modes (all pairs over the threshold / each source's best / one-to-one);
 4. the time of each step.
 
-Only gold sources are linked and scored (the gold files say nothing about the other products). Prints one table
-per dataset and a summary; `--plots` also writes each dataset's precision-recall curves as PNG.
+`--scope matched` (the default, the figures of earlier sessions): only sources with a twin are linked, trained on
+and scored. `--scope labelled`: the gold files also list the data's label-0 pairs (quality_cases.build_case
+`non_matches`), so sources with no twin are labelled too: `matcher train` learns from them, as from a user's
+review labels, and every labelled source is linked and scored, as `prodmatch eval` does: the figures a user who
+links a whole catalogue where most products have no twin would see. Prints one table per dataset and a summary;
+`--plots` also writes each dataset's precision-recall curves as PNG.
 """
 
 from __future__ import annotations
@@ -64,13 +68,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--plots", type=Path)
+    parser.add_argument("--scope", choices=("matched", "labelled"), default="matched")
     args = parser.parse_args()
-    print(f"CPU: {_cpu()}; PostgreSQL embedded; no neural model")
+    print(f"CPU: {_cpu()}; PostgreSQL embedded; no neural model; sources scored: {args.scope}")
     home = Path(tempfile.mkdtemp(prefix="prodmatch-quality-"))
     try:
         settings = Settings(home=home)
         store.upgrade(settings)
-        summary = [run(settings, name, args.k, home, args.plots) for name in args.datasets]
+        summary = [run(settings, name, args.k, home, args.plots, args.scope) for name in args.datasets]
     finally:
         shutil.rmtree(home, ignore_errors=True)
     print("\n== summary (test split, end-to-end F1)")
@@ -82,10 +87,16 @@ def main() -> None:
         )
 
 
-def run(settings: Settings, name: str, k: int, home: Path, plots: Path | None) -> dict:
+def run(
+    settings: Settings, name: str, k: int, home: Path, plots: Path | None, scope: str = "matched"
+) -> dict:
     clock: dict[str, float] = {}
     started = time.perf_counter()
-    cases = {split: build_case(name, split, home / "cases" / name) for split in ("train", "test")}
+    labelled = scope == "labelled"
+    cases = {
+        split: build_case(name, split, home / "cases" / name, non_matches=labelled)
+        for split in ("train", "test")
+    }
     clock["build cases"] = time.perf_counter() - started
     with store.connection(settings) as conn:
         t = time.perf_counter()
@@ -109,8 +120,8 @@ def run(settings: Settings, name: str, k: int, home: Path, plots: Path | None) -
         clock["matcher train"] = time.perf_counter() - t
         matcher, _ = load_matcher(conn, name)
         t = time.perf_counter()
-        train_data = _gathered(conn, train, k)
-        test_data = _gathered(conn, test, k)
+        train_data = _gathered(conn, train, k, scope)
+        test_data = _gathered(conn, test, k, scope)
         clock["candidates + features (train+test)"] = time.perf_counter() - t
         t = time.perf_counter()
         rows, curves = [], {}
@@ -170,9 +181,14 @@ def run(settings: Settings, name: str, k: int, home: Path, plots: Path | None) -
     }
 
 
-def _gathered(conn, case, k: int) -> dict:
-    positives, _ = gold_pairs_between(conn, case.gold_path, case.source_catalog, case.target_catalog)
-    sources = np.array(sorted({s for s, _ in positives}), dtype=np.int64)
+def _gathered(conn, case, k: int, scope: str = "matched") -> dict:
+    """The case's candidates with their features and labels, for the sources of `scope`: "matched" (sources
+    with a twin in the gold file: the figures of earlier sessions) or "labelled" (every source the gold file
+    names, those known only by label-0 pairs too: what `prodmatch eval` judges, and closer to linking a whole
+    catalogue where most products have no twin)."""
+    positives, negatives = gold_pairs_between(conn, case.gold_path, case.source_catalog, case.target_catalog)
+    named = {s for s, _ in positives} | ({s for s, _ in negatives} if scope == "labelled" else set())
+    sources = np.array(sorted(named), dtype=np.int64)
     data = gather(
         conn,
         catalog_id(conn, case.source_catalog),

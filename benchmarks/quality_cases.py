@@ -69,6 +69,8 @@ class Case:
     target_products: list[dict]
     gold: frozenset[tuple[str, str]]
     pool_split: bool  # whether the offers were split by hash rather than by side
+    # the file's label-0 pairs between A and B (not in gold): sources known to have no twin among them
+    non_matches: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,11 @@ def load_case(name: str, split: str, data_dir: Path = DATA) -> Case:
     for key in side_b:
         members[clusters[key]].append(key)
     gold = frozenset((offers[a]["id"], offers[b]["id"]) for a in side_a for b in members.get(clusters[a], ()))
+    crossing = {(a, b) for a, b, label in pairs if not label} | {(b, a) for a, b, label in pairs if not label}
+    non_matches = (
+        frozenset((offers[a]["id"], offers[b]["id"]) for a, b in crossing if a in side_a and b in side_b)
+        - gold
+    )
     return Case(
         name,
         split,
@@ -113,11 +120,16 @@ def load_case(name: str, split: str, data_dir: Path = DATA) -> Case:
         [offers[k] for k in sorted(side_b)],
         gold,
         overlap > SPLIT_WHEN_OVERLAP,
+        non_matches,
     )
 
 
-def build_case(name: str, split: str, out_dir: Path, data_dir: Path = DATA) -> CasePaths:
-    """Writes the case's two catalogue files (JSONL) and its gold file (CSV) under out_dir."""
+def build_case(
+    name: str, split: str, out_dir: Path, data_dir: Path = DATA, *, non_matches: bool = False
+) -> CasePaths:
+    """Writes the case's two catalogue files (JSONL) and its gold file (CSV) under out_dir; with `non_matches`,
+    the gold file also lists the file's label-0 pairs between A and B (label 0), so a source with no twin is a
+    labelled source: training and `eval` then see it as a user's review labels would show it."""
     case = load_case(name, split, data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +145,8 @@ def build_case(name: str, split: str, out_dir: Path, data_dir: Path = DATA) -> C
         writer.writerow(["source_catalog", "source_id", "target_catalog", "target_id", "label"])
         for source_id, target_id in sorted(case.gold):
             writer.writerow([source_catalog, source_id, target_catalog, target_id, 1])
+        for source_id, target_id in sorted(case.non_matches if non_matches else ()):
+            writer.writerow([source_catalog, source_id, target_catalog, target_id, 0])
     return CasePaths(
         name,
         split,

@@ -274,10 +274,12 @@ def evaluate_matcher(
     opened = open_matcher(conn, matcher_name)
     scorer, registered, k = opened.scorer, opened.model, opened.depth
     source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
-    positives, _ = gold_pairs_between(conn, gold_file, source, target)
+    positives, negatives = gold_pairs_between(conn, gold_file, source, target)
     if not positives:
         raise ConfigError(f"{gold_file}: no label-1 pairs between {source!r} and {target!r}")
-    sources = np.array(sorted({s for s, _ in positives}), dtype=np.int64)
+    # Every labelled source is judged: one known only by label-0 pairs (no twin in the target) counts each pair
+    # the matcher accepts for it as a false positive, as `eval` of a link run counts it.
+    sources = np.array(sorted({s for s, _ in positives} | {s for s, _ in negatives}), dtype=np.int64)
     gathered = gather(conn, source_id, target_id, registered, k=k, source_ids=sources)
     matrix = features(gathered)
     labels = _labels(gathered, positives)

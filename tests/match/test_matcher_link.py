@@ -304,3 +304,29 @@ def test_leaving_widespread_terms_out_of_the_lexical_search_keeps_its_recall(con
     assert terms and all(searched < heaviest * 0.9 for searched, heaviest in terms), terms  # some left out
     assert pruned.candidate_recall["lexical"] >= full.candidate_recall["lexical"] - 0.02
     assert pruned.candidate_recall["union"] >= full.candidate_recall["union"] - 0.02
+
+
+def test_matcher_eval_counts_a_source_known_only_by_non_matches(conn, demo, tmp_path):
+    """A source whose gold lines are all label 0 has no twin: a pair the matcher accepts for it is a false
+    positive, as `eval` of a link run counts it; before, such sources were left out of the matcher's figures."""
+    train_and_store(conn, demo.gold, "shop", "competitor", name="m")
+    lines = demo.gold.read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], [line.split(",") for line in lines[1:]]
+    positives = [r for r in rows if r[-1] == "1"]
+    # the matched pair the matcher is surest of: it accepts it whatever the gold file says
+    match.link(conn, "shop", "competitor", matcher="m", k=5)
+    sure = conn.execute(
+        "SELECT source_external_id, target_external_id FROM prodmatch.matches_v"
+        " WHERE accepted ORDER BY match_probability DESC, source_external_id"
+    ).fetchall()
+    chosen = next(r for r in positives if (r[1], r[3]) in set(sure))
+    others = [r for r in rows if r[1] != chosen[1]]  # the chosen source's every line left out
+    unjudged = _write(tmp_path / "unjudged.csv", "\n".join([header, *(",".join(r) for r in others)]) + "\n")
+    no_twin = [*others, [*chosen[:-1], "0"]]  # ... or known only as a non-match
+    judged = _write(tmp_path / "no_twin.csv", "\n".join([header, *(",".join(r) for r in no_twin)]) + "\n")
+    before = evaluate_matcher(conn, unjudged, "m", "shop", "competitor")
+    after = evaluate_matcher(conn, judged, "m", "shop", "competitor")
+    assert after.sources == before.sources + 1 and after.gold_pairs == before.gold_pairs
+    row = {(r.name, r.mode): r for r in before.rows}[("matcher", "all")]
+    worse = {(r.name, r.mode): r for r in after.rows}[("matcher", "all")]
+    assert worse.recall == row.recall and worse.precision < row.precision

@@ -89,3 +89,20 @@ def test_ember_shoes_offers_carry_their_attributes_and_the_gold_of_equal_cluster
         (paths.source_catalog,),
     ).fetchone()
     assert "image_url" in stored[0] and stored[1] is None  # a remote picture is not the product's image
+
+
+@pytest.mark.parametrize("name", ["walmart-amazon-structured", "ember-ali-shoes"])
+def test_non_matches_label_the_sources_without_a_twin(tmp_path, name):
+    """With `non_matches`, the file's label-0 pairs between A and B join the gold file as label 0: never a gold
+    pair, always a source of A and a target of B, and they name sources that have no twin at all."""
+    plain = read_gold(build_case(name, "test", tmp_path / "plain").gold_path)
+    paths = build_case(name, "test", tmp_path / "labelled", non_matches=True)
+    gold = read_gold(paths.gold_path)
+    matches = {(g.source_id, g.target_id) for g in gold if g.label == 1}
+    non_matches = {(g.source_id, g.target_id) for g in gold if g.label == 0}
+    assert matches == {(g.source_id, g.target_id) for g in plain} and len(matches) == paths.n_gold
+    assert non_matches and not matches & non_matches
+    a = {json.loads(line)["id"] for line in paths.source_path.read_text().splitlines()}
+    b = {json.loads(line)["id"] for line in paths.target_path.read_text().splitlines()}
+    assert all(s in a and t in b for s, t in non_matches)
+    assert {s for s, _ in non_matches} - {s for s, _ in matches}  # sources known only as having no twin
