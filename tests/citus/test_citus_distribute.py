@@ -88,7 +88,7 @@ def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
         assert pending == [("p1",), ("p2",)]  # only a content change re-queues
         conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'p1'")
         assert conn.execute("SELECT count(*) FROM prodmatch.embeddings").fetchone()[0] == 19
-        assert conn.execute("SELECT count(*) FROM prodmatch.citus_product_changes").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM prodmatch.citus_product_change_sets").fetchone()[0] == 0
 
 
 def test_product_writes_notify_listeners_on_the_coordinator(citus_settings):
