@@ -3,6 +3,7 @@ recall, link --mode ann throughput, shard balance.
 
     python benchmarks/citus.py [--products 20000] [--dimension 256] [--queries 200] [--workers 2] [--shards 8]
                                [--link-sources 0 [--link-all]] [--spaces image,text,fused]
+                               [--ef-search 100[,400...]] [--sides single,citus]
 
 Both sides get the same clustered random vectors (no neural model: a model row of that dimension, halfvec
 storage) for a `shop` catalogue of N products and a `rival` one of N/10. The single node is the embedded
@@ -20,11 +21,13 @@ short keeps the pairs it measured; the load average is printed at the start and 
   own `maintenance_work_mem`, which the coordinator's session setting does not reach: the benchmark sets it on
   the workers (`ALTER SYSTEM`) to the single node's value.
 - similar: `similar(k => 10)` of --queries shop products, p50/p99 latency and recall@10 against exact cosine
-  search in numpy over the same vectors.
+  search in numpy over the same vectors, at each --ef-search (recall against latency; link uses the first).
 - link: `link --mode ann` (k = 5) of the whole rival catalogue, or with --link-sources S a fixed random sample of
   S rival products (the same on both sides) through `match.candidates.ann_candidates`, the candidate search
   that `link --mode ann` runs (without the lexical refresh and the storing of the run); sources per second, and
   how many of the sample's top-5 candidates the two sides share (--link-all: the whole link as well).
+
+--sides single (or citus) runs one side only, e.g. to try more ef_search values on it.
 """
 
 from __future__ import annotations
@@ -67,9 +70,17 @@ def main() -> None:
         "--link-sources", type=int, default=0, help="a random sample of this many rival products (0: all)"
     )
     parser.add_argument("--link-all", action="store_true", help="with --link-sources: also link all of them")
+    parser.add_argument(
+        "--ef-search",
+        default=str(DEFAULT_EF_SEARCH),
+        help="similar()'s ef_search, comma-separated (link: the first)",
+    )
+    parser.add_argument("--sides", default="single,citus", help="single, citus or both (comma-separated)")
     parser.add_argument("--spaces", default=",".join(SPACES), help="the spaces to index (comma-separated)")
     args = parser.parse_args()
     args.spaces = tuple(s.strip() for s in args.spaces.split(","))
+    args.ef_search = [int(e) for e in args.ef_search.split(",")]
+    args.sides = tuple(s.strip() for s in args.sides.split(","))
     args.index_build = load_settings().index_build  # sized once, the same on both sides
     if set(args.spaces) - set(SPACES) or "fused" not in args.spaces:
         sys.exit(f"--spaces: some of {', '.join(SPACES)}, fused among them (similar() and link search it)")
@@ -86,12 +97,18 @@ def main() -> None:
         conn.execute("DROP DATABASE IF EXISTS citus_bench")
         conn.execute("CREATE DATABASE citus_bench")
     single = Settings(database_url=single_url.replace("/postgres?", "/citus_bench?"), home=home / "single")
-    cluster = citus_local.LocalCluster.start(args.workers, shard_count=args.shards)
+    cluster = (
+        citus_local.LocalCluster.start(args.workers, shard_count=args.shards)
+        if "citus" in args.sides
+        else None
+    )
     try:
-        on_cluster = Settings(database_url=cluster.create_database("citus_bench"), home=home / "cluster")
         print(f"{args.products:,} + {args.products // 10:,} products, {args.dimension} dimensions (halfvec)")
         print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average {_load()} at the start", flush=True)
-        sides = {"single": _Side(single, vectors), "citus": _Side(on_cluster, vectors)}
+        sides = {"single": _Side(single, vectors)} if "single" in args.sides else {}
+        if cluster is not None:
+            on_cluster = Settings(database_url=cluster.create_database("citus_bench"), home=home / "cluster")
+            sides["citus"] = _Side(on_cluster, vectors)
         rng = np.random.default_rng(1)
         queries = rng.choice(args.products, args.queries, replace=False)
         rival = np.arange(args.products, len(vectors))
@@ -101,13 +118,14 @@ def main() -> None:
                 _timed(phase, name, side, args, queries)
         for name, side in sides.items():
             _timed(_link_phase, name, side, args, sample)
-        if len(sample):
+        if len(sample) and len(sides) == 2:
             single_pairs, citus_pairs = (side.figures.pop("pairs") for side in sides.values())
             print(f"link sample: {len(single_pairs & citus_pairs) / max(len(single_pairs), 1):.3f} of the")
             print("  single node's (source, candidate) pairs are the cluster's too")
         print(f"load average {_load()} at the end")
     finally:
-        cluster.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -264,28 +282,35 @@ def _set_on_workers(conn, setting: str, value: str) -> None:
 
 def _similar_phase(side: _Side, args, queries: np.ndarray) -> dict:
     """similar() latency and recall@10"""
-    latencies, recalls = [], []
-    with db.connection(side.settings) as conn:
-        for q in queries:
-            started = time.perf_counter()
-            found = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT product_id FROM prodmatch.similar(%s, k => 10)", (int(side.ids[q]),)
-                )
-            ]
-            latencies.append((time.perf_counter() - started) * 1000)
-            sims = side.vectors @ side.vectors[q]
-            sims[q] = -2
-            exact = set(side.ids[np.argpartition(-sims, 10)[:10]].tolist())
-            recalls.append(len(exact & set(found)) / 10)
-        conn.commit()
-    latencies.sort()
-    return {
-        "similar p50 (ms)": round(statistics.median(latencies), 1),
-        "similar p99 (ms)": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
-        "similar recall@10": round(float(np.mean(recalls)), 3),
-    }
+    exact = []
+    for q in queries:
+        sims = side.vectors @ side.vectors[q]
+        sims[q] = -2
+        exact.append(set(side.ids[np.argpartition(-sims, 10)[:10]].tolist()))
+    figures = {}
+    for ef_search in args.ef_search:
+        latencies, recalls = [], []
+        with db.connection(side.settings) as conn:
+            for q, nearest in zip(queries, exact, strict=True):
+                started = time.perf_counter()
+                found = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT product_id FROM prodmatch.similar(%s, k => 10, ef_search => %s::int)",
+                        (int(side.ids[q]), ef_search),
+                    )
+                ]
+                latencies.append((time.perf_counter() - started) * 1000)
+                recalls.append(len(nearest & set(found)) / 10)
+            conn.commit()
+        latencies.sort()
+        at = "" if len(args.ef_search) == 1 else f", ef_search {ef_search}"
+        figures[f"similar p50 (ms){at}"] = round(statistics.median(latencies), 1)
+        figures[f"similar p99 (ms){at}"] = round(
+            latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1
+        )
+        figures[f"similar recall@10{at}"] = round(float(np.mean(recalls)), 3)
+    return figures
 
 
 def _link_phase(side: _Side, args, sample: np.ndarray) -> dict:
@@ -309,7 +334,7 @@ def _link_phase(side: _Side, args, sample: np.ndarray) -> dict:
             "rival",
             "shop",
             5,
-            DEFAULT_EF_SEARCH,
+            args.ef_search[0],
             lambda _n: None,
             source_only=side.ids[sample],
         )
