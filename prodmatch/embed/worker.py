@@ -113,13 +113,9 @@ def embed(
 ) -> list[EmbedSummary]:
     """Embed every pending product (of one model or all), or keep doing so with `options.watch` until `stop`."""
     stop = stop or threading.Event()
-    conn = connect_patiently(settings, options, stop)
-    if conn is None:  # stopped while waiting for the database
+    models = _models_to_embed(settings, options, stop)
+    if models is None:  # stopped while waiting for the database
         return []
-    with conn:
-        if options.retry_errors:
-            queue.requeue_errors(conn, options.model)
-        models = [get_model(conn, options.model)] if options.model else [s.model for s in list_models(conn)]
     if not models:
         raise ConfigError("no model is registered yet; add one with: prodmatch models add [MODEL]")
     factory = encoder_factory or (
@@ -135,6 +131,33 @@ def embed(
         if stop.is_set():
             break
     return summaries
+
+
+def _models_to_embed(settings: Settings, options: EmbedOptions, stop: threading.Event) -> list[Model] | None:
+    """The models to embed (errors requeued first with `retry_errors`), read with the backoff of a running worker:
+    on Citus the coordinator may answer while a worker node is down, and these queries read every shard."""
+    attempt = 0
+    while True:
+        conn = connect_patiently(settings, options, stop)
+        if conn is None:  # stopped while waiting for the database
+            return None
+        try:
+            with conn:
+                if options.retry_errors:
+                    queue.requeue_errors(conn, options.model)
+                if options.model:
+                    return [get_model(conn, options.model)]
+                return [s.model for s in list_models(conn)]
+        except (psycopg.OperationalError, psycopg.errors.InternalError) as error:
+            if isinstance(error, psycopg.errors.InternalError) and not queue.lost_citus_node(error):
+                raise
+            if attempt >= options.db_retries and (not options.watch or stop.is_set()):
+                raise DatabaseError(f"could not read the embedding queue: {error}") from error
+            delay = min(30.0, options.retry_backoff * 2 ** min(attempt, 16))
+            attempt += 1
+            log.warning("database not ready (%s); trying again in %.1f s", _first_line(error), delay)
+            if stop.wait(delay):
+                return None
 
 
 # --- one model --------------------------------------------------------------------------------------------
@@ -166,12 +189,14 @@ class _ModelWorker:
         self.conn = connect_patiently(self.settings, self.options, self.stop, "prodmatch-worker")
         if self.conn is None:  # stopped while waiting for the database
             return self.summary
-        self.catalog_id = self._catalog_id()
+        # The first queries retry like the later ones: on Citus the coordinator may answer while a worker node is
+        # down, and the queue count reads every shard.
+        self.catalog_id = self._with_reconnect(self._catalog_id)
         if self.options.watch:
             with contextlib.suppress(DatabaseUnavailable):  # no slot free yet: _wait_for_work listens later
                 self.listener = self._listen()
         pool = LoaderPool(self.options.image_threads)
-        total = None if self.options.watch else self._pending_count()
+        total = None if self.options.watch else self._with_reconnect(self._pending_count)
         if total is not None and self.options.limit is not None:
             total = min(total, self.options.limit)
         bar = tqdm(

@@ -53,7 +53,8 @@ REFERENCE = (
     "product_clusters",
     "cluster_builds",
 )
-LOCAL = ("alembic_version", "citus_product_changes")  # the latter: sql/citus.sql, on Citus only
+# the others: sql/citus.sql, on Citus only (`citus_product_changes`: its earlier form, dropped there)
+LOCAL = ("alembic_version", "citus_product_change_sets", "citus_product_changes")
 
 
 @dataclass(frozen=True)

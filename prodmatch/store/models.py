@@ -12,6 +12,7 @@ side by side in one `embeddings` table) and marks every product pending for it. 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -202,16 +203,19 @@ def index_name(model: Model, space: str) -> str:
     return f"embeddings_model_{model.id}_{space}_hnsw"
 
 
-def create_indexes(conn: psycopg.Connection, model: Model, build: IndexBuild | None = None) -> None:
+def create_indexes(
+    conn: psycopg.Connection, model: Model, build: IndexBuild | None = None, spaces: Sequence[str] = SPACES
+) -> None:
     """One partial HNSW cosine index per vector kind, on this model's rows only.
 
     Built with CREATE INDEX CONCURRENTLY, so `conn` must be in autocommit mode: a plain CREATE INDEX holds a
     SHARE lock on `embeddings` that makes every product INSERT (its trigger adds embedding rows) and every
     worker write wait. A build that fails leaves an invalid index, which is dropped before re-raising. `build`
     (default: the settings' `index_build`, sized to the machine) sets the build's memory and parallel workers.
+    `spaces` (default: all) limits the build to some of them (benchmarks/citus.py at 1,000,000: the fused one).
     """
     use_index_build(conn, build)
-    for space in SPACES:
+    for space in spaces:
         index = sql.Identifier(index_name(model, space))
         try:
             conn.execute(

@@ -46,8 +46,13 @@ def test_upgrade_distributes_the_schema(citus_settings):
     report = db.status(citus_settings)
     assert [p.shards for p in report.shards] == [8, 8]
     assert "8 shards" in report.to_text()
-    # a second upgrade changes nothing
+    # a second upgrade changes nothing, and drops the pending triggers' table of before (one row per product)
+    with db.connection(citus_settings) as conn:
+        conn.execute("CREATE TABLE prodmatch.citus_product_changes (product_id bigint, inserted boolean)")
+        conn.commit()
     assert db.upgrade(citus_settings) == db.head_revision()
+    with db.connection(citus_settings) as conn:
+        assert conn.execute("SELECT to_regclass('prodmatch.citus_product_changes')").fetchone() == (None,)
 
 
 def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
@@ -74,6 +79,11 @@ def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
         ) as copy:
             for i in range(16, 21):
                 copy.write_row((1, f"p{i}", f"item {i}"))
+        # the statement's ids wait for the commit as one row (one deferred firing), not one row per product
+        noted = conn.execute(
+            "SELECT cardinality(product_ids) FROM prodmatch.citus_product_change_sets"
+        ).fetchall()
+        assert noted == [(5,)]
         conn.commit()
         statuses = conn.execute("SELECT status, count(*) FROM prodmatch.embeddings GROUP BY 1").fetchall()
         assert statuses == [("pending", 20)]  # one row per product, each on its product's shard
@@ -88,7 +98,7 @@ def test_products_triggers_queue_embeddings_on_the_cluster(citus_settings):
         assert pending == [("p1",), ("p2",)]  # only a content change re-queues
         conn.execute("DELETE FROM prodmatch.products WHERE external_id = 'p1'")
         assert conn.execute("SELECT count(*) FROM prodmatch.embeddings").fetchone()[0] == 19
-        assert conn.execute("SELECT count(*) FROM prodmatch.citus_product_changes").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM prodmatch.citus_product_change_sets").fetchone()[0] == 0
 
 
 def test_product_writes_notify_listeners_on_the_coordinator(citus_settings):

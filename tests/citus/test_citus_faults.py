@@ -81,6 +81,34 @@ def test_embedding_resumes_when_a_stopped_worker_node_returns(cluster, tiny_clip
         assert held == (0,)
 
 
+def test_embedding_started_while_a_worker_node_is_down_waits_for_it(cluster, tiny_clip_dir, tmp_path):
+    settings = Settings(database_url=cluster.create_database("faults_start"), home=tmp_path / "home")
+    db.upgrade(settings)
+    _catalogue(settings, tmp_path, tiny_clip_dir, "shop", 12)
+    node = cluster.workers[0]
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["summaries"] = embed(settings, EmbedOptions(batch_size=4, retry_backoff=0.5, db_retries=8))
+        except Exception as error:  # reported by the assertion below
+            result["error"] = error
+
+    cluster.stop_node(node)  # before the start: the worker's first count of the queue cannot reach its shards
+    try:
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(3)
+        still_waiting = worker.is_alive()
+    finally:
+        cluster.restart_node(node)
+    worker.join(timeout=120)
+    assert still_waiting and "error" not in result, result.get("error")
+    assert not worker.is_alive()
+    assert _statuses(settings) == {"done": 12}
+    assert [s.embedded for s in result["summaries"]] == [12]
+
+
 def test_a_third_worker_and_a_rebalance_lose_nothing(cluster, tiny_clip_dir, tmp_path):
     settings = Settings(database_url=cluster.create_database("faults_grow"), home=tmp_path / "home")
     db.upgrade(settings)
