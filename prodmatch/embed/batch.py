@@ -11,12 +11,10 @@ The loop around batches (claiming, reconnecting, watching) is `embed.worker`'s. 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -139,7 +137,11 @@ def embedding_status(
 
 
 class ImageLoader:
-    """Read, decode and preprocess one product image (in a loader thread), retrying transient failures."""
+    """Read, decode and preprocess one product image, retrying transient failures: `fetch` then `decode`.
+
+    A `LoaderPool` runs the two halves in different threads: `fetch` only reads bytes (a file or a download,
+    socket I/O in CPython's own code) and `decode` runs Pillow, numpy and torch.
+    """
 
     def __init__(self, encoder: Encoder, limits: ImageLimits, retries: int, backoff: float) -> None:
         self.encoder = encoder
@@ -157,12 +159,16 @@ class ImageLoader:
         return self.retries * self.limits.total_timeout + self.backoff * (2**self.retries) + 5.0
 
     def __call__(self, ref: str) -> torch.Tensor:
+        return self.decode(self.fetch(ref), ref)
+
+    def fetch(self, ref: str) -> bytes:
+        """The image's bytes; a transient failure (timeout, HTTP 5xx, ...) is tried again after a back-off.
+
+        Only the reading is retried: decoding fails the same way every time (no decoding error is transient).
+        """
         for attempt in range(self.retries):
             try:
-                data = read_image_bytes(ref, self.limits)
-                with _decoding():  # a LoaderPool's fetch threads decode a few at a time (see LoaderPool)
-                    image = decode_image(data, self.limits, source=ref)
-                    return self.encoder.preprocess_images([image])
+                return read_image_bytes(ref, self.limits)
             except ImageError as error:
                 if not error.transient or attempt == self.retries - 1:
                     if error.transient:
@@ -171,85 +177,110 @@ class ImageLoader:
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
+    def decode(self, data: bytes, ref: str) -> torch.Tensor:
+        """The model's pixels for the image bytes of `ref`."""
+        image = decode_image(data, self.limits, source=ref)
+        return self.encoder.preprocess_images([image])
+
 
 class LoaderPool:
-    """Threads that load images for the batches, which never hold up the process's exit.
+    """Threads that load the batches' images: many fetch threads that only read bytes, a few that decode.
 
-    `threads` images are decoded and preprocessed at a time, but `FETCHES_PER_DECODER` times as many are read at a
-    time: an image server that takes 100 ms to answer would otherwise leave the decoders, and then the model,
-    waiting (4 threads fetch 40 images/s from it; ViT-B/32 embeds ~70/s on 2 cores). A waiting fetch costs no CPU.
+    `threads` decoder threads decode and preprocess, and `FETCHES_PER_DECODER` times as many fetch threads read
+    the bytes: an image server that takes 100 ms to answer would otherwise leave the decoders, and then the model,
+    waiting (4 threads fetch 40 images/s from it; ViT-B/32 embeds 70-80/s on 2 cores). A waiting fetch costs no
+    CPU, so the fetches of the next claimed batch all wait side by side while the model encodes this one.
 
-    A download stuck on a slow server ends by its own total deadline, but a worker told to stop (SIGTERM) must
-    not wait for it: `concurrent.futures.ThreadPoolExecutor` joins its threads when the interpreter exits, even
-    after `shutdown(wait=False)`, so a stuck download would keep a stopped worker alive. These are daemon threads.
+    Why two kinds of thread: a worker told to stop (SIGTERM) must not wait for a download stuck on a slow server
+    (it ends only by its own total deadline), so fetch threads are daemon threads, which the interpreter does not
+    wait for at exit. But a daemon thread that is inside torch, numpy or Pillow when the interpreter exits aborts
+    the whole process ("terminate called without an active exception", exit -6): Python 3.11-3.13 end such a
+    thread with `pthread_exit` when it asks for the GIL back, and the unwinding stops at a C++ destructor
+    (torch's GIL release guard). So fetch threads run nothing but the read (CPython's socket, ssl and file code,
+    which unwinds cleanly), and hand the bytes to the decoder threads, which are ordinary threads, joined by
+    `shutdown` (a decode takes milliseconds) and, failing that, by the interpreter before it exits.
     """
 
-    # 4 or 8 met the HTTP target in the benchmark, but with that many daemon threads a worker stopped by SIGTERM
-    # aborted at exit ("terminate called without an active exception") in 1 of 3-6 runs of
-    # test_sigterm_stops_cleanly_and_releases_claims; 1 (the loaders as before) until that is understood.
-    FETCHES_PER_DECODER = 1
+    FETCHES_PER_DECODER = 8
 
     def __init__(self, threads: int) -> None:
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._decoder_count = max(1, threads)
-        self._decoders = threading.BoundedSemaphore(self._decoder_count)
-        self._threads = [
-            threading.Thread(target=self._run, name=f"images-{i}", daemon=True)
+        self._fetches: queue.SimpleQueue = queue.SimpleQueue()
+        self._decodes: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._fetchers = [
+            threading.Thread(target=self._fetch_loop, name=f"image-fetch-{i}", daemon=True)
             for i in range(max(1, threads) * self.FETCHES_PER_DECODER)
         ]
-        for thread in self._threads:
+        self._decoders = [
+            threading.Thread(target=self._decode_loop, name=f"image-decode-{i}")
+            for i in range(max(1, threads))
+        ]
+        for thread in (*self._fetchers, *self._decoders):
             thread.start()
 
-    def submit(self, function: Callable, *args) -> Future:
-        """Run `function(*args)` in a loader thread; its result or exception in the future."""
+    def submit(self, load: ImageLoader, ref: str) -> Future:
+        """Fetch the image `ref` in a fetch thread and decode it in a decoder thread; its pixels (or error) in
+        the future."""
         future: Future = Future()
-        self._work.put((future, function, args))
+        self._fetches.put((future, load, ref))
         return future
 
     def shutdown(self, *, wait: bool = False, timeout: float = 60.0) -> None:
-        """Cancel what has not started and let the threads end; with `wait`, join them (at most `timeout` s).
+        """Cancel what has not started, end the decoder threads (joined) and the fetch threads.
 
-        A worker that ends normally waits, so no loader thread is still inside a decoder or torch when the
-        interpreter exits (that aborts the process); a worker told to stop does not wait for the fetches, only
-        for the decodes under way (milliseconds): it takes every decoding slot and keeps them, so no thread
-        starts decoding afterwards.
+        With `wait`, the fetch threads are joined too (at most `timeout` s in all): a worker that ran out of
+        work has no download under way. A worker told to stop does not wait for its downloads: a fetch that ends
+        afterwards finds the pool closed and drops its bytes.
         """
-        while True:
-            try:
-                item = self._work.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        for _ in self._threads:
-            self._work.put(None)
+        self._closed = True
+        for item in _drain(self._fetches):
+            item[0].cancel()
+        for item in _drain(
+            self._decodes
+        ):  # fetched, so running: a future that is running cannot be cancelled
+            item[0].set_exception(ImageError(f"image {item[2]!r}: not decoded, the worker is stopping"))
+        for _ in self._fetchers:
+            self._fetches.put(None)
+        for _ in self._decoders:
+            self._decodes.put(None)
         deadline = time.monotonic() + timeout
-        if wait:
-            for thread in self._threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            return
-        for _ in range(self._decoder_count):
-            if not self._decoders.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
+        for thread in (*self._decoders, *(self._fetchers if wait else ())):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
-        _slots.decoders = self._decoders
-        while (item := self._work.get()) is not None:
-            future, function, args = item
+    def _fetch_loop(self) -> None:
+        while (item := self._fetches.get()) is not None:
+            future, load, ref = item
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(function(*args))
+                data = load.fetch(ref)
             except BaseException as error:  # handed to whoever waits on the future
+                future.set_exception(error)
+                continue
+            if self._closed:
+                future.set_exception(ImageError(f"image {ref!r}: not decoded, the worker is stopping"))
+            else:
+                self._decodes.put((future, load, ref, data))
+
+    def _decode_loop(self) -> None:
+        while (item := self._decodes.get()) is not None:
+            future, load, ref, data = item
+            try:
+                future.set_result(load.decode(data, ref))
+            except BaseException as error:
                 future.set_exception(error)
 
 
-_slots = threading.local()  # a LoaderPool thread's `decoders` semaphore
-
-
-def _decoding():
-    """The decoding slot of the LoaderPool this thread belongs to (none outside a pool)."""
-    return getattr(_slots, "decoders", None) or contextlib.nullcontext()
+def _drain(work: queue.SimpleQueue) -> list[tuple]:
+    """Take every waiting item off `work` (a thread's end-of-work None included, which is left out)."""
+    items = []
+    while True:
+        try:
+            item = work.get_nowait()
+        except queue.Empty:
+            return items
+        if item is not None:
+            items.append(item)
 
 
 @dataclass(frozen=True)

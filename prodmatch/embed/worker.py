@@ -215,12 +215,9 @@ class _ModelWorker:
         finally:
             database.shutdown(wait=True)
             bar.close()
-            # A worker that ran out of work joins the loader threads, so none is inside a decoder or torch when
-            # the interpreter exits (that aborts the process: "terminate called without an active exception",
-            # seen after SIGTERM under benchmarks/load.py). A stopping worker gives them a second to finish a
-            # decode or a preprocess, not the time a stuck download takes (ImageLimits.total_timeout).
-            stopping = self.stop.is_set()
-            pool.shutdown(wait=True, timeout=1.0 if stopping else self.options.image_limits.total_timeout + 5)
+            # The decoder threads are always joined (see LoaderPool); a stopping worker does not wait for the
+            # downloads under way, which may take as long as ImageLimits.total_timeout.
+            pool.shutdown(wait=not self.stop.is_set(), timeout=self.options.image_limits.total_timeout + 5)
             self._release_all()
             if self.listener is not None:
                 self.listener.close()

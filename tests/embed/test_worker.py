@@ -485,7 +485,7 @@ class _Concurrency:
 
 
 def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir, tmp_path, monkeypatch):
-    # Fetches wait side by side, FETCHES_PER_DECODER per decoding thread, and decodes never exceed the threads.
+    # Fetches wait side by side, FETCHES_PER_DECODER per decoder thread, and decodes never exceed the decoders.
     from prodmatch.embed import batch as batch_module
 
     path = product_image(tmp_path / "p.jpg", 0)
@@ -505,6 +505,45 @@ def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir
     assert all(p.shape == pixels[0].shape for p in pixels)
     assert fetches.most == 2 * batch_module.LoaderPool.FETCHES_PER_DECODER
     assert decodes.most <= 2
+
+
+# A child process whose loader pool is stopped while downloads are still under way and decodes (all torch) run;
+# the fetches end while the interpreter exits.
+_STOPPED_POOL = """
+import time
+import torch
+from prodmatch.embed.batch import LoaderPool
+
+class Load:
+    def fetch(self, ref):
+        time.sleep(float(ref))
+        return b""
+
+    def decode(self, data, ref):
+        a = torch.randn(128, 128)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            a @ a
+        return a
+
+pool = LoaderPool(2)
+futures = [pool.submit(Load(), str(0.02 * i)) for i in range(48)]
+time.sleep(0.25)
+pool.shutdown(wait=False)
+"""
+
+
+def test_a_pool_stopped_mid_download_never_aborts_the_exiting_process():
+    # A daemon thread inside torch when the interpreter exits aborts the process ("terminate called without an
+    # active exception", exit -6): before the fetch threads were kept out of torch, a worker stopped by SIGTERM
+    # did that now and then. With the decoder threads made daemon threads and not joined, this child aborted 6
+    # times in 6.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for _ in range(3):
+        child = subprocess.run(
+            [sys.executable, "-c", _STOPPED_POOL], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert child.returncode == 0, child.stderr
 
 
 def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
