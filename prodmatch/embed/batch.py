@@ -57,11 +57,13 @@ def embed_products(
     *,
     fusion: str,
     image_weight: float,
+    batch_size: int | None = None,
 ) -> ProductVectors:
     """Vectors for products given their preprocessed pixels (None: no usable image) and rendered texts ("": none).
 
     Each pixel tensor is one image as `encoder.preprocess_images` makes it, (channels, height, width) or with a
-    leading batch dimension of 1. Images and texts each go through the model in one call.
+    leading batch dimension of 1. Images and texts each go through the model in one call, or with `batch_size` in
+    calls of at most that many (the texts grouped by token length, see `Encoder.embed_texts`).
     """
     if len(pixels) != len(texts):
         raise ValueError(f"{len(pixels)} pixel tensors for {len(texts)} texts")
@@ -70,11 +72,14 @@ def embed_products(
     text = np.full((len(texts), width), np.nan, dtype=np.float32)
     with_image = [i for i, p in enumerate(pixels) if p is not None]
     with_text = [i for i, t in enumerate(texts) if t]
-    if with_image:
-        batch = torch.cat([pixels[i].reshape(1, *pixels[i].shape[-3:]) for i in with_image])
-        image[with_image] = encoder.embed_pixels(batch)
+    step = batch_size or max(1, len(with_image))
+    for start in range(0, len(with_image), step):
+        rows = with_image[start : start + step]
+        image[rows] = encoder.embed_pixels(
+            torch.cat([pixels[i].reshape(1, *pixels[i].shape[-3:]) for i in rows])
+        )
     if with_text:
-        text[with_text] = encoder.embed_texts([texts[i] for i in with_text])
+        text[with_text] = encoder.embed_texts([texts[i] for i in with_text], batch_size=batch_size)
     fused = fuse(image, text, method=fusion, image_weight=image_weight)
     return ProductVectors(image=image, text=text, fused=fused)
 
@@ -136,20 +141,16 @@ def embedding_status(
     return "done", None
 
 
-class ImageLoader:
-    """Read, decode and preprocess one product image, retrying transient failures: `fetch` then `decode`.
+class ImageFetcher:
+    """Read one image's bytes, retrying transient failures (timeout, HTTP 5xx, ...) after a back-off.
 
-    A `LoaderPool` runs the two halves in different threads: `fetch` only reads bytes (a file or a download,
-    socket I/O in CPython's own code) and `decode` runs Pillow, numpy and torch.
+    It holds nothing of the model, so a `LoaderPool` fetch thread never holds the last reference to a torch object
+    (see `LoaderPool`). Only the reading is retried: decoding fails the same way every time (no decoding error is
+    transient).
     """
 
-    def __init__(self, encoder: Encoder, limits: ImageLimits, retries: int, backoff: float) -> None:
-        self.encoder = encoder
-        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
-        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
-        self.limits = (
-            limits if limits.shortest_side is not None else replace(limits, shortest_side=encoder.image_side)
-        )
+    def __init__(self, limits: ImageLimits, retries: int, backoff: float) -> None:
+        self.limits = limits
         self.retries = retries
         self.backoff = backoff  # seconds before the first retry, doubled on each next one
 
@@ -158,14 +159,7 @@ class ImageLoader:
         """Seconds a batch waits for one image at most: every try's total deadline plus the back-offs."""
         return self.retries * self.limits.total_timeout + self.backoff * (2**self.retries) + 5.0
 
-    def __call__(self, ref: str) -> torch.Tensor:
-        return self.decode(self.fetch(ref), ref)
-
-    def fetch(self, ref: str) -> bytes:
-        """The image's bytes; a transient failure (timeout, HTTP 5xx, ...) is tried again after a back-off.
-
-        Only the reading is retried: decoding fails the same way every time (no decoding error is transient).
-        """
+    def __call__(self, ref: str) -> bytes:
         for attempt in range(self.retries):
             try:
                 return read_image_bytes(ref, self.limits)
@@ -176,6 +170,33 @@ class ImageLoader:
                     raise
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
+
+
+class ImageLoader:
+    """Read, decode and preprocess one product image, retrying transient failures: `fetch`, then `decode`."""
+
+    def __init__(self, encoder: Encoder, limits: ImageLimits, retries: int, backoff: float) -> None:
+        self.encoder = encoder
+        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
+        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
+        if limits.shortest_side is None:
+            limits = replace(limits, shortest_side=encoder.image_side)
+        self.fetch = ImageFetcher(limits, retries, backoff)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return self.fetch.limits
+
+    @limits.setter
+    def limits(self, limits: ImageLimits) -> None:
+        self.fetch.limits = limits
+
+    @property
+    def deadline(self) -> float:
+        return self.fetch.deadline
+
+    def __call__(self, ref: str) -> torch.Tensor:
+        return self.decode(self.fetch(ref), ref)
 
     def decode(self, data: bytes, ref: str) -> torch.Tensor:
         """The model's pixels for the image bytes of `ref`."""
@@ -197,8 +218,9 @@ class LoaderPool:
     the whole process ("terminate called without an active exception", exit -6): Python 3.11-3.13 end such a
     thread with `pthread_exit` when it asks for the GIL back, and the unwinding stops at a C++ destructor
     (torch's GIL release guard). So fetch threads run nothing but the read (CPython's socket, ssl and file code,
-    which unwinds cleanly), and hand the bytes to the decoder threads, which are ordinary threads, joined by
-    `shutdown` (a decode takes milliseconds) and, failing that, by the interpreter before it exits.
+    which unwinds cleanly) and hold no reference to the model (freeing the last one would run torch's destructors
+    in them); they hand the bytes to the decoder threads, ordinary threads that `shutdown` joins (a decode takes
+    milliseconds) and, failing that, the interpreter before it exits.
     """
 
     FETCHES_PER_DECODER = 8
@@ -206,9 +228,17 @@ class LoaderPool:
     def __init__(self, threads: int) -> None:
         self._fetches: queue.SimpleQueue = queue.SimpleQueue()
         self._decodes: queue.SimpleQueue = queue.SimpleQueue()
-        self._closed = False
+        self._loaders: dict[
+            Future, ImageLoader
+        ] = {}  # the decoding half of each submitted image, by its future
+        self._closed = threading.Event()
         self._fetchers = [
-            threading.Thread(target=self._fetch_loop, name=f"image-fetch-{i}", daemon=True)
+            threading.Thread(
+                target=_fetch_loop,
+                args=(self._fetches, self._decodes, self._closed),
+                name=f"image-fetch-{i}",
+                daemon=True,
+            )
             for i in range(max(1, threads) * self.FETCHES_PER_DECODER)
         ]
         self._decoders = [
@@ -222,7 +252,9 @@ class LoaderPool:
         """Fetch the image `ref` in a fetch thread and decode it in a decoder thread; its pixels (or error) in
         the future."""
         future: Future = Future()
-        self._fetches.put((future, load, ref))
+        self._loaders[future] = load
+        future.add_done_callback(self._forget)
+        self._fetches.put((future, load.fetch, ref))
         return future
 
     def shutdown(self, *, wait: bool = False, timeout: float = 60.0) -> None:
@@ -232,13 +264,11 @@ class LoaderPool:
         work has no download under way. A worker told to stop does not wait for its downloads: a fetch that ends
         afterwards finds the pool closed and drops its bytes.
         """
-        self._closed = True
-        for item in _drain(self._fetches):
-            item[0].cancel()
-        for item in _drain(
-            self._decodes
-        ):  # fetched, so running: a future that is running cannot be cancelled
-            item[0].set_exception(ImageError(f"image {item[2]!r}: not decoded, the worker is stopping"))
+        self._closed.set()
+        for future, _, _ in _drain(self._fetches):
+            future.cancel()
+        for future, ref, _ in _drain(self._decodes):  # fetched, so running: it cannot be cancelled
+            future.set_exception(_stopping(ref))
         for _ in self._fetchers:
             self._fetches.put(None)
         for _ in self._decoders:
@@ -246,29 +276,43 @@ class LoaderPool:
         deadline = time.monotonic() + timeout
         for thread in (*self._decoders, *(self._fetchers if wait else ())):
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._loaders.clear()
 
-    def _fetch_loop(self) -> None:
-        while (item := self._fetches.get()) is not None:
-            future, load, ref = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                data = load.fetch(ref)
-            except BaseException as error:  # handed to whoever waits on the future
-                future.set_exception(error)
-                continue
-            if self._closed:
-                future.set_exception(ImageError(f"image {ref!r}: not decoded, the worker is stopping"))
-            else:
-                self._decodes.put((future, load, ref, data))
+    def _forget(self, future: Future) -> None:
+        self._loaders.pop(future, None)
 
     def _decode_loop(self) -> None:
         while (item := self._decodes.get()) is not None:
-            future, load, ref, data = item
+            future, ref, data = item
+            load = self._loaders.get(future)
             try:
+                if load is None:  # the pool was shut down meanwhile
+                    raise _stopping(ref)
                 future.set_result(load.decode(data, ref))
-            except BaseException as error:
+            except BaseException as error:  # handed to whoever waits on the future
                 future.set_exception(error)
+
+
+def _fetch_loop(fetches: queue.SimpleQueue, decodes: queue.SimpleQueue, closed: threading.Event) -> None:
+    """A LoaderPool fetch thread: read each image's bytes and hand them to the decoders. Nothing else: no
+    decoding, no torch, no reference to the model (see LoaderPool)."""
+    while (item := fetches.get()) is not None:
+        future, fetch, ref = item
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            data = fetch(ref)
+        except BaseException as error:  # handed to whoever waits on the future
+            future.set_exception(error)
+            continue
+        if closed.is_set():
+            future.set_exception(_stopping(ref))
+        else:
+            decodes.put((future, ref, data))
+
+
+def _stopping(ref: str) -> ImageError:
+    return ImageError(f"image {ref!r}: not decoded, the worker is stopping")
 
 
 def _drain(work: queue.SimpleQueue) -> list[tuple]:
@@ -327,12 +371,22 @@ def images_ready(batch: list[ClaimedProduct], stop: threading.Event) -> bool:
     return True
 
 
-def encode_batch(encoder: Encoder, model: Model, batch: list[ClaimedProduct]) -> list[EmbeddingRow]:
-    """Wait for the batch's images, embed and fuse, and decide each product's status: the rows to write."""
+def encode_batch(
+    encoder: Encoder, model: Model, batch: list[ClaimedProduct], batch_size: int | None = None
+) -> list[EmbeddingRow]:
+    """Wait for the batch's images, embed and fuse, and decide each product's status: the rows to write.
+
+    A claimed batch bigger than `batch_size` (a block of text-only products, see `embed.worker`) goes through the
+    model in calls of at most `batch_size`, its texts grouped by token length."""
     pixels, image_errors = zip(*(_pixels(item) for item in batch), strict=True) if batch else ((), ())
     texts = [item.text for item in batch]
     vectors = embed_products(
-        encoder, list(pixels), texts, fusion=model.fusion, image_weight=model.image_weight
+        encoder,
+        list(pixels),
+        texts,
+        fusion=model.fusion,
+        image_weight=model.image_weight,
+        batch_size=batch_size,
     )
     rows = []
     for i, item in enumerate(batch):

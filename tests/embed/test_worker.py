@@ -577,3 +577,49 @@ def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
     # ... batch 1's while batch 2 is encoded, and batch 2's while batch 3 is.
     for (write_start, write_end, _), (encode_start, encode_end, _) in zip(writes, encodes[1:], strict=False):
         assert write_start < encode_end and encode_start < write_end
+
+
+def test_text_only_products_are_claimed_in_blocks_grouped_by_length_and_resume(
+    settings, clip_model, tiny_clip_dir, tmp_path, monkeypatch
+):
+    # Titles of 1 to 9 words, so the length groups differ from the catalogue's order.
+    title = lambda i: " ".join(["word"] * (1 + i * 5 % 9)) + f" item {i}"  # noqa: E731
+    csv = write_catalog(tmp_path, "texts", 60, image_ref=lambda i: "", title=title)
+    with db.connection(settings) as conn:
+        ingest_file(conn, csv, "texts")
+    from prodmatch.embed import queue, worker
+
+    sizes = []
+    claim = queue.claim
+    monkeypatch.setattr(
+        queue, "claim", lambda conn, m, c, size, *a: sizes.append(size) or claim(conn, m, c, size, *a)
+    )
+    [first] = embed(settings, EmbedOptions(batch_size=4, limit=30))  # stops mid-catalogue
+    assert first.embedded == 30
+    assert sizes[:2] == [4, min(4 * worker.TEXT_BLOCK, 30 - 4)]  # a block after the first batch, to the limit
+    [rest] = embed(settings, EmbedOptions(batch_size=4))  # the rest, claims and all, as a resumed run
+    assert rest.embedded == 30
+    assert _counts(settings, clip_model.id) == {"done": 60}
+    assert set(_attempts(settings, clip_model.id)) == {1}
+    # Each text's vector is the one it gets alone, whichever block and length group it was embedded in.
+    encoder = Encoder.load(str(tiny_clip_dir))  # the worker's precision ("auto")
+    with db.connection(settings) as conn:
+        stored = vectors(conn, "texts", clip_model.id)
+        template = get_model(conn, "clip").text_template
+    for i in range(60):
+        text = render_text(template, {"title": title(i), "brand": f"Brand{i % 5}"})
+        alone = encoder.embed_texts([text])[0]
+        assert stored[f"texts-{i}"]["image"] is None
+        assert cosine(stored[f"texts-{i}"]["text"], alone) >= 0.9999, i
+
+
+def test_texts_in_length_groups_get_the_vectors_they_get_alone(tiny_clip_dir):
+    encoder = Encoder.load(str(tiny_clip_dir), precision="bf16")
+    texts = [" ".join(["red"] * (1 + i * 7 % 13)) + f" shoe {i}" for i in range(40)]
+    grouped = encoder.embed_texts(texts, batch_size=8)
+    together = encoder.embed_texts(texts)
+    for i, text in enumerate(texts):
+        alone = encoder.embed_texts([text])[0]
+        assert cosine(grouped[i], alone) >= 0.9999, i
+        assert cosine(together[i], alone) >= 0.9999, i
+    assert cosine(grouped[0], grouped[1]) < 0.999  # the rows are not all the same vector
