@@ -11,6 +11,7 @@ The loop around batches (claiming, reconnecting, watching) is `embed.worker`'s. 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -214,23 +215,22 @@ class LoaderPool:
 
     Why two kinds of thread: a worker told to stop (SIGTERM) must not wait for a download stuck on a slow server
     (it ends only by its own total deadline), so fetch threads are daemon threads, which the interpreter does not
-    wait for at exit. But a daemon thread that is inside torch, numpy or Pillow when the interpreter exits aborts
-    the whole process ("terminate called without an active exception", exit -6): Python 3.11-3.13 end such a
-    thread with `pthread_exit` when it asks for the GIL back, and the unwinding stops at a C++ destructor
-    (torch's GIL release guard). So fetch threads run nothing but the read (CPython's socket, ssl and file code,
-    which unwinds cleanly) and hold no reference to the model (freeing the last one would run torch's destructors
-    in them); they hand the bytes to the decoder threads, ordinary threads that `shutdown` joins (a decode takes
-    milliseconds) and, failing that, the interpreter before it exits.
+    wait for at exit. But a daemon thread that runs any torch code while the interpreter exits aborts the process
+    ("terminate called without an active exception", exit -6): Python 3.11-3.13 end such a thread with
+    `pthread_exit` when it asks for the GIL back, and the unwinding stops at a C++ frame. Freeing a tensor is
+    torch code too (a core dump showed a fetch thread, as it ended, dropping the last reference to a future that
+    held its decoded pixels). So fetch threads never see a future, the model or a tensor: they get a number, a
+    reader (`ImageFetcher`) and a reference, and hand back the bytes or the error's text; the decoder threads,
+    ordinary threads that `shutdown` joins (and the interpreter before it exits), do everything else.
     """
 
     FETCHES_PER_DECODER = 8
 
     def __init__(self, threads: int) -> None:
-        self._fetches: queue.SimpleQueue = queue.SimpleQueue()
-        self._decodes: queue.SimpleQueue = queue.SimpleQueue()
-        self._loaders: dict[
-            Future, ImageLoader
-        ] = {}  # the decoding half of each submitted image, by its future
+        self._fetches: queue.SimpleQueue = queue.SimpleQueue()  # (number, reader, reference)
+        self._decodes: queue.SimpleQueue = queue.SimpleQueue()  # (number, reference, bytes, error)
+        self._pending: dict[int, tuple[Future, ImageLoader]] = {}  # by number: what the bytes are for
+        self._numbers = itertools.count()
         self._closed = threading.Event()
         self._fetchers = [
             threading.Thread(
@@ -250,25 +250,23 @@ class LoaderPool:
 
     def submit(self, load: ImageLoader, ref: str) -> Future:
         """Fetch the image `ref` in a fetch thread and decode it in a decoder thread; its pixels (or error) in
-        the future."""
+        the future. Cancelling the future before its decoding starts skips the decoding."""
         future: Future = Future()
-        self._loaders[future] = load
-        future.add_done_callback(self._forget)
-        self._fetches.put((future, load.fetch, ref))
+        number = next(self._numbers)
+        self._pending[number] = (future, load)
+        self._fetches.put((number, load.fetch, ref))
         return future
 
     def shutdown(self, *, wait: bool = False, timeout: float = 60.0) -> None:
-        """Cancel what has not started, end the decoder threads (joined) and the fetch threads.
+        """Stop: cancel the images not yet decoded and join the decoder threads; the fetch threads end too.
 
-        With `wait`, the fetch threads are joined too (at most `timeout` s in all): a worker that ran out of
+        With `wait`, the fetch threads are joined as well (at most `timeout` s in all): a worker that ran out of
         work has no download under way. A worker told to stop does not wait for its downloads: a fetch that ends
         afterwards finds the pool closed and drops its bytes.
         """
         self._closed.set()
-        for future, _, _ in _drain(self._fetches):
-            future.cancel()
-        for future, ref, _ in _drain(self._decodes):  # fetched, so running: it cannot be cancelled
-            future.set_exception(_stopping(ref))
+        _drain(self._fetches)
+        _drain(self._decodes)
         for _ in self._fetchers:
             self._fetches.put(None)
         for _ in self._decoders:
@@ -276,55 +274,52 @@ class LoaderPool:
         deadline = time.monotonic() + timeout
         for thread in (*self._decoders, *(self._fetchers if wait else ())):
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._loaders.clear()
-
-    def _forget(self, future: Future) -> None:
-        self._loaders.pop(future, None)
+        for future, _ in self._pending.values():
+            future.cancel()
+        self._pending.clear()
 
     def _decode_loop(self) -> None:
         while (item := self._decodes.get()) is not None:
-            future, ref, data = item
-            load = self._loaders.get(future)
+            number, ref, data, error = item
+            future, load = self._pending.pop(number, (None, None))
+            if future is None or not future.set_running_or_notify_cancel():
+                continue  # the pool was shut down, or the batch given back, meanwhile
+            if error is not None:
+                message, transient = error
+                future.set_exception(ImageError(message, transient=transient))
+                continue
             try:
-                if load is None:  # the pool was shut down meanwhile
-                    raise _stopping(ref)
                 future.set_result(load.decode(data, ref))
-            except BaseException as error:  # handed to whoever waits on the future
-                future.set_exception(error)
+            except BaseException as failure:  # handed to whoever waits on the future
+                future.set_exception(failure)
 
 
 def _fetch_loop(fetches: queue.SimpleQueue, decodes: queue.SimpleQueue, closed: threading.Event) -> None:
-    """A LoaderPool fetch thread: read each image's bytes and hand them to the decoders. Nothing else: no
-    decoding, no torch, no reference to the model (see LoaderPool)."""
+    """A LoaderPool fetch thread: read each image's bytes and hand them, or what went wrong, to the decoders.
+
+    What went wrong travels as text, not as the exception: the waiting thread that raises it again would hang its
+    own frames (tensors among their locals) on the exception's traceback, which this thread would still hold.
+    """
     while (item := fetches.get()) is not None:
-        future, fetch, ref = item
-        if not future.set_running_or_notify_cancel():
-            continue
+        number, fetch, ref = item
         try:
-            data = fetch(ref)
-        except BaseException as error:  # handed to whoever waits on the future
-            future.set_exception(error)
-            continue
-        if closed.is_set():
-            future.set_exception(_stopping(ref))
-        else:
-            decodes.put((future, ref, data))
+            data, error = fetch(ref), None
+        except ImageError as failure:
+            data, error = None, (str(failure), failure.transient)
+        except Exception as failure:  # a reader bug must not stop the worker: recorded on the product
+            log.exception("unexpected error reading %s", ref)
+            data, error = None, (f"image {ref!r}: unexpected error: {failure}", False)
+        if not closed.is_set():
+            decodes.put((number, ref, data, error))
 
 
-def _stopping(ref: str) -> ImageError:
-    return ImageError(f"image {ref!r}: not decoded, the worker is stopping")
-
-
-def _drain(work: queue.SimpleQueue) -> list[tuple]:
-    """Take every waiting item off `work` (a thread's end-of-work None included, which is left out)."""
-    items = []
+def _drain(work: queue.SimpleQueue) -> None:
+    """Take every waiting item off `work`."""
     while True:
         try:
-            item = work.get_nowait()
+            work.get_nowait()
         except queue.Empty:
-            return items
-        if item is not None:
-            items.append(item)
+            return
 
 
 @dataclass(frozen=True)

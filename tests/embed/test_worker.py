@@ -511,6 +511,7 @@ def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir
 # the fetches end while the interpreter exits.
 _STOPPED_POOL = """
 import time
+import numpy as np
 import torch
 from prodmatch.embed.batch import LoaderPool
 
@@ -524,7 +525,7 @@ class Load:
         end = time.monotonic() + 0.3
         while time.monotonic() < end:
             a @ a
-        return a
+        return torch.from_numpy(np.zeros((3, 64, 64), dtype=np.float32))
 
 pool = LoaderPool(2)
 futures = [pool.submit(Load(), str(0.02 * i)) for i in range(48)]
@@ -534,10 +535,9 @@ pool.shutdown(wait=False)
 
 
 def test_a_pool_stopped_mid_download_never_aborts_the_exiting_process():
-    # A daemon thread inside torch when the interpreter exits aborts the process ("terminate called without an
-    # active exception", exit -6): before the fetch threads were kept out of torch, a worker stopped by SIGTERM
-    # did that now and then. With the decoder threads made daemon threads and not joined, this child aborted 6
-    # times in 6.
+    # A daemon thread that runs torch code (freeing a tensor included) while the interpreter exits aborts the
+    # process ("terminate called without an active exception", exit -6), as a worker stopped by SIGTERM did now
+    # and then. With the decoder threads made daemon threads and not joined, this child aborted 6 times in 6.
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     for _ in range(3):
         child = subprocess.run(
