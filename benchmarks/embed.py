@@ -21,7 +21,8 @@ of the worker's rates as they are of the model's. Prints products/s for:
   (c) the matmul bound: the best bf16 matmul FLOP/s this CPU reaches, divided by the model's FLOPs per product
       (image tower at 224x224 plus text tower at the catalogue's token length, FlopCounterMode); (d) in fp32;
 
-with the shares (a)/(m), (t)/(t-m), (a-http)/(a), (m)/(c), (a)/(b), and the peak RSS of `prodmatch embed` run in a
+with the shares (a)/(m), (t)/(t-m), (a-http)/(a), (m)/(c), (a)/(b), the CPU per product of the worker process and of
+its PostgreSQL backend (where the time goes besides the towers), and the peak RSS of `prodmatch embed` run in a
 subprocess on N and on 2N products. The worker, HTTP, text-only and model-only runs alternate `--rounds` times
 (the machine is shared: medians of the rounds are printed, and each round's shares).
 """
@@ -129,10 +130,14 @@ def write_catalogue(folder: Path, name: str, n: int, photos: list) -> Path:
 
 
 class WriteClock:
-    """Record when each batch's vectors are written (`embed.queue.write`, which the worker calls), and how many."""
+    """Record when each batch's vectors are written (`embed.queue.write`, which the worker calls), and how many.
+
+    Also the CPU seconds used by then by this process and by the worker's PostgreSQL backend (read from /proc:
+    the benchmark's server is local), so a run's CPU per product can be split between the two."""
 
     def __init__(self) -> None:
         self.stamps: list[tuple[float, int]] = []
+        self.cpu: list[tuple[float, float | None]] = []  # (this process, the backend) at each stamp
 
     def __enter__(self) -> WriteClock:
         self._write = queue.write
@@ -140,6 +145,7 @@ class WriteClock:
         def write(conn, model_id, rows):
             statuses = self._write(conn, model_id, rows)
             self.stamps.append((time.perf_counter(), len(statuses)))
+            self.cpu.append((time.process_time(), _process_cpu(conn.info.backend_pid)))
             return statuses
 
         queue.write = write
@@ -147,6 +153,22 @@ class WriteClock:
 
     def __exit__(self, *exc) -> None:
         queue.write = self._write
+
+    def cpu_per_product(self) -> tuple[float, float | None]:
+        """(this process, the PostgreSQL backend) CPU seconds per product after the first batch, as the rates."""
+        products = sum(count for _, count in self.stamps[1:])
+        (own_0, server_0), (own_1, server_1) = self.cpu[0], self.cpu[-1]
+        server = None if server_0 is None or server_1 is None else (server_1 - server_0) / products
+        return (own_1 - own_0) / products, server
+
+
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a local process so far (None where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class TowerClock:
@@ -187,7 +209,8 @@ def worker_run(settings: Settings, catalogue: str, limits: ImageLimits | None = 
     """Embed the catalogue with the CLI's default options; (marginal products/s, summary).
 
     The summary's `tower_share` is the part of the worker's run spent inside the towers' calls (the rest: the
-    model load, the first claim and images, and whatever the model waited for)."""
+    model load, the first claim and images, and whatever the model waited for); its `cpu_per_product` is the CPU
+    seconds per product of this process and of the worker's PostgreSQL backend, after the first batch."""
     options = EmbedOptions(model=MODEL_NAME, catalog=catalogue, precision=settings.precision)
     if limits is not None:
         options = replace(options, image_limits=limits)
@@ -195,6 +218,7 @@ def worker_run(settings: Settings, catalogue: str, limits: ImageLimits | None = 
         started = time.perf_counter()
         [summary] = embed(settings, options)
         summary.tower_share = towers.seconds / (clock.stamps[-1][0] - started)
+    summary.cpu_per_product = clock.cpu_per_product()
     return marginal_rate(clock.stamps), summary
 
 
@@ -463,6 +487,7 @@ def main() -> None:
             http_limits = replace(EmbedOptions().image_limits, allowed_networks=("127.0.0.1/32",))
             batch = EmbedOptions().batch_size
             shares = []  # per round: the part of each worker run spent inside the towers
+            cpu = []  # per round: CPU s per product of the process and of its backend, image run and text-only run
             rounds = []  # per round: local, http, text-only worker rates; image, text, sorted-text tower rates
             for r in range(args.rounds):
                 local, summary = worker_run(settings, f"local-{r}")
@@ -471,6 +496,7 @@ def main() -> None:
                 images_s, texts_s, sorted_s = model_only(model_dir, photos, texts, batch)
                 rounds.append((local, http, text, images_s, texts_s, sorted_s))
                 shares.append((summary.tower_share, http_summary.tower_share, text_summary.tower_share))
+                cpu.append((*summary.cpu_per_product, *text_summary.cpu_per_product))
                 if http_summary.image_errors or http_summary.failed:
                     raise SystemExit(f"HTTP run: {http_summary.to_text()}")
         local, http, text, images_s, texts_s, sorted_s = (
@@ -565,11 +591,26 @@ def main() -> None:
             f"time inside the towers' calls, of each worker run (model load included): {local_share:.0%} (a), "
             f"{http_share:.0%} (a-http), {text_share:.0%} (t)"
         )
+        own, server, text_own, text_server = (_median_or_none(v) for v in zip(*cpu, strict=True))
+        print(
+            f"CPU per product after the first batch (2 cores: 1 s of wall time is 2 s of CPU): worker process"
+            f" {own * 1000:.1f} ms, its PostgreSQL backend {_ms(server)} (a); {text_own * 1000:.2f} ms and"
+            f" {_ms(text_server)} (t)"
+        )
         for size, result in memory:
             print(
                 f"subprocess `prodmatch embed` on {size:5d} products: peak RSS {result['peak_rss_mib']:7.0f} MiB, "
                 f"{result['products_per_second']:.1f} products/s"
             )
+
+
+def _median_or_none(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _ms(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds * 1000:.2f} ms"
 
 
 def get_model_template(settings: Settings) -> str:

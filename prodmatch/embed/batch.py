@@ -11,12 +11,11 @@ The loop around batches (claiming, reconnecting, watching) is `embed.worker`'s. 
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -59,11 +58,13 @@ def embed_products(
     *,
     fusion: str,
     image_weight: float,
+    batch_size: int | None = None,
 ) -> ProductVectors:
     """Vectors for products given their preprocessed pixels (None: no usable image) and rendered texts ("": none).
 
     Each pixel tensor is one image as `encoder.preprocess_images` makes it, (channels, height, width) or with a
-    leading batch dimension of 1. Images and texts each go through the model in one call.
+    leading batch dimension of 1. Images and texts each go through the model in one call, or with `batch_size` in
+    calls of at most that many (the texts grouped by token length, see `Encoder.embed_texts`).
     """
     if len(pixels) != len(texts):
         raise ValueError(f"{len(pixels)} pixel tensors for {len(texts)} texts")
@@ -72,11 +73,14 @@ def embed_products(
     text = np.full((len(texts), width), np.nan, dtype=np.float32)
     with_image = [i for i, p in enumerate(pixels) if p is not None]
     with_text = [i for i, t in enumerate(texts) if t]
-    if with_image:
-        batch = torch.cat([pixels[i].reshape(1, *pixels[i].shape[-3:]) for i in with_image])
-        image[with_image] = encoder.embed_pixels(batch)
+    step = batch_size or max(1, len(with_image))
+    for start in range(0, len(with_image), step):
+        rows = with_image[start : start + step]
+        image[rows] = encoder.embed_pixels(
+            torch.cat([pixels[i].reshape(1, *pixels[i].shape[-3:]) for i in rows])
+        )
     if with_text:
-        text[with_text] = encoder.embed_texts([texts[i] for i in with_text])
+        text[with_text] = encoder.embed_texts([texts[i] for i in with_text], batch_size=batch_size)
     fused = fuse(image, text, method=fusion, image_weight=image_weight)
     return ProductVectors(image=image, text=text, fused=fused)
 
@@ -138,16 +142,16 @@ def embedding_status(
     return "done", None
 
 
-class ImageLoader:
-    """Read, decode and preprocess one product image (in a loader thread), retrying transient failures."""
+class ImageFetcher:
+    """Read one image's bytes, retrying transient failures (timeout, HTTP 5xx, ...) after a back-off.
 
-    def __init__(self, encoder: Encoder, limits: ImageLimits, retries: int, backoff: float) -> None:
-        self.encoder = encoder
-        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
-        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
-        self.limits = (
-            limits if limits.shortest_side is not None else replace(limits, shortest_side=encoder.image_side)
-        )
+    It holds nothing of the model, so a `LoaderPool` fetch thread never holds the last reference to a torch object
+    (see `LoaderPool`). Only the reading is retried: decoding fails the same way every time (no decoding error is
+    transient).
+    """
+
+    def __init__(self, limits: ImageLimits, retries: int, backoff: float) -> None:
+        self.limits = limits
         self.retries = retries
         self.backoff = backoff  # seconds before the first retry, doubled on each next one
 
@@ -156,13 +160,10 @@ class ImageLoader:
         """Seconds a batch waits for one image at most: every try's total deadline plus the back-offs."""
         return self.retries * self.limits.total_timeout + self.backoff * (2**self.retries) + 5.0
 
-    def __call__(self, ref: str) -> torch.Tensor:
+    def __call__(self, ref: str) -> bytes:
         for attempt in range(self.retries):
             try:
-                data = read_image_bytes(ref, self.limits)
-                with _decoding():  # a LoaderPool's fetch threads decode a few at a time (see LoaderPool)
-                    image = decode_image(data, self.limits, source=ref)
-                    return self.encoder.preprocess_images([image])
+                return read_image_bytes(ref, self.limits)
             except ImageError as error:
                 if not error.transient or attempt == self.retries - 1:
                     if error.transient:
@@ -172,84 +173,153 @@ class ImageLoader:
         raise AssertionError("unreachable")
 
 
+class ImageLoader:
+    """Read, decode and preprocess one product image, retrying transient failures: `fetch`, then `decode`."""
+
+    def __init__(self, encoder: Encoder, limits: ImageLimits, retries: int, backoff: float) -> None:
+        self.encoder = encoder
+        # Decode and shrink each image only to the size the model's preprocessing resizes to: a big JPEG then
+        # decodes at 1/2 to 1/8 scale and is resampled once (about 3 ms instead of 15 for an 800x800 photo).
+        if limits.shortest_side is None:
+            limits = replace(limits, shortest_side=encoder.image_side)
+        self.fetch = ImageFetcher(limits, retries, backoff)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return self.fetch.limits
+
+    @limits.setter
+    def limits(self, limits: ImageLimits) -> None:
+        self.fetch.limits = limits
+
+    @property
+    def deadline(self) -> float:
+        return self.fetch.deadline
+
+    def __call__(self, ref: str) -> torch.Tensor:
+        return self.decode(self.fetch(ref), ref)
+
+    def decode(self, data: bytes, ref: str) -> torch.Tensor:
+        """The model's pixels for the image bytes of `ref`."""
+        image = decode_image(data, self.limits, source=ref)
+        return self.encoder.preprocess_images([image])
+
+
 class LoaderPool:
-    """Threads that load images for the batches, which never hold up the process's exit.
+    """Threads that load the batches' images: many fetch threads that only read bytes, a few that decode.
 
-    `threads` images are decoded and preprocessed at a time, but `FETCHES_PER_DECODER` times as many are read at a
-    time: an image server that takes 100 ms to answer would otherwise leave the decoders, and then the model,
-    waiting (4 threads fetch 40 images/s from it; ViT-B/32 embeds ~70/s on 2 cores). A waiting fetch costs no CPU.
+    `threads` decoder threads decode and preprocess, and `FETCHES_PER_DECODER` times as many fetch threads read
+    the bytes: an image server that takes 100 ms to answer would otherwise leave the decoders, and then the model,
+    waiting (4 threads fetch 40 images/s from it; ViT-B/32 embeds 70-80/s on 2 cores). A waiting fetch costs no
+    CPU, so the fetches of the next claimed batch all wait side by side while the model encodes this one.
 
-    A download stuck on a slow server ends by its own total deadline, but a worker told to stop (SIGTERM) must
-    not wait for it: `concurrent.futures.ThreadPoolExecutor` joins its threads when the interpreter exits, even
-    after `shutdown(wait=False)`, so a stuck download would keep a stopped worker alive. These are daemon threads.
+    Why two kinds of thread: a worker told to stop (SIGTERM) must not wait for a download stuck on a slow server
+    (it ends only by its own total deadline), so fetch threads are daemon threads, which the interpreter does not
+    wait for at exit. But a daemon thread that runs any torch code while the interpreter exits aborts the process
+    ("terminate called without an active exception", exit -6): Python 3.11-3.13 end such a thread with
+    `pthread_exit` when it asks for the GIL back, and the unwinding stops at a C++ frame. Freeing a tensor is
+    torch code too (a core dump showed a fetch thread, as it ended, dropping the last reference to a future that
+    held its decoded pixels). So fetch threads never see a future, the model or a tensor: they get a number, a
+    reader (`ImageFetcher`) and a reference, and hand back the bytes or the error's text; the decoder threads,
+    ordinary threads that `shutdown` joins (and the interpreter before it exits), do everything else.
     """
 
-    # 4 or 8 met the HTTP target in the benchmark, but with that many daemon threads a worker stopped by SIGTERM
-    # aborted at exit ("terminate called without an active exception") in 1 of 3-6 runs of
-    # test_sigterm_stops_cleanly_and_releases_claims; 1 (the loaders as before) until that is understood.
-    FETCHES_PER_DECODER = 1
+    FETCHES_PER_DECODER = 8
 
     def __init__(self, threads: int) -> None:
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._decoder_count = max(1, threads)
-        self._decoders = threading.BoundedSemaphore(self._decoder_count)
-        self._threads = [
-            threading.Thread(target=self._run, name=f"images-{i}", daemon=True)
+        self._fetches: queue.SimpleQueue = queue.SimpleQueue()  # (number, reader, reference)
+        self._decodes: queue.SimpleQueue = queue.SimpleQueue()  # (number, reference, bytes, error)
+        self._pending: dict[int, tuple[Future, ImageLoader]] = {}  # by number: what the bytes are for
+        self._numbers = itertools.count()
+        self._closed = threading.Event()
+        self._fetchers = [
+            threading.Thread(
+                target=_fetch_loop,
+                args=(self._fetches, self._decodes, self._closed),
+                name=f"image-fetch-{i}",
+                daemon=True,
+            )
             for i in range(max(1, threads) * self.FETCHES_PER_DECODER)
         ]
-        for thread in self._threads:
+        self._decoders = [
+            threading.Thread(target=self._decode_loop, name=f"image-decode-{i}")
+            for i in range(max(1, threads))
+        ]
+        for thread in (*self._fetchers, *self._decoders):
             thread.start()
 
-    def submit(self, function: Callable, *args) -> Future:
-        """Run `function(*args)` in a loader thread; its result or exception in the future."""
+    def submit(self, load: ImageLoader, ref: str) -> Future:
+        """Fetch the image `ref` in a fetch thread and decode it in a decoder thread; its pixels (or error) in
+        the future. Cancelling the future before its decoding starts skips the decoding."""
         future: Future = Future()
-        self._work.put((future, function, args))
+        number = next(self._numbers)
+        self._pending[number] = (future, load)
+        self._fetches.put((number, load.fetch, ref))
         return future
 
     def shutdown(self, *, wait: bool = False, timeout: float = 60.0) -> None:
-        """Cancel what has not started and let the threads end; with `wait`, join them (at most `timeout` s).
+        """Stop: cancel the images not yet decoded and join the decoder threads; the fetch threads end too.
 
-        A worker that ends normally waits, so no loader thread is still inside a decoder or torch when the
-        interpreter exits (that aborts the process); a worker told to stop does not wait for the fetches, only
-        for the decodes under way (milliseconds): it takes every decoding slot and keeps them, so no thread
-        starts decoding afterwards.
+        With `wait`, the fetch threads are joined as well (at most `timeout` s in all): a worker that ran out of
+        work has no download under way. A worker told to stop does not wait for its downloads: a fetch that ends
+        afterwards finds the pool closed and drops its bytes.
         """
-        while True:
-            try:
-                item = self._work.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        for _ in self._threads:
-            self._work.put(None)
+        self._closed.set()
+        _drain(self._fetches)
+        _drain(self._decodes)
+        for _ in self._fetchers:
+            self._fetches.put(None)
+        for _ in self._decoders:
+            self._decodes.put(None)
         deadline = time.monotonic() + timeout
-        if wait:
-            for thread in self._threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            return
-        for _ in range(self._decoder_count):
-            if not self._decoders.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
+        for thread in (*self._decoders, *(self._fetchers if wait else ())):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for future, _ in self._pending.values():
+            future.cancel()
+        self._pending.clear()
 
-    def _run(self) -> None:
-        _slots.decoders = self._decoders
-        while (item := self._work.get()) is not None:
-            future, function, args = item
-            if not future.set_running_or_notify_cancel():
+    def _decode_loop(self) -> None:
+        while (item := self._decodes.get()) is not None:
+            number, ref, data, error = item
+            future, load = self._pending.pop(number, (None, None))
+            if future is None or not future.set_running_or_notify_cancel():
+                continue  # the pool was shut down, or the batch given back, meanwhile
+            if error is not None:
+                message, transient = error
+                future.set_exception(ImageError(message, transient=transient))
                 continue
             try:
-                future.set_result(function(*args))
-            except BaseException as error:  # handed to whoever waits on the future
-                future.set_exception(error)
+                future.set_result(load.decode(data, ref))
+            except BaseException as failure:  # handed to whoever waits on the future
+                future.set_exception(failure)
 
 
-_slots = threading.local()  # a LoaderPool thread's `decoders` semaphore
+def _fetch_loop(fetches: queue.SimpleQueue, decodes: queue.SimpleQueue, closed: threading.Event) -> None:
+    """A LoaderPool fetch thread: read each image's bytes and hand them, or what went wrong, to the decoders.
+
+    What went wrong travels as text, not as the exception: the waiting thread that raises it again would hang its
+    own frames (tensors among their locals) on the exception's traceback, which this thread would still hold.
+    """
+    while (item := fetches.get()) is not None:
+        number, fetch, ref = item
+        try:
+            data, error = fetch(ref), None
+        except ImageError as failure:
+            data, error = None, (str(failure), failure.transient)
+        except Exception as failure:  # a reader bug must not stop the worker: recorded on the product
+            log.exception("unexpected error reading %s", ref)
+            data, error = None, (f"image {ref!r}: unexpected error: {failure}", False)
+        if not closed.is_set():
+            decodes.put((number, ref, data, error))
 
 
-def _decoding():
-    """The decoding slot of the LoaderPool this thread belongs to (none outside a pool)."""
-    return getattr(_slots, "decoders", None) or contextlib.nullcontext()
+def _drain(work: queue.SimpleQueue) -> None:
+    """Take every waiting item off `work`."""
+    while True:
+        try:
+            work.get_nowait()
+        except queue.Empty:
+            return
 
 
 @dataclass(frozen=True)
@@ -296,12 +366,22 @@ def images_ready(batch: list[ClaimedProduct], stop: threading.Event) -> bool:
     return True
 
 
-def encode_batch(encoder: Encoder, model: Model, batch: list[ClaimedProduct]) -> list[EmbeddingRow]:
-    """Wait for the batch's images, embed and fuse, and decide each product's status: the rows to write."""
+def encode_batch(
+    encoder: Encoder, model: Model, batch: list[ClaimedProduct], batch_size: int | None = None
+) -> list[EmbeddingRow]:
+    """Wait for the batch's images, embed and fuse, and decide each product's status: the rows to write.
+
+    A claimed batch bigger than `batch_size` (a block of text-only products, see `embed.worker`) goes through the
+    model in calls of at most `batch_size`, its texts grouped by token length."""
     pixels, image_errors = zip(*(_pixels(item) for item in batch), strict=True) if batch else ((), ())
     texts = [item.text for item in batch]
     vectors = embed_products(
-        encoder, list(pixels), texts, fusion=model.fusion, image_weight=model.image_weight
+        encoder,
+        list(pixels),
+        texts,
+        fusion=model.fusion,
+        image_weight=model.image_weight,
+        batch_size=batch_size,
     )
     rows = []
     for i, item in enumerate(batch):

@@ -160,11 +160,20 @@ class Encoder:
         """Image vectors for RGB images: (n, dimension) float32, unit length."""
         return self.embed_pixels(self.preprocess_images(images))
 
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
-        """Text vectors: (n, dimension) float32, unit length; texts longer than the model takes are truncated."""
+    def embed_texts(self, texts: list[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Text vectors: (n, dimension) float32, unit length; texts longer than the model takes are truncated.
+
+        With `batch_size`, the texts go through the tower in calls of at most that many, grouped by token length
+        (a call pads its texts to its longest): a text's vector does not depend on the texts it is grouped with.
+        """
         if not texts:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
-        return self._embed_texts(texts)
+        if batch_size is None or len(texts) <= batch_size:
+            return self._embed_texts(texts)
+        out = np.empty((len(texts), self.info.dimension), dtype=np.float32)
+        for rows in self._by_length(texts, batch_size):
+            out[rows] = self._embed_texts([texts[i] for i in rows])
+        return out
 
     def tokenize(self, texts: list[str], device: torch.device | None = None) -> dict[str, torch.Tensor]:
         """The text tower's inputs for `texts`, on `device` (default: the encoder's), as embedding makes them.
@@ -190,6 +199,18 @@ class Encoder:
             )
         target = self.device if device is None else device
         return {name: tokens[name].to(target) for name in self._text_inputs if name in tokens}
+
+    def _by_length(self, texts: list[str], batch_size: int) -> list[np.ndarray]:
+        """Row numbers of `texts` in groups of at most `batch_size`, shortest texts first, so each call pads little.
+
+        A fixed-length family pads every text to the same length: its groups keep the texts' order."""
+        if self._family in _FIXED_LENGTH_FAMILIES:
+            order = np.arange(len(texts))
+        else:
+            with self._tokenizer_lock:
+                ids = self._tokenizer(texts, truncation=True, max_length=self._max_text_tokens)["input_ids"]
+            order = np.argsort([len(row) for row in ids], kind="stable")
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
         inputs = self.tokenize(texts)

@@ -485,7 +485,7 @@ class _Concurrency:
 
 
 def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir, tmp_path, monkeypatch):
-    # Fetches wait side by side, FETCHES_PER_DECODER per decoding thread, and decodes never exceed the threads.
+    # Fetches wait side by side, FETCHES_PER_DECODER per decoder thread, and decodes never exceed the decoders.
     from prodmatch.embed import batch as batch_module
 
     path = product_image(tmp_path / "p.jpg", 0)
@@ -505,6 +505,45 @@ def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir
     assert all(p.shape == pixels[0].shape for p in pixels)
     assert fetches.most == 2 * batch_module.LoaderPool.FETCHES_PER_DECODER
     assert decodes.most <= 2
+
+
+# A child process whose loader pool is stopped while downloads are still under way and decodes (all torch) run;
+# the fetches end while the interpreter exits.
+_STOPPED_POOL = """
+import time
+import numpy as np
+import torch
+from prodmatch.embed.batch import LoaderPool
+
+class Load:
+    def fetch(self, ref):
+        time.sleep(float(ref))
+        return b""
+
+    def decode(self, data, ref):
+        a = torch.randn(128, 128)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            a @ a
+        return torch.from_numpy(np.zeros((3, 64, 64), dtype=np.float32))
+
+pool = LoaderPool(2)
+futures = [pool.submit(Load(), str(0.02 * i)) for i in range(48)]
+time.sleep(0.25)
+pool.shutdown(wait=False)
+"""
+
+
+def test_a_pool_stopped_mid_download_never_aborts_the_exiting_process():
+    # A daemon thread that runs torch code (freeing a tensor included) while the interpreter exits aborts the
+    # process ("terminate called without an active exception", exit -6), as a worker stopped by SIGTERM did now
+    # and then. With the decoder threads made daemon threads and not joined, this child aborted 6 times in 6.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for _ in range(3):
+        child = subprocess.run(
+            [sys.executable, "-c", _STOPPED_POOL], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert child.returncode == 0, child.stderr
 
 
 def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
@@ -538,3 +577,49 @@ def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
     # ... batch 1's while batch 2 is encoded, and batch 2's while batch 3 is.
     for (write_start, write_end, _), (encode_start, encode_end, _) in zip(writes, encodes[1:], strict=False):
         assert write_start < encode_end and encode_start < write_end
+
+
+def test_text_only_products_are_claimed_in_blocks_grouped_by_length_and_resume(
+    settings, clip_model, tiny_clip_dir, tmp_path, monkeypatch
+):
+    # Titles of 1 to 9 words, so the length groups differ from the catalogue's order.
+    title = lambda i: " ".join(["word"] * (1 + i * 5 % 9)) + f" item {i}"  # noqa: E731
+    csv = write_catalog(tmp_path, "texts", 60, image_ref=lambda i: "", title=title)
+    with db.connection(settings) as conn:
+        ingest_file(conn, csv, "texts")
+    from prodmatch.embed import queue, worker
+
+    sizes = []
+    claim = queue.claim
+    monkeypatch.setattr(
+        queue, "claim", lambda conn, m, c, size, *a: sizes.append(size) or claim(conn, m, c, size, *a)
+    )
+    [first] = embed(settings, EmbedOptions(batch_size=4, limit=30))  # stops mid-catalogue
+    assert first.embedded == 30
+    assert sizes[:2] == [4, min(4 * worker.TEXT_BLOCK, 30 - 4)]  # a block after the first batch, to the limit
+    [rest] = embed(settings, EmbedOptions(batch_size=4))  # the rest, claims and all, as a resumed run
+    assert rest.embedded == 30
+    assert _counts(settings, clip_model.id) == {"done": 60}
+    assert set(_attempts(settings, clip_model.id)) == {1}
+    # Each text's vector is the one it gets alone, whichever block and length group it was embedded in.
+    encoder = Encoder.load(str(tiny_clip_dir))  # the worker's precision ("auto")
+    with db.connection(settings) as conn:
+        stored = vectors(conn, "texts", clip_model.id)
+        template = get_model(conn, "clip").text_template
+    for i in range(60):
+        text = render_text(template, {"title": title(i), "brand": f"Brand{i % 5}"})
+        alone = encoder.embed_texts([text])[0]
+        assert stored[f"texts-{i}"]["image"] is None
+        assert cosine(stored[f"texts-{i}"]["text"], alone) >= 0.9999, i
+
+
+def test_texts_in_length_groups_get_the_vectors_they_get_alone(tiny_clip_dir):
+    encoder = Encoder.load(str(tiny_clip_dir), precision="bf16")
+    texts = [" ".join(["red"] * (1 + i * 7 % 13)) + f" shoe {i}" for i in range(40)]
+    grouped = encoder.embed_texts(texts, batch_size=8)
+    together = encoder.embed_texts(texts)
+    for i, text in enumerate(texts):
+        alone = encoder.embed_texts([text])[0]
+        assert cosine(grouped[i], alone) >= 0.9999, i
+        assert cosine(together[i], alone) >= 0.9999, i
+    assert cosine(grouped[0], grouped[1]) < 0.999  # the rows are not all the same vector
