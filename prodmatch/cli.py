@@ -521,7 +521,14 @@ def models_drop(name: str) -> None:
 @main.command("embed")
 @click.option("--model", help="Model name (default: every registered model).")
 @click.option("--catalog", help="Only this catalogue.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Products per model call. Products without images are claimed 8 batches at a time and embedded in"
+    " groups of similar text length.",
+)
 @click.option("--limit", type=click.IntRange(1), help="Stop after this many products.")
 @click.option("--watch", is_flag=True, help="Keep running; wake up when products are added or changed.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
