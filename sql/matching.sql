@@ -104,6 +104,27 @@ $$;
 CREATE OR REPLACE FUNCTION prodmatch.vector_type(dimension integer) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN dimension <= 2000 THEN 'vector' ELSE 'halfvec' END $$;
 
+-- The last step of prodmatch.similar(): the query that joins its k nearest rows (%1$s: a query of product_id and
+-- distance, run as a materialized CTE) to the products and computes every space's similarity (its parameters are
+-- similar()'s: $1 the query's lexical vector, $15-$17 its fused, image and text vectors, $19 the model). One node
+-- LEFT JOINs `embeddings` and `lexical`; sql/citus.sql replaces this function only (the rest of similar() is the
+-- same on Citus), because Citus plans that outer join by copying the whole sharded table to the coordinator.
+CREATE OR REPLACE FUNCTION prodmatch.similar_rows_sql() RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $f$ SELECT $q$
+        WITH nearest AS MATERIALIZED (%1$s)
+        SELECT n.product_id, c.name, p.external_id, p.title, p.brand, p.price,
+               (1 - (coalesce(e.fused_vector, e.fused_half::vector) <=> $15))::real,
+               (1 - (coalesce(e.image_vector, e.image_half::vector) <=> $16))::real,
+               (1 - (coalesce(e.text_vector, e.text_half::vector) <=> $17))::real, (1 - (l.vector <=> $1))::real
+          FROM nearest n
+          JOIN prodmatch.products p ON p.id = n.product_id
+          JOIN prodmatch.catalogs c ON c.id = p.catalog_id
+          LEFT JOIN prodmatch.embeddings e ON e.product_id = n.product_id AND e.model_id = $19
+          LEFT JOIN prodmatch.lexical l ON l.product_id = n.product_id
+         ORDER BY n.distance, n.product_id
+        $q$::text $f$;
+
 -- The k products most similar to one product, with the fused, image, text and lexical similarities side by side.
 --
 --   SELECT * FROM prodmatch.similar(42);                                   -- top 10, fused space
@@ -217,34 +238,7 @@ BEGIN
                AND ($11::numeric IS NULL OR p.price <= $11 * $12)
                AND (NOT $13 OR NOT EXISTS (SELECT 1 FROM prodmatch.matches mm
                                             WHERE mm.target_product_id = p.id AND mm.rank = 1)) $f$);
-    -- The k products' other vectors are read by id, not by an outer join of `nearest` to `embeddings` and
-    -- `lexical`: on Citus `nearest` is an intermediate result, and an outer join of one to a sharded table copies
-    -- the whole sharded table (every vector of the model) to the coordinator on every call (at 100,000 products it
-    -- filled the disk); `= ANY (ARRAY(...))` runs on every shard and the rows are joined on the coordinator. On one
-    -- node the two forms return the same rows at the same speed (p50 1.74 against 1.67 ms, 50,000 products).
-    RETURN QUERY EXECUTE format($query$
-        WITH nearest AS MATERIALIZED (%1$s),
-        vectors AS MATERIALIZED (
-            SELECT e.product_id, coalesce(e.fused_vector, e.fused_half::vector) AS fused,
-                   coalesce(e.image_vector, e.image_half::vector) AS image,
-                   coalesce(e.text_vector, e.text_half::vector) AS text
-              FROM prodmatch.embeddings e
-             WHERE e.model_id = $19 AND e.product_id = ANY (ARRAY(SELECT n.product_id FROM nearest n))
-        ),
-        lexicals AS MATERIALIZED (
-            SELECT l.product_id, l.vector FROM prodmatch.lexical l
-             WHERE l.product_id = ANY (ARRAY(SELECT n.product_id FROM nearest n))
-        )
-        SELECT n.product_id, c.name, p.external_id, p.title, p.brand, p.price,
-               (1 - (v.fused <=> $15))::real, (1 - (v.image <=> $16))::real, (1 - (v.text <=> $17))::real,
-               (1 - (l.vector <=> $1))::real
-          FROM nearest n
-          JOIN prodmatch.products p ON p.id = n.product_id
-          JOIN prodmatch.catalogs c ON c.id = p.catalog_id
-          LEFT JOIN vectors v ON v.product_id = n.product_id
-          LEFT JOIN lexicals l ON l.product_id = n.product_id
-         ORDER BY n.distance, n.product_id
-        $query$, nearest)
+    RETURN QUERY EXECUTE format(prodmatch.similar_rows_sql(), nearest)
     USING query_lexical, query_product_id, catalog_id, other_catalog, p0.catalog_id, same_category, p0.category,
           same_brand, p0.brand, min_price_ratio, max_price_ratio, p0.price, unmatched_only, k,
           q.fused_vector, q.image_vector, q.text_vector, query_vector, m;
