@@ -12,13 +12,15 @@ of the worker's rates as they are of the model's. Prints products/s for:
       through `prodmatch.worker.embed` with the options `prodmatch embed` uses by default, images read from files;
   (a-http) the same with every image fetched over HTTP from a local server (a child process) that waits 100 ms
       before answering each request;
-  (m) the model-only limit: the image and text towers alone, in bf16, batch 32, on tensors made beforehand
-      (the catalogue's preprocessed photos and tokenized texts), nothing else in the process running;
+  (m) the model-only limit: the image and text towers alone, batch 32, on tensors made beforehand (the
+      catalogue's preprocessed photos and tokenized texts), nothing else in the process running, in the
+      precision the worker's "auto" picks on this CPU (bf16 where the CPU has bf16 instructions, else fp32);
   (t) text only: the worker on a catalogue of 4N products without images, against (t-m) the text tower alone on
       the catalogue's tokens (in catalogue order and sorted by length; the better of the two is the limit);
   (b) a naive loop over a subset, one product at a time in fp32: PIL open, the transformers processor,
       get_image_features, get_text_features, one UPDATE and commit per product, in a fresh process;
-  (c) the matmul bound: the best bf16 matmul FLOP/s this CPU reaches, divided by the model's FLOPs per product
+  (c) the matmul bound: the best matmul FLOP/s this CPU reaches in that precision, divided by the model's FLOPs
+      per product
       (image tower at 224x224 plus text tower at the catalogue's token length, FlopCounterMode); (d) in fp32;
 
 with the shares (a)/(m), (t)/(t-m), (a-http)/(a), (m)/(c), (a)/(b), the CPU per product of the worker process and of
@@ -262,15 +264,18 @@ def slow_image_server(folder: Path, delay: float = HTTP_DELAY):
 # --- (m) the model alone ----------------------------------------------------------------------------------------
 
 
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
 def model_only(
-    model_dir: Path, photos: list[Path], texts: list[str], batch: int
+    model_dir: Path, photos: list[Path], texts: list[str], batch: int, precision: str
 ) -> tuple[float, float, float]:
-    """(images/s, texts/s, texts/s with the texts sorted by length) of the towers alone, bf16, marginal.
+    """(images/s, texts/s, texts/s with the texts sorted by length) of the towers alone in `precision`, marginal.
 
     Inputs are made first, as the worker's loaders and tokenizer make them; then each tower runs over its
     batches, the first batch as a warm-up (as the worker's first batch is left out of its rate).
     """
-    encoder = Encoder.load(str(model_dir), precision="bf16")
+    encoder = Encoder.load(str(model_dir), precision=precision)
     limits = ImageLimits(max_side=512, shortest_side=encoder.image_side, roots=(photos[0].parent,))
     pixels = [encoder.preprocess_images([load_image(str(path), limits)]) for path in photos]
     image_batches = [torch.cat(pixels[i : i + batch]) for i in range(0, len(pixels), batch)]
@@ -485,6 +490,9 @@ def main() -> None:
                     ).fetchall()
                 ]
             http_limits = replace(EmbedOptions().image_limits, allowed_networks=("127.0.0.1/32",))
+            # The model-only limit in the precision the worker's "auto" runs here: bf16 on a CPU with bf16
+            # instructions, fp32 on one without (where bf16 is emulated and several times slower).
+            precision = auto_precision(torch.device("cpu"))
             batch = EmbedOptions().batch_size
             shares = []  # per round: the part of each worker run spent inside the towers
             cpu = []  # per round: CPU s per product of the process and of its backend, image run and text-only run
@@ -493,7 +501,7 @@ def main() -> None:
                 local, summary = worker_run(settings, f"local-{r}")
                 http, http_summary = worker_run(settings, f"http-{r}", http_limits)
                 text, text_summary = worker_run(settings, f"text-{r}")
-                images_s, texts_s, sorted_s = model_only(model_dir, photos, texts, batch)
+                images_s, texts_s, sorted_s = model_only(model_dir, photos, texts, batch, precision)
                 rounds.append((local, http, text, images_s, texts_s, sorted_s))
                 shares.append((summary.tower_share, http_summary.tower_share, text_summary.tower_share))
                 cpu.append((*summary.cpu_per_product, *text_summary.cpu_per_product))
@@ -512,8 +520,8 @@ def main() -> None:
         naive_count, naive_seconds = naive_subprocess(url, model_dir, "local-0", args.naive_products)
         naive_rate = naive_count / naive_seconds
 
-        peak = best_matmul_flops(torch.bfloat16)
-        fp32_peak = best_matmul_flops(torch.float32)
+        peak = best_matmul_flops(DTYPES[precision])
+        fp32_peak = peak if precision == "fp32" else best_matmul_flops(torch.float32)
         image_flops, text_flops, text_tokens = model_flops_per_product(model_dir, texts[:64])
         image_agreement, text_agreement = bf16_agreement(model_dir, photos[:32], texts[:32])
         ceiling = peak / (image_flops + text_flops)
@@ -527,7 +535,6 @@ def main() -> None:
                     ingest_file(conn, write_catalogue(tmp, name, size, photos), name)
                 memory.append((size, worker_subprocess(url, name)))
 
-        precision = auto_precision(torch.device("cpu"))
         print(f"CPU: {cpu_name()}")
         print(
             f"torch {torch.__version__}, threads {torch.get_num_threads()}; batch size {batch}, "
@@ -545,7 +552,7 @@ def main() -> None:
             "local server)"
         )
         print(
-            f"(m) model only, bf16, batch {batch}   : {model_rate:7.1f} products/s  (image tower {images_s:.1f}/s, "
+            f"(m) model only, {precision}, batch {batch}   : {model_rate:7.1f} products/s  (image tower {images_s:.1f}/s, "
             f"text tower {text_limit:.1f}/s)"
         )
         print(
@@ -560,12 +567,12 @@ def main() -> None:
             f"{naive_count} products)"
         )
         print(
-            f"(c) bf16 matmul bound             : {ceiling:7.1f} products/s  (matmul peak {peak / 1e9:.0f} GFLOP/s; "
+            f"(c) {precision} matmul bound             : {ceiling:7.1f} products/s  (matmul peak {peak / 1e9:.0f} GFLOP/s; "
             f"{image_flops / 1e9:.2f} GFLOP image + {text_flops / 1e9:.2f} GFLOP text per product)"
         )
         print(
             f"(d) fp32 matmul bound             : {fp32_ceiling:7.1f} products/s  (matmul peak "
-            f"{fp32_peak / 1e9:.0f} GFLOP/s; bf16 / fp32 = {peak / fp32_peak:.1f}x)"
+            f"{fp32_peak / 1e9:.0f} GFLOP/s; {precision} / fp32 = {peak / fp32_peak:.1f}x)"
         )
         print()
         print(

@@ -526,8 +526,9 @@ def models_drop(name: str) -> None:
     type=click.IntRange(1, 4096),
     default=32,
     show_default=True,
-    help="Products per model call. Products without images are claimed 8 batches at a time and embedded in"
-    " groups of similar text length.",
+    help="Products per model call. Products with images are claimed two batches ahead of the one being embedded"
+    " (their images load meanwhile); products without images 8 batches at a time, embedded in groups of similar"
+    " text length.",
 )
 @click.option("--limit", type=click.IntRange(1), help="Stop after this many products.")
 @click.option("--watch", is_flag=True, help="Keep running; wake up when products are added or changed.")

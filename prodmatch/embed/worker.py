@@ -1,6 +1,6 @@
 """The embedding worker's loop: claim pending products ahead, embed each batch, write it, watch for more.
 
-This module is the loop only: claim the next batch while the current one is encoded, reconnect after a dropped
+This module is the loop only: claim the next batches while the current one is encoded, reconnect after a dropped
 database connection, stop cleanly on request, refresh planner statistics after big runs, and with `--watch` wait
 for NOTIFY prodmatch_pending. The SQL of the queue — claims, leases, writes and releases, and why several workers
 never do a product twice — is in `embed.queue`; one batch (load the images, embed, fuse, decide each product's
@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -53,6 +54,11 @@ NOTIFY_CHANNEL = "prodmatch_pending"
 # each call to its longest text, so a block lets the calls group texts of one length (about 1.2x faster on
 # ViT-B/32's titles), and a block pays the claim, write and fusion once for all its batches.
 TEXT_BLOCK = 8
+# While the work has images, the worker keeps this many batches claimed ahead of the one being encoded, their images
+# loading: with one, a batch's 32 downloads and decodes had to finish within one encode (~0.45 s for ViT-B/32 on
+# 2 cores), which an image server answering in 100 ms, and decoder threads that get the CPU only between the
+# towers' operations, did not (the HTTP run reached 65% of the file run's rate).
+IMAGE_LOOKAHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -208,13 +214,16 @@ class _ModelWorker:
         bar = tqdm(
             total=total, unit="product", desc=f"embed {self.model.name}", disable=not self.options.progress
         )
-        # The database thread: it writes each batch and claims the next while the model encodes, so the model
+        # The database thread: it writes each batch and claims the next ones while the model encodes, so the model
         # never waits for the database. It is the only user of the connection while a job of it is running.
         database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-db")
         try:
-            batch = self._claim_and_load(pool)
+            # Batches claimed ahead, their images loading: IMAGE_LOOKAHEAD while the work has images, so each
+            # batch's downloads and decodes have that many encodes' time; one block of text-only work.
+            upcoming: deque[list[ClaimedProduct]] = deque(self._claim_ahead(pool, []))
             encoded: list[EmbeddingRow] = []  # the previous batch's rows, written while this batch is encoded
             while True:
+                batch = upcoming.popleft() if upcoming else []
                 if not batch:
                     bar.update(self._write_encoded(encoded))
                     encoded = []
@@ -222,25 +231,26 @@ class _ModelWorker:
                         break
                     self._refresh_statistics()
                     self._wait_for_work()
-                    batch = self._claim_and_load(pool)
+                    upcoming.extend(self._claim_ahead(pool, []))
                     continue
-                # Prefetch: write the previous batch, then claim and start loading the next, while this one is
-                # encoded.
-                job = database.submit(self._write_and_claim, encoded, pool, len(batch))
+                # Prefetch: write the previous batch, then claim and start loading the next ones, while this one
+                # is encoded.
+                job = database.submit(self._write_and_claim, encoded, pool, [batch, *upcoming])
                 try:
                     encoded = self._encode(batch)
                 finally:
-                    written, upcoming = job.result()
+                    written, claimed = job.result()
+                upcoming.extend(claimed)
                 bar.update(written)
                 bar.set_postfix(errors=self.summary.image_errors + self.summary.failed)
                 if encoded is None:  # stopping, and an image still loading: not encoded, given back
                     encoded = []
                     self._release(batch)
-                batch = upcoming
                 if self.stop.is_set():
                     bar.update(self._write_encoded(encoded))
                     encoded = []
-                    self._release(batch)
+                    while upcoming:
+                        self._release(upcoming.popleft())
                     break
             self._refresh_statistics()
         finally:
@@ -258,6 +268,21 @@ class _ModelWorker:
         return self.summary
 
     # claiming ------------------------------------------------------------------------------------------------
+
+    def _claim_ahead(self, pool: LoaderPool, held: list[list[ClaimedProduct]]) -> list[list[ClaimedProduct]]:
+        """Claim batches (their images start loading) until `held` and the new ones make the lookahead: one
+        while the work is text only, IMAGE_LOOKAHEAD while it has images; fewer at the limit or when the queue
+        runs dry. `held`: the batches claimed and not yet written (the one being encoded among them)."""
+        in_flight = sum(len(batch) for batch in held)
+        ahead = max(0, len(held) - 1)  # the first held batch is the one being encoded
+        claimed: list[list[ClaimedProduct]] = []
+        while ahead + len(claimed) < (1 if self._texts_only else IMAGE_LOOKAHEAD):
+            batch = self._claim_and_load(pool, in_flight)
+            if not batch:
+                break
+            claimed.append(batch)
+            in_flight += len(batch)
+        return claimed
 
     def _claim_and_load(self, pool: LoaderPool, in_flight: int = 0) -> list[ClaimedProduct]:
         size = self.options.batch_size * (TEXT_BLOCK if self._texts_only else 1)
@@ -295,14 +320,14 @@ class _ModelWorker:
         return rows
 
     def _write_and_claim(
-        self, encoded: list[EmbeddingRow], pool: LoaderPool, in_flight: int
-    ) -> tuple[int, list[ClaimedProduct]]:
-        """In the database thread: write the previous batch's rows, then claim the next batch (none when stopping
-        or at the limit); (products written, the next batch)."""
+        self, encoded: list[EmbeddingRow], pool: LoaderPool, held: list[list[ClaimedProduct]]
+    ) -> tuple[int, list[list[ClaimedProduct]]]:
+        """In the database thread: write the previous batch's rows, then claim the batches the lookahead needs
+        (none when stopping or at the limit); (products written, the new batches)."""
         written = self._write_encoded(encoded)
-        if self.stop.is_set() or self._limit_reached(in_flight):
+        if self.stop.is_set() or self._limit_reached(sum(len(batch) for batch in held)):
             return written, []
-        return written, self._claim_and_load(pool, in_flight)
+        return written, self._claim_ahead(pool, held)
 
     def _write_encoded(self, rows: list[EmbeddingRow]) -> int:
         if not rows:

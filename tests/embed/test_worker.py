@@ -579,6 +579,44 @@ def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
         assert write_start < encode_end and encode_start < write_end
 
 
+def test_image_batches_are_claimed_two_ahead_of_the_one_encoded_and_stop_at_the_limit(
+    settings, clip_model, tmp_path, monkeypatch
+):
+    from prodmatch.embed import queue, worker
+
+    with db.connection(settings) as conn:
+        ingest_file(conn, write_catalog(tmp_path, "shop", 20), "shop")
+    claims, encodes = [], []
+    claim, encode = queue.claim, worker.encode_batch
+    monkeypatch.setattr(
+        queue,
+        "claim",
+        lambda conn, m, c, size, *a: claims.append((time.monotonic(), size)) or claim(conn, m, c, size, *a),
+    )
+
+    def slow_encode(*args, **kwargs):
+        started = time.monotonic()
+        time.sleep(0.3)
+        rows = encode(*args, **kwargs)
+        encodes.append((started, time.monotonic()))
+        return rows
+
+    monkeypatch.setattr(worker, "encode_batch", slow_encode)
+    [first] = embed(settings, EmbedOptions(batch_size=4, limit=18))  # stops mid-catalogue
+
+    assert (first.embedded, first.batches) == (18, 5)
+    # Batches of 4 claimed ahead, the last one cut to the limit: nothing claimed past it ...
+    assert [size for _, size in claims] == [4, 4, 4, 4, 2]
+    assert worker.IMAGE_LOOKAHEAD == 2
+    # ... and the batch after next claimed (its images loading) while the first is encoded.
+    assert claims[2][0] < encodes[0][1]
+    assert _counts(settings, clip_model.id) == {"done": 18, "pending": 2}
+    [rest] = embed(settings, EmbedOptions(batch_size=4))  # a resumed run does the rest
+    assert (rest.embedded, rest.skipped) == (2, 0)
+    assert _counts(settings, clip_model.id) == {"done": 20}
+    assert set(_attempts(settings, clip_model.id)) == {1}
+
+
 def test_text_only_products_are_claimed_in_blocks_grouped_by_length_and_resume(
     settings, clip_model, tiny_clip_dir, tmp_path, monkeypatch
 ):

@@ -40,7 +40,13 @@ def test_both_storages_side_by_side_give_the_same_neighbours(matched, settings, 
         for space in ("fused", "image", "text"):
             a = matching.similar(conn, product, k=5, space=space, model="clip")
             b = matching.similar(conn, product, k=5, space=space, model="clip32")
-            assert [r.product_id for r in a][:3] == [r.product_id for r in b][:3]
+            # The same neighbours in the same order, except where two of them tie to halfvec's precision (the
+            # tiny random model gives near ties; which one ranks first then depends on the rounding).
+            score = lambda r: getattr(r, f"{space}_similarity")  # noqa: B023, E731
+            assert a[0].product_id == b[0].product_id
+            for ra, rb in zip(a, b, strict=True):
+                assert ra.product_id == rb.product_id or abs(score(ra) - score(rb)) < 2e-3, (space, a, b)
+            assert [score(r) for r in a] == pytest.approx([score(r) for r in b], abs=2e-3)
             assert [r.fused_similarity for r in a] == pytest.approx([r.fused_similarity for r in b], abs=2e-3)
         pairs = conn.execute(
             "SELECT source_product_id, target_product_id, fused_similarity, image_similarity"
