@@ -175,7 +175,8 @@ class LocalReferences:
 
     def _realpath(self, path: str) -> tuple[str, bool]:
         """(os.path.realpath(path), whether that is known to be no link), with its folder's real path remembered."""
-        folder, name = os.path.split(path)
+        folder, _, name = path.rpartition(os.sep)  # os.path.split without its checks: `path` is normalised
+        folder = folder or os.sep
         if not name or not self._remembered:
             return os.path.realpath(path), False
         real_folder = self._folders.get(folder)
@@ -185,7 +186,7 @@ class LocalReferences:
                 return os.path.realpath(path), False
             if len(self._folders) < self._remembered:
                 self._folders[folder] = real_folder
-        candidate = os.path.join(real_folder, name)
+        candidate = real_folder + name if real_folder.endswith(os.sep) else real_folder + os.sep + name
         # The last part itself may be a link (to anywhere): resolve it as realpath would.
         if os.path.islink(candidate):
             return os.path.realpath(candidate), False

@@ -193,9 +193,10 @@ class _RowBuilder:
             texts = [v.strip() for v in values]
         else:
             texts = [None if n == "price" else _text(v, n) for v, n in zip(values, FIELDS, strict=True)]
-        for text, name in zip(texts, FIELDS, strict=True):
-            if text:
-                _check_text(text, name)
+        if not _plain_texts(texts):  # the usual row passes on one look at all its fields; else name the field
+            for text, name in zip(texts, FIELDS, strict=True):
+                if text:
+                    _check_text(text, name)
         external_id, title, description, brand, category, _, currency, image = texts
         if not external_id:
             raise _RowError("external_id", "missing external_id")
@@ -269,6 +270,15 @@ def _check_text(text: str, name: str) -> None:
         raise _RowError(name, f"{name} contains a lone surrogate (invalid Unicode)")
     if len(text) > MAX_FIELD_CHARS:
         raise _RowError(name, f"{name} is longer than {MAX_FIELD_CHARS:,} characters")
+
+
+def _plain_texts(texts: list[str | None]) -> bool:
+    """Whether `_check_text` would pass every one of `texts`, checked on all of them at once."""
+    present = [text for text in texts if text]
+    if any(len(text) > MAX_FIELD_CHARS for text in present):
+        return False
+    joined = "".join(present)
+    return "\x00" not in joined and (joined.isascii() or not _SURROGATES.search(joined))
 
 
 def _check_json(value: object, name: str, depth: int = 0) -> None:
