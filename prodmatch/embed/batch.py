@@ -11,11 +11,13 @@ The loop around batches (claiming, reconnecting, watching) is `embed.worker`'s. 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -232,6 +234,9 @@ class LoaderPool:
         self._pending: dict[int, tuple[Future, ImageLoader]] = {}  # by number: what the bytes are for
         self._numbers = itertools.count()
         self._closed = threading.Event()
+        # Set while decoding may run; cleared by `pause` while a CPU model encodes (see `paused`).
+        self._decoding_allowed = threading.Event()
+        self._decoding_allowed.set()
         self._fetchers = [
             threading.Thread(
                 target=_fetch_loop,
@@ -257,6 +262,23 @@ class LoaderPool:
         self._fetches.put((number, load.fetch, ref))
         return future
 
+    @contextlib.contextmanager
+    def paused(self, pause: bool = True) -> Iterator[None]:
+        """Hold decoding back for the block (a decode under way finishes its image); fetches go on.
+
+        For a model on the CPU: its towers use every core with one OpenMP thread each, and an operation ends only
+        when its slowest thread does, so a decoder thread that takes a core from one of them stalls them all. The
+        images are decoded between encodes instead, on all the cores, while their bytes keep arriving during
+        them. `pause=False` (a model on a GPU, which leaves the CPU free) does nothing."""
+        if not pause:
+            yield
+            return
+        self._decoding_allowed.clear()
+        try:
+            yield
+        finally:
+            self._decoding_allowed.set()
+
     def shutdown(self, *, wait: bool = False, timeout: float = 60.0) -> None:
         """Stop: cancel the images not yet decoded and join the decoder threads; the fetch threads end too.
 
@@ -265,6 +287,7 @@ class LoaderPool:
         afterwards finds the pool closed and drops its bytes.
         """
         self._closed.set()
+        self._decoding_allowed.set()
         _drain(self._fetches)
         _drain(self._decodes)
         for _ in self._fetchers:
@@ -280,6 +303,7 @@ class LoaderPool:
 
     def _decode_loop(self) -> None:
         while (item := self._decodes.get()) is not None:
+            self._decoding_allowed.wait()
             number, ref, data, error = item
             future, load = self._pending.pop(number, (None, None))
             if future is None or not future.set_running_or_notify_cancel():

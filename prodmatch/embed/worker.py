@@ -237,7 +237,7 @@ class _ModelWorker:
                 # is encoded.
                 job = database.submit(self._write_and_claim, encoded, pool, [batch, *upcoming])
                 try:
-                    encoded = self._encode(batch)
+                    encoded = self._encode(batch, pool)
                 finally:
                     written, claimed = job.result()
                 upcoming.extend(claimed)
@@ -311,11 +311,13 @@ class _ModelWorker:
 
     # encoding -------------------------------------------------------------------------------------------------
 
-    def _encode(self, batch: list[ClaimedProduct]) -> list[EmbeddingRow] | None:
+    def _encode(self, batch: list[ClaimedProduct], pool: LoaderPool) -> list[EmbeddingRow] | None:
         """The batch's rows to write; None when stopping while an image still loads (do not wait for it)."""
         if not images_ready(batch, self.stop):
             return None
-        rows = encode_batch(self.encoder, self.model, batch, self.options.batch_size)
+        # A model on the CPU encodes with every core: the next batches' images are decoded between encodes.
+        with pool.paused(self.encoder.device.type == "cpu"):
+            rows = encode_batch(self.encoder, self.model, batch, self.options.batch_size)
         self.summary.batches += 1
         return rows
 

@@ -507,6 +507,43 @@ def test_loader_pool_fetches_more_images_at_a_time_than_it_decodes(tiny_clip_dir
     assert decodes.most <= 2
 
 
+def test_a_paused_pool_fetches_but_decodes_only_once_resumed():
+    # While a CPU model encodes, the worker holds decoding back (the towers use every core); bytes still arrive.
+    from prodmatch.embed.batch import LoaderPool
+
+    fetched, decoded = [], []
+
+    class Load:
+        def fetch(self, ref):
+            fetched.append(ref)
+            return ref.encode()
+
+        def decode(self, data, ref):
+            decoded.append(ref)
+            return data.decode()
+
+    pool = LoaderPool(2)
+    try:
+        with pool.paused():
+            futures = [pool.submit(Load(), str(i)) for i in range(6)]
+            deadline = time.monotonic() + 10
+            while len(fetched) < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            assert sorted(fetched) == [str(i) for i in range(6)] and decoded == []
+            assert not any(future.done() for future in futures)
+        assert [future.result(timeout=10) for future in futures] == [str(i) for i in range(6)]
+        with pool.paused(False):  # a model on a GPU: nothing held back
+            assert pool.submit(Load(), "7").result(timeout=10) == "7"
+        with pool.paused():  # shutting down while paused lets the decoders end
+            late = pool.submit(Load(), "8")
+            time.sleep(0.1)
+            pool.shutdown(wait=True, timeout=10)
+        assert late.cancelled() or late.result(timeout=1) == "8"
+    finally:
+        pool.shutdown(wait=True, timeout=10)
+
+
 # A child process whose loader pool is stopped while downloads are still under way and decodes (all torch) run;
 # the fetches end while the interpreter exits.
 _STOPPED_POOL = """

@@ -329,6 +329,10 @@ def test_deletes_and_model_less_inserts_wake_the_watcher_before_its_poll(setting
             (run.run_id, source),
             3,
         )
+        # The pass is reported just after its commit, which the query above may see first.
+        reported = time.monotonic() + 10
+        while not any(p.deleted == 1 for p in watching.passes) and time.monotonic() < reported:
+            time.sleep(0.05)
         assert any(p.deleted == 1 for p in watching.passes)
         assert inserted < 30 and deleted < 30  # woken, not polled: inside half the 60 s poll interval
     finally:
