@@ -391,22 +391,28 @@ def images_ready(batch: list[ClaimedProduct], stop: threading.Event) -> bool:
 
 
 def encode_batch(
-    encoder: Encoder, model: Model, batch: list[ClaimedProduct], batch_size: int | None = None
+    encoder: Encoder,
+    model: Model,
+    batch: list[ClaimedProduct],
+    batch_size: int | None = None,
+    while_encoding: contextlib.AbstractContextManager | None = None,
 ) -> list[EmbeddingRow]:
     """Wait for the batch's images, embed and fuse, and decide each product's status: the rows to write.
 
     A claimed batch bigger than `batch_size` (a block of text-only products, see `embed.worker`) goes through the
-    model in calls of at most `batch_size`, its texts grouped by token length."""
+    model in calls of at most `batch_size`, its texts grouped by token length. `while_encoding` is entered around
+    the model's calls only, after the images are in (the worker's `LoaderPool.paused`)."""
     pixels, image_errors = zip(*(_pixels(item) for item in batch), strict=True) if batch else ((), ())
     texts = [item.text for item in batch]
-    vectors = embed_products(
-        encoder,
-        list(pixels),
-        texts,
-        fusion=model.fusion,
-        image_weight=model.image_weight,
-        batch_size=batch_size,
-    )
+    with while_encoding or contextlib.nullcontext():
+        vectors = embed_products(
+            encoder,
+            list(pixels),
+            texts,
+            fusion=model.fusion,
+            image_weight=model.image_weight,
+            batch_size=batch_size,
+        )
     rows = []
     for i, item in enumerate(batch):
         status, error = embedding_status(

@@ -316,8 +316,8 @@ class _ModelWorker:
         if not images_ready(batch, self.stop):
             return None
         # A model on the CPU encodes with every core: the next batches' images are decoded between encodes.
-        with pool.paused(self.encoder.device.type == "cpu"):
-            rows = encode_batch(self.encoder, self.model, batch, self.options.batch_size)
+        hold = pool.paused(self.encoder.device.type == "cpu")
+        rows = encode_batch(self.encoder, self.model, batch, self.options.batch_size, while_encoding=hold)
         self.summary.batches += 1
         return rows
 

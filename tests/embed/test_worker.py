@@ -593,10 +593,10 @@ def test_each_batch_is_written_by_the_database_thread_while_the_next_is_encoded(
     spans: dict[str, list] = {"write": [], "encode": []}
 
     def timed(kind: str, function, pause: float = 0.0):
-        def run(*args):
+        def run(*args, **kwargs):
             started = time.monotonic()
             time.sleep(pause)
-            result = function(*args)
+            result = function(*args, **kwargs)
             spans[kind].append((started, time.monotonic(), threading.current_thread().name))
             return result
 
