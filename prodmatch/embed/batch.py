@@ -198,9 +198,6 @@ class ImageLoader:
     def deadline(self) -> float:
         return self.fetch.deadline
 
-    def __call__(self, ref: str) -> torch.Tensor:
-        return self.decode(self.fetch(ref), ref)
-
     def decode(self, data: bytes, ref: str) -> torch.Tensor:
         """The model's pixels for the image bytes of `ref`."""
         image = decode_image(data, self.limits, source=ref)
@@ -234,7 +231,7 @@ class LoaderPool:
         self._pending: dict[int, tuple[Future, ImageLoader]] = {}  # by number: what the bytes are for
         self._numbers = itertools.count()
         self._closed = threading.Event()
-        # Set while decoding may run; cleared by `pause` while a CPU model encodes (see `paused`).
+        # Set while decoding may run; cleared while a CPU model encodes (see `paused`).
         self._decoding_allowed = threading.Event()
         self._decoding_allowed.set()
         self._fetchers = [

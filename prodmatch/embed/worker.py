@@ -325,9 +325,9 @@ class _ModelWorker:
         self, encoded: list[EmbeddingRow], pool: LoaderPool, held: list[list[ClaimedProduct]]
     ) -> tuple[int, list[list[ClaimedProduct]]]:
         """In the database thread: write the previous batch's rows, then claim the batches the lookahead needs
-        (none when stopping or at the limit); (products written, the new batches)."""
+        (none when stopping; `_claim_and_load` claims none past the limit); (products written, the new batches)."""
         written = self._write_encoded(encoded)
-        if self.stop.is_set() or self._limit_reached(sum(len(batch) for batch in held)):
+        if self.stop.is_set():
             return written, []
         return written, self._claim_ahead(pool, held)
 
