@@ -397,7 +397,7 @@ def _plot_curves(curves: dict, rows: list[SignalScore], path: Path) -> Path:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title("End to end: learned matcher vs single signals")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

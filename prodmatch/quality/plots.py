@@ -54,7 +54,7 @@ def draw_plots(
         title="Precision-recall of accepting each product's best candidate",
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # a weak space's curves stay in the lower left
     pr_path = folder / "precision_recall.png"
     fig.tight_layout()
     fig.savefig(pr_path)
