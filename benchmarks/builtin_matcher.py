@@ -20,6 +20,10 @@ leave-one-out on every labelled source of the test split (those known only by th
 `prodmatch eval` does), and trains the own matcher on the labelled sources of its train split, as `matcher train`
 learns from a user's review labels (quality_cases.build_case `non_matches`; benchmarks/quality.py `--scope`).
 
+`--absent-twins SHARE` adds to each set's training pairs, for that share of its sources with a twin, their
+candidates with the twin taken out (labelled 0), as if those products had no twin (quality.builtin.
+with_absent_twins); measured in docs/benchmarks.md, not shipped.
+
 The same seed gives the same matcher: rerunning --write on the same data and code reproduces the file.
 """
 
@@ -82,6 +86,13 @@ def main() -> None:
         help="the sources the leave-one-out judges",
     )
     parser.add_argument(
+        "--absent-twins",
+        type=float,
+        default=0.0,
+        help="add, for this share of each set's sources with a twin, a copy of their candidates without the twin"
+        " (labelled 0: a catalogue where those products have no twin); 0 = as shipped",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         help="keep the gathered pairs in this file (a pickle of this script's own arrays)",
@@ -103,9 +114,9 @@ def main() -> None:
             with open(args.cache, "wb") as f:
                 pickle.dump(data, f)
     if args.write:
-        write(data, args.k)
+        write(data, args.k, args.absent_twins)
     if args.leave_one_out:
-        rows = leave_one_out(data, args.scope)
+        rows = leave_one_out(data, args.scope, args.absent_twins)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         if args.plot:
@@ -152,9 +163,11 @@ def labelled(name: str, split: dict) -> LabelledPairs:
     return LabelledPairs(name, split["matrix"], split["labels"], split["pairs"].sources)
 
 
-def write(data: dict, k: int) -> None:
+def write(data: dict, k: int, absent_twins: float = 0.0) -> None:
     started = time.perf_counter()
-    matcher, counts = train_builtin([labelled(name, d["train"]) for name, d in data.items()])
+    matcher, counts = train_builtin(
+        [labelled(name, d["train"]) for name, d in data.items()], absent_twins=absent_twins
+    )
     datasets = [{**count, "files": data[count["dataset"]]["files"], "split": "train"} for count in counts]
     record = builtin_record(matcher, k=k, datasets=datasets, script="benchmarks/builtin_matcher.py")
     BUILTIN_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -168,11 +181,11 @@ def write(data: dict, k: int) -> None:
     )
 
 
-def leave_one_out(data: dict, scope: str = "matched") -> list[dict]:
+def leave_one_out(data: dict, scope: str = "matched", absent_twins: float = 0.0) -> list[dict]:
     rows = []
     for name, dataset in data.items():
         others = [labelled(o, data[o]["train"]) for o in data if family(o) != family(name)]
-        builtin, _ = train_builtin(others)
+        builtin, _ = train_builtin(others, absent_twins=absent_twins)
         # the own matcher, the single signals' thresholds and the judged test sources
         d = dataset["labelled"] if scope == "labelled" else dataset
         own = train_matcher(

@@ -371,7 +371,47 @@ def _link_with_matcher(
         started,
         matcher=matcher_name,
     )
-    return replace(result, memory_estimate=estimate)
+    note = code_clash_note(matrix, pairs, target) if matcher_name == BUILTIN_NAME else None
+    return replace(result, memory_estimate=estimate, notes=(note,) if note else ())
+
+
+# A share of best candidates with clashing codes from which the built-in matcher's run says that many sources
+# may have no twin: on the development sets' sources with a twin it was 0.03-0.15, on all their labelled
+# sources (21-54% with a twin, the rest with lookalikes) 0.21-0.35 (docs/benchmarks.md, session 10).
+CLASH_SHARE_NOTE = 0.2
+_MIN_BEST_WITH_CODES = 20  # fewer best candidates with codes on both sides tell nothing
+
+
+def code_clash_note(matrix, stored: CandidatePairs, target: str) -> str | None:
+    """A line for the user when many products' best candidates carry a product code that clashes with theirs.
+
+    `matrix` holds the features of every candidate gathered, `stored` the run's pairs with their `accepted`
+    flags. The built-in matcher learned where nearly every product has a twin, so where many have none it
+    accepts their closest lookalikes; a clash of codes between a product and its best lexical candidate is the
+    sign a run can see without a label. None when the share is low or too few best candidates carry codes.
+    """
+    if "rank:lexical" not in matrix.names or "codes_conflict" not in matrix.names:
+        return None
+    conflict = matrix.column("codes_conflict")
+    best = (matrix.column("rank:lexical") == 1) & ~np.isnan(conflict)
+    with_codes = int(best.sum())
+    clashes = int((conflict[best] > 0).sum())
+    if with_codes < _MIN_BEST_WITH_CODES or clashes < CLASH_SHARE_NOTE * with_codes:
+        return None
+    accepted_clashes = sum(
+        1
+        for signals, taken in zip(
+            stored.signals["product_signals"], stored.signals["accepted"].tolist(), strict=True
+        )
+        if taken and signals.get("codes_conflict", 0) > 0
+    )
+    return (
+        f"{clashes:,} of {with_codes:,} products' best candidates in {target} have a product code that clashes "
+        f"with theirs ({clashes / with_codes:.0%}): many products here may have no twin there, and the built-in "
+        f"matcher, trained where nearly every product has one, then accepts a lookalike ({accepted_clashes:,} "
+        "accepted pairs have clashing codes). Label a few dozen pairs in `prodmatch review` and train your own "
+        "matcher (docs/builtin_matcher.md); --one-to-one helps where a product has at most one twin."
+    )
 
 
 # --- acceptance (shared with `prodmatch.match.watch`, which repairs a stored run the same way) ----------------

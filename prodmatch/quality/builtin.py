@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from prodmatch.match.signals.features import FeatureMatrix
+from prodmatch.match.signals.ranks import rank_signals
 from prodmatch.quality.matchers import _plain
 from prodmatch.quality.training import train_matcher
 from prodmatch.store.matchers import BUILTIN_FILE, BUILTIN_NAME
@@ -50,7 +51,12 @@ def is_neural(feature: str) -> bool:
 
 
 def train_builtin(
-    parts: Sequence[LabelledPairs], *, seed: int = 0, balance: bool = True, kinds: Sequence[str] = ("blend",)
+    parts: Sequence[LabelledPairs],
+    *,
+    seed: int = 0,
+    balance: bool = True,
+    kinds: Sequence[str] = ("blend",),
+    absent_twins: float = 0.0,
 ) -> tuple:
     """A matcher trained on the pooled pairs of `parts` over their model-free features; (matcher, per-part counts).
 
@@ -63,6 +69,8 @@ def train_builtin(
     if balance and len(parts) > 2:
         cap = int(np.median([int(np.sum(part.labels)) for part in parts]))
         parts = [_capped(part, cap, seed) for part in parts]
+    if absent_twins > 0:
+        parts = [with_absent_twins(part, absent_twins, seed) for part in parts]
     names = sorted({n for part in parts for n in part.features.names if not is_neural(n)})
     blocks, labels, groups = [], [], []
     for number, part in enumerate(parts):
@@ -82,6 +90,52 @@ def train_builtin(
         for part in parts
     ]  # what was trained on, after balancing
     return matcher, counts
+
+
+def with_absent_twins(part: LabelledPairs, share: float, seed: int) -> LabelledPairs:
+    """`part` plus, for a seeded `share` of its sources with a twin, a copy of the source's candidates with its
+    twins taken out of the target catalogue: what the source's candidates would be had it no twin there.
+
+    A catalogue pair where most products have no twin shows the matcher best candidates that are lookalikes;
+    the development sets' sources nearly all have one, so a matcher trained on them learns that a best candidate
+    is a match. The copies are labelled 0 and keep their source's group (no fold splits them from it); the
+    features that rank a pair among its source's candidates (rank and margin of each candidate source, context
+    margins) are computed again over the candidates left, the rest are the pair's own and stay.
+    """
+    names = part.features.names
+    values = part.features.values
+    sources = np.asarray(part.sources)
+    labels = np.asarray(part.labels)
+    with_twin = np.unique(sources[labels == 1])
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(with_twin, size=int(round(share * len(with_twin))), replace=False)
+    keep = np.isin(sources, chosen) & (labels == 0)
+    if not keep.any():
+        return part
+    block = values[keep].copy()
+    kept_sources = sources[keep]
+    for j, name in enumerate(names):
+        if name.startswith("rank:") and f"margin:{name[5:]}" in names:
+            m = names.index(f"margin:{name[5:]}")
+            # scores relative to the source's best: the best's margin is to the runner-up, the others' to the best
+            relative = np.where(values[:, j] == 1, 0.0, values[:, m])[keep]
+            proposed = ~np.isnan(block[:, j])
+            ranked = _by_source(kept_sources[proposed], relative[proposed])
+            block[proposed, j], block[proposed, m] = ranked.rank, ranked.margin
+        elif name.startswith("context_margin:") and name[15:] in names:
+            base = block[:, names.index(name[15:])]
+            block[:, j] = _by_source(kept_sources, base).margin
+    return LabelledPairs(
+        part.name,
+        FeatureMatrix(names, np.vstack([values, block])),
+        np.concatenate([labels, np.zeros(len(block), dtype=labels.dtype)]),
+        np.concatenate([sources, kept_sources]),
+    )
+
+
+def _by_source(sources: np.ndarray, scores: np.ndarray):
+    """Rank and margin of each pair among its source's pairs (the target side is not needed here)."""
+    return rank_signals(sources, np.zeros(len(sources), dtype=np.int64), scores)
 
 
 def _capped(part: LabelledPairs, positives: int, seed: int) -> LabelledPairs:

@@ -16,13 +16,15 @@ from prodmatch.errors import ConfigError
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.explain import explain_pair
 from prodmatch.match.scoring import Matcher
-from prodmatch.match.signals.features import FeatureMatrix
+from prodmatch.match.signals.features import FeatureMatrix, with_context
+from prodmatch.match.signals.ranks import rank_signals
 from prodmatch.quality.builtin import (
     BUILTIN_FILE,
     LabelledPairs,
     builtin_record,
     is_neural,
     train_builtin,
+    with_absent_twins,
 )
 from prodmatch.quality.matchers import evaluate_matcher
 from prodmatch.store.matchers import drop_matcher, get_matcher, list_matchers
@@ -109,6 +111,7 @@ def test_link_with_no_flag_uses_it_and_finds_the_twins_with_no_label(conn, demo)
     # the demo's decoys are colour and size variants of each product: the trained matcher learns them, the
     # built-in one (no label) still keeps most of them out
     assert precision >= 0.6 and recall >= 0.8, (precision, recall, len(gold))
+    assert result.notes == ()  # nearly every shop product has its twin there: no warning of lookalikes
 
 
 def test_flags_that_name_a_space_keep_the_cosine_link(conn, demo):
@@ -186,3 +189,93 @@ def test_training_pools_datasets_drops_neural_features_and_round_trips(tmp_path)
     )
     assert np.allclose(again.predict_proba(probe), matcher.predict_proba(probe))
     assert record["trained_on"]["k"] == 10 and len(record["trained_on"]["definition_sha256"]) == 64
+
+
+def _ranked(sources, targets, lexical, codes, overlap) -> FeatureMatrix:
+    """Features of candidate pairs as link computes them: ranks per candidate source, then context margins."""
+    columns, names = [lexical, overlap], ["sim:lexical", "title_jaccard"]
+    for space, scores in (("lexical", lexical), ("codes", codes)):
+        proposed = ~np.isnan(scores)
+        ranks = rank_signals(
+            sources[proposed],
+            targets[proposed],
+            scores[proposed],
+            pair_source_ids=sources,
+            pair_target_ids=targets,
+        )
+        columns += [ranks.rank, ranks.margin, ranks.reverse_rank, ranks.reverse_margin]
+        names += [f"rank:{space}", f"margin:{space}", f"reverse_rank:{space}", f"reverse_margin:{space}"]
+    matrix = FeatureMatrix(tuple(names), np.column_stack(columns).astype(np.float32))
+    return with_context(matrix, sources, targets, ("title_jaccard",))
+
+
+def test_absent_twin_copies_rank_the_candidates_left_as_link_would_rank_them():
+    # source 1: its twin (target 10) leads both candidate sources; source 2 has no twin
+    sources = np.array([1, 1, 1, 1, 2, 2, 2])
+    targets = np.array([10, 11, 12, 13, 11, 12, 14])
+    lexical = np.array([0.9, 0.7, 0.5, 0.4, 0.6, 0.3, 0.2])
+    codes = np.array([0.8, np.nan, 0.6, 0.1, np.nan, 0.5, np.nan])
+    overlap = np.array([0.8, 0.6, 0.3, 0.1, 0.5, 0.4, 0.1])
+    labels = np.array([1, 0, 0, 0, 0, 0, 0])
+    part = LabelledPairs("toy", _ranked(sources, targets, lexical, codes, overlap), labels, sources)
+
+    out = with_absent_twins(part, 1.0, seed=0)
+
+    assert len(out.labels) == 7 + 3  # one copy: source 1 without its twin
+    copy = out.features.rows(np.arange(7, 10))
+    assert list(out.labels[7:]) == [0, 0, 0] and list(out.sources[7:]) == [1, 1, 1]
+    left = np.arange(1, 7)  # what link would see had target 10 not been in the catalogue
+    expected = _ranked(sources[left], targets[left], lexical[left], codes[left], overlap[left]).rows(
+        np.arange(3)
+    )
+    for name in (
+        *(
+            f"{kind}:{space}"
+            for kind in ("rank", "margin", "reverse_rank", "reverse_margin")
+            for space in ("lexical", "codes")
+        ),
+        "context_margin:title_jaccard",
+        "context_reverse_margin:title_jaccard",
+    ):
+        assert np.allclose(copy.column(name), expected.column(name), equal_nan=True), name
+    assert copy.column("rank:lexical").tolist() == [1, 2, 3]  # was 2, 3, 4 beside the twin
+    assert np.allclose(copy.column("margin:lexical"), [0.2, -0.2, -0.3])
+    # the originals are untouched, and a share of 0 adds nothing
+    assert np.array_equal(out.features.values[:7], part.features.values, equal_nan=True)
+    assert len(with_absent_twins(part, 0.0, seed=0).labels) == 7
+
+
+def _cameras(path, codes: list[int]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for i, code in enumerate(codes):
+            title = f"Lumix compact digital camera DMC-TZ{code} 20x zoom black"
+            f.write(
+                json.dumps({"id": f"p{i}", "title": title, "brand": "Panasonic", "price": 200 + i}) + "\n"
+            )
+
+
+def test_link_says_when_many_best_candidates_have_clashing_codes(conn, tmp_path):
+    # the shop's 30 cameras; one rival sells 6 of them and lookalikes (another model number) of the rest, the
+    # other sells all 30
+    _cameras(tmp_path / "shop.jsonl", [100 + i for i in range(30)])
+    _cameras(tmp_path / "few.jsonl", [100 + i if i < 6 else 500 + i for i in range(30)])
+    _cameras(tmp_path / "all.jsonl", [100 + i for i in range(30)])
+    for name in ("shop", "few", "all"):
+        ingest_file(conn, tmp_path / f"{name}.jsonl", name)
+    conn.commit()
+
+    few = match.link(conn, "shop", "few")
+    every = match.link(conn, "shop", "all")
+
+    assert every.notes == ()
+    assert len(few.notes) == 1, few.notes
+    assert few.notes[0].startswith(
+        "24 of 30 products' best candidates in few have a product code that clashes"
+    )
+    assert "prodmatch review" in few.notes[0] and "note: 24 of 30" in few.to_text()
+    accepted = conn.execute(
+        "SELECT count(*) FROM prodmatch.matches_v WHERE run_id = %s AND accepted"
+        " AND (signals ->> 'codes_conflict')::float > 0",
+        (few.run_id,),
+    ).fetchone()[0]
+    assert f"({accepted:,} accepted pairs have clashing codes)" in few.notes[0]
