@@ -64,7 +64,9 @@ def train_builtin(
     different datasets are different groups, so no fold splits one source's pairs. With `balance`, no dataset
     brings more true matches than the median dataset: a larger one contributes a seeded random subset of its
     source products (all pairs of each), so one dataset's notion of "same product" (loose marketplace clusters,
-    say) does not become the matcher's.
+    say) does not become the matcher's. With `absent_twins` > 0, each dataset also brings that share of its
+    sources with a twin again without the twin (`with_absent_twins`; measured in docs/benchmarks.md, not what the
+    shipped matcher was trained with).
     """
     if balance and len(parts) > 2:
         cap = int(np.median([int(np.sum(part.labels)) for part in parts]))

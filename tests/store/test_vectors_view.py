@@ -32,7 +32,10 @@ def test_a_halfvec_models_vectors_are_read_through_the_view(settings, matched):
 
 def _plan(conn, query: sql.Composable, params: tuple) -> str:
     with conn.transaction():
-        conn.execute("SET LOCAL enable_seqscan = off")  # a 48-row table: ask whether the index can be used
+        # a 48-row table: ask whether the index can be used (no seq scan, nor a key scan and a sort)
+        conn.execute(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+        )
         return "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params))
 
 
