@@ -152,3 +152,14 @@ def insert_shop_copy_as_competitor(
         " FROM prodmatch.products WHERE catalog_id = %s AND external_id = %s",
         (catalogs["competitor"], external_id, catalogs["shop"], source),
     )
+
+
+# An EXPLAIN that asks whether an ordered index (HNSW) serves a query: on a table of a few dozen rows the planner
+# may otherwise prefer a sequential or primary-key scan and a sort, which answers nothing about the index.
+INDEX_ONLY_PLANS = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
+
+
+def plan_with_indexes_only(conn, *, local: bool = False) -> None:
+    """Turn off the plans that would answer an ordered query without its index (SET LOCAL with `local`)."""
+    for setting in INDEX_ONLY_PLANS:
+        conn.execute(f"SET {'LOCAL ' if local else ''}{setting} = off")

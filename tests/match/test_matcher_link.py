@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import INDEX_ONLY_PLANS, plan_with_indexes_only
 from click.testing import CliRunner
 
 from prodmatch import match
@@ -100,7 +101,7 @@ def test_codes_are_extracted_into_an_indexed_column(conn, codes_catalogues):
 def test_lexical_index_is_used_and_kept_current_after_a_plain_sql_change(conn, codes_catalogues):
     refresh_lexical(conn)
     conn.commit()
-    conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+    plan_with_indexes_only(conn)
     plan = "\n".join(
         r[0]
         for r in conn.execute(
@@ -109,7 +110,7 @@ def test_lexical_index_is_used_and_kept_current_after_a_plain_sql_change(conn, c
         )
     )
     assert "lexical_vector_hnsw" in plan
-    conn.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
+    conn.execute("; ".join(f"RESET {setting}" for setting in INDEX_ONLY_PLANS))
     conn.execute(
         "UPDATE prodmatch.products SET title = 'Sony PS-LX300H turntable' WHERE external_id = 'A1'"
     )  # an application's plain SQL

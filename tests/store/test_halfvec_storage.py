@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 import pytest
+from builders import plan_with_indexes_only
 from click.testing import CliRunner
 
 from prodmatch import match as matching
@@ -56,8 +57,7 @@ def test_both_storages_side_by_side_give_the_same_neighbours(matched, settings, 
         # With 72 rows a bitmap scan of the primary key and a sort can cost less than the HNSW index (PostgreSQL 16
         # picked it once the table was analysed): leave the planner only the ordered index scan to choose.
         conn.execute("ANALYZE prodmatch.embeddings")  # as autovacuum may have done before the EXPLAIN
-        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-            conn.execute(f"SET {setting} = off")
+        plan_with_indexes_only(conn)
         d = half.fused_dimension
         plan = "\n".join(
             r[0]

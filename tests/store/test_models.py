@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import plan_with_indexes_only
 
 from prodmatch import store as db
 from prodmatch.embed.registry import add_model
@@ -33,7 +34,7 @@ def test_model_registration_creates_three_hnsw_indexes_the_planner_uses(settings
             "hnsw" in d and f" {storage}_cosine_ops" in d and column in d and f"model_id = {model.id}" in d
             for (d,) in indexes
         )
-        conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+        plan_with_indexes_only(conn)
         plan = "\n".join(
             r[0]
             for r in conn.execute(
@@ -80,7 +81,7 @@ def test_python_and_sql_index_expressions_agree(conn, dimension, fusion, storage
     conn.commit()
     with autocommit_twin(conn) as twin:  # CREATE INDEX CONCURRENTLY runs outside a transaction
         create_indexes(twin, model)
-    conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+    plan_with_indexes_only(conn)
     for space in SPACES:
         python_form = vector_expression(model, space).as_string(conn).replace('"', "")
         sql_form = conn.execute("SELECT prodmatch.vector_expr(%s, %s)", (model_id, space)).fetchone()[0]

@@ -4,6 +4,7 @@ and the documented nearest-neighbour shapes that read their query vector from it
 from __future__ import annotations
 
 import pytest
+from builders import plan_with_indexes_only
 from psycopg import sql
 
 from prodmatch import store as db
@@ -32,10 +33,7 @@ def test_a_halfvec_models_vectors_are_read_through_the_view(settings, matched):
 
 def _plan(conn, query: sql.Composable, params: tuple) -> str:
     with conn.transaction():
-        # a 48-row table: ask whether the index can be used (no seq scan, nor a key scan and a sort)
-        conn.execute(
-            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
-        )
+        plan_with_indexes_only(conn, local=True)  # a 48-row table: ask whether the index can be used
         return "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params))
 
 
