@@ -104,6 +104,8 @@ def with_absent_twins(part: LabelledPairs, share: float, seed: int) -> LabelledP
     features that rank a pair among its source's candidates (rank and margin of each candidate source, context
     margins) are computed again over the candidates left, the rest are the pair's own and stay.
     """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the share of sources to copy without their twin is between 0 and 1, not {share}")
     names = part.features.names
     values = part.features.values
     sources = np.asarray(part.sources)

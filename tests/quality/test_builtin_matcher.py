@@ -243,6 +243,8 @@ def test_absent_twin_copies_rank_the_candidates_left_as_link_would_rank_them():
     # the originals are untouched, and a share of 0 adds nothing
     assert np.array_equal(out.features.values[:7], part.features.values, equal_nan=True)
     assert len(with_absent_twins(part, 0.0, seed=0).labels) == 7
+    with pytest.raises(ValueError, match="between 0 and 1, not 1.5"):
+        with_absent_twins(part, 1.5, seed=0)
 
 
 def _cameras(path, codes: list[int]) -> None:
