@@ -143,8 +143,10 @@ class LocalReferences:
         self._bases = [os.path.abspath(os.fspath(root)) for root in self._roots]
         real_bases = [os.path.realpath(base) for base in self._bases]
         self._real_prefixes = [(base, base.rstrip(os.sep) + os.sep) for base in real_bases]  # as _inside
-        self._folders: dict[str, str] = {}
+        self._folders: dict[str, tuple[str, frozenset[str] | None]] = {}
         self._remembered = remembered_folders
+        self._joinable = os.sep == "/" and os.altsep is None  # the string fast path of normpath(join(...))
+        self._base_slash = self._bases[0].rstrip("/") + "/" if self._bases else ""
 
     def __call__(self, ref: str) -> str:
         """`ref` as an absolute path inside a root, or ImageError saying why not (see check_local_reference)."""
@@ -162,7 +164,7 @@ class LocalReferences:
             raise ImageError(
                 f"{_label(ref)}: '..' is not allowed in image paths; use a path in the images root"
             )
-        path = os.path.normpath(os.path.join(self._bases[0], ref))
+        path = self._normalised(ref)
         real, resolved = self._realpath(path)
         if not resolved and os.path.islink(real):  # realpath stops at a link it cannot resolve: a loop
             raise ImageError(f"{_label(ref)}: is a symbolic link that never resolves (a loop)")
@@ -173,24 +175,49 @@ class LocalReferences:
         where = "the images root " + bases[0] if len(bases) == 1 else "the images roots " + ", ".join(bases)
         raise ImageError(f"{_label(ref)}: outside {where} (absolute paths and symlinks must stay inside it)")
 
+    def _normalised(self, ref: str) -> str:
+        """os.path.normpath(os.path.join(first root, ref)); `ref` has no '..' part (refused before)."""
+        if not self._joinable:
+            return os.path.normpath(os.path.join(self._bases[0], ref))
+        joined = ref if ref.startswith("/") else self._base_slash + ref
+        if "//" in joined or "/./" in joined or joined.endswith(("/", "/.")):
+            return os.path.normpath(joined)
+        return joined  # already normal: normpath would return it unchanged
+
     def _realpath(self, path: str) -> tuple[str, bool]:
-        """(os.path.realpath(path), whether that is known to be no link), with its folder's real path remembered."""
+        """(os.path.realpath(path), whether that is known to be no link), with its folder's real path remembered,
+        and which of the folder's entries are links, read once for the folder (`os.scandir`) instead of an `lstat`
+        per reference."""
         folder, _, name = path.rpartition(os.sep)  # os.path.split without its checks: `path` is normalised
         folder = folder or os.sep
         if not name or not self._remembered:
             return os.path.realpath(path), False
-        real_folder = self._folders.get(folder)
-        if real_folder is None:
+        known = self._folders.get(folder)
+        if known is None:
             real_folder = os.path.realpath(folder)
             if os.path.islink(real_folder):  # a loop in the folder: let realpath say where it stops
                 return os.path.realpath(path), False
+            known = (real_folder, _links_in(real_folder))
             if len(self._folders) < self._remembered:
-                self._folders[folder] = real_folder
+                self._folders[folder] = known
+        real_folder, links = known
         candidate = real_folder + name if real_folder.endswith(os.sep) else real_folder + os.sep + name
         # The last part itself may be a link (to anywhere): resolve it as realpath would.
-        if os.path.islink(candidate):
+        if (name in links) if links is not None else os.path.islink(candidate):
             return os.path.realpath(candidate), False
         return candidate, True
+
+
+def _links_in(folder: str) -> frozenset[str] | None:
+    """The names of `folder`'s entries that are symbolic links (none where it does not exist), or None where it
+    cannot be listed (then each reference is checked with its own `lstat`)."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(entry.name for entry in entries if entry.is_symlink())
+    except FileNotFoundError:
+        return frozenset()
+    except OSError:
+        return None
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, source: str = "<bytes>") -> Image.Image:

@@ -55,6 +55,14 @@ def parse_price(text: str, decimal_comma: bool | None = None) -> tuple[Decimal |
     return amount, currency
 
 
+_ENCODE_JSON = (  # json.dumps(..., ensure_ascii=False) without its per-call set-up; no circular check: the
+    # attributes come from parsed text, which cannot hold a cycle
+    json.encoder.c_make_encoder(
+        None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ": ", ", ", False, False, True
+    )
+    if json.encoder.c_make_encoder is not None
+    else json.JSONEncoder(ensure_ascii=False, check_circular=False).iterencode
+)
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _WINDOWS_DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")
 _PRICE_NOISE = re.compile(r"[\s\u00a0\u2009\u202f'’`]|[^\d.,\-]")
@@ -223,7 +231,7 @@ class _RowBuilder:
             price,
             currency or price_currency,
             image or None,
-            json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
+            _attributes_json(attributes),
         )
 
     def _price(self, value: object) -> tuple[Decimal | str | None, str | None]:
@@ -247,6 +255,12 @@ class _RowBuilder:
             return parse_price(value, self.decimal_comma)
         except (ValueError, InvalidOperation):
             raise _RowError("price", f"unparseable price {value.strip()[:80]!r}") from None
+
+
+def _attributes_json(attributes: dict) -> str:
+    """`json.dumps(attributes, ensure_ascii=False)`: the same string, made by the json module's C encoder without
+    `dumps`' per-call set-up, which ingest otherwise pays on every row (a fifth of its JSON time is left)."""
+    return "".join(_ENCODE_JSON(attributes, 0)) if attributes else "{}"
 
 
 def _text(value: object, name: str) -> str | None:

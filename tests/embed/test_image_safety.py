@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from prodmatch.embed import images
@@ -114,6 +116,8 @@ def test_remembered_folders_give_the_same_verdicts_as_the_plain_check(tree):
     (root / "in-link.jpg").symlink_to(root / "sub" / "ok.jpg")
     (root / "in-dir").symlink_to(root / "sub")
     refs += ["in-link.jpg", "in-dir/ok.jpg", "in-dir/new.jpg"]
+    # forms that are not already normal (the fast path hands them to normpath), and a folder that does not exist
+    refs += ["sub/./ok.jpg", "sub/", ".", "sub/ok.jpg/.", str(root) + "//sub/ok.jpg", "./in-link.jpg", "none/x.jpg"]
 
     def verdict(check, ref: str) -> str:
         try:
@@ -127,6 +131,15 @@ def test_remembered_folders_give_the_same_verdicts_as_the_plain_check(tree):
         assert {ref: verdict(remembering, ref) for ref in refs} == expected
     assert expected["in-dir/new.jpg"] == str(root / "in-dir" / "new.jpg")
     assert expected["out-dir/secret.txt"].startswith("refused")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["", ".", "a", "b.jpg", "/", "//", "a.b", "...", "é"]), max_size=8).map("/".join))
+def test_a_reference_is_normalised_as_normpath_of_its_join_to_the_root(ref):
+    # LocalReferences skips normpath for a reference already in normal form: the same path either way.
+    check = LocalReferences(["/srv/images/"])
+    assert check._normalised(ref) == os.path.normpath(os.path.join("/srv/images", ref))
+    assert check._normalised("/" + ref) == os.path.normpath(os.path.join("/srv/images", "/" + ref))
 
 
 def test_loader_refuses_escapes_and_reads_nothing(tree):
