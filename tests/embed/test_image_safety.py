@@ -117,7 +117,15 @@ def test_remembered_folders_give_the_same_verdicts_as_the_plain_check(tree):
     (root / "in-dir").symlink_to(root / "sub")
     refs += ["in-link.jpg", "in-dir/ok.jpg", "in-dir/new.jpg"]
     # forms that are not already normal (the fast path hands them to normpath), and a folder that does not exist
-    refs += ["sub/./ok.jpg", "sub/", ".", "sub/ok.jpg/.", str(root) + "//sub/ok.jpg", "./in-link.jpg", "none/x.jpg"]
+    refs += [
+        "sub/./ok.jpg",
+        "sub/",
+        ".",
+        "sub/ok.jpg/.",
+        str(root) + "//sub/ok.jpg",
+        "./in-link.jpg",
+        "none/x.jpg",
+    ]
 
     def verdict(check, ref: str) -> str:
         try:
@@ -134,7 +142,9 @@ def test_remembered_folders_give_the_same_verdicts_as_the_plain_check(tree):
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(["", ".", "a", "b.jpg", "/", "//", "a.b", "...", "é"]), max_size=8).map("/".join))
+@given(
+    st.lists(st.sampled_from(["", ".", "a", "b.jpg", "/", "//", "a.b", "...", "é"]), max_size=8).map("/".join)
+)
 def test_a_reference_is_normalised_as_normpath_of_its_join_to_the_root(ref):
     # LocalReferences skips normpath for a reference already in normal form: the same path either way.
     check = LocalReferences(["/srv/images/"])

@@ -169,4 +169,6 @@ def test_fuzz_csv_every_row_is_loaded_or_rejected(conn, tmp_path):
 def test_attributes_are_written_as_json_dumps_writes_them(attributes):
     # Ingest writes a row's attributes with the json module's C encoder directly (a tenth of dumps' cost per row);
     # the text it sends to jsonb must be json.dumps' own, character for character.
-    assert _attributes_json(attributes) == (json.dumps(attributes, ensure_ascii=False) if attributes else "{}")
+    assert _attributes_json(attributes) == (
+        json.dumps(attributes, ensure_ascii=False) if attributes else "{}"
+    )
