@@ -205,7 +205,13 @@ def carry_ids(
     known[known] = old_products[at[known]] == products[known]
     comp, old = components[known], old_ids[at[known]]
     if len(comp):
-        pairs, counts = np.unique(np.stack([old, comp], axis=1), axis=0, return_counts=True)
+        # (old id, component) pairs with their counts, sorted by old id then component: np.unique(axis=0) does
+        # the same, at ten times the cost on the 400,000 rows of a large clustering
+        order = np.lexsort((comp, old))
+        old, comp = old[order], comp[order]
+        starts = np.flatnonzero(np.r_[True, (old[1:] != old[:-1]) | (comp[1:] != comp[:-1])])
+        pairs = np.stack([old[starts], comp[starts]], axis=1)
+        counts = np.diff(np.r_[starts, len(old)])
         # Each old id to the new cluster with most of its members (ties: the lower-numbered cluster).
         order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
         pairs = pairs[order]
@@ -224,6 +230,7 @@ def _differences(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mask of `products` whose cluster id is new or changed, old products in no cluster now, kept cluster ids
     whose members changed)."""
+    # Both product lists are sorted: membership by binary search, not by the sorts of isin / setdiff1d.
     at = np.minimum(np.searchsorted(old_products, products), max(len(old_products) - 1, 0))
     same = (
         (old_products[at] == products) & (old_ids[at] == ids)
@@ -231,7 +238,9 @@ def _differences(
         else np.zeros(len(products), bool)
     )
     moved = ~same
-    dropped = np.setdiff1d(old_products, products)
-    left_behind = old_ids[np.isin(old_products, dropped) | np.isin(old_products, products[moved])]
+    back = np.minimum(np.searchsorted(products, old_products), max(len(products) - 1, 0))
+    present = products[back] == old_products if len(products) else np.zeros(len(old_products), bool)
+    dropped = old_products[~present]
+    left_behind = old_ids[~present | (present & moved[back] if len(products) else present)]
     touched = np.setdiff1d(np.union1d(ids[moved], left_behind), retired)
     return moved, dropped, touched

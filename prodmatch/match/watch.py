@@ -92,6 +92,7 @@ class WatchPass:
     full: bool  # the whole run was recomputed (first pass, IDF re-weighting, many changes)
     seconds: float
     clusters: int | None = None  # the clustering of offers was built again (its cluster count), or None
+    accepted_changed: bool = True  # the run's accepted pairs changed (so the clusters must be built again)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "checkpoint": self.checkpoint.isoformat()}
@@ -156,7 +157,7 @@ def watch_link(
                     watcher = _Watcher(run)
                 while not stop.is_set():
                     done = watcher.step(conn)
-                    if done.rewritten_sources:
+                    if done.rewritten_sources and done.accepted_changed:
                         built = rebuild_clusters(conn)
                         done = replace(done, clusters=built.clusters if built else None)
                     failures = 0
@@ -346,18 +347,22 @@ class _Watcher:
             rewritten = self._write(conn, state.final, None)
             recomputed, full = len(state.sources), True
         elif changed_sources or changed_targets or deleted:
+            before = state.final
             affected = self._update(
                 conn, state, changed_sources, changed_targets, deleted_sources, deleted_targets, targets_now
             )
             state.sources, state.targets = sources_now, targets_now
             rewritten = self._write(conn, state.final, affected)
             recomputed, full = len(affected), False
+            # Most passes re-score sources without changing what they accept (a price, a title, a new product
+            # that matches nothing): the clusters, built from accepted pairs only, then need no rebuild.
+            accepted_changed = _accepted_pairs(before, affected) != _accepted_pairs(state.final, affected)
         else:
             rewritten = recomputed = 0
             full = False
         state.seen = {i: ts for i, (_, ts) in changed.items() if ts >= checkpoint}
         state.checkpoint = checkpoint
-        return self._report(
+        done = self._report(
             checkpoint,
             len(changed_sources),
             len(changed_targets),
@@ -367,6 +372,7 @@ class _Watcher:
             full,
             started,
         )
+        return done if full or not rewritten else replace(done, accepted_changed=accepted_changed)
 
     def _report(
         self, checkpoint, sources, targets, deleted, recomputed, rewritten, full, started
@@ -858,6 +864,12 @@ def _concat(a: CandidatePairs, b: CandidatePairs) -> CandidatePairs:
         np.concatenate([a.score, b.score]),
         {name: np.concatenate([a.signal(name), b.signal(name)]) for name in names},
     )
+
+
+def _accepted_pairs(final: CandidatePairs, sources: set[int]) -> set[tuple[int, int]]:
+    """The accepted (source, target) pairs of `sources`."""
+    mine = np.asarray(final.signals["accepted"], dtype=bool) & np.isin(final.sources, list(sources))
+    return set(zip(final.sources[mine].tolist(), final.targets[mine].tolist(), strict=True))
 
 
 def _accepted(final: CandidatePairs) -> dict[int, int]:

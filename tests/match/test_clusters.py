@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from builders import REPO
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prodmatch.cli import main
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match import link
 from prodmatch.match.assign import connected_clusters
-from prodmatch.match.clusters import build_clusters, carry_ids, offers_of
+from prodmatch.match.clusters import _differences, build_clusters, carry_ids, offers_of
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.watch import watch_link
 from prodmatch.quality.matchers import evaluate_matcher
@@ -66,6 +68,56 @@ def test_a_split_keeps_the_id_on_the_part_with_most_of_its_members():
 def test_a_dissolved_cluster_retires_its_id():
     carried, retired = _carry({1: 0, 2: 0}, {1: 3, 2: 3, 6: 4, 7: 4})
     assert carried == {0: 3} and retired == [4]
+
+
+def _carry_by_the_rule(new: dict[int, int], old: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+    """The module docstring's rule, written plainly: each old id to the new cluster holding most of its old
+    members (ties: the lower-numbered cluster), each cluster the smallest id it won, the rest retired."""
+    won: dict[int, list[int]] = {}
+    for old_id in set(old.values()):
+        counts: dict[int, int] = {}
+        for product, cluster_id in old.items():
+            if cluster_id == old_id and product in new:
+                counts[new[product]] = counts.get(new[product], 0) + 1
+        if counts:
+            winner = min(counts, key=lambda c: (-counts[c], c))
+            won.setdefault(winner, []).append(old_id)
+    carried = {c: min(won[c]) if c in won else -1 for c in sorted(set(new.values()))}
+    return carried, sorted(set(old.values()) - set(carried.values()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.integers(1, 40), st.integers(0, 6), min_size=1),
+    st.dictionaries(st.integers(1, 40), st.integers(100, 106)),
+)
+def test_ids_are_carried_by_the_rule_on_any_clustering(groups, old):
+    # components numbered in order of their smallest product, as connected_clusters numbers them
+    order = sorted(set(groups.values()), key=lambda g: min(p for p in groups if groups[p] == g))
+    new = {product: order.index(group) for product, group in groups.items()}
+    assert _carry(new, old) == _carry_by_the_rule(new, old)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.integers(1, 30), st.integers(100, 106)),
+    st.dictionaries(st.integers(1, 30), st.integers(100, 106)),
+    st.sets(st.integers(100, 106)),
+)
+def test_the_differences_written_are_those_of_the_two_clusterings(new, old, retired):
+    # what a rebuild writes: products whose cluster id is new or changed, products in no cluster now, and kept
+    # cluster ids whose members changed (the plain set arithmetic, against the binary searches of _differences)
+    products, ids = (
+        np.array(sorted(new), dtype=np.int64),
+        np.array([new[p] for p in sorted(new)], dtype=np.int64),
+    )
+    old_products = np.array(sorted(old), dtype=np.int64)
+    old_ids = np.array([old[p] for p in sorted(old)], dtype=np.int64)
+    moved, dropped, touched = _differences(products, ids, old_products, old_ids, np.array(sorted(retired)))
+    assert products[moved].tolist() == [p for p in sorted(new) if old.get(p) != new[p]]
+    assert dropped.tolist() == sorted(set(old) - set(new))
+    left_behind = {old[p] for p in old if p not in new or old[p] != new[p]}
+    assert touched.tolist() == sorted(({new[p] for p in new if old.get(p) != new[p]} | left_behind) - retired)
 
 
 # --- stored clusterings ------------------------------------------------------------------------------------
@@ -284,7 +336,11 @@ def test_link_watch_puts_a_new_offer_into_the_cluster_it_joins_and_keeps_the_id(
     def follow() -> None:
         try:
             watch_link(
-                settings, run.run_id, stop=stop, poll_seconds=0.2, on_pass=lambda p: watcher.update(last=p)
+                settings,
+                run.run_id,
+                stop=stop,
+                poll_seconds=0.2,
+                on_pass=lambda p: watcher.update(last=p, passes=[*watcher.get("passes", []), p]),
             )
         except BaseException as error:  # reported by _wait_for
             watcher["error"] = error
@@ -316,6 +372,21 @@ def test_link_watch_puts_a_new_offer_into_the_cluster_it_joins_and_keeps_the_id(
             "R1",
         }
         assert watcher["last"].clusters is not None
+        # A pass that re-scores without changing what is accepted (a new price) leaves the clusters as built:
+        # no rebuild, which costs seconds on a large clustering.
+        builds = conn.execute("SELECT count(*) FROM prodmatch.cluster_builds").fetchone()[0]
+        seen = len(watcher["passes"])
+        conn.execute("UPDATE prodmatch.products SET price = 201 WHERE external_id = 'S2'")
+        conn.commit()
+        deadline = time.monotonic() + 120
+        while not any(p.changed_sources for p in watcher["passes"][seen:]):
+            assert watcher.get("error") is None and time.monotonic() < deadline, watcher
+            time.sleep(0.1)
+        repriced = next(p for p in watcher["passes"][seen:] if p.changed_sources)
+        assert repriced.rewritten_sources >= 1 and not repriced.accepted_changed and repriced.clusters is None
+        assert conn.execute("SELECT count(*) FROM prodmatch.cluster_builds").fetchone()[0] == builds
+        conn.commit()
+        assert offers_of(conn, "rival:R1").cluster_id == kettle.cluster_id
     finally:
         stop.set()
         thread.join(timeout=60)
