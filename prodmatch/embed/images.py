@@ -197,9 +197,10 @@ class LocalReferences:
             real_folder = os.path.realpath(folder)
             if os.path.islink(real_folder):  # a loop in the folder: let realpath say where it stops
                 return os.path.realpath(path), False
-            known = (real_folder, _links_in(real_folder))
             if len(self._folders) < self._remembered:
-                self._folders[folder] = known
+                known = self._folders[folder] = (real_folder, _links_in(real_folder))
+            else:  # not remembered: one `lstat` for this reference, not a listing of its folder each time
+                known = (real_folder, None)
         real_folder, links = known
         candidate = real_folder + name if real_folder.endswith(os.sep) else real_folder + os.sep + name
         # The last part itself may be a link (to anywhere): resolve it as realpath would.

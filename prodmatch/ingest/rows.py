@@ -259,7 +259,7 @@ class _RowBuilder:
 
 def _attributes_json(attributes: dict) -> str:
     """`json.dumps(attributes, ensure_ascii=False)`: the same string, made by the json module's C encoder without
-    `dumps`' per-call set-up, which ingest otherwise pays on every row (a fifth of its JSON time is left)."""
+    `dumps`' per-call set-up (three times the encoding itself for a row's few attributes), which ingest pays on every row."""
     return "".join(_ENCODE_JSON(attributes, 0)) if attributes else "{}"
 
 

@@ -342,6 +342,7 @@ class _Watcher:
         changed_targets = {i for i, c in fresh.items() if c == run.target_id and i in targets_now}
         deleted = len(deleted_sources) + len(deleted_targets)
         many = len(fresh) + deleted > FULL_FRACTION * max(len(state.sources) + len(state.targets), 1)
+        accepted_changed = True
         if refreshed.reweighed or many:
             self.state = state = self._compute_all(conn)
             rewritten = self._write(conn, state.final, None)
@@ -372,7 +373,7 @@ class _Watcher:
             full,
             started,
         )
-        return done if full or not rewritten else replace(done, accepted_changed=accepted_changed)
+        return replace(done, accepted_changed=accepted_changed)
 
     def _report(
         self, checkpoint, sources, targets, deleted, recomputed, rewritten, full, started

@@ -133,10 +133,11 @@ def test_remembered_folders_give_the_same_verdicts_as_the_plain_check(tree):
         except ImageError as error:
             return f"refused: {error}"
 
-    remembering = LocalReferences([root])
     expected = {ref: verdict(lambda r: check_local_reference(r, [root]), ref) for ref in refs}
-    for _ in range(2):
-        assert {ref: verdict(remembering, ref) for ref in refs} == expected
+    for remembered in (4096, 1, 0):  # every folder remembered, one (the others checked alone), none
+        remembering = LocalReferences([root], remembered_folders=remembered)
+        for _ in range(2):
+            assert {ref: verdict(remembering, ref) for ref in refs} == expected, remembered
     assert expected["in-dir/new.jpg"] == str(root / "in-dir" / "new.jpg")
     assert expected["out-dir/secret.txt"].startswith("refused")
 
