@@ -869,7 +869,8 @@ def _concat(a: CandidatePairs, b: CandidatePairs) -> CandidatePairs:
 
 def _accepted_pairs(final: CandidatePairs, sources: set[int]) -> set[tuple[int, int]]:
     """The accepted (source, target) pairs of `sources`."""
-    mine = np.asarray(final.signals["accepted"], dtype=bool) & np.isin(final.sources, list(sources))
+    accepted = np.flatnonzero(np.asarray(final.signals["accepted"], dtype=bool))  # a few of a run's pairs
+    mine = accepted[np.isin(final.sources[accepted], list(sources))]
     return set(zip(final.sources[mine].tolist(), final.targets[mine].tolist(), strict=True))
 
 
