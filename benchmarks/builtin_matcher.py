@@ -1,7 +1,7 @@
 """Train prodmatch's built-in matcher on the development data, and measure it leaving one dataset out.
 
     python benchmarks/builtin_matcher.py [--datasets NAME ...] [--write] [--leave-one-out] [--k 10]
-                                         [--scope matched|labelled]
+                                         [--scope matched|labelled] [--seeds N] [--signal-dropout SHARE]
 
 Every development set (benchmarks/quality_cases.py) is ingested into one fresh embedded database with no neural
 model; the candidates of each train split's gold sources are gathered and labelled exactly as `prodmatch matcher
@@ -19,6 +19,12 @@ The built-in matcher is trained on the candidates of the sources with a twin. `-
 leave-one-out on every labelled source of the test split (those known only by the data's label-0 pairs too, as
 `prodmatch eval` does), and trains the own matcher on the labelled sources of its train split, as `matcher train`
 learns from a user's review labels (quality_cases.build_case `non_matches`; benchmarks/quality.py `--scope`).
+
+The shipped matcher also learns from a copy of every set's pairs in which each signal family (codes, brand,
+price, attributes, lexical, ...) is missing for a fifth of them (`--signal-dropout`, quality.builtin.
+with_signal_dropout), as on a user's catalogue without that field. `--seeds N` trains the leave-one-out
+matchers (built-in and own) with N seeds and reports the mean and the range: one training run's F1 moves by
+up to 0.01 with the seed.
 
 `--absent-twins SHARE` adds to each set's training pairs, for that share of its sources with a twin, their
 candidates with the twin taken out (labelled 0), as if those products had no twin (quality.builtin.
@@ -54,6 +60,7 @@ from prodmatch.ingest.sources import IngestOptions  # noqa: E402
 from prodmatch.match.hybrid import DEFAULT_K  # noqa: E402
 from prodmatch.quality.builtin import (  # noqa: E402
     BUILTIN_FILE,
+    SIGNAL_DROPOUT,
     LabelledPairs,
     builtin_record,
     file_sha256,
@@ -93,6 +100,19 @@ def main() -> None:
         " (labelled 0: a catalogue where those products have no twin); 0 = as shipped",
     )
     parser.add_argument(
+        "--signal-dropout",
+        type=float,
+        default=SIGNAL_DROPOUT,
+        help="share of pairs that lose each signal family in the training copy (quality.builtin."
+        f"with_signal_dropout); {SIGNAL_DROPOUT} as shipped, 0 = none",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train the leave-one-out matchers with this many seeds and report the mean and range of F1",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         help="keep the gathered pairs in this file (a pickle of this script's own arrays)",
@@ -113,10 +133,11 @@ def main() -> None:
         if args.cache:
             with open(args.cache, "wb") as f:
                 pickle.dump(data, f)
+    options = {"absent_twins": args.absent_twins, "signal_dropout": args.signal_dropout}
     if args.write:
-        write(data, args.k, args.absent_twins)
+        write(data, args.k, options)
     if args.leave_one_out:
-        rows = leave_one_out(data, args.scope, args.absent_twins)
+        rows = leave_one_out(data, args.scope, options, args.seeds)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         if args.plot:
@@ -163,13 +184,17 @@ def labelled(name: str, split: dict) -> LabelledPairs:
     return LabelledPairs(name, split["matrix"], split["labels"], split["pairs"].sources)
 
 
-def write(data: dict, k: int, absent_twins: float = 0.0) -> None:
+def write(data: dict, k: int, options: dict) -> None:
     started = time.perf_counter()
-    matcher, counts = train_builtin(
-        [labelled(name, d["train"]) for name, d in data.items()], absent_twins=absent_twins
-    )
+    matcher, counts = train_builtin([labelled(name, d["train"]) for name, d in data.items()], **options)
     datasets = [{**count, "files": data[count["dataset"]]["files"], "split": "train"} for count in counts]
-    record = builtin_record(matcher, k=k, datasets=datasets, script="benchmarks/builtin_matcher.py")
+    record = builtin_record(
+        matcher,
+        k=k,
+        datasets=datasets,
+        script="benchmarks/builtin_matcher.py",
+        training={"seed": 0, "balance": "median", **options},
+    )
     BUILTIN_FILE.parent.mkdir(parents=True, exist_ok=True)
     BUILTIN_FILE.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     m = matcher.metrics
@@ -181,28 +206,39 @@ def write(data: dict, k: int, absent_twins: float = 0.0) -> None:
     )
 
 
-def leave_one_out(data: dict, scope: str = "matched", absent_twins: float = 0.0) -> list[dict]:
+def leave_one_out(
+    data: dict, scope: str = "matched", options: dict | None = None, seeds: int = 1
+) -> list[dict]:
+    """Per dataset: F1 of the built-in matcher trained without its family and of its own matcher, per decision
+    mode, as the mean over `seeds` training seeds (each seed's figures under "<who>:<mode>:seeds"), beside the
+    best single signal."""
     rows = []
     for name, dataset in data.items():
         others = [labelled(o, data[o]["train"]) for o in data if family(o) != family(name)]
-        builtin, _ = train_builtin(others, absent_twins=absent_twins)
         # the own matcher, the single signals' thresholds and the judged test sources
         d = dataset["labelled"] if scope == "labelled" else dataset
-        own = train_matcher(
-            d["train"]["matrix"],
-            d["train"]["labels"],
-            d["train"]["pairs"].sources,
-            name="own",
-        )
         test = d["test"]
         pairs, labels, gold = test["pairs"], test["labels"], test["gold"]
         row = {"dataset": name, "union_recall": test["recall"].get("union", 0.0)}
-        for label, matcher in (("builtin", builtin), ("own", own)):
-            probability = matcher.predict_proba(test["matrix"], allow_missing=True).astype(np.float64)
-            for mode in MODES:
-                row[f"{label}:{mode}"] = _score(
-                    label, mode, pairs, labels, probability, matcher.threshold, gold
-                ).f1
+        for seed in range(seeds):
+            builtin, _ = train_builtin(others, seed=seed, **(options or {}))
+            own = train_matcher(
+                d["train"]["matrix"], d["train"]["labels"], d["train"]["pairs"].sources, name="own", seed=seed
+            )
+            for label, matcher in (("builtin", builtin), ("own", own)):
+                probability = matcher.predict_proba(test["matrix"], allow_missing=True).astype(np.float64)
+                for mode in MODES:
+                    f1 = _score(label, mode, pairs, labels, probability, matcher.threshold, gold).f1
+                    row.setdefault(f"{label}:{mode}:seeds", []).append(f1)
+        for column in _columns():
+            row[column] = float(np.mean(row[f"{column}:seeds"]))
+        for label in ("builtin", "own"):
+            row[f"{label}:best:seeds"] = [
+                max(row[f"{label}:{mode}:seeds"][i] for mode in MODES) for i in range(seeds)
+            ]
+        row["ratio:seeds"] = [
+            b / max(o, 1e-9) for b, o in zip(row["builtin:best:seeds"], row["own:best:seeds"], strict=True)
+        ]
         best = ("", -1.0)
         for signal in (*SINGLE_SIGNALS, *EXTRA_SIGNALS):
             if signal not in test["matrix"].names or is_neural(signal):
@@ -220,7 +256,7 @@ def leave_one_out(data: dict, scope: str = "matched", absent_twins: float = 0.0)
         rows.append(row)
     print(
         f"\n== leave one dataset out (test split, {scope} sources, end-to-end F1; builtin trained WITHOUT the"
-        " dataset's family)"
+        f" dataset's family; mean of {seeds} seed(s))"
     )
     header = (
         f"{'dataset':<28}{'recall':>7}" + "".join(f"{c:>14}" for c in _columns()) + f"{'best single':>13}"
@@ -230,9 +266,18 @@ def leave_one_out(data: dict, scope: str = "matched", absent_twins: float = 0.0)
         print(
             f"{r['dataset']:<28}{r['union_recall']:>7.3f}"
             + "".join(f"{r[c]:>14.3f}" for c in _columns())
-            + f"{r['best_single_f1']:>13.3f}{r['builtin:all'] / max(r['own:all'], 1e-9):>12.3f}"
+            + f"{r['best_single_f1']:>13.3f}{np.mean(r['ratio:seeds']):>12.3f}"
             + f"  ({r['best_single']})"
         )
+    if seeds > 1:
+        print("\nbest decision mode over the seeds (min - max):")
+        for r in rows:
+            b, o, q = r["builtin:best:seeds"], r["own:best:seeds"], r["ratio:seeds"]
+            print(
+                f"{r['dataset']:<28} built-in {min(b):.3f} - {max(b):.3f}   own {min(o):.3f} - {max(o):.3f}"
+                f"   built-in / own {min(q):.3f} - {max(q):.3f}   over the best single signal in"
+                f" {sum(x > r['best_single_f1'] for x in b)} of {seeds}"
+            )
     return rows
 
 
@@ -265,7 +310,11 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylim(0, 1.25)
     ax.set_yticks(np.arange(0, 1.01, 0.2))
     ax.set_ylabel("end-to-end F1 (test split)")
-    ax.set_title("Built-in matcher, leave one dataset out (trained without the set's family)")
+    seeds = len(rows[0].get("builtin:best:seeds", [0])) if rows else 1
+    ax.set_title(
+        "Built-in matcher, leave one dataset out (trained without the set's family)"
+        + (f"; mean of {seeds} training seeds" if seeds > 1 else "")
+    )
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,25 @@ from prodmatch.quality.matchers import _plain
 from prodmatch.quality.training import train_matcher
 from prodmatch.store.matchers import BUILTIN_FILE, BUILTIN_NAME
 
-__all__ = ["BUILTIN_FILE", "BUILTIN_NAME", "LabelledPairs", "builtin_record", "is_neural", "train_builtin"]
+__all__ = [
+    "BUILTIN_FILE",
+    "BUILTIN_NAME",
+    "SIGNAL_DROPOUT",
+    "LabelledPairs",
+    "builtin_record",
+    "is_neural",
+    "signal_family",
+    "train_builtin",
+    "with_signal_dropout",
+]
 
 # Signals a neural model gives: the built-in matcher must not depend on one (a user may have none, or another).
 _NEURAL_SPACES = ("fused", "image", "text")
+
+# The shipped matcher's share of pairs that lose each signal family in its training copy (`with_signal_dropout`):
+# measured with leave one dataset out over five seeds (docs/benchmarks.md), not tuned to one set.
+SIGNAL_DROPOUT = 0.2
+_FAMILY_OF_PREFIX = {"code": "codes", "plain": "numbers"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,21 @@ def is_neural(feature: str) -> bool:
     return any(feature.split(":")[-1] == space for space in _NEURAL_SPACES)
 
 
+def signal_family(feature: str) -> str:
+    """The family of signals `feature` belongs to: what a catalogue pair lacks together when it lacks one field.
+
+    "sim:lexical", "rank:lexical" -> "lexical"; "codes_agree", "code_in_other_text", "rank:codes" and the
+    context margins of a code signal -> "codes"; "brand_equal" -> "brand"; "title_length_ratio" -> "title";
+    "plain_number_jaccard" -> "numbers"; any other name -> the word before its first "_".
+    """
+    for prefix in ("context_margin:", "context_reverse_margin:"):
+        feature = feature.removeprefix(prefix)
+    if ":" in feature:
+        return feature.split(":", 1)[1]  # a space or candidate source: sim:, rank:, margin:, reverse_...
+    head = feature.split("_", 1)[0]
+    return _FAMILY_OF_PREFIX.get(head, head)
+
+
 def train_builtin(
     parts: Sequence[LabelledPairs],
     *,
@@ -57,6 +87,7 @@ def train_builtin(
     balance: bool = True,
     kinds: Sequence[str] = ("blend",),
     absent_twins: float = 0.0,
+    signal_dropout: float = SIGNAL_DROPOUT,
 ) -> tuple:
     """A matcher trained on the pooled pairs of `parts` over their model-free features; (matcher, per-part counts).
 
@@ -64,15 +95,24 @@ def train_builtin(
     different datasets are different groups, so no fold splits one source's pairs. With `balance`, no dataset
     brings more true matches than the median dataset: a larger one contributes a seeded random subset of its
     source products (all pairs of each), so one dataset's notion of "same product" (loose marketplace clusters,
-    say) does not become the matcher's. With `absent_twins` > 0, each dataset also brings that share of its
-    sources with a twin again without the twin (`with_absent_twins`; measured in docs/benchmarks.md, not what the
-    shipped matcher was trained with).
+    say) does not become the matcher's. With `signal_dropout` > 0 (as shipped), each dataset also brings a copy
+    of its pairs where each signal family is missing for that share of them (`with_signal_dropout`): a user's
+    catalogues may lack codes, brands, prices, categories or attributes that every development set has. With
+    `absent_twins` > 0, each dataset also brings that share of its sources with a twin again without the twin
+    (`with_absent_twins`; measured in docs/benchmarks.md, not what the shipped matcher was trained with).
+    The counts are of each dataset's own pairs after balancing, before any copy.
     """
     if balance and len(parts) > 2:
         cap = int(np.median([int(np.sum(part.labels)) for part in parts]))
         parts = [_capped(part, cap, seed) for part in parts]
+    counts = [
+        {"dataset": part.name, "pairs": len(part.labels), "positives": int(np.sum(part.labels))}
+        for part in parts
+    ]  # what was trained on, after balancing
     if absent_twins > 0:
         parts = [with_absent_twins(part, absent_twins, seed) for part in parts]
+    if signal_dropout > 0:
+        parts = [with_signal_dropout(part, signal_dropout, (seed, n)) for n, part in enumerate(parts)]
     names = sorted({n for part in parts for n in part.features.names if not is_neural(n)})
     blocks, labels, groups = [], [], []
     for number, part in enumerate(parts):
@@ -87,11 +127,39 @@ def train_builtin(
     matcher = train_matcher(
         features, np.concatenate(labels), np.concatenate(groups), seed=seed, name=BUILTIN_NAME, kinds=kinds
     )
-    counts = [
-        {"dataset": part.name, "pairs": len(part.labels), "positives": int(np.sum(part.labels))}
-        for part in parts
-    ]  # what was trained on, after balancing
     return matcher, counts
+
+
+def with_signal_dropout(part: LabelledPairs, share: float, seed) -> LabelledPairs:
+    """`part` plus one copy of its pairs in which, for each signal family (`signal_family`) independently, a
+    seeded random `share` of the pairs have every feature of the family missing (NaN), as link computes them for
+    a catalogue pair that lacks the field.
+
+    The development sets fill most fields; a user's catalogue may have no codes, brands, prices or attributes,
+    or a script whose titles carry no model tokens. Trained on the copies too, the matcher learns what the
+    other signals say when one family is missing, instead of meeting that only at link time. The copies keep
+    their source's group, so no fold splits them from the originals.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the share of pairs that lose a signal family is between 0 and 1, not {share}")
+    if share == 0 or not len(part.labels):
+        return part
+    names = part.features.names
+    values = part.features.values
+    copy = values.copy()
+    rng = np.random.default_rng(seed)
+    families: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        families.setdefault(signal_family(name), []).append(j)
+    for family in sorted(families):
+        lose = rng.random(len(copy)) < share
+        copy[np.ix_(lose, families[family])] = np.nan
+    return LabelledPairs(
+        part.name,
+        FeatureMatrix(names, np.vstack([values, copy])),
+        np.concatenate([part.labels, part.labels]),
+        np.concatenate([np.asarray(part.sources), np.asarray(part.sources)]),
+    )
 
 
 def with_absent_twins(part: LabelledPairs, share: float, seed: int) -> LabelledPairs:
@@ -162,8 +230,11 @@ def _capped(part: LabelledPairs, positives: int, seed: int) -> LabelledPairs:
     return LabelledPairs(part.name, part.features.rows(keep), np.asarray(part.labels)[keep], sources[keep])
 
 
-def builtin_record(matcher, *, k: int, datasets: list[dict], script: str) -> dict:
-    """The JSON document of ``builtin_matcher.json``: the matcher's definition and what it was trained on."""
+def builtin_record(
+    matcher, *, k: int, datasets: list[dict], script: str, training: dict | None = None
+) -> dict:
+    """The JSON document of ``builtin_matcher.json``: the matcher's definition and what it was trained on
+    (`training`: the options of `train_builtin` it was trained with)."""
     definition = matcher.to_json()
     metrics = _plain(matcher.metrics)
     return {
@@ -177,6 +248,7 @@ def builtin_record(matcher, *, k: int, datasets: list[dict], script: str) -> dic
             "script": script,
             "k": k,
             "datasets": datasets,
+            "training": dict(training or {}),
             "definition_sha256": hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest(),
         },
     }

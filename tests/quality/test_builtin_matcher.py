@@ -23,8 +23,10 @@ from prodmatch.quality.builtin import (
     LabelledPairs,
     builtin_record,
     is_neural,
+    signal_family,
     train_builtin,
     with_absent_twins,
+    with_signal_dropout,
 )
 from prodmatch.quality.matchers import evaluate_matcher
 from prodmatch.store.matchers import drop_matcher, get_matcher, list_matchers
@@ -181,8 +183,10 @@ def test_training_pools_datasets_drops_neural_features_and_round_trips(tmp_path)
     )
     assert "sim:fused" not in matcher.feature_names
     assert {"price_log_ratio", "attribute_agreement", "sim:lexical"} <= set(matcher.feature_names)
-    assert [c["pairs"] for c in counts] == [300, 240]
-    record = builtin_record(matcher, k=10, datasets=counts, script="test")
+    assert [c["pairs"] for c in counts] == [300, 240]  # each set's own pairs, not the signal-dropout copies
+    assert matcher.metrics["n_pairs"] == 2 * (300 + 240)  # ... which it was trained on as well
+    record = builtin_record(matcher, k=10, datasets=counts, script="test", training={"signal_dropout": 0.2})
+    assert record["trained_on"]["training"] == {"signal_dropout": 0.2}
     again = Matcher.from_json(json.loads(json.dumps(record))["definition"])
     probe = FeatureMatrix(
         matcher.feature_names, rng.random((20, len(matcher.feature_names))).astype(np.float32)
@@ -281,3 +285,81 @@ def test_link_says_when_many_best_candidates_have_clashing_codes(conn, tmp_path)
         (few.run_id,),
     ).fetchone()[0]
     assert f"({accepted:,} accepted pairs have clashing codes)" in few.notes[0]
+
+
+def test_signal_families_group_what_a_catalogue_lacks_together():
+    families = {
+        name: signal_family(name)
+        for name in (
+            "sim:lexical",
+            "rank:lexical",
+            "reverse_margin:lexical",
+            "rank:codes",
+            "codes_agree",
+            "codes_conflict",
+            "code_in_other_text",
+            "context_margin:code_in_other_text",
+            "brand_equal",
+            "brand_in_other_title",
+            "title_jaccard",
+            "title_length_ratio",
+            "context_reverse_margin:title_jaccard",
+            "numbers_agree",
+            "plain_number_jaccard",
+            "context_margin:numbers_agree",
+            "price_log_ratio",
+            "attribute_agreement",
+            "category_jaccard",
+            "colour_conflict",
+            "model_token_containment",
+        )
+    }
+    assert {n for n, f in families.items() if f == "lexical"} == {
+        "sim:lexical",
+        "rank:lexical",
+        "reverse_margin:lexical",
+    }
+    assert {n for n, f in families.items() if f == "codes"} == {
+        "rank:codes",
+        "codes_agree",
+        "codes_conflict",
+        "code_in_other_text",
+        "context_margin:code_in_other_text",
+    }
+    assert {n for n, f in families.items() if f == "numbers"} == {
+        "numbers_agree",
+        "plain_number_jaccard",
+        "context_margin:numbers_agree",
+    }
+    assert families["brand_in_other_title"] == families["brand_equal"] == "brand"
+    assert families["title_length_ratio"] == families["context_reverse_margin:title_jaccard"] == "title"
+    assert len({families[n] for n in ("price_log_ratio", "attribute_agreement", "category_jaccard")}) == 3
+
+
+def test_signal_dropout_copies_the_pairs_with_whole_families_missing():
+    rng = np.random.default_rng(1)
+    names = ("sim:lexical", "rank:lexical", "codes_agree", "rank:codes", "price_log_ratio")
+    n = 4000
+    values = rng.random((n, len(names))).astype(np.float32)
+    values[:10, 4] = np.nan  # already missing: stays missing
+    labels = (rng.random(n) < 0.2).astype(np.int64)
+    part = LabelledPairs("one", FeatureMatrix(names, values), labels, np.arange(n) // 4)
+    out = with_signal_dropout(part, 0.2, (0, 0))
+    assert len(out.labels) == 2 * n
+    assert np.array_equal(out.features.values[:n], values, equal_nan=True)  # the originals untouched
+    assert np.array_equal(out.labels, np.concatenate([labels, labels]))
+    assert np.array_equal(out.sources, np.concatenate([part.sources, part.sources]))  # one group per source
+    copy = out.features.values[n:]
+    lost = np.isnan(copy) & ~np.isnan(values)
+    # a family is lost whole: both lexical columns together, both code columns together
+    assert np.array_equal(lost[:, 0], lost[:, 1]) and np.array_equal(lost[:, 2], lost[:, 3])
+    for j in (0, 2, 4):
+        assert 0.17 < lost[10:, j].mean() < 0.23, (names[j], lost[:, j].mean())
+    assert not np.array_equal(lost[:, 0], lost[:, 2])  # families independently
+    kept = ~np.isnan(copy)
+    assert np.array_equal(copy[kept], values[kept])  # what is not lost is the original value
+    again = with_signal_dropout(part, 0.2, (0, 0))
+    assert np.array_equal(again.features.values, out.features.values, equal_nan=True)  # seeded
+    assert with_signal_dropout(part, 0.0, (0, 0)) is part
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        with_signal_dropout(part, 1.5, 0)
