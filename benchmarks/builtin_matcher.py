@@ -58,6 +58,7 @@ from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 from prodmatch.ingest.load import ingest_file  # noqa: E402
 from prodmatch.ingest.sources import IngestOptions  # noqa: E402
 from prodmatch.match.hybrid import DEFAULT_K  # noqa: E402
+from prodmatch.match.signals.features import FeatureMatrix  # noqa: E402
 from prodmatch.quality.builtin import (  # noqa: E402
     BUILTIN_FILE,
     SIGNAL_DROPOUT,
@@ -226,9 +227,7 @@ def leave_one_out(
                 d["train"]["matrix"], d["train"]["labels"], d["train"]["pairs"].sources, name="own", seed=seed
             )
             for label, matcher in (("builtin", builtin), ("own", own)):
-                probability = matcher.predict_proba(test["matrix"], allow_missing=True).astype(np.float64)
-                for mode in MODES:
-                    f1 = _score(label, mode, pairs, labels, probability, matcher.threshold, gold).f1
+                for mode, f1 in zip(MODES, mode_f1(matcher, test), strict=True):
                     row.setdefault(f"{label}:{mode}:seeds", []).append(f1)
         for column in _columns():
             row[column] = float(np.mean(row[f"{column}:seeds"]))
@@ -279,6 +278,19 @@ def leave_one_out(
                 f" {sum(x > r['best_single_f1'] for x in b)} of {seeds}"
             )
     return rows
+
+
+def mode_f1(matcher, test: dict, matrix: FeatureMatrix | None = None) -> list[float]:
+    """End-to-end F1 of `matcher` on a gathered test split in each decision mode (MODES), scoring `matrix`
+    (the split's own features unless given)."""
+    features = test["matrix"] if matrix is None else matrix
+    probability = matcher.predict_proba(features, allow_missing=True).astype(np.float64)
+    return [
+        _score(
+            matcher.name, mode, test["pairs"], test["labels"], probability, matcher.threshold, test["gold"]
+        ).f1
+        for mode in MODES
+    ]
 
 
 def _columns() -> list[str]:

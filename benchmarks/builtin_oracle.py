@@ -23,12 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builtin_matcher import family, labelled  # noqa: E402
+from builtin_matcher import family, labelled, mode_f1  # noqa: E402
 
 from prodmatch.match.signals.features import FeatureMatrix  # noqa: E402
 from prodmatch.quality.builtin import (  # noqa: E402
@@ -37,7 +35,6 @@ from prodmatch.quality.builtin import (  # noqa: E402
     signal_family,
     train_builtin,
 )
-from prodmatch.quality.matchers import MODES, _score  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -109,13 +106,7 @@ def left_out_f1(data: dict, name: str, recipe: Recipe) -> tuple[float, list[floa
         absent_twins=recipe.absent_twins,
         signal_dropout=recipe.signal_dropout,
     )
-    test = data[name]["test"]
-    probability = matcher.predict_proba(without(test["matrix"], recipe.dropped), allow_missing=True)
-    f1 = [
-        _score("builtin", mode, test["pairs"], test["labels"], probability.astype(np.float64), matcher.threshold,
-               test["gold"]).f1
-        for mode in MODES
-    ]  # fmt: skip
+    f1 = mode_f1(matcher, data[name]["test"], without(data[name]["test"]["matrix"], recipe.dropped))
     return max(f1), f1
 
 
