@@ -12,8 +12,10 @@ from the gold pairs (same product / different), `--step` labels at a time:
   share of random high and low ones), the matcher retrained on the labels after every step;
 - **random**: the same number of pairs drawn uniformly from the pool.
 
-After every step a matcher is trained on the labels so far (`train_and_store(labelled_only=True)`, the retrain
-hook's training) and judged end to end on the test half (`evaluate_matcher`, F1 of its decisions). The reference
+After every step a matcher is trained on the labels so far, on them alone (`train_and_store(labelled_only=True)`:
+the retrain hook's training until session 13, `matcher train --labels --prior none` now; the hook now starts from
+the built-in matcher, measured by benchmarks/few_labels.py) and judged end to end on the test half
+(`evaluate_matcher`, F1 of its decisions). The reference
 is a matcher trained on every gold pair of the first half. Prints the curves and how many labels each strategy
 needs to reach 90% of the reference F1; `--plot` draws them as PNG.
 """

@@ -809,8 +809,8 @@ def link_command(
     """Find every SOURCE product's best candidates in TARGET and store them as a match run.
 
     With no --matcher, --threshold, --space or --mode, the built-in matcher decides (no label and no neural
-    model needed: lexical, codes, brand, price, numbers, attributes); train your own with a few dozen labels
-    from prodmatch review for more. --space / --threshold / --mode link on one space's cosine instead.
+    model needed: lexical, codes, brand, price, numbers, attributes); labels from prodmatch review teach it your
+    catalogues (matcher train --labels starts from it). --space / --threshold / --mode link on one space's cosine instead.
 
     With --watch the run is then kept current: the products that changed (and those whose candidates they
     change) are recomputed within seconds, so prodmatch.matches_v shows an application's new offer's matches.
@@ -1057,6 +1057,13 @@ def matcher_group() -> None:
     type=click.FloatRange(0, 1),
     help="Pick the threshold with the most recall at this precision (default: best F1).",
 )
+@click.option(
+    "--prior",
+    metavar="MATCHER|none",
+    help="Start from this stored matcher's view of every candidate pair and learn the labels as corrections "
+    "(with a few dozen labels far better than a matcher trained on them alone, unless most products have no "
+    "twin: docs/builtin_matcher.md). Default: builtin with --labels, none with --gold.",
+)
 @json_option
 def matcher_train(
     gold: Path | None,
@@ -1067,14 +1074,16 @@ def matcher_train(
     name: str | None,
     k: int,
     min_precision: float | None,
+    prior: str | None,
     as_json: bool,
 ) -> None:
     """Train a matcher on gold pairs (cross-validated, calibrated) and store it in the database.
 
     \b
     Example: prodmatch matcher train --gold gold.csv --source shop --target competitor
+    Example: prodmatch matcher train --labels --prior none --source shop --target competitor
     """
-    from prodmatch.quality.matchers import train_and_store
+    from prodmatch.quality.matchers import default_prior, train_and_store
 
     with store.connection(_settings()) as conn, _gold_or_labels(conn, gold, labels) as gold_file:
         report = train_and_store(
@@ -1088,6 +1097,7 @@ def matcher_train(
             min_precision=min_precision,
             progress=not as_json,
             labelled_only=labels,  # labels name single pairs; their sources' other candidates are unknown
+            prior=default_prior(labels) if prior is None else (None if prior.lower() == "none" else prior),
         )
     _show(report, as_json)
 

@@ -409,8 +409,9 @@ def code_clash_note(matrix, stored: CandidatePairs, target: str) -> str | None:
         f"{clashes:,} of {with_codes:,} products' best candidates in {target} have a product code that clashes "
         f"with theirs ({clashes / with_codes:.0%}): many products here may have no twin there, and the built-in "
         f"matcher, trained where nearly every product has one, then accepts a lookalike ({accepted_clashes:,} "
-        "accepted pairs have clashing codes). Label a few dozen pairs in `prodmatch review` and train your own "
-        "matcher (docs/builtin_matcher.md); --one-to-one helps where a product has at most one twin."
+        'accepted pairs have clashing codes). Label a few hundred pairs in `prodmatch review`, "different" ones '
+        "included, and train a matcher on them alone: `prodmatch matcher train --labels --prior none` "
+        "(docs/builtin_matcher.md); --one-to-one helps where a product has at most one twin."
     )
 
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
@@ -26,10 +27,16 @@ from prodmatch.match.hybrid import DEFAULT_K, Gathered, features, gather
 from prodmatch.quality.evaluate import _resolve
 from prodmatch.quality.gold import read_gold
 from prodmatch.quality.metrics import ClusterQuality, cluster_quality
-from prodmatch.quality.training import train_matcher
+from prodmatch.quality.training import train_from_prior, train_matcher
 from prodmatch.store.catalogs import catalog_id
 from prodmatch.store.matchers import save_matcher
 from prodmatch.store.models import get_model
+
+if TYPE_CHECKING:
+    from prodmatch.match.scoring import Matcher
+
+# train_and_store(prior=...): the most source products whose candidates carry the prior's beliefs
+PRIOR_MAX_SOURCES = 20_000
 
 
 @dataclass(frozen=True)
@@ -83,12 +90,18 @@ def train_and_store(
     seed: int = 0,
     progress: bool = False,
     labelled_only: bool = False,
+    prior: str | None = None,
 ) -> MatcherReport:
     """Train a matcher on `gold_file`'s pairs between `source` and `target` and store it as `name`.
 
     By default a gold source's candidates that are not its gold targets are non-matches (a gold file lists every
     true target of the sources it names). `labelled_only` trains on the listed pairs alone, for labels people
     gave one pair at a time (`prodmatch review`), where an unlabelled candidate may still be a match.
+
+    With `prior` (a stored matcher's name, such as "builtin"), the matcher starts from that matcher's beliefs
+    about every candidate pair of the two catalogues (up to PRIOR_MAX_SOURCES source products, the labelled
+    ones always among them) and takes the labels as corrections (`training.train_from_prior`): with a few
+    dozen labels it stays near the prior where a matcher trained on those labels alone is far worse.
     """
     started = time.perf_counter()
     name = name or f"{source}-{target}"
@@ -100,18 +113,34 @@ def train_and_store(
     if not positives:
         raise ConfigError(f"{gold_file}: no label-1 pairs between {source!r} and {target!r}")
     sources = np.array(sorted({s for s, _ in positives} | {s for s, _ in negatives}), dtype=np.int64)
+    opened = _open_prior(conn, prior, registered) if prior else None
     gathered = gather(
         conn,
         source_id,
         target_id,
         registered,
         k=k,
-        source_ids=sources,
+        source_ids=_population(conn, source_id, sources, seed) if opened else sources,
         extra=negatives | (positives if labelled_only else set()),
     )
     matrix = features(gathered)
     labels = _labels(gathered, positives)
-    if labelled_only:
+    population = len(labels)
+    if opened:
+        known = _known(gathered, positives, negatives, None if labelled_only else sources)
+        matcher = train_from_prior(
+            matrix,
+            opened.predict_proba(matrix, allow_missing=True),
+            labels,
+            known,
+            gathered.pairs.sources,
+            min_precision=min_precision,
+            seed=seed,
+            name=name,
+            prior_name=prior,
+        )
+        labels = labels[known]
+    elif labelled_only:
         listed = positives | negatives
         keep = np.array(
             [
@@ -121,9 +150,10 @@ def train_and_store(
         )
         matrix, labels = matrix.rows(keep), labels[keep]
         gathered.pairs = gathered.pairs.take(keep)
-    matcher = train_matcher(
-        matrix, labels, gathered.pairs.sources, min_precision=min_precision, seed=seed, name=name
-    )
+    if not opened:
+        matcher = train_matcher(
+            matrix, labels, gathered.pairs.sources, min_precision=min_precision, seed=seed, name=name
+        )
     recall = {key: round(value, 4) for key, value in gathered.source_recall(positives).items()}
     metrics = {**_plain(matcher.metrics), "candidate_recall": recall}
     trained_on = {
@@ -134,6 +164,7 @@ def train_and_store(
         "pairs": len(labels),
         "positives": int(labels.sum()),
         "min_precision": min_precision,
+        **({"prior": prior, "population_pairs": population} if opened else {}),
     }
     save_matcher(
         conn,
@@ -177,6 +208,67 @@ def gold_pairs_between(
             continue
         (positives if pair.label == 1 else negatives).add(key)
     return positives, negatives - positives
+
+
+def default_prior(labelled_only: bool) -> str | None:
+    """The prior `matcher train` starts from unless told: the built-in matcher for labels people gave (a few
+    dozen of them alone train a matcher far worse than it: docs/benchmarks.md), none for a gold file."""
+    from prodmatch.store.matchers import BUILTIN_NAME, builtin_available
+
+    return BUILTIN_NAME if labelled_only and builtin_available() else None
+
+
+def _open_prior(conn: psycopg.Connection, prior: str, registered) -> Matcher:
+    """The stored matcher `prior`; one that reads a model's vectors needs that model for the new one too."""
+    from prodmatch.match.link import open_matcher
+
+    opened = open_matcher(conn, prior)
+    wanted = opened.model.name if opened.model else None
+    if wanted and (registered is None or registered.name != wanted):
+        raise ConfigError(
+            f"the prior matcher {prior!r} reads model {wanted!r}'s vectors: train with --model {wanted}"
+        )
+    return opened.scorer
+
+
+def _population(conn: psycopg.Connection, catalog: int, labelled: np.ndarray, seed: int) -> np.ndarray | None:
+    """The source products whose candidates a matcher trained from a prior learns the prior on: all of the
+    catalogue (None), or past PRIOR_MAX_SOURCES a seeded sample of them with every labelled source."""
+    count = conn.execute(
+        "SELECT count(*) FROM prodmatch.products WHERE catalog_id = %s", (catalog,)
+    ).fetchone()[0]
+    if count <= PRIOR_MAX_SOURCES:
+        return None
+    ids = np.array(
+        [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM prodmatch.products WHERE catalog_id = %s ORDER BY id", (catalog,)
+            )
+        ],
+        dtype=np.int64,
+    )
+    sample = np.random.default_rng(seed).choice(ids, size=PRIOR_MAX_SOURCES, replace=False)
+    return np.union1d(sample, labelled)
+
+
+def _known(
+    gathered: Gathered,
+    positives: set[tuple[int, int]],
+    negatives: set[tuple[int, int]],
+    whole_sources: np.ndarray | None,
+) -> np.ndarray:
+    """Which gathered pairs carry a label: those the gold file lists, and with `whole_sources` (a gold file that
+    names every true target of its sources) every candidate of those sources."""
+    pairs = gathered.pairs
+    listed = positives | negatives
+    known = np.array(
+        [(s, t) in listed for s, t in zip(pairs.sources.tolist(), pairs.targets.tolist(), strict=True)],
+        dtype=bool,
+    )
+    if whole_sources is not None:
+        known |= np.isin(pairs.sources, whole_sources)
+    return known
 
 
 def _labels(gathered: Gathered, positives: set[tuple[int, int]]) -> np.ndarray:
@@ -456,7 +548,8 @@ def score_pairs(conn: psycopg.Connection, matcher_name: str, pairs: list[tuple[i
 def review_retrainer(
     settings, *, run_id: int | None = None, source: str | None = None, target: str | None = None
 ):
-    """The review app's retrain hook: train a matcher on the labels so far; its probabilities steer the queue.
+    """The review app's retrain hook: train a matcher on the labels so far (from the built-in matcher, as
+    `matcher train --labels` does); its probabilities steer the queue.
 
     Returns `retrain(conn) -> {"f1", "threshold", "score"}` (the app's hook contract); with too few labels it
     says so instead of a score.
@@ -469,7 +562,9 @@ def review_retrainer(
         with tempfile.TemporaryDirectory() as folder:
             try:
                 gold = labels_gold_file(conn, Path(folder) / "labels.csv")
-                report = train_and_store(conn, gold, a, b, name=name, labelled_only=True)
+                report = train_and_store(
+                    conn, gold, a, b, name=name, labelled_only=True, prior=default_prior(True)
+                )
             except ProdmatchError as error:  # no labels, or too few matches or non-matches yet
                 return {"note": str(error)}
 

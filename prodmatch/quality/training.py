@@ -114,6 +114,131 @@ def train_matcher(
     return Matcher(name, features.names, kind, model, calibration, threshold, metrics)
 
 
+# `train_from_prior`: how many of the prior's pairs one person's label outweighs. Measured with
+# benchmarks/few_labels.py (5, 10 and 20 on four development sets), not tuned to one set.
+PRIOR_LABEL_WEIGHT = 10.0
+
+
+def train_from_prior(
+    features: FeatureMatrix,
+    prior: np.ndarray,
+    labels: np.ndarray,
+    known: np.ndarray,
+    groups: np.ndarray,
+    *,
+    label_weight: float = PRIOR_LABEL_WEIGHT,
+    min_precision: float | None = None,
+    seed: int = 0,
+    name: str = "matcher",
+    prior_name: str = "builtin",
+) -> Matcher:
+    """A matcher that starts from another matcher's beliefs (`prior`: its probability for every pair) and
+    takes a person's labels (`labels` where `known`) as corrections: few labels, and it is no worse than the
+    prior; more, and it learns what the prior got wrong on these catalogues.
+
+    `features` are the candidate pairs of the whole run (every source product, not only those labelled):
+    a boosted model (cross-entropy, the same monotone constraints and settings as `train_matcher`'s) learns
+    the prior's probability on the unlabelled pairs and the label on the labelled ones, each label counting
+    `label_weight` times. The threshold is the best expected F1 over all the pairs, a labelled pair counting as
+    its label and an unlabelled one as the new matcher's own probability (labels from the review queue are
+    chosen near the decision, so they alone would place it badly). Out-of-fold figures on the labelled pairs (each fold's
+    labels left out, their pairs back on the prior) are in the metrics, as `train_matcher` gives them.
+    """
+    prior = np.asarray(prior, dtype=np.float64)
+    known = np.asarray(known, dtype=bool)
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    if not (len(features) == len(prior) == len(labels) == len(known) == len(groups)):
+        raise ProdmatchError(
+            f"{len(features)} feature rows, {len(prior)} prior probabilities, {len(labels)} labels, "
+            f"{len(known)} known flags and {len(groups)} groups differ"
+        )
+    if not len(features):
+        raise ProdmatchError("training from a prior needs candidate pairs; the catalogues gave none")
+    if not np.isfinite(prior).all() or ((prior < 0) | (prior > 1)).any():
+        raise ProdmatchError("the prior's probabilities must be numbers between 0 and 1")
+    if not np.isin(labels[known], (0, 1)).all():
+        raise ProdmatchError("labels must be 0 (different products) or 1 (same product)")
+    if label_weight <= 0:
+        raise ProdmatchError(f"a label's weight must be positive, not {label_weight}")
+    if min_precision is not None and not 0 < min_precision <= 1:
+        raise ProdmatchError(f"min_precision must be in (0, 1], got {min_precision}")
+    x = features.values.astype(np.float64)
+    target = np.where(known, labels, prior).astype(np.float64)
+    weight = np.where(known, label_weight, 1.0)
+    notes: list[str] = []
+    model = _fit_soft(x, target, weight, features.names, seed)
+    stand_in = Matcher(name, features.names, "gbdt", model, _IDENTITY, 0.5)
+    probabilities = _sigmoid(stand_in.raw_score(features))
+    # what each pair is believed to be now: its label, else this matcher's probability (the prior's would undo
+    # what the labels taught)
+    believed = np.where(known, target, probabilities)
+    threshold, expected = _threshold(probabilities, believed, min_precision, notes)
+    metrics = {
+        "kind": "gbdt",
+        "prior": prior_name,
+        "label_weight": label_weight,
+        "n_pairs": len(target),
+        "n_labelled": int(known.sum()),
+        "n_positives": int(labels[known].sum()),
+        "n_sources": len(np.unique(groups)),
+        **{f"expected_{k}": round(v, 5) for k, v in expected.items()},
+        **_prior_out_of_fold(x, prior, target, weight, known, groups, features.names, threshold, seed, notes),
+        "min_precision": min_precision,
+        "seed": seed,
+        "notes": notes,
+    }
+    return Matcher(name, features.names, "gbdt", model, _IDENTITY, threshold, metrics)
+
+
+_IDENTITY = {"method": "platt", "a": 1.0, "b": 0.0}  # the cross-entropy model's raw score is its log-odds
+
+
+def _fit_soft(x: np.ndarray, target: np.ndarray, weight: np.ndarray, names: tuple, seed: int) -> dict:
+    import lightgbm as lgb
+
+    monotone = [_direction(n) for n in names]
+    params = {**GBDT_PARAMS, "objective": "cross_entropy", "seed": seed, "monotone_constraints": monotone}
+    data = lgb.Dataset(
+        x, label=target, weight=weight, feature_name=[f"f{i}" for i in range(len(names))], free_raw_data=True
+    )
+    booster = lgb.train(params, data, num_boost_round=GBDT_ROUNDS)
+    return {"lightgbm": booster.model_to_string()}
+
+
+def _prior_out_of_fold(x, prior, target, weight, known, groups, names, threshold, seed, notes) -> dict:
+    """Out-of-fold figures on the labelled pairs: each fold's labels replaced by the prior while it is scored."""
+    labelled = np.flatnonzero(known)
+    y = target[labelled].astype(np.int64)
+    if y.sum() < 2 or (1 - y).sum() < 2 or len(np.unique(groups[labelled][y == 1])) < 2:
+        notes.append("no out-of-fold figures: the labels hold fewer than 2 matches or non-matches")
+        return {}
+    folds = _folds(y, groups[labelled], seed, notes)
+    raw = np.zeros(len(labelled))
+    for _, test in folds:
+        held = labelled[test]
+        fold_target, fold_weight = target.copy(), weight.copy()
+        fold_target[held], fold_weight[held] = prior[held], 1.0
+        model = _fit_soft(x, fold_target, fold_weight, names, seed)
+        raw[test] = Matcher("fold", names, "gbdt", model, _IDENTITY, 0.5).raw_score(
+            FeatureMatrix(names, x[held])
+        )
+    probabilities = _sigmoid(raw)
+    accepted = probabilities >= threshold
+    tp = int((accepted & (y == 1)).sum())
+    precision = tp / max(int(accepted.sum()), 1)
+    recall = tp / int(y.sum())
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return {
+        "folds": len(folds),
+        "out_of_fold_log_loss": {"gbdt": round(_log_loss(y, probabilities), 5)},
+        "out_of_fold_auc": round(_auc(y, raw), 5),
+        "out_of_fold_precision": round(precision, 5),
+        "out_of_fold_recall": round(recall, 5),
+        "out_of_fold_f1": round(f1, 5),
+    }
+
+
 def _check_inputs(features: FeatureMatrix, labels: np.ndarray, groups: np.ndarray, min_precision) -> None:
     if not (len(features) == len(labels) == len(groups)):
         raise ProdmatchError(
