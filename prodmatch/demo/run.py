@@ -25,6 +25,7 @@ from prodmatch.quality.evaluate import evaluate, save_recommendation
 from prodmatch.store.models import default_name, find_model
 
 FALLBACK_MODEL = "demo-random-clip"
+FEW_LABELS = 30  # the review labels the demo gives the built-in matcher as corrections
 
 
 @dataclass
@@ -80,13 +81,13 @@ class DemoReport:
             m = self.matcher
             lines.append(
                 f"  learned matcher {m['name']!r} ({m['kind']}, trained on {m['train_sources']} shop products' gold "
-                f"pairs) beside the built-in matcher (no label at all), end to end on {m['test_pairs']} held-out "
-                "gold pairs:"
+                f"pairs) beside the built-in matcher (no label at all; builtin+{FEW_LABELS}: from it with "
+                f"{FEW_LABELS} labelled pairs), end to end on {m['test_pairs']} held-out gold pairs:"
             )
-            lines.append(f"    {'decision':<14}{'mode':<6}{'precision':>10}{'recall':>8}{'F1':>7}")
+            lines.append(f"    {'decision':<16}{'mode':<6}{'precision':>10}{'recall':>8}{'F1':>7}")
             for r in m["rows"]:
                 lines.append(
-                    f"    {r['name']:<14}{r['mode']:<6}{r['precision']:>10.3f}{r['recall']:>8.3f}{r['f1']:>7.3f}"
+                    f"    {r['name']:<16}{r['mode']:<6}{r['precision']:>10.3f}{r['recall']:>8.3f}{r['f1']:>7.3f}"
                 )
             if self.matcher_link:
                 ml = self.matcher_link
@@ -241,7 +242,7 @@ def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) ->
 
     from prodmatch.errors import ProdmatchError
     from prodmatch.quality.gold import GOLD_HEADER, read_gold
-    from prodmatch.quality.matchers import evaluate_matcher, train_and_store
+    from prodmatch.quality.matchers import default_prior, evaluate_matcher, train_and_store
 
     pairs = read_gold(files.gold)
     sources = sorted({p.source_id for p in pairs})
@@ -271,11 +272,28 @@ def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) ->
         builtin = evaluate_matcher(
             conn, paths["test"], "builtin", files.shop_catalog, files.competitor_catalog
         )
+        # what a person's first few review labels give: the built-in matcher with them as corrections
+        few = _few_labels(paths["train"], folder / "data" / "gold_few.csv", FEW_LABELS, seed)
+        train_and_store(
+            conn,
+            few,
+            files.shop_catalog,
+            files.competitor_catalog,
+            name="demo-from-builtin",
+            labelled_only=True,
+            prior=default_prior(True),
+        )
+        started = evaluate_matcher(
+            conn, paths["test"], "demo-from-builtin", files.shop_catalog, files.competitor_catalog
+        )
     except ProdmatchError as error:  # too few gold pairs in a tiny demo
         return {"note": f"not trained: {error}"}
     zero_label = [
         {**asdict(r), "name": "builtin"} for r in builtin.rows if r.name == "matcher"
     ]  # the same held-out pairs, decided with no label at all
+    zero_label += [
+        {**asdict(r), "name": f"builtin+{FEW_LABELS}"} for r in started.rows if r.name == "matcher"
+    ]
     return {
         "name": name,
         "kind": trained.kind,
@@ -285,6 +303,20 @@ def _matcher_against_spaces(conn, files, model: str, folder: Path, seed: int) ->
         "rows": [asdict(r) for r in judged.rows] + zero_label,
         "plot": judged.plot,
     }
+
+
+def _few_labels(gold: Path, out: Path, count: int, seed: int) -> Path:
+    """A seeded `count` of `gold`'s labelled pairs (matches and decoys alike), as a person's first review labels."""
+    import csv
+    import random
+
+    with open(gold, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    chosen = random.Random(f"prodmatch-demo-few:{seed}").sample(body, min(count, len(body)))
+    with open(out, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *chosen])
+    return out
 
 
 def _finetune_and_compare(conn, settings: Settings, files, base: str, folder: Path, progress: bool) -> dict:

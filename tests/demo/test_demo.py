@@ -9,7 +9,7 @@ from PIL import Image
 
 from prodmatch import store as db
 from prodmatch.cli import main
-from prodmatch.demo.run import FALLBACK_MODEL
+from prodmatch.demo.run import FALLBACK_MODEL, FEW_LABELS
 
 
 def test_demo_runs_end_to_end(settings, tiny_clip_dir, tmp_path):
@@ -26,6 +26,10 @@ def test_demo_runs_end_to_end(settings, tiny_clip_dir, tmp_path):
     )
     assert {s["space"] for s in report["evaluation"]["spaces"]} == {"image", "text", "fused"}
     assert report["link"]["pairs"] > 0 and (folder / "matches.csv").exists()
+    # the learned matcher beside the built-in one with no label and with a first few labels as corrections
+    decided = {(r["name"], r["mode"]): r["f1"] for r in report["matcher"]["rows"]}
+    assert {("matcher", "1:1"), ("builtin", "1:1"), (f"builtin+{FEW_LABELS}", "1:1")} <= set(decided)
+    assert all(0.0 <= f1 <= 1.0 for f1 in decided.values())
     for path in report["plots"].values():
         with Image.open(path) as image:
             assert image.format == "PNG"
