@@ -114,8 +114,8 @@ def train_matcher(
     return Matcher(name, features.names, kind, model, calibration, threshold, metrics)
 
 
-# `train_from_prior`: how many of the prior's pairs one person's label outweighs. Measured with
-# benchmarks/few_labels.py (5, 10 and 20 on four development sets), not tuned to one set.
+# `train_from_prior`: how many of the prior's pairs one person's label outweighs. 5, 10 and 20 measured on four
+# development sets (docs/benchmarks.md, "A few labels"): within 0.01 of each other, none best on every set.
 PRIOR_LABEL_WEIGHT = 10.0
 
 
@@ -141,8 +141,9 @@ def train_from_prior(
     the prior's probability on the unlabelled pairs and the label on the labelled ones, each label counting
     `label_weight` times. The threshold is the best expected F1 over all the pairs, a labelled pair counting as
     its label and an unlabelled one as the new matcher's own probability (labels from the review queue are
-    chosen near the decision, so they alone would place it badly). Out-of-fold figures on the labelled pairs (each fold's
-    labels left out, their pairs back on the prior) are in the metrics, as `train_matcher` gives them.
+    chosen near the decision, so they alone would place it badly). Out-of-fold figures on the labelled pairs
+    (each fold's labels left out, their pairs back on the prior) are in the metrics, as `train_matcher` gives
+    them.
     """
     prior = np.asarray(prior, dtype=np.float64)
     known = np.asarray(known, dtype=bool)
