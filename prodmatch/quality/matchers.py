@@ -256,10 +256,18 @@ def _alone_if_clearly_better(
         return started
     ours = started.metrics.get("out_of_fold_log_loss", {}).get("gbdt")
     theirs = alone.metrics["out_of_fold_log_loss"][alone.metrics["kind"]]
-    if ours is not None and theirs < ALONE_LOSS_SHARE * ours:
+    if labels_alone_clearly_better(started, alone):
         declined = {"prior": started.metrics["prior"], "from_prior_log_loss": ours, "alone_log_loss": theirs}
         return replace(alone, metrics={**alone.metrics, "prior_declined": declined})
     return replace(started, metrics={**started.metrics, "labels_alone_log_loss": theirs})
+
+
+def labels_alone_clearly_better(started: Matcher, alone: Matcher) -> bool:
+    """Whether `alone` (trained on the labels alone) beats `started` (trained from a prior on the same labels)
+    clearly: its out-of-fold log-loss on the labels under ALONE_LOSS_SHARE of `started`'s."""
+    ours = started.metrics.get("out_of_fold_log_loss", {}).get("gbdt")
+    theirs = alone.metrics["out_of_fold_log_loss"][alone.metrics["kind"]]
+    return ours is not None and theirs < ALONE_LOSS_SHARE * ours
 
 
 def _open_prior(conn: psycopg.Connection, prior: str, registered) -> Matcher:
