@@ -7,13 +7,11 @@ built-in matcher and takes them as corrections (`matcher train --prior builtin`)
 For each development set, as a new user meets it: the built-in matcher is trained WITHOUT the set's family
 (as `builtin_matcher.py --leave-one-out`), and a person labels N of the train split's candidate pairs, half of
 them the pairs the built-in matcher is least sure of (as the review queue puts them first), half at random.
-Then two matchers learn from those N labels: `train_matcher` on the labels alone (`matcher train --labels
---prior none`), and `train_from_prior` on every train-split candidate with the built-in matcher's probability
-where no label is (`--prior builtin`); "default" is what `matcher train --labels` keeps of the two
-(`quality.matchers.labels_alone_clearly_better`). They are judged end to end on the test split (F1 in the best
-decision mode), beside the built-in matcher with no label and a matcher trained on every label of the train
-split. `--scope matched` judges the sources with a twin; `labelled` every labelled source (most products
-without a twin).
+Then two matchers learn from those N labels: `train_matcher` on the labels alone (what `matcher train --labels`
+does by default), and `train_from_prior` on every train-split candidate with the built-in matcher's
+probability where no label is. Both are judged end to end on the test split (F1 in the best decision mode),
+beside the built-in matcher with no label and a matcher trained on every label of the train split. `--scope
+matched` judges the sources with a twin; `labelled` every labelled source (most products without a twin).
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from quality import _cpu  # noqa: E402
 
 from prodmatch.errors import ProdmatchError  # noqa: E402
 from prodmatch.quality.builtin import train_builtin  # noqa: E402
-from prodmatch.quality.matchers import labels_alone_clearly_better  # noqa: E402
 from prodmatch.quality.training import train_from_prior, train_matcher  # noqa: E402
 
 
@@ -65,30 +62,25 @@ def curve(data: dict, name: str, scope: str, sizes: list[int], draws: int) -> di
         "sizes": sizes,
         "alone": [],
         "prior": [],
-        "default": [],
     }
     for n in sizes:
-        alone, prior, default = [], [], []
+        alone, prior = [], []
         for draw in range(draws):
             index = chosen_labels(probability, builtin.threshold, n, draw)
-            known = np.zeros(len(labels), dtype=bool)
-            known[index] = True
-            started = train_from_prior(train["matrix"], probability, labels, known, sources, seed=draw)
-            prior.append(max(mode_f1(started, test)))
             try:
                 own = train_matcher(train["matrix"].rows(index), labels[index], sources[index], seed=draw)
                 alone.append(max(mode_f1(own, test)))
             except ProdmatchError:  # too few matches among the labels to train on them alone
                 alone.append(0.0)
-                own = None
-            # `matcher train --labels`: the built-in start unless the labels alone are clearly better
-            default.append(alone[-1] if own and labels_alone_clearly_better(started, own) else prior[-1])
-        for key, values in (("alone", alone), ("prior", prior), ("default", default)):
-            row[key].append(float(np.mean(values)))
+            known = np.zeros(len(labels), dtype=bool)
+            known[index] = True
+            started = train_from_prior(train["matrix"], probability, labels, known, sources, seed=draw)
+            prior.append(max(mode_f1(started, test)))
+        row["alone"].append(float(np.mean(alone)))
+        row["prior"].append(float(np.mean(prior)))
         print(
             f"{name:<28} {n:>5} labels: alone {row['alone'][-1]:.3f}  from the built-in {row['prior'][-1]:.3f}"
-            f"  default {row['default'][-1]:.3f}   (built-in, no label {row['builtin']:.3f}; all {len(labels)}"
-            f" labels {row['all_labels']:.3f})",
+            f"   (built-in, no label {row['builtin']:.3f}; all {len(labels)} labels {row['all_labels']:.3f})",
             flush=True,
         )
     return row
@@ -104,10 +96,6 @@ def plot(rows: list[dict], path: Path, scope: str) -> None:
     for ax, row in zip(axes[0], rows, strict=True):
         ax.plot(row["sizes"], row["alone"], "o-", label="labels alone")
         ax.plot(row["sizes"], row["prior"], "s-", label="from the built-in (--prior builtin)")
-        if row.get("default"):
-            ax.plot(
-                row["sizes"], row["default"], "x:", color="green", label="matcher train --labels (default)"
-            )
         ax.axhline(row["builtin"], color="grey", ls="--", label="built-in, no label")
         ax.axhline(row["all_labels"], color="black", ls=":", label="every train label")
         ax.set_xscale("log")

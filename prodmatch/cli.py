@@ -1061,8 +1061,9 @@ def matcher_group() -> None:
     "--prior",
     metavar="MATCHER|none",
     help="Start from this stored matcher's view of every candidate pair and learn the labels as corrections "
-    "(with a few dozen labels far better than a matcher trained on them alone: docs/builtin_matcher.md). "
-    "Default: builtin with --labels (the labels alone where they clearly refute it), none with --gold.",
+    "(with a few dozen labels far better than a matcher trained on them alone, unless the other catalogue holds "
+    "lookalikes of products without a twin: docs/builtin_matcher.md). Default: builtin with --labels, none "
+    "with --gold.",
 )
 @json_option
 def matcher_train(
@@ -1098,8 +1099,6 @@ def matcher_train(
             progress=not as_json,
             labelled_only=labels,  # labels name single pairs; their sources' other candidates are unknown
             prior=default_prior(labels) if prior is None else (None if prior.lower() == "none" else prior),
-            labels_may_overrule=prior
-            is None,  # the default prior gives way where the labels clearly refute it
         )
     _show(report, as_json)
 

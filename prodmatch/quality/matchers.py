@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,13 +34,9 @@ from prodmatch.store.models import get_model
 
 if TYPE_CHECKING:
     from prodmatch.match.scoring import Matcher
-    from prodmatch.match.signals.features import FeatureMatrix
 
 # train_and_store(prior=...): the most source products whose candidates carry the prior's beliefs
 PRIOR_MAX_SOURCES = 20_000
-# train_and_store(labels_may_overrule=True): the labels alone win when their matcher's out-of-fold log-loss is
-# under this share of the prior-started one's (a clear verdict, not a close call: measured in docs/benchmarks.md)
-ALONE_LOSS_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,6 @@ def train_and_store(
     progress: bool = False,
     labelled_only: bool = False,
     prior: str | None = None,
-    labels_may_overrule: bool = False,
 ) -> MatcherReport:
     """Train a matcher on `gold_file`'s pairs between `source` and `target` and store it as `name`.
 
@@ -106,10 +101,7 @@ def train_and_store(
     With `prior` (a stored matcher's name, such as "builtin"), the matcher starts from that matcher's beliefs
     about every candidate pair of the two catalogues (up to PRIOR_MAX_SOURCES source products, the labelled
     ones always among them) and takes the labels as corrections (`training.train_from_prior`): with a few
-    dozen labels it stays near the prior where a matcher trained on those labels alone is far worse. With
-    `labels_may_overrule` (how `matcher train --labels` and the review app use it), a matcher is trained on the
-    labels alone too and kept instead when the labels clearly say the prior is wrong for these catalogues
-    (`_alone_if_clearly_better`).
+    dozen labels it stays near the prior where a matcher trained on those labels alone is far worse.
     """
     started = time.perf_counter()
     name = name or f"{source}-{target}"
@@ -147,16 +139,6 @@ def train_and_store(
             name=name,
             prior_name=prior,
         )
-        if labels_may_overrule:
-            matcher = _alone_if_clearly_better(
-                matcher,
-                matrix.rows(known),
-                labels[known],
-                gathered.pairs.sources[known],
-                min_precision=min_precision,
-                seed=seed,
-                name=name,
-            )
         labels = labels[known]
     elif labelled_only:
         listed = positives | negatives
@@ -182,7 +164,7 @@ def train_and_store(
         "pairs": len(labels),
         "positives": int(labels.sum()),
         "min_precision": min_precision,
-        **({"prior": prior, "population_pairs": population} if "prior" in matcher.metrics else {}),
+        **({"prior": prior, "population_pairs": population} if opened else {}),
     }
     save_matcher(
         conn,
@@ -234,40 +216,6 @@ def default_prior(labelled_only: bool) -> str | None:
     from prodmatch.store.matchers import BUILTIN_NAME, builtin_available
 
     return BUILTIN_NAME if labelled_only and builtin_available() else None
-
-
-def _alone_if_clearly_better(
-    started: Matcher,
-    features: FeatureMatrix,
-    labels: np.ndarray,
-    groups: np.ndarray,
-    *,
-    min_precision: float | None,
-    seed: int,
-    name: str,
-) -> Matcher:
-    """`started` (trained from a prior), or a matcher trained on the labels alone when its out-of-fold log-loss
-    on them is under ALONE_LOSS_SHARE of `started`'s: the labels then say the prior is wrong for these
-    catalogues (a competitor's lookalikes of products without a twin, which the built-in matcher accepts and a
-    few hundred labels cannot outweigh: docs/benchmarks.md). Too few labels to train on them alone: `started`."""
-    try:
-        alone = train_matcher(features, labels, groups, min_precision=min_precision, seed=seed, name=name)
-    except ProdmatchError:
-        return started
-    ours = started.metrics.get("out_of_fold_log_loss", {}).get("gbdt")
-    theirs = alone.metrics["out_of_fold_log_loss"][alone.metrics["kind"]]
-    if labels_alone_clearly_better(started, alone):
-        declined = {"prior": started.metrics["prior"], "from_prior_log_loss": ours, "alone_log_loss": theirs}
-        return replace(alone, metrics={**alone.metrics, "prior_declined": declined})
-    return replace(started, metrics={**started.metrics, "labels_alone_log_loss": theirs})
-
-
-def labels_alone_clearly_better(started: Matcher, alone: Matcher) -> bool:
-    """Whether `alone` (trained on the labels alone) beats `started` (trained from a prior on the same labels)
-    clearly: its out-of-fold log-loss on the labels under ALONE_LOSS_SHARE of `started`'s."""
-    ours = started.metrics.get("out_of_fold_log_loss", {}).get("gbdt")
-    theirs = alone.metrics["out_of_fold_log_loss"][alone.metrics["kind"]]
-    return ours is not None and theirs < ALONE_LOSS_SHARE * ours
 
 
 def _open_prior(conn: psycopg.Connection, prior: str, registered) -> Matcher:
@@ -615,14 +563,7 @@ def review_retrainer(
             try:
                 gold = labels_gold_file(conn, Path(folder) / "labels.csv")
                 report = train_and_store(
-                    conn,
-                    gold,
-                    a,
-                    b,
-                    name=name,
-                    labelled_only=True,
-                    prior=default_prior(True),
-                    labels_may_overrule=True,
+                    conn, gold, a, b, name=name, labelled_only=True, prior=default_prior(True)
                 )
             except ProdmatchError as error:  # no labels, or too few matches or non-matches yet
                 return {"note": str(error)}

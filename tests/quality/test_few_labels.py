@@ -33,7 +33,6 @@ def test_plot_writes_a_png(tmp_path):
             "sizes": [25, 50, 100],
             "alone": [0.2, 0.5, 0.7],
             "prior": [0.7, 0.72, 0.75],
-            "default": [0.7, 0.72, 0.76],
         }
         for name in ("a", "b")
     ]

@@ -92,37 +92,3 @@ def test_bad_inputs_are_clear_errors(change, message):
             label_weight=arguments["label_weight"],
             min_precision=arguments["min_precision"],
         )
-
-
-def test_the_labels_alone_win_only_where_they_clearly_refute_the_prior():
-    from prodmatch.quality.matchers import _alone_if_clearly_better
-
-    features, truth, _, groups = catalogue(3000, 6)
-    lexical = features.column("sim:lexical").astype(np.float64)
-    known = groups < 30  # 300 labels
-    # a prior that is right keeps its matcher; the labels-alone log-loss is recorded beside it
-    right = np.where(truth == 1, 0.9, 0.1)
-    started = train_from_prior(features, right, truth, known, groups)
-    kept = _alone_if_clearly_better(
-        started, features.rows(known), truth[known], groups[known], min_precision=None, seed=0, name="m"
-    )
-    assert kept.metrics["prior"] == "builtin" and kept.metrics["labels_alone_log_loss"] > 0
-    # a prior that is confidently wrong on a large share of the pairs (every similar pair is a twin) and so
-    # outweighs 300 labels gives way to the labels alone
-    wrong = np.where(lexical > 0.3, 0.95, 0.05)
-    started = train_from_prior(features, wrong, truth, known, groups)
-    alone = _alone_if_clearly_better(
-        started, features.rows(known), truth[known], groups[known], min_precision=None, seed=0, name="m"
-    )
-    declined = alone.metrics["prior_declined"]
-    assert "prior" not in alone.metrics and declined["prior"] == "builtin"
-    assert declined["alone_log_loss"] < 0.5 * declined["from_prior_log_loss"]
-    # too few labels to train on them alone: the prior-started matcher stays
-    few = groups < 1
-    started = train_from_prior(features, wrong, truth, few, groups)
-    assert (
-        _alone_if_clearly_better(
-            started, features.rows(few), truth[few], groups[few], min_precision=None, seed=0, name="m"
-        )
-        is started
-    )
