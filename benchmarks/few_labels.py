@@ -7,11 +7,12 @@ built-in matcher and takes them as corrections (`matcher train --prior builtin`)
 For each development set, as a new user meets it: the built-in matcher is trained WITHOUT the set's family
 (as `builtin_matcher.py --leave-one-out`), and a person labels N of the train split's candidate pairs, half of
 them the pairs the built-in matcher is least sure of (as the review queue puts them first), half at random.
-Then two matchers learn from those N labels: `train_matcher` on the labels alone (what `matcher train --labels`
-does by default), and `train_from_prior` on every train-split candidate with the built-in matcher's
-probability where no label is. Both are judged end to end on the test split (F1 in the best decision mode),
-beside the built-in matcher with no label and a matcher trained on every label of the train split. `--scope
-matched` judges the sources with a twin; `labelled` every labelled source (most products without a twin).
+Then two matchers learn from those N labels: `train_matcher` on the labels alone (`matcher train --labels
+--prior none`), and `train_from_prior` on every train-split candidate with the built-in matcher's probability
+where no label is (`matcher train --labels`, whose default prior is the built-in matcher). Both are judged end
+to end on the test split (F1 in the best decision mode), beside the built-in matcher with no label and a matcher
+trained on every label of the train split. `--scope matched` judges the sources with a twin; `labelled` every
+labelled source (most products without a twin).
 """
 
 from __future__ import annotations
