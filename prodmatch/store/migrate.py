@@ -10,6 +10,9 @@ connection failure, whether psycopg's or SQLAlchemy's, becomes a one-line Databa
 
 from __future__ import annotations
 
+import logging
+import time
+
 import psycopg
 
 from prodmatch.config import Settings
@@ -27,14 +30,35 @@ from prodmatch.store.server import (
     sqlalchemy_url,
 )
 
+log = logging.getLogger(__name__)
+
+
+# `upgrade` on Citus: how often distributing is tried again after Citus cancelled it in a distributed deadlock
+# (a worker writing embeddings while the trigger DDL runs); the transaction is rolled back whole, so a retry is safe
+DEADLOCK_RETRIES = 5
+
 
 def upgrade(settings: Settings, revision: str = "head") -> str | None:
     """Migrate the schema up to `revision`; returns the revision reached. On a Citus coordinator the tables are
-    then distributed (`store.distribute`)."""
+    then distributed (`store.distribute`), tried again when Citus cancels it in a distributed deadlock with
+    work running beside it (up to DEADLOCK_RETRIES times, a little later each time)."""
     _run_alembic(settings, "upgrade", revision)
-    with connection(settings) as conn:
-        if is_citus(conn) and _current_revision(conn) is not None:
-            distribute(conn)
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with connection(settings) as conn:
+                if is_citus(conn) and _current_revision(conn) is not None:
+                    distribute(conn)
+            break
+        except psycopg.errors.DeadlockDetected as error:
+            if attempt == DEADLOCK_RETRIES:
+                raise DatabaseError(
+                    f"distributing the schema on Citus deadlocked {attempt + 1} times with work running beside "
+                    f"it: {str(error).splitlines()[0]}; stop the workers (embed --watch, link --watch) and run "
+                    "prodmatch db upgrade again"
+                ) from None
+            delay = 0.5 * (attempt + 1)
+            log.warning("%s; distributing again in %.1f s", str(error).splitlines()[0], delay)
+            time.sleep(delay)
     return current_revision(settings)
 
 
