@@ -141,13 +141,7 @@ def train_and_store(
         )
         labels = labels[known]
     elif labelled_only:
-        listed = positives | negatives
-        keep = np.array(
-            [
-                (s, t) in listed
-                for s, t in zip(gathered.pairs.sources.tolist(), gathered.pairs.targets.tolist(), strict=True)
-            ]
-        )
+        keep = _known(gathered, positives, negatives, None)
         matrix, labels = matrix.rows(keep), labels[keep]
         gathered.pairs = gathered.pairs.take(keep)
     if not opened:
