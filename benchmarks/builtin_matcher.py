@@ -1,6 +1,6 @@
 """Train prodmatch's built-in matcher on the development data, and measure it leaving one dataset out.
 
-    python benchmarks/builtin_matcher.py [--datasets NAME ...] [--write] [--leave-one-out] [--k 10]
+    python benchmarks/builtin_matcher.py [--datasets NAME ...] [--write] [--leave-one-out] [--k 10] [--in-pool NAME]
                                          [--scope matched|labelled] [--seeds N] [--signal-dropout SHARE]
 
 Every development set (benchmarks/quality_cases.py) is ingested into one fresh embedded database with no neural
@@ -25,6 +25,13 @@ price, attributes, lexical, ...) is missing for a fifth of them (`--signal-dropo
 with_signal_dropout), as on a user's catalogue without that field. `--seeds N` trains the leave-one-out
 matchers (built-in and own) with N seeds and reports the mean and the range: one training run's F1 moves by
 up to 0.01 with the seed.
+
+``--in-pool NAME`` asks what one matcher for every catalogue can give a set when that set IS in its pool: matchers
+trained on every set's train split (as ``--write``), first as shipped (each set capped at the median set's true
+matches), then with no cap and NAME's pairs counted ``--times`` K times each, are judged on every test split
+beside the set's own matcher (same seeds); ``--in-pool-plot`` draws the table. A set that the leave-one-out cannot
+bring to its own matcher's figure shows here whether the signals can express its notion of "same product" at all,
+and what the other sets give up when one matcher must hold both.
 
 `--absent-twins SHARE` adds to each set's training pairs, for that share of its sources with a twin, their
 candidates with the twin taken out (labelled 0), as if those products had no twin (quality.builtin.
@@ -114,6 +121,13 @@ def main() -> None:
         help="train the leave-one-out matchers with this many seeds and report the mean and range of F1",
     )
     parser.add_argument(
+        "--in-pool",
+        metavar="NAME",
+        help="judge matchers trained on every set, NAME among them with its pairs counted --times K times each",
+    )
+    parser.add_argument("--times", type=int, nargs="+", default=[1, 3, 10], help="weights for --in-pool")
+    parser.add_argument("--in-pool-plot", type=Path, help="write the --in-pool table as this PNG")
+    parser.add_argument(
         "--cache",
         type=Path,
         help="keep the gathered pairs in this file (a pickle of this script's own arrays)",
@@ -143,6 +157,12 @@ def main() -> None:
             args.json.write_text(json.dumps(rows, indent=2))
         if args.plot:
             plot(rows, args.plot)
+    if args.in_pool:
+        if args.in_pool not in data:
+            parser.error(f"--in-pool {args.in_pool}: not among the gathered datasets {sorted(data)}")
+        table = in_pool(data, args.in_pool, args.times, options, args.seeds)
+        if args.in_pool_plot:
+            plot_in_pool(table, args.in_pool, args.in_pool_plot)
 
 
 def gather_dataset(settings: Settings, name: str, k: int, home: Path, scope: str = "matched") -> dict:
@@ -280,6 +300,52 @@ def leave_one_out(
     return rows
 
 
+def repeated(part: LabelledPairs, times: int) -> LabelledPairs:
+    """`part` with each pair present `times` times (one source stays one group: copies share its folds)."""
+    return LabelledPairs(
+        part.name,
+        FeatureMatrix(part.features.names, np.vstack([part.features.values] * times)),
+        np.tile(part.labels, times),
+        np.tile(part.sources, times),
+    )
+
+
+def in_pool(data: dict, weighted: str, times: list[int], options: dict, seeds: int = 1) -> dict:
+    """Best-mode F1 on every test split (mean over `seeds`) of matchers trained on every set's train split: as
+    shipped ("capped") and, for each K in `times`, uncapped with `weighted`'s pairs counted K times; beside each
+    set's own matcher. {"columns": [...], "rows": {dataset: {column: F1}}}."""
+    parts = {name: labelled(name, d["train"]) for name, d in data.items()}
+    settings = {"capped": (list(parts.values()), True)}
+    for k in times:
+        pool = [repeated(part, k) if name == weighted else part for name, part in parts.items()]
+        settings[f"{weighted} x{k}"] = (pool, False)
+    rows: dict[str, dict[str, float]] = {name: {} for name in data}
+    for column, (pool, balance) in settings.items():
+        scores = {name: [] for name in data}
+        for seed in range(seeds):
+            matcher, _ = train_builtin(pool, seed=seed, balance=balance, **options)
+            for name, d in data.items():
+                scores[name].append(max(mode_f1(matcher, d["test"])))
+        for name in data:
+            rows[name][column] = float(np.mean(scores[name]))
+    for name, d in data.items():
+        train = d["train"]
+        rows[name]["own"] = float(
+            np.mean([
+                max(mode_f1(train_matcher(train["matrix"], train["labels"], train["pairs"].sources, seed=s), d["test"]))
+                for s in range(seeds)
+            ])
+        )  # fmt: skip
+    columns = [*settings, "own"]
+    print(
+        f"\n== one matcher for every set, {weighted} in its pool (test split, best mode F1, mean of {seeds} seed(s))"
+    )
+    print(f"{'dataset':<28}" + "".join(f"{c:>24}" for c in columns) + f"{'0.95 x own':>12}")
+    for name, row in rows.items():
+        print(f"{name:<28}" + "".join(f"{row[c]:>24.3f}" for c in columns) + f"{0.95 * row['own']:>12.3f}")
+    return {"columns": columns, "rows": rows, "seeds": seeds}
+
+
 def mode_f1(matcher, test: dict, matrix: FeatureMatrix | None = None) -> list[float]:
     """End-to-end F1 of `matcher` on a gathered test split in each decision mode (MODES), scoring `matrix`
     (the split's own features unless given)."""
@@ -328,6 +394,35 @@ def plot(rows: list[dict], path: Path) -> None:
         + (f"; mean of {seeds} training seeds" if seeds > 1 else "")
     )
     ax.legend(fontsize=8, loc="upper center", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot: {path}")
+
+
+def plot_in_pool(table: dict, weighted: str, path: Path) -> None:
+    """One line per dataset: best-mode F1 by how the pool was weighted, and its 0.95 x own-matcher level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in table["columns"] if c != "own"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    x = np.arange(len(columns))
+    for i, (name, row) in enumerate(table["rows"].items()):
+        colour = f"C{i}"
+        ax.plot(x, [row[c] for c in columns], "o-", color=colour, label=name)
+        ax.axhline(0.95 * row["own"], color=colour, linestyle=":", linewidth=1)
+    ax.set_xticks(x, columns)
+    ax.set_ylabel("end-to-end F1, best mode (test split)")
+    ax.set_title(
+        f"One matcher for every set, {weighted} in the pool with more weight\n"
+        f"(dotted: 0.95 x the set's own matcher; mean of {table['seeds']} seed(s))",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -3,7 +3,8 @@
 -- them current. Reference: docs/sql.md.
 --
 -- A cluster is one product as it is sold in several catalogues (and listed more than once inside one): the
--- connected components of the accepted pairs of link runs and the duplicate clusters of dedupe runs. Products in
+-- accepted pairs of link runs and the duplicate clusters of dedupe runs, joined by average linkage (at least
+-- half the pairs between two groups of offers accepted; prodmatch.match.assign.offer_clusters). Products in
 -- no cluster have no row; prodmatch.offers_of still answers for them (the product alone).
 
 -- Every product of every cluster, with its catalogue and price.

@@ -2,7 +2,9 @@
 
 On a marketplace one product has many offers: a source has several true targets and a target several sources.
 `build_clusters` joins the accepted pairs of link runs (across catalogues) and the duplicate clusters of dedupe
-runs (inside one catalogue) into connected components (`scipy.sparse.csgraph`), and stores them in
+runs (inside one catalogue) by average linkage (`match.assign.offer_clusters`: two groups of offers join when at
+least half the pairs between them that a link run compared were accepted, so one lookalike accepted between two
+products does not chain them, as connected components would), and stores them in
 `prodmatch.clusters` / `prodmatch.product_clusters` (`store.runs` does the SQL); `prodmatch.clusters_v` and
 `prodmatch.offers_of(catalog, external_id)` (`sql/clusters.sql`) read them. `link --watch` calls it again after it
 repairs a run (`match.watch`), so the clusters follow the products.
@@ -27,11 +29,11 @@ import numpy as np
 import psycopg
 
 from prodmatch.errors import ConfigError
-from prodmatch.match.assign import connected_clusters
+from prodmatch.match.assign import offer_clusters
 from prodmatch.store.catalogs import parse_product_ref
 from prodmatch.store.runs import (
     CLUSTERS_LOCK,
-    cluster_edges,
+    cluster_evidence,
     last_cluster_build,
     latest_runs,
     missing_runs,
@@ -128,8 +130,16 @@ def build_clusters(conn: psycopg.Connection, runs: Sequence[int] | None = None) 
                     f"no match run {', '.join(map(str, missing))}; see SELECT * FROM prodmatch.match_runs"
                 )
         used = requested if requested is not None else latest_runs(conn)
-        left, right = cluster_edges(conn, used)
-        products, components = connected_clusters(left, right)
+        evidence = cluster_evidence(conn, used)
+        products, components = offer_clusters(
+            evidence.left,
+            evidence.right,
+            evidence.catalogs,
+            evidence.compared,
+            evidence.same_left,
+            evidence.same_right,
+            evidence.weights,
+        )
         old_products, old_ids = stored_clustering(conn)
         carried, retired = carry_ids(products, components, old_products, old_ids)
         fresh = np.flatnonzero(carried < 0)

@@ -22,7 +22,7 @@ import psycopg
 
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError, ProdmatchError
-from prodmatch.match.assign import connected_clusters
+from prodmatch.match.assign import offer_clusters
 from prodmatch.match.hybrid import DEFAULT_K, Gathered, features, gather
 from prodmatch.quality.evaluate import _resolve
 from prodmatch.quality.gold import read_gold
@@ -391,7 +391,11 @@ def evaluate_matcher(
     for mode in ("all", "1:1"):
         kept = decisions(pairs.sources, pairs.targets, probability, mode)
         kept = kept[probability[kept] >= scorer.threshold]
-        found = connected_clusters(pairs.sources[kept], pairs.targets[kept])
+        left, right = pairs.sources[kept], pairs.targets[kept]
+        catalogs = (np.r_[left, right], np.r_[np.full(len(left), source_id), np.full(len(right), target_id)])
+        found = offer_clusters(
+            left, right, catalogs, [(source_id, target_id)]
+        )  # as `clusters build` joins them
         clusters[mode] = cluster_quality(*found, gold)
     plot = None
     if plots_dir is not None:

@@ -2,14 +2,16 @@
 and the clustering built from them (`prodmatch.clusters`, `product_clusters`, `cluster_builds`, migration 0011).
 
 A run is replaced by a later run with the same parameters. Pairs go in with one binary COPY; every signal column
-of the pairs that `prodmatch.matches` has is stored, the rest stays NULL. The clustering's arithmetic (connected
-components, which id a cluster keeps) is `prodmatch.match.clusters`; here are only its reads and writes.
+of the pairs that `prodmatch.matches` has is stored, the rest stays NULL. The clustering's arithmetic (average
+linkage of the accepted pairs, which id a cluster keeps) is `prodmatch.match.clusters`; here are only its reads
+and writes.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -147,24 +149,77 @@ def missing_runs(conn: psycopg.Connection, run_ids: list[int]) -> list[int]:
     return [r[0] for r in rows]
 
 
-def cluster_edges(conn: psycopg.Connection, run_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(left, right) product ids joined by the runs: accepted link pairs, and each dedupe member to its centre."""
+@dataclass(frozen=True)
+class ClusterEvidence:
+    """What a clustering is built from (`prodmatch.match.assign.offer_clusters`): the accepted pairs of the link
+    runs with their weight (the match probability; a cosine run's similarity), the duplicates of the dedupe runs
+    (each member with its centre), every such product's catalogue, and the (source, target) catalogue pairs the
+    link runs compared."""
+
+    left: np.ndarray
+    right: np.ndarray
+    weights: np.ndarray
+    same_left: np.ndarray
+    same_right: np.ndarray
+    catalogs: tuple[np.ndarray, np.ndarray]  # (product ids, the catalogue of each)
+    compared: list[tuple[int, int]]
+
+
+def cluster_evidence(conn: psycopg.Connection, run_ids: list[int]) -> ClusterEvidence:
+    """The evidence of `run_ids` for a clustering (see `ClusterEvidence`). A product's catalogue is its run's:
+    a link run's sources are of its source catalogue and its targets of its target catalogue, a dedupe run's
+    members of its catalogue."""
+    runs = {
+        run_id: (kind, source, target)
+        for run_id, kind, source, target in conn.execute(
+            "SELECT id, kind, source_catalog_id, target_catalog_id FROM prodmatch.match_runs WHERE id = ANY(%s)",
+            (run_ids,),
+        )
+    }
+    linked = conn.execute(
+        "SELECT run_id, array_agg(source_product_id), array_agg(target_product_id),"
+        " array_agg(coalesce(match_probability,"
+        "  greatest(fused_similarity, image_similarity, text_similarity, lexical_similarity), 1))"
+        " FROM prodmatch.matches WHERE run_id = ANY(%s) AND accepted GROUP BY run_id",
+        (run_ids,),
+    ).fetchall()
     # The centres are read first (a materialized CTE): on Citus, `duplicate_clusters` is sharded by product id and
     # a self-join on cluster_id would need repartitioning; joined to an intermediate result it runs on each shard.
-    left, right = conn.execute(
+    duplicates = conn.execute(
         "WITH centres AS MATERIALIZED ("
         " SELECT run_id, cluster_id, product_id FROM prodmatch.duplicate_clusters"
         "  WHERE run_id = ANY(%(runs)s) AND is_centre)"
-        " SELECT coalesce(array_agg(a), '{}'), coalesce(array_agg(b), '{}') FROM ("
-        " SELECT source_product_id AS a, target_product_id AS b FROM prodmatch.matches"
-        "  WHERE run_id = ANY(%(runs)s) AND accepted"
-        " UNION ALL"
-        " SELECT d.product_id, c.product_id FROM prodmatch.duplicate_clusters d"
+        " SELECT d.run_id, array_agg(d.product_id), array_agg(c.product_id)"
+        "  FROM prodmatch.duplicate_clusters d"
         "  JOIN centres c ON c.run_id = d.run_id AND c.cluster_id = d.cluster_id"
-        "  WHERE d.run_id = ANY(%(runs)s) AND NOT d.is_centre) edges",
+        "  WHERE d.run_id = ANY(%(runs)s) AND NOT d.is_centre GROUP BY d.run_id",
         {"runs": run_ids},
-    ).fetchone()
-    return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+    ).fetchall()
+    products, catalogs = [], []
+    for run_id, sources, targets, _ in linked:
+        _, source, target = runs[run_id]
+        products += [_ints(sources), _ints(targets)]
+        catalogs += [np.full(len(sources), source), np.full(len(targets), target)]
+    for run_id, members, centres in duplicates:
+        products += [_ints(members), _ints(centres)]
+        catalogs += [np.full(len(members) + len(centres), runs[run_id][1])]
+    return ClusterEvidence(
+        left=_joined([_ints(r[1]) for r in linked]),
+        right=_joined([_ints(r[2]) for r in linked]),
+        weights=_joined([np.array(r[3], dtype=np.float64) for r in linked]).astype(np.float64),
+        same_left=_joined([_ints(r[1]) for r in duplicates]),
+        same_right=_joined([_ints(r[2]) for r in duplicates]),
+        catalogs=(_joined(products), _joined(catalogs).astype(np.int64)),
+        compared=sorted({(s, t) for kind, s, t in runs.values() if kind == "link"}),
+    )
+
+
+def _ints(values) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 def stored_clustering(conn: psycopg.Connection) -> tuple[np.ndarray, np.ndarray]:

@@ -333,8 +333,8 @@ Index(
 Index("labels_target_product_id_idx", labels.c.target_product_id)
 Index("labels_labelled_by_labelled_at_idx", labels.c.labelled_by, labels.c.labelled_at)
 
-# Clusters of products across catalogues (`prodmatch clusters build`, migration 0011): the connected components
-# of the accepted pairs of link runs and the duplicate clusters of dedupe runs. An id lives as long as its
+# Clusters of products across catalogues (`prodmatch clusters build`, migration 0011): the accepted pairs of link
+# runs and the duplicate clusters of dedupe runs, joined by average linkage (`match.assign.offer_clusters`). An id lives as long as its
 # cluster does (prodmatch.match.clusters says how ids survive merges and splits); only clusters of two or more
 # products have rows.
 clusters = Table(

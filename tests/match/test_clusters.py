@@ -198,6 +198,23 @@ def test_build_joins_link_runs_across_catalogues_and_dedupe_runs_inside_one(conn
     assert [(r[2], float(r[3]), float(r[4])) for r in sold_in_three] == [(4, 28.5, 31.0)]
 
 
+def test_a_lookalike_accepted_between_two_products_does_not_chain_their_offers(conn):
+    """On a marketplace a lookalike accepted between two products' offers joined them in one connected
+    component; average linkage keeps them apart (and keeps every offer of each)."""
+    a = _products(conn, "a", ("kettle-1", 30.0), ("kettle-2", 31.0), ("lamp-1", 20.0), ("lamp-2", 21.0))
+    b = _products(conn, "b", ("kettle-1", 29.0), ("kettle-2", 28.0), ("kettle-3", 32.0))
+    b |= _products(conn, "b", ("lamp-1", 19.0), ("lamp-2", 22.0))
+    kettle = [(a[f"kettle-{i}"], b[f"kettle-{j}"]) for i in (1, 2) for j in (1, 2, 3)]
+    lamp = [(a[f"lamp-{i}"], b[f"lamp-{j}"]) for i in (1, 2) for j in (1, 2)]
+    _link_run(conn, "a", "b", [*kettle, *lamp, (a["kettle-2"], b["lamp-1"])])
+    built = build_clusters(conn)
+    assert (built.clusters, built.products, built.largest) == (2, 9, 5)
+    assert sorted(_clusters(conn).values(), key=len) == [
+        {"a:lamp-1", "a:lamp-2", "b:lamp-1", "b:lamp-2"},
+        {"a:kettle-1", "a:kettle-2", "b:kettle-1", "b:kettle-2", "b:kettle-3"},
+    ]
+
+
 def test_ids_survive_a_rebuild_a_join_a_merge_and_a_split(conn, shops):
     a, b, c = shops
     _link_run(conn, "a", "b", [(a["kettle"], b["kettle"]), (a["lamp"], b["lamp"])])
