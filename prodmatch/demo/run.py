@@ -84,10 +84,10 @@ class DemoReport:
                 f"pairs) beside the built-in matcher (no label at all; builtin+{FEW_LABELS}: from it with "
                 f"{FEW_LABELS} labelled pairs), end to end on {m['test_pairs']} held-out gold pairs:"
             )
-            lines.append(f"    {'decision':<16}{'mode':<6}{'precision':>10}{'recall':>8}{'F1':>7}")
+            lines.append(f"    {'decision':<16}{'mode':<9}{'precision':>10}{'recall':>8}{'F1':>7}")
             for r in m["rows"]:
                 lines.append(
-                    f"    {r['name']:<16}{r['mode']:<6}{r['precision']:>10.3f}{r['recall']:>8.3f}{r['f1']:>7.3f}"
+                    f"    {r['name']:<16}{r['mode']:<9}{r['precision']:>10.3f}{r['recall']:>8.3f}{r['f1']:>7.3f}"
                 )
             if self.matcher_link:
                 ml = self.matcher_link

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -325,15 +325,16 @@ class MatcherEvaluation:
         lines = [
             f"matcher {self.matcher!r} on {self.gold_pairs} gold pairs of {self.sources} source products",
             f"candidate recall: {recall}",
-            f"{'decision':<16}{'mode':<6}{'threshold':>10}{'precision':>11}{'recall':>8}{'F1':>7}",
+            f"{'decision':<16}{'mode':<9}{'threshold':>10}{'precision':>11}{'recall':>8}{'F1':>7}",
         ]
         for r in self.rows:
             threshold = f"{r.threshold:.4f}" if r.threshold is not None and np.isfinite(r.threshold) else "-"
             lines.append(
-                f"{r.name:<16}{r.mode:<6}{threshold:>10}{r.precision:>11.3f}{r.recall:>8.3f}{r.f1:>7.3f}"
+                f"{r.name:<16}{r.mode:<9}{threshold:>10}{r.precision:>11.3f}{r.recall:>8.3f}{r.f1:>7.3f}"
             )
         lines.append(
-            "single signals use their best threshold on this gold file (optimistic); the matcher uses its own"
+            "single signals use their best threshold on this gold file (optimistic); the matcher uses its own;"
+            " 'clusters': the pairs of 'all' whose two products `clusters build` keeps in one cluster"
         )
         for mode, quality in self.clusters.items():
             lines.append(f"matcher {mode:<4} {quality.to_text()}")
@@ -393,10 +394,16 @@ def evaluate_matcher(
         kept = kept[probability[kept] >= scorer.threshold]
         left, right = pairs.sources[kept], pairs.targets[kept]
         catalogs = (np.r_[left, right], np.r_[np.full(len(left), source_id), np.full(len(right), target_id)])
-        found = offer_clusters(
-            left, right, catalogs, [(source_id, target_id)]
-        )  # as `clusters build` joins them
+        found = offer_clusters(  # as `clusters build` joins them
+            left, right, catalogs, [(source_id, target_id)], weights=probability[kept]
+        )
         clusters[mode] = cluster_quality(*found, gold)
+        if mode == "all":  # the pairs the cluster view keeps: accepted, and their two products in one cluster
+            together = np.zeros(len(probability), dtype=bool)
+            together[kept] = _same_cluster(*found, left, right)
+            scored = _score("matcher", "all", pairs, labels, np.where(together, probability, -np.inf),
+                            scorer.threshold, len(positives))  # fmt: skip
+            rows.append(replace(scored, mode="clusters"))
     plot = None
     if plots_dir is not None:
         plot = str(_plot_curves(curves, rows, Path(plots_dir) / f"matcher_{matcher_name}_pr.png"))
@@ -456,6 +463,21 @@ def best_threshold(
     last_of_tie = np.r_[s[1:] != s[:-1], True]
     best = np.flatnonzero(last_of_tie)[np.argmax(f1[last_of_tie])]
     return float(s[best])
+
+
+def _same_cluster(
+    products: np.ndarray, clusters: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Whether left[i] and right[i] are in one cluster of (products, clusters) (sorted products)."""
+    if not len(products):
+        return np.zeros(len(left), dtype=bool)
+
+    def cluster_of(ids: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(products, ids), len(products) - 1)
+        return np.where(products[at] == ids, clusters[at], -1)
+
+    a, b = cluster_of(left), cluster_of(right)
+    return (a >= 0) & (a == b)
 
 
 def _score(name, mode, pairs, labels, score, threshold, gold) -> SignalScore:

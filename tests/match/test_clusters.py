@@ -503,6 +503,11 @@ def test_eval_reports_cluster_quality_of_the_matchers_decisions(settings, conn, 
         + "".join(f"shop,O{i},market,X{i}\n" for i in range(len(OTHERS)))
     )
     evaluation = evaluate_matcher(conn, gold, "many", "shop", "market")
+    decided = {r.mode: r for r in evaluation.rows if r.name == "matcher"}
+    assert (decided["clusters"].precision, decided["clusters"].recall) == (
+        1.0,
+        1.0,
+    )  # every pair in its cluster
     every, one = evaluation.clusters["all"], evaluation.clusters["1:1"]
     assert (every.precision, every.recall, every.exact, every.gold_clusters) == (1.0, 1.0, 1.0, 5)
     assert (
@@ -517,4 +522,5 @@ def test_eval_reports_cluster_quality_of_the_matchers_decisions(settings, conn, 
     assert (
         "B-cubed precision 1.000, recall 1.000" in shown.output
         and "100.0% of 5 gold clusters" in shown.output
+        and "matcher         clusters" in shown.output
     )

@@ -198,3 +198,12 @@ def test_four_hundred_thousand_accepted_pairs_cluster_in_seconds():
     products, clusters = offer_clusters(left, right, catalogs, [(SHOP, RIVAL)], weights=weights)
     assert time.perf_counter() - started < 10.0
     assert len(products) == 2 * n and clusters.max() + 1 == n - len(extra)
+
+
+def test_the_pairs_a_clustering_keeps_together():
+    from prodmatch.quality.matchers import _same_cluster
+
+    products, clusters = np.array([1, 2, 11, 12]), np.array([0, 0, 1, 1])
+    left, right = np.array([1, 1, 11, 5, 2]), np.array([2, 11, 12, 11, 7])
+    assert _same_cluster(products, clusters, left, right).tolist() == [True, False, True, False, False]
+    assert _same_cluster(np.array([], np.int64), np.array([], np.int64), left, right).tolist() == [False] * 5

@@ -130,7 +130,7 @@ def test_flags_that_name_a_space_keep_the_cosine_link(conn, demo):
 
 def test_eval_and_explain_read_it_like_any_stored_matcher(conn, demo):
     judged = evaluate_matcher(conn, demo.gold, "builtin", demo.shop_catalog, demo.competitor_catalog)
-    assert {r.mode for r in judged.rows if r.name == "matcher"} == {"all", "top1", "1:1"}
+    assert {r.mode for r in judged.rows if r.name == "matcher"} == {"all", "top1", "1:1", "clusters"}
     assert max(r.f1 for r in judged.rows if r.name == "matcher") > 0.6
     first = (
         "SELECT p.external_id FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id"
