@@ -26,6 +26,9 @@ with_signal_dropout), as on a user's catalogue without that field. `--seeds N` t
 matchers (built-in and own) with N seeds and reports the mean and the range: one training run's F1 moves by
 up to 0.01 with the seed.
 
+``--cluster-view`` adds to the leave-one-out the F1 of the pairs the default mode accepts that the clustering of
+offers keeps together (`clusters build`, `eval --matcher`'s row `matcher clusters`).
+
 ``--in-pool NAME`` asks what one matcher for every catalogue can give a set when that set IS in its pool: matchers
 trained on every set's train split (as ``--write``), first as shipped (each set capped at the median set's true
 matches), then with no cap and NAME's pairs counted ``--times`` K times each, are judged on every test split
@@ -64,6 +67,7 @@ from prodmatch.config import Settings  # noqa: E402
 from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 from prodmatch.ingest.load import ingest_file  # noqa: E402
 from prodmatch.ingest.sources import IngestOptions  # noqa: E402
+from prodmatch.match.assign import offer_clusters  # noqa: E402
 from prodmatch.match.hybrid import DEFAULT_K  # noqa: E402
 from prodmatch.match.signals.features import FeatureMatrix  # noqa: E402
 from prodmatch.quality.builtin import (  # noqa: E402
@@ -75,7 +79,7 @@ from prodmatch.quality.builtin import (  # noqa: E402
     is_neural,
     train_builtin,
 )
-from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _score, best_threshold  # noqa: E402
+from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _same_cluster, _score, best_threshold  # noqa: E402
 from prodmatch.quality.training import train_matcher  # noqa: E402
 
 
@@ -121,6 +125,11 @@ def main() -> None:
         help="train the leave-one-out matchers with this many seeds and report the mean and range of F1",
     )
     parser.add_argument(
+        "--cluster-view",
+        action="store_true",
+        help="also judge, in the leave-one-out, the accepted pairs the clustering of offers keeps together",
+    )
+    parser.add_argument(
         "--in-pool",
         metavar="NAME",
         help="judge matchers trained on every set, NAME among them with its pairs counted --times K times each",
@@ -152,7 +161,7 @@ def main() -> None:
     if args.write:
         write(data, args.k, options)
     if args.leave_one_out:
-        rows = leave_one_out(data, args.scope, options, args.seeds)
+        rows = leave_one_out(data, args.scope, options, args.seeds, args.cluster_view)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         if args.plot:
@@ -228,7 +237,11 @@ def write(data: dict, k: int, options: dict) -> None:
 
 
 def leave_one_out(
-    data: dict, scope: str = "matched", options: dict | None = None, seeds: int = 1
+    data: dict,
+    scope: str = "matched",
+    options: dict | None = None,
+    seeds: int = 1,
+    cluster_view: bool = False,
 ) -> list[dict]:
     """Per dataset: F1 of the built-in matcher trained without its family and of its own matcher, per decision
     mode, as the mean over `seeds` training seeds (each seed's figures under "<who>:<mode>:seeds"), beside the
@@ -249,6 +262,8 @@ def leave_one_out(
             for label, matcher in (("builtin", builtin), ("own", own)):
                 for mode, f1 in zip(MODES, mode_f1(matcher, test), strict=True):
                     row.setdefault(f"{label}:{mode}:seeds", []).append(f1)
+                if cluster_view:
+                    row.setdefault(f"{label}:clusters:seeds", []).append(cluster_view_f1(matcher, test))
         for column in _columns():
             row[column] = float(np.mean(row[f"{column}:seeds"]))
         for label in ("builtin", "own"):
@@ -288,6 +303,14 @@ def leave_one_out(
             + f"{r['best_single_f1']:>13.3f}{np.mean(r['ratio:seeds']):>12.3f}"
             + f"  ({r['best_single']})"
         )
+    if cluster_view:
+        print("\nthe cluster view: accepted pairs (default mode) the clustering of offers keeps together")
+        for r in rows:
+            b, o = np.mean(r["builtin:clusters:seeds"]), np.mean(r["own:clusters:seeds"])
+            print(
+                f"{r['dataset']:<28} built-in {r['builtin:all']:.3f} -> {b:.3f}   own {r['own:all']:.3f} -> {o:.3f}"
+                f"   best single {r['best_single_f1']:.3f}"
+            )
     if seeds > 1:
         print("\nbest decision mode over the seeds (min - max):")
         for r in rows:
@@ -357,6 +380,21 @@ def mode_f1(matcher, test: dict, matrix: FeatureMatrix | None = None) -> list[fl
         ).f1
         for mode in MODES
     ]
+
+
+def cluster_view_f1(matcher, test: dict) -> float:
+    """End-to-end F1 of the pairs `link`'s default mode accepts that the clustering of offers keeps together
+    (`match.assign.offer_clusters`, as `clusters build`; what `eval --matcher` prints as `matcher clusters`)."""
+    pairs = test["pairs"]
+    probability = matcher.predict_proba(test["matrix"], allow_missing=True).astype(np.float64)
+    accepted = np.flatnonzero(probability >= matcher.threshold)
+    left, right = pairs.sources[accepted], pairs.targets[accepted]
+    sides = np.r_[np.zeros(len(left), dtype=np.int64), np.ones(len(right), dtype=np.int64)]
+    found = offer_clusters(left, right, (np.r_[left, right], sides), [(0, 1)], weights=probability[accepted])
+    together = np.zeros(len(probability), dtype=bool)
+    together[accepted] = _same_cluster(*found, left, right)
+    kept = np.where(together, probability, -np.inf)
+    return _score(matcher.name, "all", pairs, test["labels"], kept, matcher.threshold, test["gold"]).f1
 
 
 def _columns() -> list[str]:
