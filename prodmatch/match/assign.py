@@ -115,9 +115,10 @@ def offer_clusters(
     (`same_left[i]` -- `same_right[i]`, from dedupe runs) are one unit first: a group of duplicates counts once.
     Among merges of equal share, the one whose accepted pairs weigh more (`weights[i]`: pair i's match
     probability, say; default 1) goes first, so a lookalike does not take an offer before its own product's
-    offers do. `catalogs`: (product ids, the catalogue of each), covering every product named. Products are sorted; clusters (of two or more products)
-    are numbered in order of their smallest product, as `connected_clusters` numbers components. Two products
-    joined only by each other always form a cluster; so does a group of duplicates.
+    offers do. `catalogs`: (product ids, the catalogue of each), covering every product named. Products are
+    sorted; clusters (of two or more products) are numbered in order of their smallest product, as
+    `connected_clusters` numbers components. Two products joined only by each other always form a cluster; so
+    does a group of duplicates.
     """
     empty = np.empty(0, dtype=np.int64)
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
