@@ -67,7 +67,6 @@ from prodmatch.config import Settings  # noqa: E402
 from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 from prodmatch.ingest.load import ingest_file  # noqa: E402
 from prodmatch.ingest.sources import IngestOptions  # noqa: E402
-from prodmatch.match.assign import offer_clusters  # noqa: E402
 from prodmatch.match.hybrid import DEFAULT_K  # noqa: E402
 from prodmatch.match.signals.features import FeatureMatrix  # noqa: E402
 from prodmatch.quality.builtin import (  # noqa: E402
@@ -79,7 +78,7 @@ from prodmatch.quality.builtin import (  # noqa: E402
     is_neural,
     train_builtin,
 )
-from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _same_cluster, _score, best_threshold  # noqa: E402
+from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _score, best_threshold, cluster_view  # noqa: E402
 from prodmatch.quality.training import train_matcher  # noqa: E402
 
 
@@ -387,12 +386,7 @@ def cluster_view_f1(matcher, test: dict) -> float:
     (`match.assign.offer_clusters`, as `clusters build`; what `eval --matcher` prints as `matcher clusters`)."""
     pairs = test["pairs"]
     probability = matcher.predict_proba(test["matrix"], allow_missing=True).astype(np.float64)
-    accepted = np.flatnonzero(probability >= matcher.threshold)
-    left, right = pairs.sources[accepted], pairs.targets[accepted]
-    sides = np.r_[np.zeros(len(left), dtype=np.int64), np.ones(len(right), dtype=np.int64)]
-    found = offer_clusters(left, right, (np.r_[left, right], sides), [(0, 1)], weights=probability[accepted])
-    together = np.zeros(len(probability), dtype=bool)
-    together[accepted] = _same_cluster(*found, left, right)
+    _, together = cluster_view(pairs, probability, np.flatnonzero(probability >= matcher.threshold))
     kept = np.where(together, probability, -np.inf)
     return _score(matcher.name, "all", pairs, test["labels"], kept, matcher.threshold, test["gold"]).f1
 

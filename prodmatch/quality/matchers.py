@@ -24,6 +24,7 @@ from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError, ProdmatchError
 from prodmatch.match.assign import offer_clusters
 from prodmatch.match.hybrid import DEFAULT_K, Gathered, features, gather
+from prodmatch.match.pairs import CandidatePairs
 from prodmatch.quality.evaluate import _resolve
 from prodmatch.quality.gold import read_gold
 from prodmatch.quality.metrics import ClusterQuality, cluster_quality
@@ -392,15 +393,9 @@ def evaluate_matcher(
     for mode in ("all", "1:1"):
         kept = decisions(pairs.sources, pairs.targets, probability, mode)
         kept = kept[probability[kept] >= scorer.threshold]
-        left, right = pairs.sources[kept], pairs.targets[kept]
-        catalogs = (np.r_[left, right], np.r_[np.full(len(left), source_id), np.full(len(right), target_id)])
-        found = offer_clusters(  # as `clusters build` joins them
-            left, right, catalogs, [(source_id, target_id)], weights=probability[kept]
-        )
+        found, together = cluster_view(pairs, probability, kept, source_id, target_id)
         clusters[mode] = cluster_quality(*found, gold)
-        if mode == "all":  # the pairs the cluster view keeps: accepted, and their two products in one cluster
-            together = np.zeros(len(probability), dtype=bool)
-            together[kept] = _same_cluster(*found, left, right)
+        if mode == "all":
             scored = _score("matcher", "all", pairs, labels, np.where(together, probability, -np.inf),
                             scorer.threshold, len(positives))  # fmt: skip
             rows.append(replace(scored, mode="clusters"))
@@ -463,6 +458,20 @@ def best_threshold(
     last_of_tie = np.r_[s[1:] != s[:-1], True]
     best = np.flatnonzero(last_of_tie)[np.argmax(f1[last_of_tie])]
     return float(s[best])
+
+
+def cluster_view(
+    pairs: CandidatePairs, probability: np.ndarray, kept: np.ndarray, source_id: int = 0, target_id: int = 1
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The clustering of the accepted pairs `pairs[kept]` (source products of catalogue `source_id`, targets of
+    `target_id`), joined as `clusters build` joins them, and whether each of `pairs` is accepted with its two
+    products in one cluster: the cluster view, pair by pair."""
+    left, right = pairs.sources[kept], pairs.targets[kept]
+    catalogs = (np.r_[left, right], np.r_[np.full(len(left), source_id), np.full(len(right), target_id)])
+    found = offer_clusters(left, right, catalogs, [(source_id, target_id)], weights=probability[kept])
+    together = np.zeros(len(probability), dtype=bool)
+    together[kept] = _same_cluster(*found, left, right)
+    return found, together
 
 
 def _same_cluster(
