@@ -92,6 +92,9 @@ def connected_clusters(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray,
 # Two groups of offers join when at least this share of the pairs between them that a link run compared was
 # accepted: a majority of the evidence, the natural cut of average linkage over accepted (1) / not accepted (0).
 JOIN_SHARE = 0.5
+# Weights count in steps of 2**-20 (about a millionth; a stored probability is a float4, good to six digits):
+# their sums are then exact whatever order pairs join in, so equal shares stay equal and ties break by ids alone.
+WEIGHT_STEP = 2.0**-20
 
 
 def offer_clusters(
@@ -114,11 +117,12 @@ def offer_clusters(
     one catalogue counts only where a link run compared that catalogue with itself. Duplicates inside one catalogue
     (`same_left[i]` -- `same_right[i]`, from dedupe runs) are one unit first: a group of duplicates counts once.
     Among merges of equal share, the one whose accepted pairs weigh more (`weights[i]`: pair i's match
-    probability, say; default 1) goes first, so a lookalike does not take an offer before its own product's
-    offers do. `catalogs`: (product ids, the catalogue of each), covering every product named. Products are
-    sorted; clusters (of two or more products) are numbered in order of their smallest product, as
-    `connected_clusters` numbers components. Two products joined only by each other always form a cluster; so
-    does a group of duplicates.
+    probability, say; default 1; counted in steps of WEIGHT_STEP) goes first, so a lookalike does not take an
+    offer before its own product's offers do; then the smaller ids. `catalogs`: (product ids, the catalogue of
+    each), covering every product named. Products are sorted; clusters (of two or more products) are numbered in
+    order of their smallest product, as `connected_clusters` numbers components. Two products joined only by each
+    other always form a cluster; so does a group of duplicates. Cost: see `_average_linkage` (rounds of joins,
+    vectorised, then one at a time for the rest).
     """
     empty = np.empty(0, dtype=np.int64)
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
@@ -140,6 +144,7 @@ def offer_clusters(
     unit_catalog[unit] = _catalogs_of(products, *catalogs)
     a, b = unit[np.searchsorted(products, left)], unit[np.searchsorted(products, right)]
     weights = np.ones(len(left)) if weights is None else np.asarray(weights, dtype=np.float64)
+    weights = np.rint(np.nan_to_num(weights) / WEIGHT_STEP).astype(np.int64)  # sums exact in any order
     apart = a != b
     lo, hi, weights = np.minimum(a, b)[apart], np.maximum(a, b)[apart], weights[apart]
     order = np.lexsort((-weights, hi, lo))  # one edge per pair of units, its heaviest weight
@@ -157,11 +162,11 @@ def offer_clusters(
     np.minimum.at(smallest, component[edges[whole].ravel()], edges[whole].ravel())
     group[edges[whole].ravel()] = smallest[component[edges[whole].ravel()]]
     if not whole.all():
-        compared_pairs = {(int(c), int(d)) for c, d in compared} | {(int(d), int(c)) for c, d in compared}
         # one pass over every other component: merges follow edges, so components never meet
-        linked = _average_linkage(edges[~whole], weights[~whole], unit_catalog, compared_pairs, share)
-        members = np.fromiter(linked.keys(), dtype=np.int64, count=len(linked))
-        group[members] = np.fromiter(linked.values(), dtype=np.int64, count=len(linked))
+        members, representative = _average_linkage(
+            edges[~whole], weights[~whole], unit_catalog, compared, share
+        )
+        group[members] = representative
     cluster = group[unit]
     keep = np.bincount(cluster, minlength=units)[cluster] >= 2
     products, cluster = products[keep], cluster[keep]
@@ -233,48 +238,153 @@ def _average_linkage(
     edges: np.ndarray,
     weights: np.ndarray,
     unit_catalog: np.ndarray,
-    compared: set[tuple[int, int]],
+    compared: Collection[tuple[int, int]],
+    share: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(units, the representative of each one's group: its smallest unit) after greedy average linkage over the
+    accepted unit pairs `edges` (smaller unit first) with their `weights` (integers: see `offer_clusters`).
+
+    Average linkage is reducible: a group made of two others is never more strongly linked to a third than the
+    stronger of the two was. So two groups that are each other's best partner, strictly (no other partner of
+    either as strongly linked, weights included), are joined by the one-at-a-time greedy order sooner or later, and
+    nothing it does meanwhile involves them: every such pair can join at once. Rounds of those joins run
+    vectorised while they still join many; the one-at-a-time greedy (`_greedy_linkage`) finishes the rest, ties
+    and long chains, with the same result as running it alone."""
+    nodes = _sorted_unique(edges.ravel())
+    present, catalog = np.unique(unit_catalog[nodes], return_inverse=True)
+    index = {int(c): i for i, c in enumerate(present)}
+    marked = np.zeros((len(present), len(present)), dtype=np.float64)
+    for c, d in compared:
+        if int(c) in index and int(d) in index:
+            marked[index[int(c)], index[int(d)]] = marked[index[int(d)], index[int(c)]] = 1.0
+    compared_catalogs = sp.csr_matrix(marked)
+    size = int(nodes[-1]) + 1
+    representative = np.arange(size)
+    x, y = edges[:, 0].astype(np.int64), edges[:, 1].astype(np.int64)
+    accepted, weight = np.ones(len(x), dtype=np.int64), np.asarray(weights, dtype=np.int64)
+    while True:
+        counts = sp.csr_matrix(
+            (np.ones(len(nodes)), (representative[nodes], catalog)), shape=(size, len(present))
+        )  # units of each catalogue per group
+        possible = np.asarray(counts[x].multiply(counts[y] @ compared_catalogs).sum(axis=1)).ravel()
+        possible = np.maximum(np.rint(possible).astype(np.int64), accepted)
+        # a group with no link at the share can never join: whatever its partners join, its link to their group
+        # stays under the stronger of its links to them (reducibility). Its links are dropped.
+        strong = accepted / possible >= share
+        active = np.zeros(size, dtype=bool)
+        active[x[strong]] = active[y[strong]] = True
+        live = active[x] & active[y]
+        x, y, accepted, weight, possible = x[live], y[live], accepted[live], weight[live], possible[live]
+        if not len(x):
+            break
+        joined = _mutual_best(x, y, accepted / possible, weight / possible, share, size)
+        if not joined.any() or joined.sum() * _ROUND_SHARE < len(x):
+            break
+        step = np.arange(size)
+        step[y[joined]] = x[joined]
+        representative = step[representative]
+        x, y, accepted, weight = _relinked(step[x], step[y], accepted, weight, size)
+    linked = _greedy_linkage(x, y, accepted, weight, counts, marked, share)
+    final = np.arange(size)
+    if linked:
+        final[np.fromiter(linked.keys(), dtype=np.int64)] = np.fromiter(linked.values(), dtype=np.int64)
+    return nodes, final[representative[nodes]]
+
+
+# Rounds of simultaneous joins go on while each joins at least one pair per this many links left: fewer (a chain
+# whose links weaken along it joins one pair a round), and the one-at-a-time greedy is cheaper.
+_ROUND_SHARE = 100
+
+
+def _mutual_best(
+    x: np.ndarray, y: np.ndarray, first: np.ndarray, second: np.ndarray, share: float, size: int
+) -> np.ndarray:
+    """Which links x[i] -- y[i] join two groups that are each other's strictly best partner ((first, second)
+    highest, no other partner tied) with first >= share."""
+    source, target = np.r_[x, y], np.r_[y, x]
+    high, low = np.r_[first, first], np.r_[second, second]
+    order = np.lexsort((-low, -high, source))
+    source, target, high, low = source[order], target[order], high[order], low[order]
+    head = np.r_[True, source[1:] != source[:-1]]
+    tied = np.r_[(source[1:] == source[:-1]) & (high[1:] == high[:-1]) & (low[1:] == low[:-1]), False]
+    best = np.full(size, -1, dtype=np.int64)
+    best[source[head]] = np.where(tied[head], -1, target[head])
+    return (best[x] == y) & (best[y] == x) & (first >= share)
+
+
+def _relinked(
+    x: np.ndarray, y: np.ndarray, accepted: np.ndarray, weight: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The links between groups after joins (`x`, `y`: each end's group now): one per pair of groups, smaller
+    first, accepted pairs and weights summed; links inside one group dropped."""
+    lo, hi = np.minimum(x, y), np.maximum(x, y)
+    apart = lo != hi
+    pair, where = np.unique(lo[apart] * size + hi[apart], return_inverse=True)
+    total = np.bincount(where, weights=accepted[apart]).astype(np.int64)
+    weighed = np.rint(np.bincount(where, weights=weight[apart])).astype(np.int64)
+    return pair // size, pair % size, total, weighed
+
+
+def _greedy_linkage(
+    x: np.ndarray,
+    y: np.ndarray,
+    accepted: np.ndarray,
+    weight: np.ndarray,
+    counts: sp.csr_matrix,
+    marked: np.ndarray,
     share: float,
 ) -> dict[int, int]:
-    """{unit: its group's representative (smallest unit)} after greedy average linkage over the accepted unit
-    pairs `edges` with their `weights` (see `offer_clusters`)."""
-    links: dict[int, dict[int, list[float]]] = {}  # group -> group -> [accepted pairs, their weight]
-    for (a, b), weight in zip(edges.tolist(), weights.tolist(), strict=True):
-        links.setdefault(a, {})[b] = [1, weight]
-        links.setdefault(b, {})[a] = [1, weight]
-    counts = {u: {int(unit_catalog[u]): 1} for u in links}  # catalogue -> units of the group
-    members = {u: [u] for u in links}
+    """{group: its final group's representative (smallest)} after the one-at-a-time greedy average linkage over the
+    links x[i] -- y[i] (accepted pairs and their summed weights between two groups; `counts`: the units of each
+    catalogue in each group, `marked`: which catalogues a run compared)."""
+    links: dict[int, dict[int, list[int]]] = {}  # group -> group -> [accepted pairs, their weight]
+    for a, b, n, w in zip(x.tolist(), y.tolist(), accepted.tolist(), weight.tolist(), strict=True):
+        links.setdefault(a, {})[b] = [n, w]
+        links.setdefault(b, {})[a] = [n, w]
+    compared = set(zip(*(index.tolist() for index in np.nonzero(marked)), strict=True))
+    counts = counts.tocsr()
+    catalogs = {
+        g: dict(
+            zip(
+                counts.indices[counts.indptr[g] : counts.indptr[g + 1]].tolist(),
+                np.rint(counts.data[counts.indptr[g] : counts.indptr[g + 1]]).astype(np.int64).tolist(),
+                strict=True,
+            )
+        )
+        for g in links
+    }  # catalogue -> units of the group
+    members = {g: [g] for g in links}
     version = dict.fromkeys(links, 0)
 
-    def linkage(x: int, y: int) -> tuple[float, float]:
-        accepted, weight = links[x][y]
+    def linkage(a: int, b: int) -> tuple[float, float]:
+        hits, weighed = links[a][b]
         possible = sum(
-            m * n for c, m in counts[x].items() for d, n in counts[y].items() if (c, d) in compared
+            m * n for c, m in catalogs[a].items() for d, n in catalogs[b].items() if (c, d) in compared
         )
-        possible = max(possible, accepted)
-        return accepted / possible, weight / possible
+        possible = max(possible, hits)
+        return hits / possible, weighed / possible
 
-    heap = [(*(-v for v in linkage(a, b)), a, b, 0, 0) for a, b in edges.tolist()]
+    heap = [(*(-v for v in linkage(a, b)), a, b, 0, 0) for a, b in zip(x.tolist(), y.tolist(), strict=True)]
     heapq.heapify(heap)
     while heap:
         negative, _, a, b, seen_a, seen_b = heapq.heappop(heap)
         if version.get(a) != seen_a or version.get(b) != seen_b or -negative < share:
             continue
-        for w, (accepted, weight) in links.pop(b).items():  # b joins a
+        for w, (hits, weighed) in links.pop(b).items():  # b joins a
             del links[w][b]
             if w != a:
-                both = links[a].setdefault(w, [0, 0.0])
-                both[0] += accepted
-                both[1] += weight
+                both = links[a].setdefault(w, [0, 0])
+                both[0] += hits
+                both[1] += weighed
                 links[w][a] = both
-        for catalog, n in counts.pop(b).items():
-            counts[a][catalog] = counts[a].get(catalog, 0) + n
+        for catalog, n in catalogs.pop(b).items():
+            catalogs[a][catalog] = catalogs[a].get(catalog, 0) + n
         members[a] += members.pop(b)
         del version[b]
         version[a] += 1
         for w in links[a]:
             value, weighed = linkage(a, w)
             if value >= share:
-                x, y = min(a, w), max(a, w)
-                heapq.heappush(heap, (-value, -weighed, x, y, version[x], version[y]))
-    return {u: representative for representative, group in members.items() for u in group}
+                lo, hi = min(a, w), max(a, w)
+                heapq.heappush(heap, (-value, -weighed, lo, hi, version[lo], version[hi]))
+    return {g: representative for representative, group in members.items() for g in group}
