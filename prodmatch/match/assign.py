@@ -196,6 +196,20 @@ def _catalogs_of(products: np.ndarray, ids: np.ndarray, catalogs: np.ndarray) ->
     return catalogs[at]
 
 
+def _compared_catalogs(
+    catalogs: np.ndarray, compared: Collection[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the catalogues present in `catalogs`, the index of each entry's among them, a symmetric 0/1 matrix of
+    which of them a run compared: `compared` pairs of catalogue ids, either order)."""
+    present, catalog = np.unique(catalogs, return_inverse=True)
+    index = {int(c): i for i, c in enumerate(present)}
+    marked = np.zeros((len(present), len(present)), dtype=np.float64)
+    for c, d in compared:
+        if int(c) in index and int(d) in index:
+            marked[index[int(c)], index[int(d)]] = marked[index[int(d)], index[int(c)]] = 1.0
+    return present, catalog, marked
+
+
 def _merges_whole(
     edges: np.ndarray,
     component: np.ndarray,
@@ -215,12 +229,7 @@ def _merges_whole(
     on_edge = np.unique(edges.ravel())
     size = np.bincount(component[on_edge], minlength=n)
     accepted = np.bincount(component[edges[:, 0]], minlength=n)
-    present, catalog = np.unique(unit_catalog[on_edge], return_inverse=True)
-    index = {int(c): i for i, c in enumerate(present)}
-    marked = np.zeros((len(present), len(present)), dtype=np.float64)
-    for c, d in compared:
-        if int(c) in index and int(d) in index:
-            marked[index[int(c)], index[int(d)]] = marked[index[int(d)], index[int(c)]] = 1.0
+    present, catalog, marked = _compared_catalogs(unit_catalog[on_edge], compared)
     counts = sp.csr_matrix(
         (np.ones(len(on_edge)), (component[on_edge], catalog)), shape=(n, len(present))
     )  # units of each catalogue per component (duplicates summed)
@@ -251,12 +260,7 @@ def _average_linkage(
     vectorised while they still join many; the one-at-a-time greedy (`_greedy_linkage`) finishes the rest, ties
     and long chains, with the same result as running it alone."""
     nodes = _sorted_unique(edges.ravel())
-    present, catalog = np.unique(unit_catalog[nodes], return_inverse=True)
-    index = {int(c): i for i, c in enumerate(present)}
-    marked = np.zeros((len(present), len(present)), dtype=np.float64)
-    for c, d in compared:
-        if int(c) in index and int(d) in index:
-            marked[index[int(c)], index[int(d)]] = marked[index[int(d)], index[int(c)]] = 1.0
+    present, catalog, marked = _compared_catalogs(unit_catalog[nodes], compared)
     compared_catalogs = sp.csr_matrix(marked)
     size = int(nodes[-1]) + 1
     representative = np.arange(size)
