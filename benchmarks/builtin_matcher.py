@@ -67,6 +67,7 @@ from prodmatch.config import Settings  # noqa: E402
 from prodmatch.embed.lexical_refresh import refresh_lexical  # noqa: E402
 from prodmatch.ingest.load import ingest_file  # noqa: E402
 from prodmatch.ingest.sources import IngestOptions  # noqa: E402
+from prodmatch.match.assign import cluster_view  # noqa: E402
 from prodmatch.match.hybrid import DEFAULT_K  # noqa: E402
 from prodmatch.match.signals.features import FeatureMatrix  # noqa: E402
 from prodmatch.quality.builtin import (  # noqa: E402
@@ -78,7 +79,7 @@ from prodmatch.quality.builtin import (  # noqa: E402
     is_neural,
     train_builtin,
 )
-from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _score, best_threshold, cluster_view  # noqa: E402
+from prodmatch.quality.matchers import MODES, SINGLE_SIGNALS, _score, best_threshold  # noqa: E402
 from prodmatch.quality.training import train_matcher  # noqa: E402
 
 

@@ -764,6 +764,12 @@ def search_command(
     "--one-to-one", is_flag=True, help="Mutual assignment: no target used twice (greedy, best first)."
 )
 @click.option(
+    "--clustered",
+    is_flag=True,
+    help="Marketplaces (many offers of a product): of a matcher's pairs over its threshold, accept only those"
+    " whose two products the clustering of offers keeps together (what offers_of gives): no lookalike chains.",
+)
+@click.option(
     "--mode", type=click.Choice(["exact", "ann"]), help="Default: exact when the vectors fit in memory."
 )
 @space_option(None, help="Space to link on [default: the model's saved one, fused; lexical with no model].")
@@ -796,6 +802,7 @@ def link_command(
     k: int,
     threshold: float | None,
     one_to_one: bool,
+    clustered: bool,
     mode: str | None,
     space: str | None,
     model: str | None,
@@ -815,8 +822,13 @@ def link_command(
     With --watch the run is then kept current: the products that changed (and those whose candidates they
     change) are recomputed within seconds, so prodmatch.matches_v shows an application's new offer's matches.
 
+    Every pair over the matcher's threshold is accepted, however many a product has (a marketplace's many
+    offers); --one-to-one keeps one per product on each side, --clustered only the pairs the clustering of
+    offers keeps together.
+
     \b
     Example: prodmatch link --source shop --target competitor --matcher shop-competitor --one-to-one
+             prodmatch link --source shop --target marketplace --clustered
     """
     from prodmatch import match
 
@@ -842,6 +854,7 @@ def link_command(
             out=out,
             progress=not as_json,
             memory_budget_bytes=settings.memory_budget,
+            clustered=clustered,
         )
     _show(result, as_json)
     if watch:

@@ -179,6 +179,36 @@ def offer_clusters(
     return products, number[cluster]
 
 
+def cluster_view(
+    pairs: CandidatePairs, probability: np.ndarray, kept: np.ndarray, source_id: int = 0, target_id: int = 1
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The clustering of the accepted pairs `pairs[kept]` (source products of catalogue `source_id`, targets of
+    `target_id`, the same id for a catalogue linked with itself), joined as `clusters build` joins them
+    (`offer_clusters`, `probability` breaking ties), and whether each of `pairs` is accepted with its two products
+    in one cluster: the cluster view, pair by pair (`link --clustered`, `eval --matcher`'s `matcher clusters`)."""
+    left, right = pairs.sources[kept], pairs.targets[kept]
+    catalogs = (np.r_[left, right], np.r_[np.full(len(left), source_id), np.full(len(right), target_id)])
+    found = offer_clusters(left, right, catalogs, [(source_id, target_id)], weights=probability[kept])
+    together = np.zeros(len(probability), dtype=bool)
+    together[kept] = same_cluster(*found, left, right)
+    return found, together
+
+
+def same_cluster(
+    products: np.ndarray, clusters: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Whether left[i] and right[i] are in one cluster of (products, clusters) (sorted products)."""
+    if not len(products):
+        return np.zeros(len(left), dtype=bool)
+
+    def cluster_of(ids: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(products, ids), len(products) - 1)
+        return np.where(products[at] == ids, clusters[at], -1)
+
+    a, b = cluster_of(left), cluster_of(right)
+    return (a >= 0) & (a == b)
+
+
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
     values = np.sort(values)
     return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values

@@ -24,7 +24,7 @@ from prodmatch import store
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError, MemoryBudgetError
 from prodmatch.hardware import MemoryBudget, format_bytes, memory_budget
-from prodmatch.match.assign import cluster_duplicates, filter_and_rank, greedy_assignment
+from prodmatch.match.assign import cluster_duplicates, cluster_view, filter_and_rank, greedy_assignment
 from prodmatch.match.candidates import ann_candidates, exact_candidates
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.hybrid import DEFAULT_K, features, gather, lexical_candidates, lexical_similarities
@@ -134,6 +134,7 @@ def link(
     out: Path | None = None,
     progress: bool = False,
     memory_budget_bytes: int | None = None,
+    clustered: bool = False,
 ) -> LinkResult:
     """Every product of `source` gets its best candidates in `target`, stored as one match run.
 
@@ -145,10 +146,20 @@ def link(
     threshold, the one `prodmatch eval --save` stored with the model for that space is used. Without a `mode`,
     exact search is used when its estimated peak memory fits `memory_budget_bytes` (default: measured,
     `hardware.memory_budget`), else ANN with a note.
+
+    With `clustered` (a matcher's run, not `one_to_one`): of the pairs over the threshold, only those whose two
+    products the clustering of offers keeps together are accepted (`assign.cluster_view`: the pairs
+    `prodmatch.offers_of` gives after `clusters build`), so a lookalike accepted between two products' offers is
+    dropped; for marketplaces, where a product has many offers. `link --watch` keeps the decision run-wide.
     """
     started = time.perf_counter()
     if k < 1:
         raise ConfigError("k must be at least 1")
+    if clustered and one_to_one:
+        raise ConfigError(
+            "--clustered and --one-to-one are two ways to decide: one-to-one for catalogues that list a product"
+            " once, clustered for marketplaces where a product has many offers; choose one"
+        )
     source_id, target_id = catalog_id(conn, source), catalog_id(conn, target)
     refresh_lexical(conn, progress=progress)
     conn.commit()
@@ -173,6 +184,7 @@ def link(
                 progress,
                 started,
                 budget,
+                clustered,
             )
         except MemoryBudgetError as error:
             # Asked for nothing in particular, a user gets a link rather than a refusal: the model's space
@@ -182,6 +194,11 @@ def link(
             conn.rollback()
             fallback = f"{error}. Linked on the model's cosine instead (--matcher builtin insists)"
             log.warning("%s", fallback)
+    if clustered:
+        raise ConfigError(
+            "--clustered decides among a matcher's pairs over its threshold: use it with --matcher, or with no"
+            " --threshold, --space or --mode (the built-in matcher)"
+        )
     registered = get_model(conn, model) if model or _has_models(conn) else None
     if registered is None:
         space = space or "lexical"
@@ -320,6 +337,7 @@ def _link_with_matcher(
     progress,
     started,
     budget,
+    clustered=False,
 ) -> LinkResult:
     """Hybrid candidates scored by a learned matcher; see `link`.
 
@@ -343,7 +361,7 @@ def _link_with_matcher(
     pairs.score = probability
     pairs.signals["match_probability"] = probability
     pairs.signals["feature_row"] = np.arange(len(pairs), dtype=np.int64)
-    pairs = accept_scored(pairs, scorer.threshold, one_to_one, k)
+    pairs = accept_scored(pairs, scorer.threshold, one_to_one, k, clustered, (source_id, target_id))
     # Only the pairs kept are stored: their signals' mappings are built for them alone.
     pairs.signals["product_signals"] = _product_signals(matrix, pairs.signals.pop("feature_row"))
     params = {
@@ -352,6 +370,7 @@ def _link_with_matcher(
         "mode": "hybrid",
         "matcher": matcher_name,
         "threshold": scorer.threshold,
+        **({"clustered": True} if clustered else {}),
     }
     sources = _catalog_size(conn, source_id)
     result = _finish(
@@ -425,11 +444,20 @@ def accept_cosine(pairs: CandidatePairs, threshold: float | None, one_to_one: bo
     return pairs
 
 
-def accept_scored(pairs: CandidatePairs, threshold: float, one_to_one: bool, k: int) -> CandidatePairs:
+def accept_scored(
+    pairs: CandidatePairs,
+    threshold: float,
+    one_to_one: bool,
+    k: int,
+    clustered: bool = False,
+    catalogs: tuple[int, int] = (0, 1),
+) -> CandidatePairs:
     """A matcher run's stored pairs: accepted at the threshold (one-to-one if asked), the top k of each source.
 
     Without `one_to_one` EVERY pair at or above the threshold is accepted, however many a source or a target has
     (the many offers of one product); `k` limits only the rejected pairs kept for review, never the accepted.
+    With `clustered`, only those of them whose two products the clustering of offers keeps together
+    (`assign.cluster_view`; `catalogs`: the run's source and target catalogue ids).
     """
     accepted = pairs.score >= threshold
     if one_to_one:
@@ -443,6 +471,8 @@ def accept_scored(pairs: CandidatePairs, threshold: float, one_to_one: bool, k: 
             ]
         ] = True
         accepted = chosen
+    elif clustered:
+        accepted = cluster_view(pairs, pairs.score, accepted, *catalogs)[1]
     pairs.signals["accepted"] = accepted
     pairs = filter_and_rank(pairs, None, False)
     return pairs.take((pairs.ranks <= k) | pairs.signals["accepted"])

@@ -12,8 +12,9 @@ candidate pair of the run in memory with each source's k-th best score in every 
 score, cosine of each space, shared product codes), so a changed target affects exactly the sources it reaches
 at or above their k-th best. With a learned matcher, the sources that share a target with the recomputed pairs are
 re-scored too (their features compare a pair with the target's other candidates). Acceptance is repaired over the
-whole run (`link.accept_cosine` / `link.accept_scored`, one-to-one included), and the rows of every source whose
-stored pairs changed are replaced in one short transaction, so `prodmatch.matches_v` shows the new matches.
+whole run (`link.accept_cosine` / `link.accept_scored`, one-to-one and `--clustered` included), and the rows of
+every source whose stored pairs changed are replaced in one short transaction, so `prodmatch.matches_v` shows the
+new matches.
 When a clustering of offers was built (`prodmatch clusters build`), a pass that rewrote pairs builds it again
 with the same choice of runs (`match.clusters.rebuild_clusters`), so `prodmatch.clusters_v` follows too and
 clusters keep their ids; that costs one read of the accepted pairs of the clustered runs.
@@ -464,7 +465,14 @@ class _Watcher:
         copy = candidates.take(np.arange(len(candidates)))
         if run.scorer is None:
             return accept_cosine(copy, run.params.get("threshold"), bool(run.params.get("one_to_one")))
-        return accept_scored(copy, run.scorer.threshold, bool(run.params.get("one_to_one")), run.params["k"])
+        return accept_scored(
+            copy,
+            run.scorer.threshold,
+            bool(run.params.get("one_to_one")),
+            run.params["k"],
+            bool(run.params.get("clustered")),
+            (run.source_id, run.target_id),
+        )
 
     def _score(self, state: _State, sources: np.ndarray) -> None:
         """Matcher probabilities of the pairs of `sources`, with the context of every competing pair."""
@@ -542,7 +550,8 @@ class _Watcher:
         before = _accepted(state.final)
         state.final = self._accept(state.candidates)
         rewrite = rescored | deleted_sources
-        if run.params.get("one_to_one"):
+        if run.params.get("one_to_one") or run.params.get("clustered"):
+            # run-wide decisions: a change here can take or give back a pair of a source nobody touched
             after = _accepted(state.final)
             rewrite |= {s for s in before.keys() | after.keys() if before.get(s) != after.get(s)}
         return rewrite
@@ -874,9 +883,15 @@ def _accepted_pairs(final: CandidatePairs, sources: set[int]) -> set[tuple[int, 
     return set(zip(final.sources[mine].tolist(), final.targets[mine].tolist(), strict=True))
 
 
-def _accepted(final: CandidatePairs) -> dict[int, int]:
+def _accepted(final: CandidatePairs) -> dict[int, frozenset[int]]:
+    """Each source's accepted targets."""
     accepted = np.asarray(final.signals["accepted"], dtype=bool)
-    return dict(zip(final.sources[accepted].tolist(), final.targets[accepted].tolist(), strict=True))
+    out: dict[int, set[int]] = {}
+    for source, target in zip(
+        final.sources[accepted].tolist(), final.targets[accepted].tolist(), strict=True
+    ):
+        out.setdefault(source, set()).add(target)
+    return {source: frozenset(targets) for source, targets in out.items()}
 
 
 def _empty_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

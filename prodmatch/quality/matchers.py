@@ -22,9 +22,8 @@ import psycopg
 
 from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.errors import ConfigError, ProdmatchError
-from prodmatch.match.assign import offer_clusters
+from prodmatch.match.assign import cluster_view
 from prodmatch.match.hybrid import DEFAULT_K, Gathered, features, gather
-from prodmatch.match.pairs import CandidatePairs
 from prodmatch.quality.evaluate import _resolve
 from prodmatch.quality.gold import read_gold
 from prodmatch.quality.metrics import ClusterQuality, cluster_quality
@@ -458,35 +457,6 @@ def best_threshold(
     last_of_tie = np.r_[s[1:] != s[:-1], True]
     best = np.flatnonzero(last_of_tie)[np.argmax(f1[last_of_tie])]
     return float(s[best])
-
-
-def cluster_view(
-    pairs: CandidatePairs, probability: np.ndarray, kept: np.ndarray, source_id: int = 0, target_id: int = 1
-) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """The clustering of the accepted pairs `pairs[kept]` (source products of catalogue `source_id`, targets of
-    `target_id`), joined as `clusters build` joins them, and whether each of `pairs` is accepted with its two
-    products in one cluster: the cluster view, pair by pair."""
-    left, right = pairs.sources[kept], pairs.targets[kept]
-    catalogs = (np.r_[left, right], np.r_[np.full(len(left), source_id), np.full(len(right), target_id)])
-    found = offer_clusters(left, right, catalogs, [(source_id, target_id)], weights=probability[kept])
-    together = np.zeros(len(probability), dtype=bool)
-    together[kept] = _same_cluster(*found, left, right)
-    return found, together
-
-
-def _same_cluster(
-    products: np.ndarray, clusters: np.ndarray, left: np.ndarray, right: np.ndarray
-) -> np.ndarray:
-    """Whether left[i] and right[i] are in one cluster of (products, clusters) (sorted products)."""
-    if not len(products):
-        return np.zeros(len(left), dtype=bool)
-
-    def cluster_of(ids: np.ndarray) -> np.ndarray:
-        at = np.minimum(np.searchsorted(products, ids), len(products) - 1)
-        return np.where(products[at] == ids, clusters[at], -1)
-
-    a, b = cluster_of(left), cluster_of(right)
-    return (a >= 0) & (a == b)
 
 
 def _score(name, mode, pairs, labels, score, threshold, gold) -> SignalScore:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prodmatch.cli import main
+from prodmatch.errors import ConfigError
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match import link
 from prodmatch.match.assign import connected_clusters
@@ -524,3 +525,125 @@ def test_eval_reports_cluster_quality_of_the_matchers_decisions(settings, conn, 
         and "100.0% of 5 gold clusters" in shown.output
         and "matcher         clusters" in shown.output
     )
+
+
+LAMPS = [
+    "Lumo LED desk lamp black",
+    "Lumo desk lamp LED black",
+    "Lumo black LED desk lamp",
+    "Desk lamp Lumo LED black",
+]
+
+
+def _kettles_and_lamps(conn, tmp_path) -> None:
+    """A shop with a kettle listed twice (the second listing also names a lamp) and a desk lamp listed twice; a
+    marketplace with four sellers' offers of each; the stored matcher "many" (lexical similarity alone)."""
+    (tmp_path / "shop.csv").write_text(
+        "id,title,price\n"
+        "K1,Acme stainless steel electric kettle,30\n"
+        "K2,Acme steel electric kettle and Lumo LED desk lamp,31\n"
+        "L1,Lumo LED desk lamp black,20\n"
+        "L2,Lumo desk lamp LED black,21\n"
+    )
+    (tmp_path / "market.csv").write_text(
+        "id,title,price\n"
+        + "".join(f"MK{i},{t},{29 + i}\n" for i, t in enumerate(KETTLES[:4]))
+        + "".join(f"ML{i},{t},{19 + i}\n" for i, t in enumerate(LAMPS))
+    )
+    ingest_file(conn, tmp_path / "shop.csv", "shop")
+    ingest_file(conn, tmp_path / "market.csv", "market")
+    conn.commit()
+    _lexical_matcher(conn, "many", 10)
+
+
+def test_link_clustered_drops_the_lookalike_that_the_clusters_keep_apart(settings, conn, tmp_path):
+    # The shop's second kettle listing also names a lamp, so it is accepted with the four lamp offers too: every
+    # pair over the threshold takes them, --clustered (what offers_of shows) does not.
+    _kettles_and_lamps(conn, tmp_path)
+    query = (
+        "SELECT source_external_id, target_external_id, match_probability FROM prodmatch.matches_v"
+        " WHERE run_id = %s AND accepted"
+    )
+    every = link(conn, "shop", "market", matcher="many", k=8)
+    accepted = {(s, t) for s, t, _ in conn.execute(query, (every.run_id,)).fetchall()}
+    conn.commit()
+    lookalikes = {("K2", f"ML{i}") for i in range(4)}
+    assert lookalikes <= accepted  # every pair over the threshold
+    build_clusters(conn, [every.run_id])
+    kettle = {o.external_id for o in offers_of(conn, "shop:K1").offers}
+    assert kettle == {"K1", "K2", "MK0", "MK1", "MK2", "MK3"}  # K2 sits with the kettles, not the lamps
+
+    clustered = link(conn, "shop", "market", matcher="many", k=8, clustered=True)
+    kept = {(s, t) for s, t, _ in conn.execute(query, (clustered.run_id,)).fetchall()}
+    conn.commit()
+    assert kept == accepted - lookalikes  # exactly the pairs the clusters keep together
+    assert clustered.accepted == len(accepted) - 4
+    params = conn.execute(
+        "SELECT params FROM prodmatch.match_runs WHERE id = %s", (clustered.run_id,)
+    ).fetchone()[0]
+    conn.commit()
+    assert params["clustered"] is True
+    with pytest.raises(ConfigError, match="choose one"):
+        link(conn, "shop", "market", matcher="many", clustered=True, one_to_one=True)
+    with pytest.raises(ConfigError, match="--clustered decides among a matcher's pairs"):
+        link(conn, "shop", "market", space="lexical", threshold=0.3, clustered=True)
+    shown = CliRunner().invoke(
+        main,
+        ["--database-url", settings.database_url, "link", "--source", "shop", "--target", "market"]
+        + ["--matcher", "many", "--k", "8", "--clustered"],
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"{len(accepted) - 4} accepted for 4 of 4 products" in shown.output
+
+
+def test_link_watch_keeps_the_clustered_decision_run_wide(settings, conn, tmp_path):
+    # A new marketplace kettle offer joins the kettles' cluster; the watched --clustered run then decides every
+    # pair as a fresh --clustered link of the same catalogues does (the lookalike lamp pairs stay out).
+    _kettles_and_lamps(conn, tmp_path)
+    run = link(conn, "shop", "market", matcher="many", k=8, clustered=True)
+    watcher: dict = {}
+    stop = threading.Event()
+
+    def follow() -> None:
+        try:
+            watch_link(
+                settings, run.run_id, stop=stop, poll_seconds=0.2, on_pass=lambda p: watcher.update(last=p)
+            )
+        except BaseException as error:  # reported by _wait_for
+            watcher["error"] = error
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    query = (
+        "SELECT array_agg(source_external_id || '-' || target_external_id ORDER BY source_external_id,"
+        " target_external_id) FROM prodmatch.matches_v WHERE run_id = %s AND accepted"
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "last" not in watcher:
+            assert watcher.get("error") is None and time.monotonic() < deadline, watcher
+            time.sleep(0.1)
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, price)"
+            " SELECT catalog_id, 'MK9', %s, 33 FROM prodmatch.products WHERE external_id = 'MK0'",
+            (KETTLES[4],),
+        )
+        conn.commit()
+        _wait_for(
+            conn,
+            query.replace("AND accepted", "AND accepted AND target_external_id = 'MK9'"),
+            (run.run_id,),
+            watcher,
+        )
+        time.sleep(1.0)  # let the pass finish writing
+        (watched,) = conn.execute(query, (run.run_id,)).fetchone()
+        conn.commit()
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive() and watcher.get("error") is None
+    fresh = link(conn, "shop", "market", matcher="many", k=8, clustered=True)
+    (linked,) = conn.execute(query, (fresh.run_id,)).fetchone()
+    conn.commit()
+    assert watched == linked  # the watched run decides as a fresh --clustered link does
+    assert {"K1-MK9", "K2-MK9"} <= set(linked) and not any(p.startswith("K2-ML") for p in linked)

@@ -278,9 +278,9 @@ def test_four_hundred_thousand_accepted_pairs_cluster_in_seconds():
 
 
 def test_the_pairs_a_clustering_keeps_together():
-    from prodmatch.quality.matchers import _same_cluster
+    from prodmatch.match.assign import same_cluster
 
     products, clusters = np.array([1, 2, 11, 12]), np.array([0, 0, 1, 1])
     left, right = np.array([1, 1, 11, 5, 2]), np.array([2, 11, 12, 11, 7])
-    assert _same_cluster(products, clusters, left, right).tolist() == [True, False, True, False, False]
-    assert _same_cluster(np.array([], np.int64), np.array([], np.int64), left, right).tolist() == [False] * 5
+    assert same_cluster(products, clusters, left, right).tolist() == [True, False, True, False, False]
+    assert same_cluster(np.array([], np.int64), np.array([], np.int64), left, right).tolist() == [False] * 5
