@@ -189,7 +189,8 @@ def link(
         except MemoryBudgetError as error:
             # Asked for nothing in particular, a user gets a link rather than a refusal: the model's space
             # (which falls back to ANN by itself when even that does not fit), with the reason as a note.
-            if not defaulted or not (model or _has_models(conn)):
+            # --clustered asks for a matcher's decision: refused, as naming the matcher is.
+            if not defaulted or clustered or not (model or _has_models(conn)):
                 raise
             conn.rollback()
             fallback = f"{error}. Linked on the model's cosine instead (--matcher builtin insists)"

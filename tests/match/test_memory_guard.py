@@ -349,3 +349,5 @@ def test_a_default_link_that_does_not_fit_goes_on_with_the_models_cosine(vectors
         assert "matcher builtin would need about" in result.notes[0] and "cosine instead" in result.notes[0]
         with pytest.raises(ProdmatchError, match="would need about"):
             link(conn, "shop", "rival", matcher="builtin", memory_budget_bytes=TINY)
+        with pytest.raises(ProdmatchError, match="would need about"):  # --clustered asks for a matcher too
+            link(conn, "shop", "rival", clustered=True, memory_budget_bytes=TINY)
