@@ -547,11 +547,12 @@ class _Watcher:
             rescored |= set(state.candidates.sources[np.isin(state.candidates.targets, rivals)].tolist())
             if rescored:
                 self._score(state, np.array(sorted(rescored), dtype=np.int64))
-        before = _accepted(state.final)
+        # run-wide decisions: a change here can take or give back a pair of a source nobody touched
+        run_wide = bool(run.params.get("one_to_one") or run.params.get("clustered"))
+        before = _accepted(state.final) if run_wide else {}
         state.final = self._accept(state.candidates)
         rewrite = rescored | deleted_sources
-        if run.params.get("one_to_one") or run.params.get("clustered"):
-            # run-wide decisions: a change here can take or give back a pair of a source nobody touched
+        if run_wide:
             after = _accepted(state.final)
             rewrite |= {s for s in before.keys() | after.keys() if before.get(s) != after.get(s)}
         return rewrite
