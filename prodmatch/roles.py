@@ -1,8 +1,8 @@
 """Attribute roles: which attribute keys of a catalogue name a brand, a product code, a GTIN or an identifying value.
 
 A catalogue's attributes are whatever columns its file had beyond the canonical ones, named in the shop's own
-language: ``Marke``, ``Artikelnummer``, ``Farbe``; ``品牌``, ``货号``, ``颜色``; ``артикул``, ``цвет``. Matching reads
-them by *role*, never by name:
+language: ``Marke``, ``Artikelnummer``, ``Farbe``; ``品牌``, ``货号``, ``颜色``; ``артикул``, ``цвет``; ``브랜드``,
+``색상``; ``ยี่ห้อ``. Matching reads them by *role*, never by name:
 
 * ``brand``: the maker's name (``品牌``, ``Marke``, ``производитель``);
 * ``code``: a model number, MPN, article number or SKU (``货号``, ``Artikelnummer``, ``Référence``, ``артикул``);
@@ -63,7 +63,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "brand",
         "brand brandname manufacturer maker make vendor бренд марка производитель торговаямарка 品牌 品牌名称 "
         "牌子 商标 厂商 制造商 生产厂家 廠牌 製造商 marke hersteller markenname marque fabricant marca fabricante "
-        "produttore fabbricante ブランド メーカー ブランド名",
+        "produttore fabbricante ブランド メーカー ブランド名 製造元 브랜드 제조사 제조업체 상표 ยี่ห้อ แบรนด์ ผู้ผลิต",
     ),
     "code": (
         "code",
@@ -74,41 +74,44 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "herstellernr modellnummer modell typennummer bestellnummer référence ref réf modèle "
         "numérodemodèle codeproduit numérodarticle referencia modelo númerodemodelo códigodeproducto "
         "códigodelfabricante númerodepieza codice codiceprodotto modello numerodiparte riferimento "
-        "códigodoproduto 型番 品番 モデル番号 製品番号 型式",
+        "códigodoproduto 型番 品番 モデル番号 製品番号 型式 모델번호 모델명 품번 상품번호 제품번호 상품코드 제품코드 "
+        "รุ่น รหัสสินค้า หมายเลขรุ่น รหัสรุ่น",
     ),
     "gtin": (
         "gtin",
         "gtin gtin8 gtin12 gtin13 gtin14 ean ean13 ean8 upc upca isbn isbn13 barcode штрихкод "
         "штрихкодean 条形码 条码 商品条码 條碼 商品條碼 strichcode codebarre codedebarres códigodebarras codiceabarre "
-        "codicedibarre バーコード janコード",
+        "codicedibarre バーコード janコード 바코드 บาร์โค้ด",
     ),
     "colour": (
         "identifying",
-        "colour color colourname colorname цвет 颜色 颜色分类 顏色 顏色分類 色 farbe couleur colore cor カラー 色名",
+        "colour color colourname colorname цвет 颜色 颜色分类 顏色 顏色分類 色 farbe couleur colore cor カラー 色名 색상 "
+        "컬러 색깔 สี",
     ),
     "size": (
         "identifying",
         "size dimensions размер 尺码 尺寸 鞋码 尺碼 鞋碼 规格 規格 größe grosse abmessungen taille dimension talla "
-        "tamaño taglia dimensioni tamanho サイズ 寸法",
+        "tamaño taglia dimensioni tamanho サイズ 寸法 사이즈 크기 치수 ขนาด ไซส์ ไซซ์",
     ),
     "material": (
         "identifying",
-        "material материал 材质 材質 材料 鞋面材质 帮面材质 鞋面材質 帮面材質 matériau matiere matière materiale materiau 素材",
+        "material материал 材质 材質 材料 鞋面材质 帮面材质 鞋面材質 帮面材質 matériau matiere matière materiale materiau 素材 "
+        "소재 재질 วัสดุ",
     ),
     "capacity": (
         "identifying",
         "capacity storage memory ёмкость емкость объем объём память 容量 内存 存储容量 內存 kapazität speicher "
-        "speicherkapazität volumen volume capacité capacidad capacità capacidade メモリ",
+        "speicherkapazität volumen volume capacité capacidad capacità capacidade メモリ 용량 메모리 ความจุ",
     ),
-    "weight": ("identifying", "weight вес 重量 净重 淨重 gewicht poids peso 重さ"),
-    "modelname": ("identifying", "modelname series серия 系列 serie série シリーズ"),
+    "weight": ("identifying", "weight вес 重量 净重 淨重 gewicht poids peso 重さ 무게 중량 น้ำหนัก"),
+    "modelname": ("identifying", "modelname series серия 系列 serie série シリーズ 시리즈 ซีรีส์"),
     "noise": (
         NONE,
         "url link producturl imageurl image images stock instock availability quantity qty shipping "
         "delivery seller shop store season year releaseyear наличие остаток количество доставка продавец "
         "магазин ссылка сезон 上市年份季节 上市时间 上市年份 销售渠道类型 库存 发货地 店铺 市场价 是否商场同款 是否瑕疵 是否贵重品 是否易碎品 是否危险品 包装体积 "
         "毛重 上市年份季節 銷售渠道類型 庫存 lagerbestand verfügbarkeit versand saison disponibilité livraison "
-        "disponibilidad envío temporada disponibilità spedizione stagione 在庫 送料",
+        "disponibilidad envío temporada disponibilità spedizione stagione 在庫 送料 배송 재고 판매자 การจัดส่ง",
     ),
 }
 

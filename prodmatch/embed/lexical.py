@@ -173,22 +173,29 @@ _UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kw", ("kw", "квт")),
     ("w", ("watts", "watt", "w", "вт")),
     ("mm", ("mm", "мм")),
-    ("cm", ("cm", "см")),
-    ("ml", ("ml", "мл")),
-    ("l", ("litres", "liters", "litre", "liter", "ltr", "l", "л")),
+    ("cm", ("centimetres", "centimeters", "zentimeter", "centimetros", "centímetros", "cm", "см")),
+    ("ml", ("millilitres", "milliliters", "millilitre", "milliliter", "mililitros", "ml", "мл")),
+    ("l", ("litres", "liters", "litre", "liter", "litros", "litro", "litri", "ltr", "l", "л")),
     ("tb", ("tb", "тб", "terabytes", "terabyte")),
     ("gb", ("gb", "гб", "gigabytes", "gigabyte")),
     ("mb", ("mb", "мб", "megabytes", "megabyte")),
     ("ghz", ("ghz", "ггц")),
     ("mhz", ("mhz", "мгц")),
     ("hz", ("hz", "гц")),
-    ("kg", ("kgs", "kg", "кг")),
+    (
+        "kg",
+        ("kilogrammes", "kilogramme", "kilogramm", "kilogramos", "kilograms", "kilogram", "kgs", "kg", "кг"),
+    ),
     ("mg", ("mg", "мг")),
-    ("g", ("grams", "gram", "gr", "g", "г")),
+    ("g", ("grams", "gramm", "grammes", "gramme", "gramos", "gramas", "grammi", "gram", "gr", "g", "г")),
     ("v", ("volts", "volt", "v", "в")),
     ("a", ("amps", "amp", "а")),
-    ("in", ("inches", "inch", "in", '"', "”", "″", "''", "дюймов", "дюйма", "дюйм")),
-    ("m", ("metres", "meters", "metre", "meter", "m", "м")),
+    (
+        "in",
+        ("inches", "inch", "in", '"', "”", "″", "''", "дюймов", "дюйма", "дюйм", "zoll", "pouces", "pouce"),
+    ),
+    ("in", ("pulgadas", "pulgada", "polegadas", "polegada", "pollici")),
+    ("m", ("metres", "meters", "metre", "meter", "metros", "mètres", "mètre", "m", "м")),
 )
 _UNIT_CANONICAL = {alt: canonical for canonical, alts in _UNITS for alt in alts}
 _UNIT_ALTERNATIVES = sorted(_UNIT_CANONICAL, key=len, reverse=True)
@@ -217,24 +224,88 @@ _GLUED_RE = re.compile(
     f"(?<=[{_CYRILLIC_LETTER}]{{3}})(?=[{_LATIN_LETTER}])|(?<=[{_LATIN_LETTER}]{{3}})(?=[{_CYRILLIC_LETTER}])"
     "|(?<=[\u0430-\u045f]{3})(?=[\u0400-\u042f][\u0430-\u045f])"
 )
-# Units written in Chinese / Japanese right after a number. No word boundary follows in an unspaced script,
-# so a few words that start with a unit character are excluded: 升级 (upgrade), 克拉 (carat), 米白/米色.. (beige).
-# 码 is a shoe or clothing size: "42码" -> "42size".
-_UNSPACED_UNITS = {
+# Units written in a script without spaces, right after a number: Chinese, Japanese (katakana), Korean and Thai
+# spellings of the metric units, inches, watts and volts, and the Chinese shoe and clothing size (码: "42码" ->
+# "42size"). The longest spelling wins ("毫升" before "升", "센티미터" before "미터"). No word boundary follows in
+# these scripts, so a few words that start with a unit are excluded: 升级 (upgrade), 克拉 (carat), 米白/米色..
+# (beige). `prodmatch.match.signals.text` compares the quantities in a base unit from the same table.
+UNSPACED_UNITS = {
+    # Chinese (simplified and traditional where they differ)
     "千克": "kg",
     "公斤": "kg",
-    "厘米": "cm",
-    "毫米": "mm",
-    "毫升": "ml",
-    "升": "l",
+    "毫克": "mg",
     "克": "g",
+    "厘米": "cm",
+    "公分": "cm",
+    "毫米": "mm",
     "米": "m",
+    "毫升": "ml",
+    "公升": "l",
+    "升": "l",
+    "英寸": "in",
+    "寸": "in",
+    "毫安时": "mah",
+    "毫安時": "mah",
+    "毫安": "mah",
+    "千瓦": "kw",
+    "瓦": "w",
+    "伏": "v",
+    "赫兹": "hz",
+    "赫茲": "hz",
     "码": "size",
     "碼": "size",
+    # Japanese (katakana; NFKC spells out the squared forms ㍉ ㌢ ㍍ ㌘ ㍑ first)
+    "キログラム": "kg",
+    "グラム": "g",
+    "センチメートル": "cm",
+    "センチ": "cm",
+    "ミリメートル": "mm",
+    "ミリリットル": "ml",
+    "ミリ": "mm",
+    "メートル": "m",
+    "リットル": "l",
+    "インチ": "in",
+    "ワット": "w",
+    "ボルト": "v",
+    # Korean
+    "킬로그램": "kg",
+    "그램": "g",
+    "센티미터": "cm",
+    "센티": "cm",
+    "밀리미터": "mm",
+    "밀리리터": "ml",
+    "미터": "m",
+    "리터": "l",
+    "인치": "in",
+    "와트": "w",
+    "볼트": "v",
+    # Thai, written out and abbreviated
+    "กิโลกรัม": "kg",
+    "กก.": "kg",
+    "กก": "kg",
+    "กรัม": "g",
+    "เซนติเมตร": "cm",
+    "ซม.": "cm",
+    "ซม": "cm",
+    "มิลลิเมตร": "mm",
+    "มม.": "mm",
+    "มม": "mm",
+    "เมตร": "m",
+    "มิลลิลิตร": "ml",
+    "มล.": "ml",
+    "มล": "ml",
+    "ลิตร": "l",
+    "นิ้ว": "in",
+    "วัตต์": "w",
+    "โวลต์": "v",
 }
+_UNSPACED_UNIT_EXCLUDED = {"升": "级", "克": "拉", "米": "白色黄灰咖杏"}
+UNSPACED_UNIT_PATTERN = "|".join(
+    re.escape(unit) + (f"(?![{_UNSPACED_UNIT_EXCLUDED[unit]}])" if unit in _UNSPACED_UNIT_EXCLUDED else "")
+    for unit in sorted(UNSPACED_UNITS, key=len, reverse=True)
+)
 _UNSPACED_UNIT_RE = re.compile(
-    f"(?:(?<![\\w.,])|(?<=[{UNSPACED_CHARACTERS}]))(\\d+(?:[.,]\\d+)?)\\s?"
-    "(千克|公斤|厘米|毫米|毫升|升(?!级)|克(?!拉)|米(?![白色黄灰咖杏])|码|碼)"
+    f"(?:(?<![\\w.,])|(?<=[{UNSPACED_CHARACTERS}]))(\\d+(?:[.,]\\d+)?)\\s?({UNSPACED_UNIT_PATTERN})"
 )
 _UNIT_TOKEN_RE = re.compile(
     r"\d+(?:\.\d+)?(?:" + "|".join(sorted({*_UNIT_CANONICAL.values(), "size"}, key=len, reverse=True)) + r")"
@@ -564,7 +635,7 @@ def _unit_replacement(match: re.Match[str]) -> str:
 
 
 def _unspaced_unit_replacement(match: re.Match[str]) -> str:
-    return " " + match.group(1).replace(",", ".") + _UNSPACED_UNITS[match.group(2)] + " "
+    return " " + match.group(1).replace(",", ".") + UNSPACED_UNITS[match.group(2)] + " "
 
 
 def _strip_marks(text: str) -> str:

@@ -49,6 +49,11 @@ from prodmatch.store.catalogs import catalog_id
         ("5毫米 500毫升 2升 500克", "5mm 500ml 2l 500g"),
         ("1千克 1公斤 3米", "1kg 1kg 3m"),
         ("2020升级款 米白色", "2020 升级款 米白色"),  # upgrade and beige are no litres or metres
+        ("55寸电视 5000毫安时 30公分 3克拉", "55in 电视 5000mah 30cm 3 克拉"),
+        ("500ミリリットル 30センチ 1.5キログラム", "500ml 30cm 1.5kg"),
+        ("500밀리리터 2리터 260밀리미터", "500ml 2l 260mm"),
+        ("ขนาด500มล. 2ลิตร 20 ซม.", "ขนาด 500ml 2l 20cm"),
+        ("Monitor 27 Zoll, 2 litros, 500 gramos, 30 centímetros", "monitor 27in 2l 500g 30cm"),
         ("поверхностейBath Acrylконцентрат", "poverhnostej bath acryl koncentrat"),
         ("ВаннаЧистая", "vanna chistaya"),
         ("iPhone WH1000XM4 PS-LX350H 5000мАч", "iphone wh1000xm4 ps lx350h 5000mah"),
@@ -60,7 +65,18 @@ def test_text_in_any_script_normalises_to_its_tokens(written, normalised):
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("30厘米", "30 cm"), ("500毫升", "500ml"), ("1公斤", "1 кг"), ("ＡＢＣ１２３", "ABC123")],
+    [
+        ("30厘米", "30 cm"),
+        ("500毫升", "500ml"),
+        ("1公斤", "1 кг"),
+        ("ＡＢＣ１２３", "ABC123"),
+        ("500ミリリットル", "500 ml"),
+        ("500㍉リットル", "500ml"),  # a squared katakana unit, spelt out by NFKC
+        ("2리터", "2 л"),
+        ("500มล.", "500ml"),
+        ("55寸", '55"'),
+        ("Écran 27 pouces", "ecran 27 inch"),
+    ],
 )
 def test_one_quantity_written_in_two_scripts_gives_the_same_terms(a, b):
     encoder = LexicalEncoder()
@@ -126,6 +142,20 @@ def test_other_alphabets_are_not_dropped():
         ("Гель 0,5 л", "Гель 1 л", 0.0, 1.0),
         ("内增高9厘米", "内增高 90mm", 1.0, 0.0),
         ("1公斤", "1000克", 1.0, 0.0),
+        ("500ミリリットル", "0,5リットル", 1.0, 0.0),
+        ("30センチ", "300mm", 1.0, 0.0),
+        ("500밀리리터", "0.5 리터", 1.0, 0.0),
+        ("ขวด 500มล.", "ขวด 0.5 ลิตร", 1.0, 0.0),
+        ("ขวด 500มล.", "ขวด 1 ลิตร", 0.0, 1.0),
+        ("55寸电视", "TV 55 Zoll", 1.0, 0.0),
+        ("Écran 27 pouces", 'Monitor 27"', 1.0, 0.0),
+        ("Botella 2 litros", "Flasche 2000 ml", 1.0, 0.0),
+        ("500 gramos", "0,5 kg", 1.0, 0.0),
+        ("5000毫安时", "5000mAh", 1.0, 0.0),
+        ("30公分", "30 cm", 1.0, 0.0),
+        ("Set 10 pcs", "Set 12 Stück", 0.0, 1.0),
+        ("Vitamin C 500 mg", "Витамин C 0,5 грамм", 1.0, 0.0),
+        ("Vitamin C 500 mg", "Vitamin C 1000 mg", 0.0, 1.0),
     ],
 )
 def test_numbers_in_different_units_compare_in_a_base_unit(a, b, agree, conflict):
@@ -134,7 +164,7 @@ def test_numbers_in_different_units_compare_in_a_base_unit(a, b, agree, conflict
 
 
 def test_years_and_upgrades_are_not_measures():
-    assert not text._measures("Кроссовки 2019 г. 2020升级款 米白色")
+    assert not text._measures("Кроссовки 2019 г. 2020升级款 米白色 3克拉钻戒")
 
 
 def test_title_signals_read_chinese_titles():

@@ -218,3 +218,50 @@ def test_migration_0013_makes_every_lexical_row_re_encode_with_attribute_values(
     )
     assert terms.count(":") == len(expected)  # sparsevec text: one "index:value" per stored term
     assert len(expected) == len(encoder.terms({"title": "shoe 0"})) + 2  # the two attribute values are terms
+
+
+def test_migration_0015_re_encodes_the_rows_whose_units_it_reads_anew(empty_settings):
+    """Rows whose text has a number before a unit spelling added in 0015 are stale after the upgrade, the others
+    are kept and only the stale ones are re-encoded, with the terms of "500ml" and "27in"; so is a row with a
+    Korean colour key, which gained its role in 0015."""
+    assert store.upgrade(empty_settings, "0014") == "0014"
+    titles = {"jp": "シャンプー 500ミリリットル", "de": "Monitor 27 Zoll", "cn": "男鞋42码"}
+    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}  # a few stale rows: re-encoded alone
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        catalog = conn.execute(
+            "INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id"
+        ).fetchone()[0]
+        for external_id, title in titles.items():
+            conn.execute(
+                "INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (%s, %s, %s)",
+                (catalog, external_id, title),
+            )
+        conn.execute(  # a Korean colour key: read by the lexical space from 0015 on
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, attributes)"
+            ' VALUES (%s, \'kr\', \'운동화\', \'{"색상": "검정", "비고": "없음"}\'::jsonb)',
+            (catalog,),
+        )
+        assert refresh_lexical(conn).encoded == len(titles) + 1
+    assert store.upgrade(empty_settings) == store.head_revision()
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        stale = {
+            r[0]
+            for r in conn.execute(
+                "SELECT p.external_id FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id"
+                " WHERE l.content_hash <> p.content_hash"
+            )
+        }
+        assert stale == {"jp", "de", "kr"}
+        assert refresh_lexical(conn).encoded == 3
+        terms = dict(
+            conn.execute(
+                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
+                " JOIN prodmatch.products p ON p.id = l.product_id"
+            ).fetchall()
+        )
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    for external_id, same_as in (("jp", "シャンプー 500ml"), ("de", "Monitor 27in")):
+        assert terms[external_id].count(":") == len(encoder.terms({"title": same_as}))
+        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
+    korean = {"title": "운동화", "attributes": {"색상": "검정", "비고": "없음"}}
+    assert terms["kr"].count(":") == len(encoder.terms(korean)) > len(encoder.terms({"title": "운동화"}))

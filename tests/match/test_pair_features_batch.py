@@ -37,6 +37,16 @@ MEASURES_ANY_SCRIPT = [
     "600 г",
 ]
 MEASURES_ANY_SCRIPT += ["1公斤", "500克", "2升", "8W", "(009-1)", "2019 г.", "12", ""]
+MEASURES_ANY_SCRIPT += [
+    "500ミリリットル",
+    "0,5リットル",
+    "2리터",
+    "500มล.",
+    "55寸",
+    "27 Zoll",
+    "10 pcs",
+    "3克拉",
+]
 KNOWN_CODES = ["code:pslx350h", "mpn:pslx300h", "gtin:04718755065736", "gtin:00012345678905", "wh1000xm4"]
 
 

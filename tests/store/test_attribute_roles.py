@@ -67,10 +67,30 @@ from prodmatch.store.catalogs import catalog_roles, list_catalogs, set_attribute
         ("URL", None),
         ("stock", None),
         ("鞋头款式", None),  # unknown: no role
+        ("브랜드", "brand"),
+        ("제조사", "brand"),
+        ("모델명", "code"),
+        ("품번", "code"),
+        ("바코드", "gtin"),
+        ("색상", "identifying"),
+        ("사이즈", "identifying"),
+        ("ยี่ห้อ", "brand"),
+        ("รหัสสินค้า", "code"),
+        ("สี", "identifying"),
+        ("ขนาด", "identifying"),
+        ("製造元", "brand"),
+        ("배송", None),
     ],
 )
 def test_builtin_roles_in_many_languages(key, role):
     assert roles.role_of(key) == role
+
+
+def test_colour_keys_in_six_scripts_compare_as_one_slot():
+    slots = {roles.comparison_slot(k) for k in ("colour", "Farbe", "颜色", "カラー", "색상", "สี", "цвет")}
+    assert slots == {"identifying:colour"}
+    assert roles.brand_from_attributes({"브랜드": "Nike"}) == "Nike"
+    assert roles.brand_from_attributes({"ยี่ห้อ": "Adidas"}) == "Adidas"
 
 
 def test_keys_compare_without_case_accents_spaces_or_punctuation():

@@ -28,7 +28,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from prodmatch.embed.lexical import UNSPACED_CHARACTERS, split_glued, unspaced_terms
+from prodmatch.embed.lexical import (
+    UNSPACED_CHARACTERS,
+    UNSPACED_UNIT_PATTERN,
+    UNSPACED_UNITS,
+    split_glued,
+    unspaced_terms,
+)
 
 _UNSPACED = UNSPACED_CHARACTERS
 _TERM = re.compile(f"[{_UNSPACED}]+|[^\\W{_UNSPACED}]+")
@@ -38,42 +44,51 @@ _INNER_PUNCT = re.compile(r"[-./_+]")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_ALPHA = re.compile(r"[^\W\d_]")
 
-# Unit -> (dimension, factor to the dimension's base unit). Cyrillic spellings are the ones Russian shops use.
+# Unit -> (dimension, factor to the dimension's base unit). Cyrillic spellings are the ones Russian shops use;
+# the words are English, German, French, Spanish, Portuguese and Italian ones shops write out.
+_SPELLINGS: tuple[tuple[str, tuple[str, float]], ...] = (
+    ("kb кб", ("bytes", 1e-6)),
+    ("mb мб", ("bytes", 1e-3)),
+    ("gb гб g", ("bytes", 1.0)),
+    ("tb тб", ("bytes", 1e3)),
+    ("hz гц", ("frequency", 1e-6)),
+    ("khz кгц", ("frequency", 1e-3)),
+    ("mhz мгц", ("frequency", 1.0)),
+    ("ghz ггц", ("frequency", 1e3)),
+    ("w вт", ("power", 1.0)),
+    ("kw квт", ("power", 1e3)),
+    ("v в", ("voltage", 1.0)),
+    ("mah мач", ("charge", 1.0)),
+    ("mm мм", ("length", 1.0)),
+    ("cm см centimetres centimeters zentimeter centimetros centímetros", ("length", 10.0)),
+    ("m м metres meters metre meter metros mètres mètre", ("length", 1000.0)),
+    (
+        "in inch inches \" '' дюйм дюймов zoll pouces pouce pulgadas pulgada polegadas pollici",
+        ("length", 25.4),
+    ),
+    ("ft feet", ("length", 304.8)),
+    ("mg мг", ("mass", 0.001)),
+    ("g г гр грамм граммов grams gramm gramme grammes gramos gramas grammi", ("mass", 1.0)),
+    ("kg кг kilogramm kilogramme kilogrammes kilogramos kilograms kilogram", ("mass", 1000.0)),
+    ("lb lbs", ("mass", 453.6)),
+    ("oz", ("mass", 28.35)),
+    ("ml мл millilitres milliliters millilitre milliliter mililitros", ("volume", 1.0)),
+    ("l л литр литра литров litres liters litre liter litro litros litri", ("volume", 1000.0)),
+    ("mp мп", ("pixels", 1.0)),
+    ("rpm", ("rpm", 1.0)),
+    ("pk pack шт pcs pieces stück stk pièces piezas unidades", ("count", 1.0)),
+    ("port ports", ("ports", 1.0)),
+)
 _UNITS: dict[str, tuple[str, float]] = {
-    **dict.fromkeys(["kb", "кб"], ("bytes", 1e-6)),
-    **dict.fromkeys(["mb", "мб"], ("bytes", 1e-3)),
-    **dict.fromkeys(["gb", "гб", "g"], ("bytes", 1.0)),
-    **dict.fromkeys(["tb", "тб"], ("bytes", 1e3)),
-    **dict.fromkeys(["hz", "гц"], ("frequency", 1e-6)),
-    **dict.fromkeys(["khz", "кгц"], ("frequency", 1e-3)),
-    **dict.fromkeys(["mhz", "мгц"], ("frequency", 1.0)),
-    **dict.fromkeys(["ghz", "ггц"], ("frequency", 1e3)),
-    **dict.fromkeys(["w", "вт"], ("power", 1.0)),
-    **dict.fromkeys(["kw", "квт"], ("power", 1e3)),
-    **dict.fromkeys(["v", "в"], ("voltage", 1.0)),
-    **dict.fromkeys(["mah", "мач"], ("charge", 1.0)),
-    **dict.fromkeys(["mm", "мм", "毫米"], ("length", 1.0)),
-    **dict.fromkeys(["cm", "см", "厘米"], ("length", 10.0)),
-    **dict.fromkeys(["m", "м", "米"], ("length", 1000.0)),
-    **dict.fromkeys(["in", "inch", "inches", '"', "''", "дюйм", "дюймов"], ("length", 25.4)),
-    **dict.fromkeys(["ft", "feet"], ("length", 304.8)),
-    **dict.fromkeys(["g", "г", "гр", "грамм", "граммов", "克"], ("mass", 1.0)),
-    **dict.fromkeys(["kg", "кг", "千克", "公斤"], ("mass", 1000.0)),
-    **dict.fromkeys(["lb", "lbs"], ("mass", 453.6)),
-    **dict.fromkeys(["oz"], ("mass", 28.35)),
-    **dict.fromkeys(["ml", "мл", "毫升"], ("volume", 1.0)),
-    **dict.fromkeys(["l", "л", "литр", "литра", "литров", "升"], ("volume", 1000.0)),
-    **dict.fromkeys(["码", "碼"], ("size", 1.0)),
-    **dict.fromkeys(["mp", "мп"], ("pixels", 1.0)),
-    **dict.fromkeys(["rpm"], ("rpm", 1.0)),
-    **dict.fromkeys(["pk", "pack", "шт"], ("count", 1.0)),
-    **dict.fromkeys(["port", "ports"], ("ports", 1.0)),
+    spelling: measure for spellings, measure in _SPELLINGS for spelling in spellings.split()
 }
 # "g" alone is ambiguous (gram vs the "8g" some shops write for 8 GB); for electronics GB is far more common.
 _UNITS["g"] = ("bytes", 1.0)
-_UNIT_ALTERNATION = "|".join(
-    sorted((re.escape(u) for u in _UNITS if not _UNSPACED_RUN.fullmatch(u)), key=len, reverse=True)
-)
+# A unit written in a script without spaces (`prodmatch.embed.lexical.UNSPACED_UNITS`: "毫升", "センチ", "리터",
+# "มล.") -> the dimension and factor of its Latin unit; 克 is grams, 码 a shoe or clothing size.
+_UNSPACED_DIMENSIONS = {**_UNITS, "g": ("mass", 1.0), "size": ("size", 1.0)}
+_UNSPACED_UNITS = {unit: _UNSPACED_DIMENSIONS[latin] for unit, latin in UNSPACED_UNITS.items()}
+_UNIT_ALTERNATION = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
 # A number starts after a non-word character or a character of an unspaced script ("男鞋42码"); a unit ends
 # before one. Chinese units need no end (the next character is glued on), except words that start like one:
 # 升级 (upgrade), 克拉 (carat), 米白 / 米色.. (beige).
@@ -81,7 +96,7 @@ _BEFORE = f"(?:(?<![\\w.])|(?<=[{_UNSPACED}]))"
 _AFTER = f"(?:(?!\\w)|(?=[{_UNSPACED}]))"
 _NUMBER_UNIT = re.compile(
     rf"{_BEFORE}(\d+(?:[.,]\d+)?)\s?(?:({_UNIT_ALTERNATION}){_AFTER}"
-    r"|(千克|公斤|厘米|毫米|毫升|升(?!级)|克(?!拉)|米(?![白色黄灰咖杏])|码|碼))"
+    f"|({UNSPACED_UNIT_PATTERN}))"
 )
 _NUMBER = re.compile(rf"{_BEFORE}\d+(?:[.,]\d+)?{_AFTER}")
 _YEAR = re.compile(r"(?:19|20)\d\d")
@@ -216,7 +231,7 @@ def _measures(text: str) -> dict[str, frozenset]:
     for number, unit, unspaced_unit in _NUMBER_UNIT.findall(normalize_title(text)):
         if unit == "г" and _YEAR.fullmatch(number):
             continue  # "2019 г.": a year (Russian "год"), not grams
-        dimension, factor = _UNITS[unit or unspaced_unit]
+        dimension, factor = _UNITS[unit] if unit else _UNSPACED_UNITS[unspaced_unit]
         value = round(float(number.replace(",", ".")) * factor, 6)
         found.setdefault(dimension, set()).add(value)
     return {d: frozenset(v) for d, v in found.items()}
