@@ -21,13 +21,24 @@ from prodmatch import store
 from prodmatch.config import Settings, load_settings
 from prodmatch.errors import ProdmatchError
 
+# What a command meets on a database whose prodmatch schema is missing or older than this prodmatch
+_SCHEMA_ERRORS = (
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedFunction,
+)
+
 
 class _Command(click.Command):
     """A command whose ProdmatchError, or a database connection lost mid-command, becomes a one-line error
-    and exit code 1 (no traceback)."""
+    and exit code 1 (no traceback). Before a command outside `db`, the embedded database's schema is brought
+    to this prodmatch's newest revision (`store.ensure_embedded_schema`); on a configured server a missing or
+    older schema is a one-line error that names `prodmatch db upgrade`."""
 
     def invoke(self, ctx: click.Context):
         try:
+            _prepare_schema(ctx)
             return super().invoke(ctx)
         except ProdmatchError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -35,6 +46,21 @@ class _Command(click.Command):
             if not _connection_lost(exc):
                 raise
             raise click.ClickException(_lost_connection_message(exc)) from exc
+        except _SCHEMA_ERRORS as exc:
+            settings = ctx.find_object(Settings)
+            hint = store.schema_hint(settings) if settings is not None else None
+            if hint is None:
+                raise
+            raise click.ClickException(hint) from exc
+
+
+def _prepare_schema(ctx: click.Context) -> None:
+    settings = ctx.find_object(Settings)
+    if settings is None or settings.database_url or ctx.command_path.split()[1:2] == ["db"]:
+        return
+    note = store.ensure_embedded_schema(settings)
+    if note:
+        click.echo(note, err=True)
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:

@@ -8,7 +8,15 @@ the database through these modules; migrations import them too.
 
 from prodmatch.store.admin import DatabaseStatus, analyze_if_stale, grant_reader, psql_command, status
 from prodmatch.store.catalogs import catalog_id, ensure_catalog, find_product, parse_product_ref
-from prodmatch.store.migrate import apply_sql_file, current_revision, downgrade, head_revision, upgrade
+from prodmatch.store.migrate import (
+    apply_sql_file,
+    current_revision,
+    downgrade,
+    ensure_embedded_schema,
+    head_revision,
+    schema_hint,
+    upgrade,
+)
 from prodmatch.store.server import (
     MIN_PGVECTOR,
     connect,
@@ -37,6 +45,7 @@ __all__ = [
     "database_url",
     "downgrade",
     "ensure_catalog",
+    "ensure_embedded_schema",
     "ensure_pgvector",
     "fetch_spaces",
     "fetch_vectors",
@@ -49,6 +58,7 @@ __all__ = [
     "psql_command",
     "register_vector_types",
     "resource_dir",
+    "schema_hint",
     "sqlalchemy_url",
     "status",
     "upgrade",

@@ -16,7 +16,7 @@ import time
 import psycopg
 
 from prodmatch.config import Settings
-from prodmatch.errors import DatabaseError
+from prodmatch.errors import DatabaseError, ProdmatchError
 from prodmatch.store.distribute import apply_statements, distribute, is_citus
 from prodmatch.store.schema import SCHEMA
 from prodmatch.store.server import (
@@ -72,6 +72,57 @@ def current_revision(settings: Settings) -> str | None:
     """The Alembic revision the database is at, or None before the first migration."""
     with connection(settings) as conn:
         return _current_revision(conn)
+
+
+def schema_behind(settings: Settings) -> tuple[str | None, str | None] | None:
+    """(the database's revision, this prodmatch's newest) when the schema is missing or older, else None.
+
+    None too when the database is at a revision this prodmatch does not know (a newer prodmatch migrated it)."""
+    current, head = current_revision(settings), head_revision()
+    if current == head or (current is not None and not _known_revision(current)):
+        return None
+    return current, head
+
+
+def ensure_embedded_schema(settings: Settings) -> str | None:
+    """Bring the embedded database's schema to the newest revision; a line saying what was done, or None.
+
+    The embedded server is prodmatch's own, so a first command on a fresh `PRODMATCH_HOME` (or after
+    prodmatch was updated) needs no `db upgrade`; a configured server is never migrated without being asked."""
+    if settings.database_url:
+        return None
+    behind = schema_behind(settings)
+    if behind is None:
+        return None
+    current, head = behind
+    upgrade(settings)
+    if current is None:
+        return f"created prodmatch's tables in the embedded database (schema revision {head})"
+    return f"migrated the embedded database's schema from revision {current} to {head}"
+
+
+def schema_hint(settings: Settings) -> str | None:
+    """A one-line explanation when a command failed because the schema is missing or older, else None."""
+    try:
+        behind = schema_behind(settings)
+    except ProdmatchError:
+        return None
+    if behind is None:
+        return None
+    current, head = behind
+    where = f"the database {mask_url(database_url(settings))}"
+    found = "has no prodmatch schema" if current is None else f"has prodmatch's schema at revision {current}"
+    return f"{where} {found}; this prodmatch needs revision {head}: run prodmatch db upgrade"
+
+
+def _known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def head_revision() -> str | None:

@@ -105,6 +105,49 @@ def test_embedded_server_is_the_default_and_is_reused(tmp_path: Path):
         assert Path(pgdata) == home / "pgdata" and (home / "pgdata" / "PG_VERSION").exists()
 
 
+def test_a_command_on_a_database_without_the_newest_schema_says_to_upgrade(
+    empty_settings: Settings, tmp_path: Path
+):
+    """On a configured server prodmatch never migrates by itself: a command that meets a missing or older schema
+    ends in one line naming `prodmatch db upgrade`, not a traceback; after the upgrade the same command runs."""
+    shop = tmp_path / "shop.csv"
+    shop.write_text("id,title\n1,Kettle\n", encoding="utf-8")
+    runner = CliRunner()
+    base = ["--database-url", empty_settings.database_url]
+    head = db.head_revision()
+    result = runner.invoke(main, [*base, "ingest", str(shop), "--catalog", "shop"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"has no prodmatch schema; this prodmatch needs revision {head}: run prodmatch db upgrade" in (
+        result.output
+    )
+    assert db.upgrade(empty_settings, "0010") == "0010"  # before the clusters' tables
+    result = runner.invoke(main, [*base, "clusters", "build"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"schema at revision 0010; this prodmatch needs revision {head}" in result.output
+    db.upgrade(empty_settings)
+    assert runner.invoke(main, [*base, "ingest", str(shop), "--catalog", "shop"]).exit_code == 0
+    assert runner.invoke(main, [*base, "clusters", "build"]).exit_code == 0
+
+
+def test_the_first_command_on_a_fresh_embedded_database_creates_its_schema(tmp_path: Path):
+    """The embedded server is prodmatch's own: `ingest` on a fresh PRODMATCH_HOME needs no `db upgrade`."""
+    shop = tmp_path / "shop.csv"
+    shop.write_text("id,title\n1,Kettle\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PRODMATCH_DATABASE_URL"}
+    env["PRODMATCH_HOME"] = str(tmp_path / "home")
+    run = [sys.executable, "-m", "prodmatch.cli"]
+    first = subprocess.run(
+        [*run, "ingest", str(shop), "--catalog", "shop"], env=env, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"created prodmatch's tables in the embedded database (schema revision {db.head_revision()})" in (
+        first.stderr
+    )
+    second = subprocess.run([*run, "catalog", "list"], env=env, capture_output=True, text=True)
+    assert second.returncode == 0 and "shop" in second.stdout
+    assert "created" not in second.stderr and "migrated" not in second.stderr
+
+
 def test_unreachable_database_is_a_clear_error(tmp_path: Path):
     url = "postgresql://someone:secret@127.0.0.1:1/nowhere"
     result = CliRunner().invoke(main, ["--database-url", url, "db", "status"])
