@@ -18,6 +18,12 @@ from prodmatch.match.signals.colours import colour_agreement, colours, compare_c
         ("Zapatilla azul marino", {"blue"}),
         ("Серая куртка, синие брюки", {"grey", "blue"}),
         ("Bottle, grey, 500 ml", {"grey"}),
+        ("ナイキ スニーカー ブラック 27cm", {"black"}),
+        ("電気ケトル 黒色 1.0L", {"black"}),
+        ("나이키 운동화 화이트 260mm", {"white"}),
+        ("아디다스 운동화 검정색", {"black"}),
+        ("รองเท้าวิ่ง สีน้ำเงิน ขนาด 42", {"blue"}),
+        ("กระเป๋า สีเงิน", {"silver"}),
     ],
 )
 def test_colours_are_found_in_any_common_language(text, expected):
@@ -25,7 +31,16 @@ def test_colours_are_found_in_any_common_language(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["серия X5 2021", "网红同款鞋 2020新款", "Белье нижнее", "Sony WH-1000XM4", "Blackview A80"]
+    "text",
+    [
+        "серия X5 2021",
+        "网红同款鞋 2020新款",
+        "Белье нижнее",
+        "Sony WH-1000XM4",
+        "Blackview A80",
+        "赤ちゃん 靴",  # a baby's shoes: 赤 alone is red only in a colour attribute
+        "ดำเนินการจัดส่ง",  # Thai "to proceed with delivery": ดำ alone is black only in a colour attribute
+    ],
 )
 def test_words_that_only_look_like_colours_are_not_colours(text):
     assert text_colours(text) == frozenset()
@@ -36,6 +51,9 @@ def test_a_bare_chinese_colour_counts_only_in_a_colour_attribute():
     assert colours({"title": "运动鞋", "attributes": {"颜色分类": "黑 42码"}}) == {"black"}
     assert colours({"title": "Shoe", "colour": "Navy"}) == {"blue"}
     assert colours({"title": "Shoe", "attributes": {"material": "black leather"}}) == frozenset()
+    assert colours({"title": "靴", "attributes": {"カラー": "赤"}}) == {"red"}
+    assert colours({"title": "รองเท้า", "attributes": {"สี": "ดำ"}}) == {"black"}
+    assert colours({"title": "운동화", "attributes": {"색상": "블랙"}}) == {"black"}
 
 
 def test_pairs_agree_clash_or_say_nothing():

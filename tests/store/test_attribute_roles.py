@@ -172,6 +172,22 @@ def test_attribute_agreement_compares_roles_not_names_and_skips_noise():
     assert with_roles[2] == 1.0 and np.isnan(with_roles[3])
 
 
+@pytest.mark.parametrize(
+    ("left", "right", "agree"),
+    [
+        ({"カラー": "ホワイト"}, {"colour": "White"}, 1.0),
+        ({"颜色分类": "黑色"}, {"색상": "블랙"}, 1.0),
+        ({"สี": "ดำ"}, {"Farbe": "Weiß"}, 0.0),
+        ({"容量": "500ml"}, {"Capacity": "0,5 л"}, 1.0),
+        ({"容量": "500ml"}, {"capacity": "1 l"}, 0.0),
+        ({"weight": "1,5 кг"}, {"重量": "1500克"}, 1.0),
+        ({"артикул": "500ml"}, {"mpn": "0.5l"}, 0.0),  # codes compare as written
+    ],
+)
+def test_attribute_values_in_two_languages_or_units_agree(left, right, agree):
+    assert attribute_agreement([left], [right])[0] == agree
+
+
 def test_batch_and_per_pair_attribute_agreement_stay_equal_with_catalogue_roles():
     rng = np.random.default_rng(5)
     keyed = [{"kod": "code"}, None, {"farbe": "none"}]

@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from prodmatch.match.signals.colours import text_colours
+from prodmatch.match.signals.text import measures
 from prodmatch.roles import comparison_slot, normalize_value
+
+COLOUR_SLOT = "identifying:colour"
+_LITERAL_SLOTS = frozenset({"brand", "code", "gtin"})
 
 Normalised = Mapping[str, frozenset[str]]
 
@@ -55,12 +60,24 @@ def agreement(a: Normalised, b: Normalised) -> float:
 
 
 def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str] | None = None) -> Normalised:
-    """{comparison slot: normalised values} of one product's attributes (`prodmatch.roles.comparison_slot`)."""
+    """{comparison slot: normalised values} of one product's attributes (`prodmatch.roles.comparison_slot`).
+
+    Besides its written form, a colour value holds the canonical colours it names (``ホワイト``, ``白色`` and
+    ``White`` all hold white) and any other value but a brand or a code its quantities in a base unit
+    (``500ml`` and ``0,5 л`` both hold a volume of 500): one value written in two languages or units agrees."""
     out: dict[str, set[str]] = {}
     for key, value in (attributes or {}).items():
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             text = normalize_value(str(value))
             slot = comparison_slot(str(key), roles) if text else None
             if slot is not None:
-                out.setdefault(slot, set()).add(text)
+                out.setdefault(slot, set()).update((text, *_canonical(slot, str(value))))
     return {slot: frozenset(values) for slot, values in out.items()}
+
+
+def _canonical(slot: str, value: str) -> tuple[str, ...]:
+    if slot == COLOUR_SLOT:
+        return tuple(f"\x1fcolour={c}" for c in text_colours(value, bare_chinese=True))
+    if slot in _LITERAL_SLOTS:
+        return ()
+    return tuple(f"\x1f{dimension}={v}" for dimension, values in measures(value).items() for v in values)

@@ -4,8 +4,9 @@ A shop sells one model in several colours, and two shops write the same colour i
 "black", "黑色", "schwarz"), so a colour clash is strong evidence of a different variant and a shared colour of
 the same one, and neither the lexical space nor the title overlap sees that "чёрный" and "black" agree. Each
 product's colours come from its title and its colour attributes (keys such as ``colour``, ``цвет``, ``颜色``,
-``Farbe``), mapped to a few canonical names through a fixed lexicon (English, Russian with its adjective
-endings, Chinese ``X色`` forms, German, French, Spanish, Italian, Portuguese). Neighbours: the other signal
+``Farbe``, ``カラー``, ``색상``, ``สี``), mapped to a few canonical names through a fixed lexicon (English, Russian
+with its adjective endings, Chinese ``X色`` forms, Japanese, Korean, Thai, German, French, Spanish, Italian,
+Portuguese). Neighbours: the other signal
 modules; `prodmatch.match.signals.batch` computes the same columns for many pairs at once.
 """
 
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
+
+from prodmatch.roles import BUILTIN, normalize_key
 
 __all__ = ["COLOUR_KEYS", "colour_agreement", "colours", "compare_colours"]
 
@@ -98,29 +101,33 @@ _RUSSIAN_STEMS: dict[str, tuple[str, ...]] = {
     "silver": ("серебрист", "серебрян"),
 }
 _RUSSIAN_ENDINGS = "ый|ий|ой|ая|яя|ое|ее|ые|ие|ого|его|ому|ему|ую|юю|ых|их|ым|им|ыми|ими"
-# Chinese: a colour character followed by 色 ("黑色"), or a few fixed compounds; a bare 红 is too often another
-# word ("网红": an influencer's pick).
-_CHINESE: dict[str, tuple[str, ...]] = {
-    "black": ("黑色", "黑"),
-    "white": ("白色", "米白", "白"),
-    "grey": ("灰色", "灰"),
-    "red": ("红色", "酒红", "大红", "紅色"),
-    "orange": ("橙色", "橘色"),
-    "yellow": ("黄色", "黃色"),
-    "green": ("绿色", "綠色", "军绿"),
-    "blue": ("蓝色", "藍色", "藏青", "深蓝", "浅蓝"),
-    "purple": ("紫色",),
-    "pink": ("粉色", "粉红", "粉紅"),
-    "brown": ("棕色", "咖啡色", "褐色", "驼色"),
-    "beige": ("米色", "杏色", "卡其"),
-    "gold": ("金色",),
-    "silver": ("银色", "銀色"),
-}
-# Attribute keys (casefolded, without spaces and punctuation) whose values are colours.
-COLOUR_KEYS = frozenset(
-    {"colour", "color", "colourname", "colorname", "цвет", "颜色", "颜色分类", "顏色", "farbe", "couleur",
-     "colore", "cor", "カラー", "色"}
-)  # fmt: skip
+# Scripts without spaces between words: Chinese (a colour character followed by 色, "黑色", or a few fixed
+# compounds), Japanese (katakana loanwords and kanji with 色), Korean and Thai (สี + colour). A word of one
+# character, and a Thai colour without สี, counts only in a colour attribute's value: in a title they are too
+# often part of another word (网红: an influencer's pick; 赤ちゃん: a baby; ดำเนิน: to proceed).
+_UNSPACED: dict[str, tuple[str, ...]] = {
+    "black": ("黑色", "黑", "黒色", "黒", "ブラック", "블랙", "검정", "검정색", "검은색", "สีดำ"),
+    "white": ("白色", "米白", "白", "ホワイト", "화이트", "흰색", "하얀색", "백색", "สีขาว"),
+    "grey": ("灰色", "灰", "グレー", "グレイ", "그레이", "회색", "สีเทา"),
+    "red": ("红色", "酒红", "大红", "紅色", "赤色", "赤", "レッド", "레드", "빨간색", "빨강", "적색", "สีแดง"),
+    "orange": ("橙色", "橘色", "オレンジ", "오렌지", "주황", "주황색", "สีส้ม"),
+    "yellow": ("黄色", "黃色", "イエロー", "옐로우", "노란색", "노랑", "สีเหลือง"),
+    "green": ("绿色", "綠色", "军绿", "緑色", "緑", "グリーン", "그린", "초록", "초록색", "녹색", "สีเขียว"),
+    "blue": ("蓝色", "藍色", "藏青", "深蓝", "浅蓝", "青色", "青", "紺", "ブルー", "ネイビー", "블루", "파란색", "파랑",
+             "네이비", "남색", "สีน้ำเงิน", "สีฟ้า", "สีกรมท่า"),
+    "purple": ("紫色", "パープル", "퍼플", "보라", "보라색", "สีม่วง"),
+    "pink": ("粉色", "粉红", "粉紅", "ピンク", "핑크", "분홍", "분홍색", "สีชมพู"),
+    "brown": ("棕色", "咖啡色", "褐色", "驼色", "茶色", "ブラウン", "브라운", "갈색", "สีน้ำตาล"),
+    "beige": ("米色", "杏色", "卡其", "ベージュ", "베이지", "สีครีม"),
+    "gold": ("金色", "ゴールド", "골드", "금색", "สีทอง"),
+    "silver": ("银色", "銀色", "シルバー", "실버", "은색", "สีเงิน"),
+}  # fmt: skip
+_THAI_BARE = {"ดำ": "black", "ขาว": "white", "เทา": "grey", "แดง": "red", "ส้ม": "orange", "เหลือง": "yellow",
+              "เขียว": "green", "น้ำเงิน": "blue", "ฟ้า": "blue", "กรมท่า": "blue", "ม่วง": "purple",
+              "ชมพู": "pink", "น้ำตาล": "brown", "ครีม": "beige", "ทอง": "gold", "เงิน": "silver"}  # fmt: skip
+# Attribute keys whose values are colours: the colour concept of `prodmatch.roles.BUILTIN`, compared as
+# `prodmatch.roles.normalize_key` writes keys.
+COLOUR_KEYS = frozenset(normalize_key(key) for key in BUILTIN["colour"][1].split())
 
 _LATIN = {word: colour for colour, words in (*_WORDS.items(), *_ABBREVIATIONS.items()) for word in words}
 _TRANSLITERATED_RE = re.compile(
@@ -145,10 +152,13 @@ _RUSSIAN_RE = re.compile(
     + r")(?![а-яё])"
 )
 _RUSSIAN = {stem: colour for colour, stems in _RUSSIAN_STEMS.items() for stem in stems}
-_CHINESE_RE = re.compile(
-    "|".join(sorted((re.escape(w) for words in _CHINESE.values() for w in words), key=len, reverse=True))
-)
-_CHINESE_MAP = {word: colour for colour, words in _CHINESE.items() for word in words}
+# in NFKC, as the text they are looked for in (Thai ำ is two code points there)
+_UNSPACED_MAP = {
+    unicodedata.normalize("NFKC", word): colour for colour, words in _UNSPACED.items() for word in words
+}
+_UNSPACED_RE = re.compile("|".join(sorted(map(re.escape, _UNSPACED_MAP), key=len, reverse=True)))
+_BARE_MAP = {**_UNSPACED_MAP, **{unicodedata.normalize("NFKC", w): c for w, c in _THAI_BARE.items()}}
+_BARE_RE = re.compile("|".join(sorted(map(re.escape, _BARE_MAP), key=len, reverse=True)))
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
@@ -158,7 +168,7 @@ def colours(product: Mapping[str, object]) -> frozenset[str]:
     attributes = product.get("attributes")
     for source in (product, attributes if isinstance(attributes, Mapping) else {}):
         for key, value in source.items():
-            if isinstance(value, str) and _NOT_WORD.sub("", str(key).casefold()) in COLOUR_KEYS:
+            if isinstance(value, str) and normalize_key(str(key)) in COLOUR_KEYS:
                 found |= text_colours(value, bare_chinese=True)
     return frozenset(found)
 
@@ -172,10 +182,10 @@ def text_colours(text: str, bare_chinese: bool = False) -> frozenset[str]:
     found |= {_RUSSIAN[m.group(1)] for m in _RUSSIAN_RE.finditer(text)}
     found |= {_RUSSIAN_ABBREVIATIONS[m.group(1)] for m in _RUSSIAN_ABBREVIATION_RE.finditer(text)}
     found |= {_TRANSLITERATED[m.group(1)] for m in _TRANSLITERATED_RE.finditer(text)}
-    for m in _CHINESE_RE.finditer(text):
+    for m in (_BARE_RE if bare_chinese else _UNSPACED_RE).finditer(text):
         word = m.group(0)
         if len(word) > 1 or bare_chinese:
-            found.add(_CHINESE_MAP[word])
+            found.add(_BARE_MAP[word])
     return frozenset(found)
 
 

@@ -225,6 +225,11 @@ def _numbers(text: str) -> frozenset:
     return frozenset(float(n.replace(",", ".")) for n in _NUMBER.findall(normalize_title(text)))
 
 
+def measures(text: str) -> dict[str, frozenset]:
+    """The quantities `text` names, per dimension, in the dimension's base unit ("0,5 л" -> volume {500.0})."""
+    return _measures(text)
+
+
 @lru_cache(maxsize=200_000)
 def _measures(text: str) -> dict[str, frozenset]:
     found: dict[str, set] = {}
