@@ -313,3 +313,43 @@ def test_descriptive_attributes_rank_a_listing_with_another_title_above_a_look_a
     twin, other_title, look_alike = (weigh(v, bare_idf) for v in bare[:3])
     title_only = similarity(twin, other_title) - similarity(twin, look_alike)
     assert with_attributes > 0.1 and abs(title_only) < 0.1  # the titles alone cannot tell them apart
+
+
+# A Japanese shop (Japanese keys, a Korean and a Thai listing among its products) against a marketplace that sells
+# the same products under English, Korean and Japanese titles, with a look-alike of two of them: another model of
+# the same line in another size.
+ASIAN_SHOP = """id,title,ブランド,カラー,容量,price
+a1,シャープ 加湿器 KC-50E9 プラズマクラスター 500ミリリットル,シャープ,ホワイト,500ml,19800
+a2,パナソニック ドライヤー EH-NA0J ナノケア,パナソニック,ブラック,,25000
+a3,무선 이어폰 갤럭시 버즈2 SM-R177,삼성,그라파이트,,129000
+a4,รองเท้าวิ่ง ไนกี้ รุ่น Air Zoom Pegasus 39 ขนาด 42,Nike,ดำ,,3900
+a5,象印 電気ケトル CK-DA10 1.0リットル,象印,ホワイト,1.0L,6980
+"""
+MIXED_MARKET = """id,title,brand,색상,price
+b1,Sharp KC-50E9 Plasmacluster Humidifier 0.5L,Sharp,White,150
+b2,파나소닉 헤어드라이어 EH-NA0J 나노케어,Panasonic,블랙,190
+b3,삼성 갤럭시 버즈2 SM-R177 무선이어폰,Samsung,그라파이트,99
+b4,Nike Air Zoom Pegasus 39 Running Shoe 42,Nike,Black,120
+b5,ZOJIRUSHI 電気ケトル CK-DA10 1000ml,象印,ホワイト,50
+b6,象印 電気ケトル CK-DA08 0.8リットル,象印,ホワイト,45
+b7,シャープ 加湿器 KC-40E9 400ミリリットル,シャープ,ホワイト,140
+"""
+
+
+def test_the_builtin_matcher_links_japanese_korean_and_thai_listings_with_no_label(conn, tmp_path):
+    """Units in katakana, Hangul and Thai, colours and attribute keys in those scripts: every twin is accepted,
+    neither look-alike (another capacity of the same line) is."""
+    from prodmatch.match.link import link
+
+    for name, rows in (("jp-shop", ASIAN_SHOP), ("market", MIXED_MARKET)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(rows, encoding="utf-8")
+        ingest_file(conn, path, name)
+    run = link(conn, "jp-shop", "market")
+    accepted = conn.execute(
+        "SELECT s.external_id, t.external_id FROM prodmatch.matches m"
+        " JOIN prodmatch.products s ON s.id = m.source_product_id"
+        " JOIN prodmatch.products t ON t.id = m.target_product_id WHERE m.run_id = %s AND m.accepted",
+        (run.run_id,),
+    ).fetchall()
+    assert sorted(accepted) == [("a1", "b1"), ("a2", "b2"), ("a3", "b3"), ("a4", "b4"), ("a5", "b5")]

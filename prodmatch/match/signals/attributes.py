@@ -12,6 +12,7 @@ Offers of two shops rarely share keys, hence NaN (no evidence) where no key is s
 values is not imposed: "M" vs "L" is a real clash.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ from prodmatch.roles import comparison_slot, normalize_value
 
 COLOUR_SLOT = "identifying:colour"
 _LITERAL_SLOTS = frozenset({"brand", "code", "gtin"})
+_DIGIT = re.compile(r"\d")
 
 Normalised = Mapping[str, frozenset[str]]
 
@@ -78,6 +80,6 @@ def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str]
 def _canonical(slot: str, value: str) -> tuple[str, ...]:
     if slot == COLOUR_SLOT:
         return tuple(f"\x1fcolour={c}" for c in text_colours(value, bare_chinese=True))
-    if slot in _LITERAL_SLOTS:
+    if slot in _LITERAL_SLOTS or not _DIGIT.search(value):
         return ()
     return tuple(f"\x1f{dimension}={v}" for dimension, values in measures(value).items() for v in values)
