@@ -6,8 +6,8 @@ the same one, and neither the lexical space nor the title overlap sees that "ч�
 product's colours come from its title and its colour attributes (keys such as ``colour``, ``цвет``, ``颜色``,
 ``Farbe``, ``カラー``, ``색상``, ``สี``), mapped to a few canonical names through a fixed lexicon (English, Russian
 with its adjective endings, Chinese ``X色`` forms, Japanese, Korean, Thai, German, French, Spanish, Italian,
-Portuguese). Neighbours: the other signal
-modules; `prodmatch.match.signals.batch` computes the same columns for many pairs at once.
+Portuguese). Neighbours: the other signal modules; `prodmatch.match.signals.batch` computes the same columns for
+many pairs at once.
 """
 
 from __future__ import annotations
@@ -159,7 +159,6 @@ _UNSPACED_MAP = {
 _UNSPACED_RE = re.compile("|".join(sorted(map(re.escape, _UNSPACED_MAP), key=len, reverse=True)))
 _BARE_MAP = {**_UNSPACED_MAP, **{unicodedata.normalize("NFKC", w): c for w, c in _THAI_BARE.items()}}
 _BARE_RE = re.compile("|".join(sorted(map(re.escape, _BARE_MAP), key=len, reverse=True)))
-_NOT_WORD = re.compile(r"[\W_]+")
 
 
 def colours(product: Mapping[str, object]) -> frozenset[str]:
