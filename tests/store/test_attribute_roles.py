@@ -176,6 +176,8 @@ def test_attribute_agreement_compares_roles_not_names_and_skips_noise():
     ("left", "right", "agree"),
     [
         ({"カラー": "ホワイト"}, {"colour": "White"}, 1.0),
+        ({"colour": "Navy"}, {"color": "Blue"}, 0.0),  # one script: two shades a shop tells apart
+        ({"цвет": "синий"}, {"color": "Blue"}, 1.0),
         ({"颜色分类": "黑色"}, {"색상": "블랙"}, 1.0),
         ({"สี": "ดำ"}, {"Farbe": "Weiß"}, 0.0),
         ({"容量": "500ml"}, {"Capacity": "0,5 л"}, 1.0),

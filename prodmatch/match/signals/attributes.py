@@ -13,6 +13,7 @@ values is not imposed: "M" vs "L" is a real clash.
 """
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,16 @@ from prodmatch.roles import comparison_slot, normalize_value
 COLOUR_SLOT = "identifying:colour"
 _LITERAL_SLOTS = frozenset({"brand", "code", "gtin"})
 _DIGIT = re.compile(r"\d")
+_COLOUR = (
+    "\x1ecolour="  # a canonical colour, with the script it was written in: never equal to a written value
+)
+
+
+def _script(value: str) -> str:
+    """The script of a value's first letter ("LATIN", "CYRILLIC", "CJK", "KATAKANA", "HANGUL", "THAI"...)."""
+    letter = next((ch for ch in value if ch.isalpha()), "")
+    return unicodedata.name(letter, "?").split(" ", 1)[0] if letter else "?"
+
 
 Normalised = Mapping[str, frozenset[str]]
 
@@ -50,7 +61,7 @@ def attribute_agreement(
 
 def conflict(a: Normalised, b: Normalised) -> bool:
     """Whether some slot both mappings fill has no value in common (a size or colour clash)."""
-    return any(a[k].isdisjoint(b[k]) for k in a.keys() & b.keys())
+    return any(not _agree(a[k], b[k]) for k in a.keys() & b.keys())
 
 
 def agreement(a: Normalised, b: Normalised) -> float:
@@ -58,15 +69,30 @@ def agreement(a: Normalised, b: Normalised) -> float:
     shared = a.keys() & b.keys()
     if not shared:
         return np.nan
-    return sum(not a[k].isdisjoint(b[k]) for k in shared) / len(shared)
+    return sum(_agree(a[k], b[k]) for k in shared) / len(shared)
+
+
+def _agree(a: frozenset[str], b: frozenset[str]) -> bool:
+    # a written value or a quantity in common; or one colour written in two scripts (White / ホワイト): in one
+    # script, two words of one colour are two shades a shop tells apart (navy / blue), so they do not agree
+    colours_a = []
+    for value in a:
+        if value.startswith(_COLOUR):
+            colours_a.append(value.split("@", 1))
+        elif value in b:
+            return True
+    if not colours_a:
+        return False
+    colours_b = [value.split("@", 1) for value in b if value.startswith(_COLOUR)]
+    return any(c == d and s != t for c, s in colours_a for d, t in colours_b)
 
 
 def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str] | None = None) -> Normalised:
     """{comparison slot: normalised values} of one product's attributes (`prodmatch.roles.comparison_slot`).
 
-    Besides its written form, a colour value holds the canonical colours it names (``ホワイト``, ``白色`` and
-    ``White`` all hold white) and any other value but a brand or a code its quantities in a base unit
-    (``500ml`` and ``0,5 л`` both hold a volume of 500): one value written in two languages or units agrees."""
+    Besides its written form, a colour value holds the canonical colours it names, with the script it is written
+    in (``ホワイト`` and ``White`` agree, ``navy`` and ``blue`` do not: `_agree`), and any other value but a brand
+    or a code its quantities in a base unit (``500ml`` and ``0,5 л`` both hold a volume of 500)."""
     out: dict[str, set[str]] = {}
     for key, value in (attributes or {}).items():
         if isinstance(value, str | int | float) and not isinstance(value, bool):
@@ -79,7 +105,8 @@ def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str]
 
 def _canonical(slot: str, value: str) -> tuple[str, ...]:
     if slot == COLOUR_SLOT:
-        return tuple(f"\x1fcolour={c}" for c in text_colours(value, bare_chinese=True))
+        script = _script(value)
+        return tuple(f"{_COLOUR}{c}@{script}" for c in text_colours(value, bare_chinese=True))
     if slot in _LITERAL_SLOTS or not _DIGIT.search(value):
         return ()
     return tuple(f"\x1f{dimension}={v}" for dimension, values in measures(value).items() for v in values)
