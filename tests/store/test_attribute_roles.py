@@ -183,6 +183,7 @@ def test_attribute_agreement_compares_roles_not_names_and_skips_noise():
         ({"容量": "500ml"}, {"Capacity": "0,5 л"}, 1.0),
         ({"容量": "500ml"}, {"capacity": "1 l"}, 0.0),
         ({"weight": "1,5 кг"}, {"重量": "1500克"}, 1.0),
+        ({"鞋跟高": "高跟(5-8cm)"}, {"鞋跟高": "超高跟(大于8cm)"}, 0.0),  # classes, not quantities
         ({"артикул": "500ml"}, {"mpn": "0.5l"}, 0.0),  # codes compare as written
     ],
 )

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from prodmatch.match.signals.colours import text_colours
-from prodmatch.match.signals.text import measures
+from prodmatch.match.signals.text import quantity
 from prodmatch.roles import comparison_slot, normalize_value
 
 COLOUR_SLOT = "identifying:colour"
@@ -91,8 +91,9 @@ def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str]
     """{comparison slot: normalised values} of one product's attributes (`prodmatch.roles.comparison_slot`).
 
     Besides its written form, a colour value holds the canonical colours it names, with the script it is written
-    in (``ホワイト`` and ``White`` agree, ``navy`` and ``blue`` do not: `_agree`), and any other value but a brand
-    or a code its quantities in a base unit (``500ml`` and ``0,5 л`` both hold a volume of 500)."""
+    in (``ホワイト`` and ``White`` agree, ``navy`` and ``blue`` do not: `_agree`), and a value that is one quantity,
+    not a brand or a code, that quantity in a base unit (``500ml`` and ``0,5 л`` both hold a volume of 500; a
+    class such as ``高跟(5-8cm)`` compares as written: `prodmatch.match.signals.text.quantity`)."""
     out: dict[str, set[str]] = {}
     for key, value in (attributes or {}).items():
         if isinstance(value, str | int | float) and not isinstance(value, bool):
@@ -109,4 +110,5 @@ def _canonical(slot: str, value: str) -> tuple[str, ...]:
         return tuple(f"{_COLOUR}{c}@{script}" for c in text_colours(value, bare_chinese=True))
     if slot in _LITERAL_SLOTS or not _DIGIT.search(value):
         return ()
-    return tuple(f"\x1f{dimension}={v}" for dimension, values in measures(value).items() for v in values)
+    found = quantity(value)
+    return (f"\x1f{found[0]}={found[1]}",) if found else ()

@@ -225,9 +225,15 @@ def _numbers(text: str) -> frozenset:
     return frozenset(float(n.replace(",", ".")) for n in _NUMBER.findall(normalize_title(text)))
 
 
-def measures(text: str) -> dict[str, frozenset]:
-    """The quantities `text` names, per dimension, in the dimension's base unit ("0,5 л" -> volume {500.0})."""
-    return _measures(text)
+def quantity(text: str) -> tuple[str, float] | None:
+    """(dimension, value in its base unit) when `text` is one number with a unit and nothing else ("0,5 л" ->
+    ("volume", 500.0)); None for anything more ("低跟(1-3cm)", a heel-height class, is not 3 cm)."""
+    found = _measures(text)
+    normalised = normalize_title(text).strip()
+    if len(found) != 1 or not _NUMBER_UNIT.fullmatch(normalised):
+        return None
+    ((dimension, values),) = found.items()
+    return (dimension, next(iter(values))) if len(values) == 1 else None
 
 
 @lru_cache(maxsize=200_000)
