@@ -77,9 +77,15 @@ def current_revision(settings: Settings) -> str | None:
 def schema_behind(settings: Settings) -> tuple[str | None, str | None] | None:
     """(the database's revision, this prodmatch's newest) when the schema is missing or older, else None.
 
-    None too when the database is at a revision this prodmatch does not know (a newer prodmatch migrated it)."""
-    current, head = current_revision(settings), head_revision()
-    if current == head or (current is not None and not _known_revision(current)):
+    None too when the database is at a revision this prodmatch does not know (a newer prodmatch migrated it).
+    Asked before every CLI command on the embedded database: a schema at the newest migration file's revision
+    is answered without loading Alembic (~0.13 s of a ~1 s command)."""
+    current = current_revision(settings)
+    if current is not None and current == newest_migration_file():
+        return None
+    script = _script_directory()
+    head = script.get_current_head()
+    if current == head or (current is not None and not _known_revision(script, current)):
         return None
     return current, head
 
@@ -115,21 +121,31 @@ def schema_hint(settings: Settings) -> str | None:
     return f"{where} {found}; this prodmatch needs revision {head}: run prodmatch db upgrade"
 
 
-def _known_revision(revision: str) -> bool:
-    from alembic.script import ScriptDirectory
+def newest_migration_file() -> str:
+    """The revision the newest file of `migrations/versions` is named after ("0015_units_..." -> "0015"): every
+    migration file starts with its revision, so this is `head_revision` read from file names alone (tested)."""
+    names = (path.name for path in (resource_dir("migrations") / "versions").glob("[0-9]*_*.py"))
+    return max(names, default="").split("_", 1)[0]
+
+
+def _known_revision(script, revision: str) -> bool:
     from alembic.util import CommandError
 
     try:
-        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+        return script.get_revision(revision) is not None
     except CommandError:
         return False
 
 
-def head_revision() -> str | None:
-    """The newest revision in `migrations/`."""
+def _script_directory():
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def head_revision() -> str | None:
+    """The newest revision in `migrations/`."""
+    return _script_directory().get_current_head()
 
 
 def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:

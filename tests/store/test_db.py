@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from prodmatch import store as db
 from prodmatch.cli import main
 from prodmatch.config import Settings
+from prodmatch.store import migrate
 
 
 def tables(url: str) -> set[str]:
@@ -127,6 +129,13 @@ def test_a_command_on_a_database_without_the_newest_schema_says_to_upgrade(
     db.upgrade(empty_settings)
     assert runner.invoke(main, [*base, "ingest", str(shop), "--catalog", "shop"]).exit_code == 0
     assert runner.invoke(main, [*base, "clusters", "build"]).exit_code == 0
+
+
+def test_migration_files_are_named_after_their_revision():
+    """The check before each command on the embedded database reads the newest revision from file names."""
+    assert migrate.newest_migration_file() == db.head_revision()
+    for path in (migrate.resource_dir("migrations") / "versions").glob("*.py"):
+        assert re.search(rf"^revision = \"{path.name.split('_', 1)[0]}\"$", path.read_text(), re.M), path.name
 
 
 def test_the_first_command_on_a_fresh_embedded_database_creates_its_schema(tmp_path: Path):
