@@ -163,3 +163,46 @@ def plan_with_indexes_only(conn, *, local: bool = False) -> None:
     """Turn off the plans that would answer an ordered query without its index (SET LOCAL with `local`)."""
     for setting in INDEX_ONLY_PLANS:
         conn.execute(f"SET {'LOCAL ' if local else ''}{setting} = off")
+
+
+SHOE_KINDS = [
+    "running shoe",
+    "hiking boot",
+    "canvas sneaker",
+    "trail shoe",
+    "slip-on loafer",
+    "court sneaker",
+]
+SHOE_BRANDS = ["Asics", "Mizuno", "Onitsuka", "Brooks"]
+SHOE_COLOURS = ["black", "white", "navy", "red"]
+
+
+def shoes_in_two_currencies(folder: Path, shop_rate: float = 150.0) -> tuple[Path, Path]:
+    """(shop CSV, marketplace CSV) with no currency column: the shop's 24 shoes (s0..s23) priced in dollars x
+    `shop_rate` (150: yen), the marketplace's in dollars 5% dearer; the marketplace sells s0..s15 (m0..m15) and
+    eight look-alikes of s16..s23 in another colour (x0..x7)."""
+    rng = np.random.default_rng(3)
+    shoes = [
+        (
+            SHOE_BRANDS[i % 4],
+            SHOE_KINDS[i % 6],
+            SHOE_COLOURS[(i // 6) % 4],
+            38 + i % 7,
+            round(float(rng.uniform(40, 160)), 2),
+        )
+        for i in range(24)
+    ]
+    shop = [f"s{i},{b} {k} {c} size {s},{b},{p * shop_rate:.2f}" for i, (b, k, c, s, p) in enumerate(shoes)]
+    market = [
+        f"m{i},{b.upper()} {c.title()} {k.title()} - Size {s},{b},{p * 1.05:.2f}"
+        for i, (b, k, c, s, p) in enumerate(shoes[:16])
+    ]
+    market += [
+        f"x{i},{b.upper()} {SHOE_COLOURS[(SHOE_COLOURS.index(c) + 1) % 4].title()} {k.title()} - Size {s},{b},{p:.2f}"
+        for i, (b, k, c, s, p) in enumerate(shoes[16:])
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "shop.csv", folder / "market.csv"
+    for path, rows in zip(paths, (shop, market), strict=True):
+        path.write_text("\n".join(["id,title,brand,price", *rows]) + "\n", encoding="utf-8")
+    return paths

@@ -55,6 +55,7 @@ from prodmatch.match.hybrid import (
     features,
     gather,
     lexical_similarities,
+    read_price_scales,
 )
 from prodmatch.match.hybrid import LEXICAL_QUERY_TERMS as _QUERY_TERMS
 from prodmatch.match.link import _product_signals, accept_cosine, accept_scored, open_matcher
@@ -265,6 +266,9 @@ class _State:
     code_counts: Counter = field(default_factory=Counter)  # code -> target products carrying it
     source_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # reverse search
     target_vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # matcher runs with a model
+    price_scales: dict[tuple[int, str], float] | None = (
+        None  # matcher runs: read by each whole-run computation
+    )
     seen: dict[int, datetime] = field(default_factory=dict)
     checkpoint: datetime | None = None
 
@@ -408,6 +412,7 @@ class _Watcher:
             state.usable_codes = {c for c, n in state.code_counts.items() if n <= MAX_CODE_TARGETS}
             if run.model is not None:
                 state.target_vectors = fetch_spaces(conn, run.model, run.target_id, "fused")
+            state.price_scales = read_price_scales(conn, {run.source_id, run.target_id})
         conn.commit()
         only = np.array(sorted(sources), dtype=np.int64)
         state.candidates = self._candidates(conn, state, only)
@@ -443,7 +448,7 @@ class _Watcher:
                 run.model,
                 k=run.gather_k,
                 source_ids=only,
-                target_side=TargetSide(state.target_lexical, state.target_vectors),
+                target_side=TargetSide(state.target_lexical, state.target_vectors, state.price_scales),
             )
             pairs = gathered.pairs
             state.products.update(gathered.products)

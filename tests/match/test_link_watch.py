@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from builders import shoes_in_two_currencies
 
 from prodmatch import match
 from prodmatch.demo.catalogues import generate
@@ -364,6 +365,37 @@ def test_watched_matcher_run_with_a_model_keeps_the_target_side_in_memory(settin
             watching.caught_up(conn)
 
         _add_change_and_drop_a_target(conn, "rival-4", " new", check)
+    finally:
+        watching.close()
+
+
+def test_watched_run_keeps_catalogues_in_two_currencies_apart(settings, conn, tmp_path):
+    """A yen shop linked to a dollar marketplace (no currency column) by the built-in matcher: an offer the
+    application inserts later is scored with the price scales the watcher read, as a fresh link scores it."""
+    for path, name in zip(shoes_in_two_currencies(tmp_path), ("yen-shop", "dollar-market"), strict=True):
+        ingest_file(conn, path, name)
+    run = match.link(conn, "yen-shop", "dollar-market")
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+        conn.execute(  # s16's twin, at a dollar price, written by an application
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, price)"
+            " SELECT catalog_id, 'm16', 'ASICS Navy Slip-On Loafer - Size 40', 'Asics', 90.0"
+            " FROM prodmatch.products WHERE external_id = 'm0'"
+        )
+        done = watching.caught_up(conn)
+        assert not any(p.full for p in watching.window), watching.window
+        watched = _stored(conn, done.run_id)
+        twin = conn.execute(
+            "SELECT m.accepted, m.signals ? 'price_log_ratio' FROM prodmatch.matches m"
+            " JOIN prodmatch.products s ON s.id = m.source_product_id"
+            " JOIN prodmatch.products t ON t.id = m.target_product_id"
+            " WHERE m.run_id = %s AND s.external_id = 's16' AND t.external_id = 'm16'",
+            (done.run_id,),
+        ).fetchone()
+        assert twin == (True, False)  # accepted, and no 150x price clash stored with it
+        fresh = match.link(conn, "yen-shop", "dollar-market")
+        assert watched == _stored(conn, fresh.run_id)
     finally:
         watching.close()
 

@@ -64,6 +64,8 @@ def product(rng: random.Random, i: int, words_from=WORDS, measures_from=MEASURES
         ),
         "price": rng.choice([None, 0.0, 9.99, 10.0, 10.5, 250.0, 1999.0]),
         "currency": rng.choice([None, "", "EUR", "eur ", "USD", "RUB"]),
+        # the median log price of the product's catalogue in its currency (a currency gap: 4.6 vs 9.6)
+        "price_scale": rng.choice([None, 4.6, 4.9, 9.6]),
         "attributes": rng.choice(
             [{}, {"Colour": "Space Grey"}, {"colour": "space-grey", "size": "M"}, {"Size": "L"}]
         ),

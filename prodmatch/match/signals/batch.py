@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from prodmatch.match.signals import attributes, brand, codes, colours, text
+from prodmatch.match.signals import attributes, brand, codes, colours, price, text
 from prodmatch.roles import product_roles
 
 Product = Mapping[str, object]
@@ -217,14 +217,15 @@ def _distinct(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _price(products: Sequence[Product], left: np.ndarray, right: np.ndarray) -> np.ndarray:
     prices = np.log(_as_prices([p.get("price") for p in products]))
-    codes_seen: dict[str, int] = {"": -1}  # no currency: taken as the other offer's
+    codes_seen: dict[str, int] = {"": -1}  # no currency: taken as the other offer's, unless the scales differ
     currency = np.array(
-        [_currency_id(codes_seen, (p.get("currency") or "").strip().upper()) for p in products],
-        dtype=np.int64,
+        [_currency_id(codes_seen, price.currency_key(p.get("currency"))) for p in products], dtype=np.int64
     )
+    scales = _as_prices([p.get("price_scale") for p in products], positive=False)
     ratio = np.abs(prices[left] - prices[right])
     cl, cr = currency[left], currency[right]
     ratio[(cl >= 0) & (cr >= 0) & (cl != cr)] = np.nan  # currencies that differ: no exchange rates here
+    ratio[((cl < 0) | (cr < 0)) & price.scales_apart(scales[left], scales[right])] = np.nan
     return ratio.astype(np.float32)
 
 
@@ -234,9 +235,10 @@ def _currency_id(seen: dict[str, int], code: str) -> int:
     return seen[code]
 
 
-def _as_prices(prices: Sequence[object]) -> np.ndarray:
+def _as_prices(prices: Sequence[object], positive: bool = True) -> np.ndarray:
     values = np.array([np.nan if p is None else float(p) for p in prices], dtype=np.float64)
-    values[~(values > 0)] = np.nan
+    if positive:
+        values[~(values > 0)] = np.nan
     return values
 
 

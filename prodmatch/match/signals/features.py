@@ -1,11 +1,12 @@
 """Pair features: every signal of every candidate pair, as one named float32 matrix for the matcher.
 
 This is where the per-signal modules (price, brand, text, codes, ranks) meet. Inputs are the two products of
-each pair as mappings (keys title, brand, category, description, price, currency, attributes, codes) plus the
-columns computed elsewhere: `similarities` (cosine of each vector space, lexical similarity; NaN where a pair
-has no value) and `ranks` (RankColumns per candidate source). Column names are stable public names, because a
-stored matcher refers to its features by name: `sim:<space>`, `rank:<source>`, `margin:<source>`,
-`reverse_rank:<source>`, `reverse_margin:<source>`, and the fixed names in PRODUCT_FEATURES.
+each pair as mappings (keys title, brand, category, description, price, currency, attributes, codes, and
+price_scale where the reader knows it: `price.price_scales`) plus the columns computed elsewhere:
+`similarities` (cosine of each vector space, lexical similarity; NaN where a pair has no value) and `ranks`
+(RankColumns per candidate source). Column names are stable public names, because a stored matcher refers to
+its features by name: `sim:<space>`, `rank:<source>`, `margin:<source>`, `reverse_rank:<source>`,
+`reverse_margin:<source>`, and the fixed names in PRODUCT_FEATURES.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -178,7 +179,12 @@ def per_pair_product_signals(
     colour_agree, colour_conflict = colours.colour_agreement(list(left), list(right))
     out = {
         "price_log_ratio": price.price_log_ratio(
-            get(left, "price"), get(left, "currency"), get(right, "price"), get(right, "currency")
+            get(left, "price"),
+            get(left, "currency"),
+            get(right, "price"),
+            get(right, "currency"),
+            get(left, "price_scale"),
+            get(right, "price_scale"),
         ),
         "brand_equal": brand.brand_equal(lb, rb, normalize=normalize_brand),
         "brand_in_other_title": brand.brand_in_other_title(lb, lt, rb, rt, normalize=normalize_brand),
