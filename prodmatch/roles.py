@@ -116,10 +116,12 @@ BUILTIN: dict[str, tuple[str, str]] = {
 }
 
 # Values that say "no brand": an attribute holding one does not name the product's brand.
-_NO_BRAND = frozenset(
-    "other others 其他 其它 other其他 无 无品牌 無品牌 没有 nobrand unbranded generic na none null unknown нет"
-    " безбренда другой другое noname ohnemarke sansmarque sinmarca senzamarca semmarca ノーブランド なし".split()
-)
+_NO_BRAND_WORDS = (
+    "other others 其他 其它 other其他 无 无品牌 無品牌 无牌 杂牌 没有 nobrand unbranded generic na none null unknown"
+    " нет безбренда другой другое noname ohnemarke keinemarke sonstige sansmarque autre autres générique sinmarca"
+    " otro otros otra genérico senzamarca altro semmarca outro outros ノーブランド ノーブランド品 その他 なし"
+    " 기타 없음 노브랜드 ไม่มียี่ห้อ อื่นๆ"
+).split()
 
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -138,6 +140,9 @@ def normalize_key(key: str) -> str:
         ]
         text = unicodedata.normalize("NFC", "".join(kept))
     return _NOT_WORD.sub("", text)
+
+
+_NO_BRAND = frozenset(normalize_key(word) for word in _NO_BRAND_WORDS)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -239,12 +244,13 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def is_no_brand(value: str) -> bool:
-    """Whether an attribute value means "no brand" (``other/其他``, ``无品牌``, ``n/a``, ``без бренда``, ``Generic``)."""
+    """Whether a brand or attribute value means "no brand" (``other/其他``, ``无品牌``, ``n/a``, ``без бренда``,
+    ``Generic``, ``ノーブランド``, ``기타``)."""
     text = normalize_key(value)
     if not text:
         return True
     return text in _NO_BRAND or all(
-        part in _NO_BRAND for part in re.split(r"[/|,;]+", value.casefold()) if part
+        normalize_key(part) in _NO_BRAND for part in re.split(r"[/|,;]+", value) if normalize_key(part)
     )
 
 

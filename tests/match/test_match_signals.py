@@ -76,6 +76,49 @@ def test_brand_takes_a_stronger_normalizer():
     assert equal[0] == 1.0
 
 
+@pytest.mark.parametrize(
+    ("written", "names"),
+    [
+        ("Nike/耐克", ("nike", "耐克")),  # a marketplace's brand in two scripts: two names
+        ("SHARP (シャープ)", ("sharp", "シャープ")),
+        ("Samsung／삼성", ("samsung", "삼성")),  # full-width slash
+        ("BIGTREE（鞋）", ("bigtree",)),  # a one-character part ("shoe") is a note, not a name
+        ("AC/DC", ("acdc",)),  # parts in one script: one name, as before
+        ("Apple (Renewed)", ("applerenewed",)),
+        ("other/其他", ()),  # placeholders: no brand at all
+        ("No brand", ()),
+        ("Generic", ()),
+        ("Без бренда", ()),
+        ("ノーブランド", ()),
+        ("기타", ()),
+        ("", ()),
+        (None, ()),
+    ],
+)
+def test_brand_names_of_a_field(written, names):
+    assert brand.brand_names(written) == names
+
+
+def test_a_brand_in_two_scripts_agrees_with_either_and_placeholders_with_nothing():
+    equal = brand.brand_equal(
+        ["Nike/耐克", "Nike/耐克", "耐克", "other/其他", "SCHNIKE/施耐克", "Generic", "Sony"],
+        ["耐克", "Nike", "Adidas/阿迪达斯", "other/其他", "Nike/耐克", "Generic", "No brand"],
+    )
+    assert equal.tolist()[:3] == [1.0, 1.0, 0.0]
+    assert math.isnan(equal[3])  # two no-name products do not share a brand
+    assert equal[4] == 0.0  # 施耐克 is another brand than 耐克, schnike another than nike
+    assert math.isnan(equal[5]) and math.isnan(equal[6])
+    found = brand.brand_in_other_title(
+        ["Nike/耐克", "other/其他", None],
+        ["x", "其他 跑步鞋", "シャープ 加湿器 KC-40E9"],
+        [None, None, "SHARP (シャープ)"],
+        ["耐克男鞋 Air Max 270", "other brand running shoe", "humidifier KC-40E9"],
+    )
+    assert found[0] == 1.0  # 耐克 inside a Chinese title without spaces
+    assert math.isnan(found[1])  # a placeholder is not looked for
+    assert found[2] == 1.0
+
+
 def test_codes_agree_and_conflict():
     agree, conflict = codes.code_signals(
         [["gtin:04718755065736", "pslx350h"], ["gtin:04718755065736"], ["pslx350h"], [], ["sku:123"]],

@@ -11,6 +11,7 @@ from prodmatch.match.signals.features import PRODUCT_FEATURES, indexed_pair_feat
 from prodmatch.match.signals.ranks import rank_signals
 
 BRANDS = ["Sony", "SONY", "Самсунг", "Samsung", "Hewlett-Packard", "hp", "", None, "Elite Screens", "elite"]
+BRANDS += ["Nike/耐克", "耐克", "other/其他", "Generic", "SHARP (シャープ)"]  # two scripts, placeholders
 WORDS = ["turntable", "black", "ssd", "laptop", "Лампа", "cable", "wifi", "mini", "pro", "x"]
 MEASURES = ["500GB", "1TB", "1000 gb", "8 Вт", "8W", "40мм", "40 mm", '15.6"', "2m", "16GB", "3.0", "12", ""]
 CODES = ["PS-LX350H", "pslx350hb", "PS-LX300H", "WH1000XM4", "WH-1000XM3", "A1234", "lx350h", "GTX1070TI"]

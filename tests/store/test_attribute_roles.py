@@ -112,11 +112,31 @@ def test_every_key_of_the_former_english_and_russian_lists_keeps_its_role():
 
 
 @pytest.mark.parametrize(
-    "value", ["other/其他", "其他", "无品牌", "no brand", "N/A", "нет", "без бренда", "Generic", " "]
+    "value",
+    [
+        "other/其他",
+        "其他",
+        "无品牌",
+        "no brand",
+        "N/A",
+        "нет",
+        "без бренда",
+        "Generic",
+        " ",
+        "ノーブランド品",
+        "기타",
+    ]
+    + ["ไม่มียี่ห้อ", "Générique", "Sin marca", "keine Marke"],
 )
 def test_values_that_mean_no_brand(value):
     assert roles.is_no_brand(value)
     assert roles.brand_from_attributes({"品牌": value}) is None
+
+
+@pytest.mark.parametrize("value", ["Nike/耐克", "Otto", "Nonstop", "Genesis", "Autrement", "安踏"])
+def test_brands_are_not_taken_for_no_brand(value):
+    assert not roles.is_no_brand(value)
+    assert roles.brand_from_attributes({"品牌": value}) == value
 
 
 def test_bad_assignments_say_the_form():

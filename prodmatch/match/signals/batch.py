@@ -245,20 +245,16 @@ def _as_prices(prices: Sequence[object], positive: bool = True) -> np.ndarray:
 def _brand_equal(
     products: Sequence[Product], norm: Callable[[str], str], left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
-    names: dict[str, int] = {}
-    ids = np.array([names.setdefault(norm(p.get("brand") or ""), len(names)) for p in products], np.int64)
+    names: dict[tuple[str, ...], int] = {}
+    ids = np.array(
+        [names.setdefault(brand.brand_names(p.get("brand"), norm), len(names)) for p in products], np.int64
+    )
     distinct = list(names)
     combos, inverse = _distinct(ids[left], ids[right])
-    values = brand.brand_equal(
-        [distinct[x] for x in combos[:, 0].tolist()],
-        [distinct[y] for y in combos[:, 1].tolist()],
-        normalize=_same,
+    values = np.array(
+        [brand.names_agree(distinct[x], distinct[y]) for x, y in combos.tolist()], dtype=np.float32
     )
     return values[inverse] if len(left) else np.full(0, np.nan, np.float32)
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def _brand_in_other_title(
@@ -268,7 +264,7 @@ def _brand_in_other_title(
     left: np.ndarray,
     right: np.ndarray,
 ) -> np.ndarray:
-    brands = [norm(p.get("brand") or "") for p in products]
+    brands = [brand.brand_names(p.get("brand"), norm) for p in products]
     normalised_titles = [norm(t) for t in titles]
     has = np.array([bool(b) for b in brands])
     out = np.full(len(left), np.nan, dtype=np.float32)
@@ -276,7 +272,7 @@ def _brand_in_other_title(
     for own, other in ((left, right), (right, left)):
         asks = np.flatnonzero(has[own])
         hits = [
-            brands[i] in normalised_titles[j]
+            any(name in normalised_titles[j] for name in brands[i])
             for i, j in zip(own[asks].tolist(), other[asks].tolist(), strict=True)
         ]
         found[asks[np.array(hits, dtype=bool)]] = True
