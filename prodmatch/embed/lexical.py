@@ -165,39 +165,83 @@ _CYRILLIC = {
 }
 _TRANSLITERATE = str.maketrans(_CYRILLIC)
 
-# Units: (canonical, alternatives). Matched after casefolding and before transliteration, only right after a
-# number, so "в" (Russian "in") or "m" inside words never count; "2 в 1" (2-in-1) is excluded explicitly.
-_UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("mah", ("mah", "мач", "ма·ч", "мa·ч")),
-    ("kwh", ("kwh", "квт·ч", "квтч")),
-    ("kw", ("kw", "квт")),
-    ("w", ("watts", "watt", "w", "вт")),
-    ("mm", ("mm", "мм")),
-    ("cm", ("centimetres", "centimeters", "zentimeter", "centimetros", "centímetros", "cm", "см")),
-    ("ml", ("millilitres", "milliliters", "millilitre", "milliliter", "mililitros", "ml", "мл")),
-    ("l", ("litres", "liters", "litre", "liter", "litros", "litro", "litri", "ltr", "l", "л")),
-    ("tb", ("tb", "тб", "terabytes", "terabyte")),
-    ("gb", ("gb", "гб", "gigabytes", "gigabyte")),
-    ("mb", ("mb", "мб", "megabytes", "megabyte")),
-    ("ghz", ("ghz", "ггц")),
-    ("mhz", ("mhz", "мгц")),
-    ("hz", ("hz", "гц")),
+# Unit words after a number, one table for the lexical space and the title signals: (canonical unit, its
+# dimension, the factor to the dimension's base unit, the spellings shops write: English, Russian, German,
+# French, Spanish, Portuguese, Italian). The lexical space writes each spelling as its canonical unit token
+# ("500 millilitres" -> "500ml", "10 Stück" -> "10pcs"); `prodmatch.match.signals.text` compares the quantities
+# in the base unit ("0,75 л" = "750 мл"). Matched after casefolding and before transliteration, only right
+# after a number, so "в" (Russian "in") or "m" inside words never count; "2 в 1" (2-in-1) is excluded explicitly.
+UNIT_WORDS: tuple[tuple[str, str, float, tuple[str, ...]], ...] = (
+    ("kb", "bytes", 1e-6, ("kb", "кб", "kilobytes", "kilobyte")),
+    ("mb", "bytes", 1e-3, ("mb", "мб", "megabytes", "megabyte")),
+    ("gb", "bytes", 1.0, ("gb", "гб", "gigabytes", "gigabyte")),
+    ("tb", "bytes", 1e3, ("tb", "тб", "terabytes", "terabyte")),
+    ("hz", "frequency", 1e-6, ("hz", "гц")),
+    ("khz", "frequency", 1e-3, ("khz", "кгц")),
+    ("mhz", "frequency", 1.0, ("mhz", "мгц")),
+    ("ghz", "frequency", 1e3, ("ghz", "ггц")),
+    ("w", "power", 1.0, ("watts", "watt", "w", "вт")),
+    ("kw", "power", 1e3, ("kw", "квт")),
+    ("kwh", "energy", 1.0, ("kwh", "квт·ч", "квтч")),
+    ("v", "voltage", 1.0, ("volts", "volt", "v", "в")),
+    ("a", "current", 1.0, ("amps", "amp", "а")),
+    ("mah", "charge", 1.0, ("mah", "мач", "ма·ч", "мa·ч")),
+    ("mm", "length", 1.0, ("mm", "мм")),
     (
-        "kg",
-        ("kilogrammes", "kilogramme", "kilogramm", "kilogramos", "kilograms", "kilogram", "kgs", "kg", "кг"),
+        "cm",
+        "length",
+        10.0,
+        ("centimetres", "centimeters", "zentimeter", "centimetros", "centímetros", "cm", "см"),
     ),
-    ("mg", ("mg", "мг")),
-    ("g", ("grams", "gramm", "grammes", "gramme", "gramos", "gramas", "grammi", "gram", "gr", "g", "г")),
-    ("v", ("volts", "volt", "v", "в")),
-    ("a", ("amps", "amp", "а")),
+    ("m", "length", 1e3, ("metres", "meters", "metre", "meter", "metros", "mètres", "mètre", "m", "м")),
     (
         "in",
-        ("inches", "inch", "in", '"', "”", "″", "''", "дюймов", "дюйма", "дюйм", "zoll", "pouces", "pouce"),
+        "length",
+        25.4,
+        ("inches", "inch", "in", '"', "”", "″", "''", "дюймов", "дюйма", "дюйм", "zoll", "pouces", "pouce")
+        + ("pulgadas", "pulgada", "polegadas", "polegada", "pollici"),
     ),
-    ("in", ("pulgadas", "pulgada", "polegadas", "polegada", "pollici")),
-    ("m", ("metres", "meters", "metre", "meter", "metros", "mètres", "mètre", "m", "м")),
+    ("ft", "length", 304.8, ("feet", "ft")),
+    ("mg", "mass", 1e-3, ("mg", "мг")),
+    (
+        "g",
+        "mass",
+        1.0,
+        ("grams", "gramm", "grammes", "gramme", "gramos", "gramas", "grammi", "gram", "gr", "g")
+        + ("граммов", "грамм", "гр", "г"),
+    ),
+    (
+        "kg",
+        "mass",
+        1e3,
+        ("kilogrammes", "kilogramme", "kilogramm", "kilogramos", "kilograms", "kilogram", "kgs", "kg", "кг"),
+    ),
+    ("lb", "mass", 453.6, ("lbs", "lb")),
+    ("oz", "mass", 28.35, ("oz",)),
+    (
+        "ml",
+        "volume",
+        1.0,
+        ("millilitres", "milliliters", "millilitre", "milliliter", "mililitros", "ml", "мл"),
+    ),
+    (
+        "l",
+        "volume",
+        1e3,
+        ("litres", "liters", "litre", "liter", "litros", "litro", "litri", "ltr", "l")
+        + ("литров", "литра", "литр", "л"),
+    ),
+    ("mp", "pixels", 1.0, ("mp", "мп")),
+    ("rpm", "rpm", 1.0, ("rpm",)),
+    (
+        "pcs",
+        "count",
+        1.0,
+        ("pcs", "pieces", "pk", "pack", "шт", "stück", "stk", "pièces", "piezas", "unidades"),
+    ),
+    ("port", "ports", 1.0, ("ports", "port")),
 )
-_UNIT_CANONICAL = {alt: canonical for canonical, alts in _UNITS for alt in alts}
+_UNIT_CANONICAL = {alt: canonical for canonical, _, _, alts in UNIT_WORDS for alt in alts}
 _UNIT_ALTERNATIVES = sorted(_UNIT_CANONICAL, key=len, reverse=True)
 _UNIT_RE = re.compile(
     r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s?-?\s?(" + "|".join(re.escape(a) for a in _UNIT_ALTERNATIVES) + r")(?!\w)"

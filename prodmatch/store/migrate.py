@@ -128,6 +128,27 @@ def newest_migration_file() -> str:
     return max(names, default="").split("_", 1)[0]
 
 
+def head_revision() -> str | None:
+    """The newest revision in `migrations/`."""
+    return _script_directory().get_current_head()
+
+
+def apply_sql_file(bind, name: str) -> None:
+    """Run one file of `sql/` (functions, views, triggers) on a migration's connection."""
+    conn = bind.connection.driver_connection
+    if is_citus(conn):
+        apply_statements(conn, name)  # Citus refuses several DDL commands in one query string
+        return
+    apply_sql_text(conn, name)
+
+
+def apply_sql_text(conn: psycopg.Connection, name: str) -> None:
+    """Run one file of `sql/` on a psycopg connection."""
+    text = (resource_dir("sql") / name).read_text(encoding="utf-8")
+    # Straight to psycopg with no parameters, so `%` in format() strings is not taken for a placeholder.
+    conn.execute(text)
+
+
 def _known_revision(script, revision: str) -> bool:
     from alembic.util import CommandError
 
@@ -141,11 +162,6 @@ def _script_directory():
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config())
-
-
-def head_revision() -> str | None:
-    """The newest revision in `migrations/`."""
-    return _script_directory().get_current_head()
 
 
 def _run_alembic(settings: Settings, command_name: str, revision: str) -> None:
@@ -204,19 +220,3 @@ def _current_revision(conn: psycopg.Connection) -> str | None:
 
 def _table_exists(conn: psycopg.Connection, table: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{table}",)).fetchone()[0]
-
-
-def apply_sql_file(bind, name: str) -> None:
-    """Run one file of `sql/` (functions, views, triggers) on a migration's connection."""
-    conn = bind.connection.driver_connection
-    if is_citus(conn):
-        apply_statements(conn, name)  # Citus refuses several DDL commands in one query string
-        return
-    apply_sql_text(conn, name)
-
-
-def apply_sql_text(conn: psycopg.Connection, name: str) -> None:
-    """Run one file of `sql/` on a psycopg connection."""
-    text = (resource_dir("sql") / name).read_text(encoding="utf-8")
-    # Straight to psycopg with no parameters, so `%` in format() strings is not taken for a placeholder.
-    conn.execute(text)

@@ -76,6 +76,12 @@ def test_text_in_any_script_normalises_to_its_tokens(written, normalised):
         ("500มล.", "500ml"),
         ("55寸", '55"'),
         ("Écran 27 pouces", "ecran 27 inch"),
+        # one table of unit words for the lexical space and the title signals (`UNIT_WORDS`)
+        ("Schrauben 10 Stück", "Schrauben 10 pcs"),
+        ("Винты 10 шт", "Винты 10 pcs"),
+        ("Средство 1 литр", "Средство 1 л"),
+        ("USB hub 4-port", "USB hub 4 ports"),
+        ("Dumbbell 5 lbs", "Dumbbell 5 lb"),
     ],
 )
 def test_one_quantity_written_in_two_scripts_gives_the_same_terms(a, b):
@@ -156,6 +162,13 @@ def test_other_alphabets_are_not_dropped():
         ("Set 10 pcs", "Set 12 Stück", 0.0, 1.0),
         ("Vitamin C 500 mg", "Витамин C 0,5 грамм", 1.0, 0.0),
         ("Vitamin C 500 mg", "Vitamin C 1000 mg", 0.0, 1.0),
+        # unit words the lexical space read and the title signals did not, before one table (`UNIT_WORDS`)
+        ("Farinha 500 gram", "Мука 0,5 кг", 1.0, 0.0),
+        ("Cooler 2 ltr", "Cooler 2000 ml", 1.0, 0.0),
+        ("Monitor 27 polegadas", 'Monitor 27"', 1.0, 0.0),
+        ("Dumbbell 5 kgs", "Гантель 5000 г", 1.0, 0.0),
+        ("Charger 65 watts 2 amps", "Зарядка 65 Вт 2 а", 1.0, 0.0),
+        ("Charger 2 amps", "Charger 3 amps", 0.0, 1.0),
     ],
 )
 def test_numbers_in_different_units_compare_in_a_base_unit(a, b, agree, conflict):

@@ -228,29 +228,16 @@ def test_migration_0015_re_encodes_the_rows_whose_units_it_reads_anew(empty_sett
     titles = {"jp": "シャンプー 500ミリリットル", "de": "Monitor 27 Zoll", "cn": "男鞋42码"}
     titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}  # a few stale rows: re-encoded alone
     with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        catalog = conn.execute(
-            "INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id"
-        ).fetchone()[0]
-        for external_id, title in titles.items():
-            conn.execute(
-                "INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (%s, %s, %s)",
-                (catalog, external_id, title),
-            )
+        catalog = _shop_titled(conn, titles)
         conn.execute(  # a Korean colour key: read by the lexical space from 0015 on
             "INSERT INTO prodmatch.products (catalog_id, external_id, title, attributes)"
             ' VALUES (%s, \'kr\', \'운동화\', \'{"색상": "검정", "비고": "없음"}\'::jsonb)',
             (catalog,),
         )
         assert refresh_lexical(conn).encoded == len(titles) + 1
-    assert store.upgrade(empty_settings) == store.head_revision()
+    assert store.upgrade(empty_settings, "0015") == "0015"
     with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        stale = {
-            r[0]
-            for r in conn.execute(
-                "SELECT p.external_id FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id"
-                " WHERE l.content_hash <> p.content_hash"
-            )
-        }
+        stale = _stale_ids(conn)
         assert stale == {"jp", "de", "kr"}
         assert refresh_lexical(conn).encoded == 3
         terms = dict(
@@ -265,3 +252,56 @@ def test_migration_0015_re_encodes_the_rows_whose_units_it_reads_anew(empty_sett
         assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
     korean = {"title": "운동화", "attributes": {"색상": "검정", "비고": "없음"}}
     assert terms["kr"].count(":") == len(encoder.terms(korean)) > len(encoder.terms({"title": "운동화"}))
+
+
+def test_migration_0016_re_encodes_the_rows_with_unit_words_the_lexical_space_gained(empty_settings):
+    """From 0016 the lexical space reads the title signals' unit words too ("10 Stück" -> "10pcs"): rows with
+    a number before one of them are stale after the upgrade and re-encode to the same terms as "10 pcs"."""
+    assert store.upgrade(empty_settings, "0015") == "0015"
+    titles = {
+        "de": "Schrauben 10 Stück",
+        "ru": "Винты 10 шт",
+        "hub": "USB hub 4-port",
+        "lb": "Dumbbell 5 lbs",
+    }
+    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}  # read as before: kept
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        _shop_titled(conn, titles)
+        assert refresh_lexical(conn).encoded == len(titles)
+    assert store.upgrade(empty_settings, "0016") == "0016"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        stale = _stale_ids(conn)
+        assert stale == {"de", "ru", "hub", "lb"}
+        assert refresh_lexical(conn).encoded == 4
+        stored = dict(
+            conn.execute(
+                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
+                " JOIN prodmatch.products p ON p.id = l.product_id WHERE p.external_id IN ('de', 'ru')"
+            ).fetchall()
+        )
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    for external_id, same_as in (("de", "Schrauben 10 pcs"), ("ru", "Винты 10 pcs")):
+        assert stored[external_id].count(":") == len(encoder.terms({"title": same_as}))
+        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
+
+
+def _shop_titled(conn, titles: dict[str, str]) -> int:
+    """A catalogue 'shop' with one product per (external id, title); its id."""
+    catalog = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id").fetchone()[0]
+    for external_id, title in titles.items():
+        conn.execute(
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title) VALUES (%s, %s, %s)",
+            (catalog, external_id, title),
+        )
+    return catalog
+
+
+def _stale_ids(conn) -> set[str]:
+    """External ids of the products whose lexical row is stale (its content hash is not the product's)."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT p.external_id FROM prodmatch.lexical l JOIN prodmatch.products p ON p.id = l.product_id"
+            " WHERE l.content_hash <> p.content_hash"
+        )
+    }

@@ -41,19 +41,27 @@ def _pairs(conn, run_id: int) -> dict[tuple[str, str], tuple[float, bool, float 
 
 def test_a_yen_shop_and_a_dollar_marketplace_link_as_well_as_two_dollar_catalogues(yen_and_dollars, tmp_path):
     conn = yen_and_dollars
-    yen = _pairs(conn, link(conn, "yen-shop", "dollar-market").run_id)
-    # the same shop in dollars (the marketplace's prices are 5% higher): prices compared as before
+    # the same shop in dollars (the marketplace's prices are 5% higher), and with no price column at all
     ingest_file(conn, shoes_in_two_currencies(tmp_path / "dollars", shop_rate=1.0)[0], "dollar-shop")
-    dollars = _pairs(conn, link(conn, "dollar-shop", "dollar-market").run_id)
+    lines = (tmp_path / "shop.csv").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "unpriced.csv").write_text("".join(line.rsplit(",", 1)[0] + "\n" for line in lines), "utf-8")
+    ingest_file(conn, tmp_path / "unpriced.csv", "unpriced-shop")
+    yen, dollars, unpriced = (
+        _pairs(conn, link(conn, shop, "dollar-market").run_id)
+        for shop in ("yen-shop", "dollar-shop", "unpriced-shop")
+    )
 
     twins = {(f"s{i}", f"m{i}") for i in range(16)}
-    for pairs in (yen, dollars):
+    for pairs in (yen, dollars, unpriced):
         assert {pair for pair, (_, ok, _) in pairs.items() if ok} == twins  # every twin, no look-alike
     assert all(ratio is None for _, _, ratio in yen.values())  # no price evidence either way
     assert all(dollars[pair][2] == pytest.approx(math.log(1.05), abs=2e-4) for pair in twins)
-    # the currency gap costs the twins no more than the price agreement the dollar shop has is worth
-    # (before price scales every yen pair was a 150x price clash: twins at 0.74-0.80 where dollars give 0.95)
-    assert min(yen[pair][0] for pair in twins) >= min(dollars[pair][0] for pair in twins) - 0.01
+    # a currency gap weighs exactly as no price: before price scales every yen pair was a 150x price clash,
+    # which cost each twin 0.15-0.20 of probability (0.74-0.80 where the dollar shop's twins had 0.95)
+    assert {pair: p for pair, (p, _, _) in yen.items()} == {pair: p for pair, (p, _, _) in unpriced.items()}
+    assert min(yen[pair][0] for pair in twins) > max(
+        p for pair, (p, _, _) in yen.items() if pair not in twins
+    )
 
 
 def test_price_scales_are_medians_of_groups_large_enough():

@@ -107,7 +107,7 @@ def normalised(attributes: Mapping[str, object] | None, roles: Mapping[str, str]
 def _canonical(slot: str, value: str) -> tuple[str, ...]:
     if slot == COLOUR_SLOT:
         script = _script(value)
-        return tuple(f"{_COLOUR}{c}@{script}" for c in text_colours(value, bare_chinese=True))
+        return tuple(f"{_COLOUR}{c}@{script}" for c in text_colours(value, in_attribute=True))
     if slot in _LITERAL_SLOTS or not _DIGIT.search(value):
         return ()
     found = quantity(value)

@@ -265,17 +265,19 @@ def _brand_in_other_title(
     right: np.ndarray,
 ) -> np.ndarray:
     brands = [brand.brand_names(p.get("brand"), norm) for p in products]
+    first = [b[0] if b else "" for b in brands]  # most brands have one name: one substring test per pair
+    several = np.array([len(b) > 1 for b in brands], dtype=bool)
     normalised_titles = [norm(t) for t in titles]
     has = np.array([bool(b) for b in brands])
     out = np.full(len(left), np.nan, dtype=np.float32)
     found = np.zeros(len(left), dtype=bool)
     for own, other in ((left, right), (right, left)):
         asks = np.flatnonzero(has[own])
-        hits = [
-            any(name in normalised_titles[j] for name in brands[i])
-            for i, j in zip(own[asks].tolist(), other[asks].tolist(), strict=True)
-        ]
-        found[asks[np.array(hits, dtype=bool)]] = True
+        mine, theirs = own[asks].tolist(), other[asks].tolist()
+        hits = np.array([first[i] in normalised_titles[j] for i, j in zip(mine, theirs, strict=True)], bool)
+        for k in np.flatnonzero(~hits & several[own[asks]]).tolist():  # the other names of "Nike/耐克"
+            hits[k] = any(name in normalised_titles[theirs[k]] for name in brands[mine[k]][1:])
+        found[asks[hits]] = True
     known = has[left] | has[right]
     out[known] = found[known]
     return out

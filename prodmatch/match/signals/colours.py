@@ -168,22 +168,23 @@ def colours(product: Mapping[str, object]) -> frozenset[str]:
     for source in (product, attributes if isinstance(attributes, Mapping) else {}):
         for key, value in source.items():
             if isinstance(value, str) and normalize_key(str(key)) in COLOUR_KEYS:
-                found |= text_colours(value, bare_chinese=True)
+                found |= text_colours(value, in_attribute=True)
     return frozenset(found)
 
 
 @lru_cache(maxsize=1 << 16)
-def text_colours(text: str, bare_chinese: bool = False) -> frozenset[str]:
-    """The canonical colours named in `text` (a single Chinese colour character counts only in a colour
-    attribute's value: `bare_chinese`)."""
+def text_colours(text: str, in_attribute: bool = False) -> frozenset[str]:
+    """The canonical colours named in `text`. A colour that is a word only where a colour is expected, a single
+    Chinese or Japanese character (`黑`, `赤`) or a Thai one without its `สี` (`ดำ`), counts only in a colour
+    attribute's value (`in_attribute`)."""
     text = unicodedata.normalize("NFKC", text).casefold()
     found = {_LATIN[w] for w in _LATIN_RE.findall(text) if w in _LATIN}
     found |= {_RUSSIAN[m.group(1)] for m in _RUSSIAN_RE.finditer(text)}
     found |= {_RUSSIAN_ABBREVIATIONS[m.group(1)] for m in _RUSSIAN_ABBREVIATION_RE.finditer(text)}
     found |= {_TRANSLITERATED[m.group(1)] for m in _TRANSLITERATED_RE.finditer(text)}
-    for m in (_BARE_RE if bare_chinese else _UNSPACED_RE).finditer(text):
+    for m in (_BARE_RE if in_attribute else _UNSPACED_RE).finditer(text):
         word = m.group(0)
-        if len(word) > 1 or bare_chinese:
+        if len(word) > 1 or in_attribute:
             found.add(_BARE_MAP[word])
     return frozenset(found)
 

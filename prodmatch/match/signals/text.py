@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from prodmatch.embed.lexical import (
+    UNIT_WORDS,
     UNSPACED_CHARACTERS,
     UNSPACED_UNIT_PATTERN,
     UNSPACED_UNITS,
@@ -44,50 +45,20 @@ _INNER_PUNCT = re.compile(r"[-./_+]")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_ALPHA = re.compile(r"[^\W\d_]")
 
-# Unit -> (dimension, factor to the dimension's base unit). Cyrillic spellings are the ones Russian shops use;
-# the words are English, German, French, Spanish, Portuguese and Italian ones shops write out.
-_SPELLINGS: tuple[tuple[str, tuple[str, float]], ...] = (
-    ("kb кб", ("bytes", 1e-6)),
-    ("mb мб", ("bytes", 1e-3)),
-    ("gb гб g", ("bytes", 1.0)),
-    ("tb тб", ("bytes", 1e3)),
-    ("hz гц", ("frequency", 1e-6)),
-    ("khz кгц", ("frequency", 1e-3)),
-    ("mhz мгц", ("frequency", 1.0)),
-    ("ghz ггц", ("frequency", 1e3)),
-    ("w вт", ("power", 1.0)),
-    ("kw квт", ("power", 1e3)),
-    ("v в", ("voltage", 1.0)),
-    ("mah мач", ("charge", 1.0)),
-    ("mm мм", ("length", 1.0)),
-    ("cm см centimetres centimeters zentimeter centimetros centímetros", ("length", 10.0)),
-    ("m м metres meters metre meter metros mètres mètre", ("length", 1000.0)),
-    (
-        "in inch inches \" '' дюйм дюймов zoll pouces pouce pulgadas pulgada polegadas pollici",
-        ("length", 25.4),
-    ),
-    ("ft feet", ("length", 304.8)),
-    ("mg мг", ("mass", 0.001)),
-    ("g г гр грамм граммов grams gramm gramme grammes gramos gramas grammi", ("mass", 1.0)),
-    ("kg кг kilogramm kilogramme kilogrammes kilogramos kilograms kilogram", ("mass", 1000.0)),
-    ("lb lbs", ("mass", 453.6)),
-    ("oz", ("mass", 28.35)),
-    ("ml мл millilitres milliliters millilitre milliliter mililitros", ("volume", 1.0)),
-    ("l л литр литра литров litres liters litre liter litro litros litri", ("volume", 1000.0)),
-    ("mp мп", ("pixels", 1.0)),
-    ("rpm", ("rpm", 1.0)),
-    ("pk pack шт pcs pieces stück stk pièces piezas unidades", ("count", 1.0)),
-    ("port ports", ("ports", 1.0)),
-)
+# Unit spelling -> (dimension, factor to the dimension's base unit), from the lexical space's own table of unit
+# words (`prodmatch.embed.lexical.UNIT_WORDS`: English, Russian and the words European shops write out).
 _UNITS: dict[str, tuple[str, float]] = {
-    spelling: measure for spellings, measure in _SPELLINGS for spelling in spellings.split()
+    spelling: (dimension, factor) for _, dimension, factor, spellings in UNIT_WORDS for spelling in spellings
 }
 # "g" alone is ambiguous (gram vs the "8g" some shops write for 8 GB); for electronics GB is far more common.
 _UNITS["g"] = ("bytes", 1.0)
 # A unit written in a script without spaces (`prodmatch.embed.lexical.UNSPACED_UNITS`: "毫升", "センチ", "리터",
-# "มล.") -> the dimension and factor of its Latin unit; 克 is grams, 码 a shoe or clothing size.
-_UNSPACED_DIMENSIONS = {**_UNITS, "g": ("mass", 1.0), "size": ("size", 1.0)}
-_UNSPACED_UNITS = {unit: _UNSPACED_DIMENSIONS[latin] for unit, latin in UNSPACED_UNITS.items()}
+# "มล.") -> the dimension and factor of its canonical unit; 克 is grams, 码 a shoe or clothing size.
+_CANONICAL_DIMENSIONS = {canonical: (dimension, factor) for canonical, dimension, factor, _ in UNIT_WORDS}
+_UNSPACED_UNITS = {
+    unit: {**_CANONICAL_DIMENSIONS, "size": ("size", 1.0)}[canonical]
+    for unit, canonical in UNSPACED_UNITS.items()
+}
 _UNIT_ALTERNATION = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
 # A number starts after a non-word character or a character of an unspaced script ("男鞋42码"); a unit ends
 # before one. Chinese units need no end (the next character is glued on), except words that start like one:
