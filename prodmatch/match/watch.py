@@ -266,9 +266,8 @@ class _State:
     code_counts: Counter = field(default_factory=Counter)  # code -> target products carrying it
     source_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # reverse search
     target_vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # matcher runs with a model
-    price_scales: dict[tuple[int, str], float] | None = (
-        None  # matcher runs: read by each whole-run computation
-    )
+    # matcher runs: both catalogues' price scales, read by each whole-run computation and kept between
+    price_scales: dict[tuple[int, str], float] | None = None
     seen: dict[int, datetime] = field(default_factory=dict)
     checkpoint: datetime | None = None
 
