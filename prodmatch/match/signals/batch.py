@@ -216,12 +216,12 @@ def _distinct(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _price(products: Sequence[Product], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    prices = np.log(_as_prices([p.get("price") for p in products]))
+    prices = np.log(price.as_prices([p.get("price") for p in products]))
     codes_seen: dict[str, int] = {"": -1}  # no currency: taken as the other offer's, unless the scales differ
     currency = np.array(
         [_currency_id(codes_seen, price.currency_key(p.get("currency"))) for p in products], dtype=np.int64
     )
-    scales = _as_prices([p.get("price_scale") for p in products], positive=False)
+    scales = price.as_scales([p.get("price_scale") for p in products])
     ratio = np.abs(prices[left] - prices[right])
     cl, cr = currency[left], currency[right]
     ratio[(cl >= 0) & (cr >= 0) & (cl != cr)] = np.nan  # currencies that differ: no exchange rates here
@@ -233,13 +233,6 @@ def _currency_id(seen: dict[str, int], code: str) -> int:
     if code not in seen:
         seen[code] = len(seen)
     return seen[code]
-
-
-def _as_prices(prices: Sequence[object], positive: bool = True) -> np.ndarray:
-    values = np.array([np.nan if p is None else float(p) for p in prices], dtype=np.float64)
-    if positive:
-        values[~(values > 0)] = np.nan
-    return values
 
 
 def _brand_equal(

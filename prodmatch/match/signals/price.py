@@ -36,8 +36,8 @@ def price_log_ratio(
     """|log(left / right)| per pair (0 = same price); NaN where the prices cannot be compared.
 
     `left_scales` / `right_scales`: each offer's price scale (`price_scales`; None where unknown)."""
-    left = _as_prices(left_prices)
-    right = _as_prices(right_prices)
+    left = as_prices(left_prices)
+    right = as_prices(right_prices)
     ratio = np.abs(np.log(left) - np.log(right))
     named = [
         (currency_key(a), currency_key(b)) for a, b in zip(left_currencies, right_currencies, strict=True)
@@ -46,7 +46,7 @@ def price_log_ratio(
     ratio[differ] = np.nan
     if left_scales is not None and right_scales is not None:
         unnamed = np.array([not (a and b) for a, b in named], dtype=bool)
-        ratio[unnamed & scales_apart(_as_scales(left_scales), _as_scales(right_scales))] = np.nan
+        ratio[unnamed & scales_apart(as_scales(left_scales), as_scales(right_scales))] = np.nan
     return ratio.astype(np.float32)
 
 
@@ -85,11 +85,13 @@ def currency_key(currency: str | None) -> str:
     return (currency or "").strip().upper()
 
 
-def _as_prices(prices: Sequence[float | None]) -> np.ndarray:
+def as_prices(prices: Sequence[float | None]) -> np.ndarray:
+    """Prices as float64, NaN where a price is missing or not positive."""
     values = np.array([np.nan if p is None else float(p) for p in prices], dtype=np.float64)
     values[~(values > 0)] = np.nan  # 0, negative and NaN prices carry no information
     return values
 
 
-def _as_scales(scales: Sequence[float | None]) -> np.ndarray:
+def as_scales(scales: Sequence[float | None]) -> np.ndarray:
+    """Price scales as float64, NaN where unknown."""
     return np.array([np.nan if s is None else float(s) for s in scales], dtype=np.float64)
