@@ -177,10 +177,10 @@ SHOE_BRANDS = ["Asics", "Mizuno", "Onitsuka", "Brooks"]
 SHOE_COLOURS = ["black", "white", "navy", "red"]
 
 
-def shoes_in_two_currencies(folder: Path, shop_rate: float = 150.0) -> tuple[Path, Path]:
+def shoes_in_two_currencies(folder: Path, shop_rate: float = 150.0, sign: str = "") -> tuple[Path, Path]:
     """(shop CSV, marketplace CSV) with no currency column: the shop's 24 shoes (s0..s23) priced in dollars x
     `shop_rate` (150: yen), the marketplace's in dollars 5% dearer; the marketplace sells s0..s15 (m0..m15) and
-    eight look-alikes of s16..s23 in another colour (x0..x7)."""
+    eight look-alikes of s16..s23 in another colour (x0..x7). Both write `sign` before their prices."""
     rng = np.random.default_rng(3)
     shoes = [
         (
@@ -192,13 +192,15 @@ def shoes_in_two_currencies(folder: Path, shop_rate: float = 150.0) -> tuple[Pat
         )
         for i in range(24)
     ]
-    shop = [f"s{i},{b} {k} {c} size {s},{b},{p * shop_rate:.2f}" for i, (b, k, c, s, p) in enumerate(shoes)]
+    shop = [
+        f"s{i},{b} {k} {c} size {s},{b},{sign}{p * shop_rate:.2f}" for i, (b, k, c, s, p) in enumerate(shoes)
+    ]
     market = [
-        f"m{i},{b.upper()} {c.title()} {k.title()} - Size {s},{b},{p * 1.05:.2f}"
+        f"m{i},{b.upper()} {c.title()} {k.title()} - Size {s},{b},{sign}{p * 1.05:.2f}"
         for i, (b, k, c, s, p) in enumerate(shoes[:16])
     ]
     market += [
-        f"x{i},{b.upper()} {SHOE_COLOURS[(SHOE_COLOURS.index(c) + 1) % 4].title()} {k.title()} - Size {s},{b},{p:.2f}"
+        f"x{i},{b.upper()} {SHOE_COLOURS[(SHOE_COLOURS.index(c) + 1) % 4].title()} {k.title()} - Size {s},{b},{sign}{p:.2f}"
         for i, (b, k, c, s, p) in enumerate(shoes[16:])
     ]
     folder.mkdir(parents=True, exist_ok=True)

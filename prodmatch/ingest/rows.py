@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
 
+from prodmatch.currencies import iso_currency
 from prodmatch.embed.images import LocalReferences
 from prodmatch.errors import ImageError, IngestError
 from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
@@ -45,8 +46,9 @@ def parse_price(text: str, decimal_comma: bool | None = None) -> tuple[Decimal |
     text = text.strip()
     if not text:
         return None, None
-    currency = _currency_of(text)
-    digits = _PRICE_NOISE.sub("", text).rstrip(".,")  # "499 руб." -> "499"
+    currency = iso_currency(text)
+    digits = _PRICE_NOISE.sub("", text)
+    digits = _NO_CENTS.sub("", digits).rstrip(".,")  # "499 руб." -> "499"; "49,-" -> "49"
     if not _PRICE_SHAPE.fullmatch(digits):
         raise ValueError(f"not a price: {text!r}")
     amount = Decimal(_normalise_separators(digits, decimal_comma))
@@ -68,30 +70,7 @@ _WINDOWS_DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")
 _PRICE_NOISE = re.compile(r"[\s\u00a0\u2009\u202f'’`]|[^\d.,\-]")
 _PLAIN_NUMBER = re.compile(r"\d{1,15}(?:\.\d{1,6})?")
 _PRICE_SHAPE = re.compile(r"-?(\d[\d.,]*)")
-_CURRENCY_SIGNS = {
-    "$": "USD",
-    "€": "EUR",
-    "£": "GBP",
-    "₽": "RUB",
-    "руб": "RUB",
-    "р.": "RUB",
-    "¥": "JPY",
-    "₴": "UAH",
-    "₸": "KZT",
-    "zł": "PLN",
-}
-_ISO_CURRENCY = re.compile(r"\b([A-Z]{3})\b")
-
-
-def _currency_of(text: str) -> str | None:
-    iso = _ISO_CURRENCY.search(text)
-    if iso:
-        return iso.group(1)
-    lowered = text.lower()
-    for sign, code in _CURRENCY_SIGNS.items():
-        if sign in lowered:
-            return code
-    return None
+_NO_CENTS = re.compile(r"(?<=\d)[.,]?-+$")  # "49,-", "1299.-": a whole amount (German and Swiss shops)
 
 
 def _normalise_separators(digits: str, decimal_comma: bool | None) -> str:
@@ -118,7 +97,10 @@ def _normalise_separators(digits: str, decimal_comma: bool | None) -> str:
     return f"{whole}.{fraction}" if decimal else whole
 
 
-_THOUSANDS = {sep: re.compile(r"-?\d{1,3}(?:" + re.escape(sep) + r"\d{3})+") for sep in ",."}
+_THOUSANDS = {  # "1,234,567", "1.234.567", and India's lakhs and crores: "12,34,567"
+    ",": re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d{1,2}(?:,\d{2})+,\d{3})"),
+    ".": re.compile(r"-?\d{1,3}(?:\.\d{3})+"),
+}
 
 
 def _is_decimal_separator(digits: str, sep: str, decimal_comma: bool | None) -> bool:

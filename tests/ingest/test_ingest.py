@@ -163,7 +163,34 @@ def test_parse_price(text, decimal_comma, expected):
     assert parse_price(text, decimal_comma)[0] == Decimal(expected)
 
 
-@pytest.mark.parametrize("text", ["abc", "12..5", "-5", "1,2,3.4.5", "12 34 56 x7,8.9,1"])
+@pytest.mark.parametrize(
+    "text, amount, currency",
+    [
+        ("1 299,00 ₽", "1299.00", "RUB"),
+        ("1299 руб.", "1299", "RUB"),
+        ("RUB 1299", "1299", "RUB"),
+        ("1.299,00 €", "1299.00", "EUR"),
+        ("49,- €", "49", "EUR"),  # a whole amount, as German shops write it
+        ("1299.-", "1299", None),
+        ("R$ 1.299,90", "1299.90", "BRL"),  # the Brazilian real, not the dollar its sign ends with
+        ("C$ 12.50", "12.50", "CAD"),
+        ("US$12", "12", "USD"),
+        ("$1,299.99", "1299.99", None),  # dollars, or pesos: Mexico, Colombia, Chile write "$" too
+        ("¥1,299", "1299", None),  # yen or yuan
+        ("￥88", "88", None),
+        ("1 299 元", "1299", "CNY"),
+        ("RMB 10", "10", "CNY"),
+        ("3,980円", "3980", "JPY"),
+        ("₹1,29,999", "129999", "INR"),  # India groups by lakhs and crores
+        ("₩12,000", "12000", "KRW"),
+        ("1 299 грн.", "1299", "UAH"),
+    ],
+)
+def test_parse_price_reads_the_currency_a_price_names(text, amount, currency):
+    assert parse_price(text) == (Decimal(amount), currency)
+
+
+@pytest.mark.parametrize("text", ["abc", "12..5", "-5", "1,2,3.4.5", "12 34 56 x7,8.9,1", "12,34,56"])
 def test_parse_price_refuses_what_is_not_a_price(text):
     with pytest.raises(ValueError):
         parse_price(text)

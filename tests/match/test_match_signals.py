@@ -24,6 +24,22 @@ def test_price_ratio_respects_currencies():
     assert ratio[5] == pytest.approx(math.log(1.1), rel=1e-5)  # currency codes compared case-insensitively
 
 
+def test_stored_currencies_compare_by_their_iso_code():
+    # what an application may have written in products.currency: codes, signs and words for one currency
+    ratio = price.price_log_ratio(
+        [100.0, 100.0, 100.0, 100.0, 100.0, 100.0],
+        ["руб.", "€", " usd ", "null", "$", "RUB"],
+        [110.0, 110.0, 110.0, 110.0, 110.0, 110.0],
+        ["RUB", "eur", "US$", "RUB", "MXN", "₽"],
+    )
+    assert ratio[:4] == pytest.approx([math.log(1.1)] * 4, rel=1e-5)  # "null" names no currency
+    assert ratio[4] == pytest.approx(math.log(1.1), rel=1e-5)  # "$" names none: taken as the other's
+    assert ratio[5] == pytest.approx(math.log(1.1), rel=1e-5)
+    assert math.isnan(price.price_log_ratio([1.0], ["руб."], [1.0], ["EUR"])[0])
+    keys = [price.currency_key(c) for c in ("руб.", "лв.", "RMB", "LEI", "$", "¥", "null", "Kč", "XYZ ")]
+    assert keys == ["RUB", "BGN", "CNY", "RON", "", "", "", "CZK", "XYZ"]
+
+
 def test_numbers_with_units_agree_or_conflict():
     agree, conflict = text.numbers_agreement(
         ["Samsung 870 EVO 500GB SSD", "WD Red 1TB", "Лампа 8 Вт, 40мм", "USB cable", "16GB RAM 15.6in"],

@@ -64,6 +64,25 @@ def test_a_yen_shop_and_a_dollar_marketplace_link_as_well_as_two_dollar_catalogu
     )
 
 
+def test_a_peso_shop_and_a_dollar_marketplace_that_both_write_dollar_signs(conn, tmp_path):
+    # "$" is the dollar's sign and the Mexican, Colombian and Chilean peso's: read as dollars on both sides,
+    # a peso shop's twins were 17x dearer than the marketplace's on every pair. It names no currency now, and
+    # the two catalogues' typical prices tell the currencies apart, as for files with no sign at all.
+    pesos, market = shoes_in_two_currencies(tmp_path / "pesos", shop_rate=17.0, sign="$")
+    ingest_file(conn, pesos, "peso-shop")
+    ingest_file(conn, market, "dollar-market")
+    ingest_file(conn, shoes_in_two_currencies(tmp_path / "plain", shop_rate=17.0)[0], "unsigned-shop")
+    stored = conn.execute("SELECT DISTINCT price IS NOT NULL, currency FROM prodmatch.products").fetchall()
+    assert stored == [(True, None)]
+    signed, unsigned = (
+        _pairs(conn, link(conn, s, "dollar-market").run_id) for s in ("peso-shop", "unsigned-shop")
+    )
+    twins = {(f"s{i}", f"m{i}") for i in range(16)}
+    assert {pair for pair, (_, ok, _) in signed.items() if ok} == twins
+    assert all(ratio is None for _, _, ratio in signed.values())
+    assert signed == unsigned
+
+
 def test_price_scales_are_medians_of_groups_large_enough():
     rows = [(1, None, 46, 15), (1, "", 47, 10), (2, "usd ", 46, 12), (2, "USD", 60, 12), (3, "EUR", 10, 19)]
     scales = price.price_scales(rows)

@@ -2,7 +2,9 @@
 
 A pair whose prices cannot be compared gets NaN (missing), which the matcher treats as "no evidence" rather
 than as a mismatch: a price is absent, not positive, or both offers name currencies that differ (we do not
-convert: exchange rates drift and a stored matcher must not depend on them). An offer without a currency is
+convert: exchange rates drift and a stored matcher must not depend on them); currencies compare by their ISO
+code (`prodmatch.currencies`: "руб." = "RUB"; "$" and "¥" name none, as dollars and pesos, yen and yuan share
+them). An offer without a currency is
 assumed to be in the other offer's currency, because most exports leave the column empty, unless the typical
 prices of the two sides say otherwise: a yen shop and a dollar shop that both leave the column empty have
 prices about 150x apart on every pair, which would read as a price clash on every true match.
@@ -19,6 +21,8 @@ missed gap costs a price clash on every true pair; a false one only the price ev
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from prodmatch.currencies import currency_key
 
 CURRENCY_GAP = 3.0  # typical prices this many times apart, one side naming no currency: not compared
 MIN_PRICED = 20  # a price scale needs this many priced offers of its catalogue in its currency
@@ -78,11 +82,6 @@ def price_scales(histogram: Iterable[tuple[object, str | None, int, int]]) -> di
                 out[group] = (bin_ + 0.5) / SCALE_BINS
                 break
     return out
-
-
-def currency_key(currency: str | None) -> str:
-    """A currency as prices are compared by it: trimmed, upper case; "" for none."""
-    return (currency or "").strip().upper()
 
 
 def as_prices(prices: Sequence[float | None]) -> np.ndarray:
