@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from prodmatch.errors import ConfigError
+from prodmatch.markup import plain
 
 __all__ = [
     "BUILTIN",
@@ -149,7 +150,7 @@ _NO_BRAND = frozenset(normalize_key(word) for word in _NO_BRAND_WORDS)
 def normalize_value(value: str) -> str:
     """An attribute value as compared: NFKC, casefolded, without spaces or punctuation ("Space Grey" ==
     "space-grey"); what `attribute_agreement` compares and the lexical space's ``a`` terms hold."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", value).casefold())
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", plain(value)).casefold())
 
 
 def _builtin_table() -> tuple[dict[str, str], dict[str, str]]:

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from prodmatch.embed.lexical import normalize
+from prodmatch.markup import plain
 from prodmatch.roles import attribute_role
 
 __all__ = [
@@ -177,7 +178,7 @@ def _attributes(product: Mapping[str, object]) -> list[tuple[str, str]]:
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
+    return plain(value) if isinstance(value, str) else ""
 
 
 def _text_codes(text: str, numbers_are_codes: bool = False) -> list[str]:

@@ -51,6 +51,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from prodmatch.markup import plain
 from prodmatch.roles import comparison_slot, is_no_brand, normalize_value, product_roles, reads_lexically
 
 __all__ = [
@@ -372,7 +373,7 @@ def normalize(text: str) -> str:
     "2.0"). A run of a script written without spaces (Han, Kana, Hangul, Thai...) is one token, set apart from
     the words around it ("耐克AirMax270男鞋" -> "耐克 airmax270 男鞋"); `LexicalEncoder` cuts it into characters.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", plain(text))
     if text.isascii():
         text = _UNIT_RE.sub(_unit_replacement, text.casefold())
         return " ".join(_TOKEN_RE.findall(text))
@@ -727,7 +728,7 @@ def _field(value: object, limit: int = FIELD_CHARS) -> str:
         return ""
     if isinstance(value, list | tuple):
         value = " ".join(str(v) for v in value if isinstance(v, str | int | float))
-    return str(value)[:limit].strip()
+    return plain(str(value))[:limit].strip()
 
 
 def _attribute_key(key: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from prodmatch.errors import ConfigError
+from prodmatch.markup import plain
 
 DEFAULT_TEXT_TEMPLATE = "{brand} {title}"
 TEMPLATE_FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "catalog")
@@ -37,7 +38,8 @@ def check_template(template: str) -> None:
 
 
 def render_text(template: str, product: dict) -> str:
-    """The model's text for one product: the template filled in, missing fields empty, spaces collapsed."""
+    """The model's text for one product: the template filled in, missing fields empty, web markup read as
+    text (`prodmatch.markup.plain`), spaces collapsed."""
 
     def fill(match: re.Match) -> str:
         name, dotted, bracketed = match.groups()
@@ -47,4 +49,4 @@ def render_text(template: str, product: dict) -> str:
             value = product.get(name)
         return "" if value is None else str(value)
 
-    return " ".join(_PLACEHOLDER.sub(fill, template).split())
+    return " ".join(plain(_PLACEHOLDER.sub(fill, template)).split())

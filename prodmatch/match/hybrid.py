@@ -26,13 +26,15 @@ import psycopg
 import scipy.sparse as sp
 import torch
 
+from prodmatch.currencies import currency_key
 from prodmatch.embed.codes import code_kind
 from prodmatch.embed.lexical import normalize
 from prodmatch.hardware import usable_cores
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
+from prodmatch.match.signals.brand import TWO_SCRIPT_FIELD, aliases_of, brand_aliases, brand_names
 from prodmatch.match.signals.features import FeatureMatrix, indexed_pair_features, with_context
-from prodmatch.match.signals.price import SCALE_BINS, currency_key, price_scales
+from prodmatch.match.signals.price import SCALE_BINS, price_scales
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
 from prodmatch.roles import with_roles
 from prodmatch.store.catalogs import roles_by_catalog
@@ -84,8 +86,24 @@ class TargetSide:
 
     lexical: tuple[np.ndarray, sp.csr_matrix]
     vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None  # None: no model
-    # both catalogues' price scales (`read_price_scales`) where the caller keeps them too; None: read them now
-    price_scales: dict[tuple[int, str], float] | None = None
+    # what is read from the whole of both catalogues (`read_catalogue_stats`) where the caller keeps it too;
+    # None: read it now
+    stats: CatalogueStats | None = None
+
+
+@dataclass(frozen=True)
+class CatalogueStats:
+    """What pair signals read from the whole of the catalogues being matched, not from the pair alone."""
+
+    price_scales: dict[tuple[int, str], float]  # (catalogue, currency) -> price scale (`read_price_scales`)
+    brand_aliases: dict[
+        str, tuple[str, ...]
+    ]  # brand name -> its names in other scripts (`read_brand_aliases`)
+
+
+def read_catalogue_stats(conn: psycopg.Connection, catalog_ids: set[int]) -> CatalogueStats:
+    """The catalogues' price scales and brand aliases (two aggregate queries)."""
+    return CatalogueStats(read_price_scales(conn, catalog_ids), read_brand_aliases(conn, catalog_ids))
 
 
 def read_target_side(conn: psycopg.Connection, target_catalog_id: int, model: Model | None) -> TargetSide:
@@ -148,9 +166,7 @@ def gather(
     for space, (sids, svec, tids, tvec) in dense.items():
         signals[f"{space}_similarity"] = _dense_dots(sids, svec, tids, tvec, pairs)
     pairs.signals.update(signals)
-    products = _products(
-        conn, np.unique(np.concatenate([pairs.sources, pairs.targets])), target_side.price_scales
-    )
+    products = _products(conn, np.unique(np.concatenate([pairs.sources, pairs.targets])), target_side.stats)
     seconds["signals"] = time.perf_counter() - clock
     return Gathered(pairs, proposals, products, seconds)
 
@@ -476,10 +492,10 @@ def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _products(
-    conn: psycopg.Connection, ids: np.ndarray, scales: dict[tuple[int, str], float] | None = None
+    conn: psycopg.Connection, ids: np.ndarray, stats: CatalogueStats | None = None
 ) -> dict[int, dict]:
-    """The fields product signals read, with the product's codes and price scale, by product id (`scales`:
-    the price scales of the products' catalogues, default: read now)."""
+    """The fields product signals read, with the product's codes, price scale and brand aliases, by product id
+    (`stats`: those of the products' catalogues, default: read now)."""
     out: dict[int, dict] = {}
     rows = conn.execute(
         "SELECT p.id, p.title, p.brand, p.category, p.description, p.price::float8, p.currency, p.attributes,"
@@ -489,8 +505,9 @@ def _products(
         ([int(i) for i in ids],),
     ).fetchall()
     overrides = roles_by_catalog(conn)  # each catalogue's attribute roles, read by attribute_agreement
-    if scales is None:
-        scales = read_price_scales(conn, {row[-1] for row in rows})
+    if stats is None:
+        stats = read_catalogue_stats(conn, {row[-1] for row in rows})
+    scales, aliases = stats.price_scales, stats.brand_aliases
     for pid, title, brand, category, description, price, currency, attributes, codes, catalog in rows:
         out[pid] = with_roles(
             {
@@ -502,6 +519,7 @@ def _products(
                 "price": price,
                 "currency": currency,
                 "price_scale": scales.get((catalog, currency_key(currency))),
+                "brand_aliases": aliases_of(brand_names(brand, _normalize_brand), aliases) if aliases else (),
                 "attributes": attributes or {},
                 "codes": list(codes),
             },
@@ -523,6 +541,19 @@ def read_price_scales(conn: psycopg.Connection, catalog_ids: set[int]) -> dict[t
         (SCALE_BINS, sorted(catalog_ids)),
     ).fetchall()
     return price_scales(histogram)
+
+
+def read_brand_aliases(conn: psycopg.Connection, catalog_ids: set[int]) -> dict[str, tuple[str, ...]]:
+    """Brand names' aliases in other scripts (`brand.brand_aliases`) from the catalogues' brand fields that
+    write two scripts at once ("Nike/耐克"): one aggregate over the fields with a separator in them."""
+    if not catalog_ids:
+        return {}
+    fields = conn.execute(
+        "SELECT brand, count(*) FROM prodmatch.products"
+        " WHERE catalog_id = ANY(%s) AND brand ~ %s GROUP BY brand",
+        (sorted(catalog_ids), TWO_SCRIPT_FIELD),
+    ).fetchall()
+    return brand_aliases(fields, _normalize_brand)
 
 
 @lru_cache(maxsize=1 << 18)

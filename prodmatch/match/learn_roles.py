@@ -27,6 +27,7 @@ import psycopg
 from prodmatch import roles
 from prodmatch.embed.codes import normalize_gtin
 from prodmatch.embed.lexical_refresh import refresh_lexical
+from prodmatch.markup import plain
 from prodmatch.match.hybrid import lexical_candidates
 from prodmatch.store.catalogs import attribute_roles, catalog_id, set_attribute_roles
 
@@ -184,7 +185,7 @@ def _values(attributes: dict) -> dict[str, str]:
 
 
 def _value(text: str) -> str:
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", plain(text)).casefold())
 
 
 def _evidence(

@@ -47,6 +47,7 @@ from prodmatch.match.clusters import rebuild_clusters
 from prodmatch.match.hybrid import (
     DEFAULT_K,
     MAX_CODE_TARGETS,
+    CatalogueStats,
     Gathered,
     TargetSide,
     _heaviest_terms,
@@ -55,7 +56,7 @@ from prodmatch.match.hybrid import (
     features,
     gather,
     lexical_similarities,
-    read_price_scales,
+    read_catalogue_stats,
 )
 from prodmatch.match.hybrid import LEXICAL_QUERY_TERMS as _QUERY_TERMS
 from prodmatch.match.link import _product_signals, accept_cosine, accept_scored, open_matcher
@@ -266,8 +267,9 @@ class _State:
     code_counts: Counter = field(default_factory=Counter)  # code -> target products carrying it
     source_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # reverse search
     target_vectors: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # matcher runs with a model
-    # matcher runs: both catalogues' price scales, read by each whole-run computation and kept between
-    price_scales: dict[tuple[int, str], float] | None = None
+    # matcher runs: what pair signals read from the whole of both catalogues (price scales, brand aliases),
+    # read by each whole-run computation and kept between
+    stats: CatalogueStats | None = None
     seen: dict[int, datetime] = field(default_factory=dict)
     checkpoint: datetime | None = None
 
@@ -411,7 +413,7 @@ class _Watcher:
             state.usable_codes = {c for c, n in state.code_counts.items() if n <= MAX_CODE_TARGETS}
             if run.model is not None:
                 state.target_vectors = fetch_spaces(conn, run.model, run.target_id, "fused")
-            state.price_scales = read_price_scales(conn, {run.source_id, run.target_id})
+            state.stats = read_catalogue_stats(conn, {run.source_id, run.target_id})
         conn.commit()
         only = np.array(sorted(sources), dtype=np.int64)
         state.candidates = self._candidates(conn, state, only)
@@ -447,7 +449,7 @@ class _Watcher:
                 run.model,
                 k=run.gather_k,
                 source_ids=only,
-                target_side=TargetSide(state.target_lexical, state.target_vectors, state.price_scales),
+                target_side=TargetSide(state.target_lexical, state.target_vectors, state.stats),
             )
             pairs = gathered.pairs
             state.products.update(gathered.products)

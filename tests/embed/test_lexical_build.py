@@ -285,6 +285,41 @@ def test_migration_0016_re_encodes_the_rows_with_unit_words_the_lexical_space_ga
         assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
 
 
+def test_migration_0017_re_encodes_the_rows_with_web_markup(empty_settings):
+    """From 0017 product text is read without HTML entities and tags ("Black &amp; Decker" = "Black &
+    Decker"): rows with markup are stale after the upgrade and re-encode to the terms of their plain text."""
+    assert store.upgrade(empty_settings, "0016") == "0016"
+    titles = {
+        "amp": "Black &amp; Decker drill 18&nbsp;V",
+        "quote": "Monitor 27&#8221; IPS",
+        "tag": "<b>Kettle</b> 1.7 l",
+        "arrow": "USB <-> HDMI cable",  # no markup: "<->" is no tag
+        "and": "AT&T phone",  # nor is "&T"
+    }
+    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        _shop_titled(conn, titles)
+        assert refresh_lexical(conn).encoded == len(titles)
+    assert store.upgrade(empty_settings, "0017") == "0017"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _stale_ids(conn) == {"amp", "quote", "tag"}
+        assert refresh_lexical(conn).encoded == 3
+        stored = dict(
+            conn.execute(
+                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
+                " JOIN prodmatch.products p ON p.id = l.product_id"
+            ).fetchall()
+        )
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    for external_id, same_as in (
+        ("amp", "Black & Decker drill 18 V"),
+        ("quote", 'Monitor 27" IPS'),
+        ("tag", "Kettle 1.7 l"),
+    ):
+        assert stored[external_id].count(":") == len(encoder.terms({"title": same_as}))
+        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
+
+
 def _shop_titled(conn, titles: dict[str, str]) -> int:
     """A catalogue 'shop' with one product per (external id, title); its id."""
     catalog = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id").fetchone()[0]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from builders import shoes_in_two_currencies
+from builders import shoes_in_two_currencies, shoes_in_two_scripts
 
 from prodmatch import match
 from prodmatch.demo.catalogues import generate
@@ -395,6 +395,38 @@ def test_watched_run_keeps_catalogues_in_two_currencies_apart(settings, conn, tm
         ).fetchone()
         assert twin == (True, False)  # accepted, and no 150x price clash stored with it
         fresh = match.link(conn, "yen-shop", "dollar-market")
+        assert watched == _stored(conn, fresh.run_id)
+    finally:
+        watching.close()
+
+
+def test_watched_run_keeps_the_brand_aliases_of_its_catalogues(settings, conn, tmp_path):
+    """A shop writing brands in Chinese linked to a marketplace that writes some in both scripts ("Nike/耐克"):
+    an offer the application inserts later, in Latin letters only, is scored with the aliases the watcher
+    read, as a fresh link scores it."""
+    for path, name in zip(shoes_in_two_scripts(tmp_path), ("chinese-shop", "market"), strict=True):
+        ingest_file(conn, path, name)
+    run = match.link(conn, "chinese-shop", "market")
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+        conn.execute(  # s20's twin (耐克 canvas sneaker red 44码), written by an application
+            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand)"
+            " SELECT catalog_id, 'm20', 'NIKE Canvas Sneaker Red - Size 44', 'Nike'"
+            " FROM prodmatch.products WHERE external_id = 'm0'"
+        )
+        done = watching.caught_up(conn)
+        assert not any(p.full for p in watching.window), watching.window
+        watched = _stored(conn, done.run_id)
+        brand_equal = conn.execute(
+            "SELECT (m.signals ->> 'brand_equal')::float8 FROM prodmatch.matches m"
+            " JOIN prodmatch.products s ON s.id = m.source_product_id"
+            " JOIN prodmatch.products t ON t.id = m.target_product_id"
+            " WHERE m.run_id = %s AND s.external_id = 's20' AND t.external_id = 'm20'",
+            (done.run_id,),
+        ).fetchone()
+        assert brand_equal == (1.0,)  # 耐克 = Nike, through the marketplace's "Nike/耐克"
+        fresh = match.link(conn, "chinese-shop", "market")
         assert watched == _stored(conn, fresh.run_id)
     finally:
         watching.close()

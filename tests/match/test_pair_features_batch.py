@@ -12,7 +12,11 @@ from prodmatch.match.signals.ranks import rank_signals
 
 BRANDS = ["Sony", "SONY", "Самсунг", "Samsung", "Hewlett-Packard", "hp", "", None, "Elite Screens", "elite"]
 BRANDS += ["Nike/耐克", "耐克", "other/其他", "Generic", "SHARP (シャープ)"]  # two scripts, placeholders
+BRANDS += ["ナイキ", "回力", "阿迪达斯", "361°"]  # names another script's name meets only through an alias
+# brand aliases in other scripts as the reader attaches them (`brand.brand_aliases`), for some offers
+ALIASES = [None, (), ("nike",), ("adidas", "阿迪达斯"), ("ソニー",)]
 WORDS = ["turntable", "black", "ssd", "laptop", "Лампа", "cable", "wifi", "mini", "pro", "x"]
+WORDS += ["&amp;", "<b>Sony</b>", "18&nbsp;V", "27&#8221;"]  # web markup, read as the text it stands for
 MEASURES = ["500GB", "1TB", "1000 gb", "8 Вт", "8W", "40мм", "40 mm", '15.6"', "2m", "16GB", "3.0", "12", ""]
 CODES = ["PS-LX350H", "pslx350hb", "PS-LX300H", "WH1000XM4", "WH-1000XM3", "A1234", "lx350h", "GTX1070TI"]
 # Chinese titles without spaces, Chinese units, Russian dealer titles glued at a change of script or case
@@ -61,12 +65,19 @@ def product(rng: random.Random, i: int, words_from=WORDS, measures_from=MEASURES
         "brand": rng.choice(BRANDS),
         "category": rng.choice(["Audio > Turntables", "audio", None, "Laptops", "流行男鞋 / 帆布鞋", "女鞋"]),
         "description": rng.choice(
-            [None, "", "Model PS-LX350H, belt drive", "EAN 4718755065736 " + "x" * 400]
+            [
+                None,
+                "",
+                "Model PS-LX350H, belt drive",
+                "EAN 4718755065736 " + "x" * 400,
+                "<p>" * 80 + "PS-LX350H",
+            ]
         ),
         "price": rng.choice([None, 0.0, 9.99, 10.0, 10.5, 250.0, 1999.0]),
         "currency": rng.choice([None, "", "EUR", "eur ", "USD", "RUB"]),
         # the median log price of the product's catalogue in its currency (a currency gap: 4.6 vs 9.6)
         "price_scale": rng.choice([None, 4.6, 4.9, 9.6]),
+        "brand_aliases": rng.choice(ALIASES),
         "attributes": rng.choice(
             [{}, {"Colour": "Space Grey"}, {"colour": "space-grey", "size": "M"}, {"Size": "L"}]
         ),

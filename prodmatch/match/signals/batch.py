@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from prodmatch.markup import plain
 from prodmatch.match.signals import attributes, brand, codes, colours, price, text
 from prodmatch.roles import product_roles
 
@@ -239,15 +240,17 @@ def _brand_equal(
     products: Sequence[Product], norm: Callable[[str], str], left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     names: dict[tuple[str, ...], int] = {}
-    ids = np.array(
-        [names.setdefault(brand.brand_names(p.get("brand"), norm), len(names)) for p in products], np.int64
-    )
+    ids = np.array([names.setdefault(_offer_names(p, norm), len(names)) for p in products], np.int64)
     distinct = list(names)
     combos, inverse = _distinct(ids[left], ids[right])
     values = np.array(
         [brand.names_agree(distinct[x], distinct[y]) for x, y in combos.tolist()], dtype=np.float32
     )
     return values[inverse] if len(left) else np.full(0, np.nan, np.float32)
+
+
+def _offer_names(product: Product, norm: Callable[[str], str]) -> tuple[str, ...]:
+    return brand.offer_names(product.get("brand"), product.get("brand_aliases"), norm)
 
 
 def _brand_in_other_title(
@@ -257,7 +260,7 @@ def _brand_in_other_title(
     left: np.ndarray,
     right: np.ndarray,
 ) -> np.ndarray:
-    brands = [brand.brand_names(p.get("brand"), norm) for p in products]
+    brands = [_offer_names(p, norm) for p in products]
     first = [b[0] if b else "" for b in brands]  # most brands have one name: one substring test per pair
     several = np.array([len(b) > 1 for b in brands], dtype=bool)
     normalised_titles = [norm(t) for t in titles]
@@ -297,7 +300,8 @@ def _code_in_other_text(
     products: Sequence[Product], product_codes: Sequence[Sequence[str]], left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
     squashed = [
-        codes._squash(f"{p.get('title') or ''} {str(p.get('description') or '')[:300]}") for p in products
+        codes._squash(f"{p.get('title') or ''} {plain(str(p.get('description') or ''))[:300]}")
+        for p in products
     ]
     forms = [codes.written_forms(c) for c in product_codes]
     has_code = np.array([bool(c) for c in product_codes])

@@ -11,15 +11,24 @@ shop's "耐克" as with "Nike", and either name in the other offer's title count
 name ("AC/DC", "Dolce&Gabbana"). A placeholder that says there is no brand ("other/其他", "No brand",
 "Generic", "Без бренда", "ノーブランド": `prodmatch.roles.is_no_brand`, which ingest also reads) is no brand at
 all: two no-name products do not agree on a brand.
+
+Names in scripts that share no letters ("ナイキ" and "Nike", "耐克" and "Adidas") cannot be compared by their
+spelling: such a pair gets NaN, no evidence, rather than a brand clash that a Japanese shop would meet on
+every true pair against an English one. What tells two scripts' names apart or together is a name's *aliases*
+(`brand_aliases`): its names in other scripts, learned from the brand fields of the catalogues being matched
+that write two scripts at once. Where a marketplace writes "Nike/耐克" in its offers, a shop's "耐克" agrees
+with another's "Nike", and disagrees with "Adidas". An offer carries its brand's aliases as "brand_aliases"
+(`offer_names`), as the reader of the catalogues attaches them.
 """
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
 
+from prodmatch.markup import plain
 from prodmatch.roles import is_no_brand
 
 Normalizer = Callable[[str], str]
@@ -27,12 +36,17 @@ Normalizer = Callable[[str], str]
 _NOT_WORD = re.compile(r"[\W_]+")
 _PARTS = re.compile(r"[/|()\[\]]+")  # after NFKC: the full-width ／ （ ） are these
 _MIN_PART = 2  # a part of a brand in two scripts shorter than this (a bracketed 鞋, "shoe") is not a name
+# A name's alias in another script counts where fields write the two together at least this share as often as
+# the name's most frequent alias in that script: one offer's "Nike/阿迪达斯" does not make Nike and Adidas one
+ALIAS_SHARE = 0.2
+# What a brand field that writes two scripts at once looks like, for a reader that selects such fields (SQL)
+TWO_SCRIPT_FIELD = r"[/|()\[\]／｜（）［］]"
 
 
 @lru_cache(maxsize=200_000)  # one brand recurs in many candidate pairs
 def normalize_brand(text: str) -> str:
     """A brand as one comparable token: NFKC, case-folded, without spaces or punctuation."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", plain(text)).casefold())
 
 
 @lru_cache(maxsize=200_000)
@@ -40,7 +54,7 @@ def brand_names(text: str | None, normalize: Normalizer | None = None) -> tuple[
     """The names a brand field gives, each as `normalize` (default `normalize_brand`) makes it comparable:
     () for no brand or a placeholder, each part of a brand written in two scripts, else the whole field."""
     norm = normalize or normalize_brand
-    text = unicodedata.normalize("NFKC", text or "")
+    text = unicodedata.normalize("NFKC", plain(text or ""))
     if is_no_brand(text):
         return ()
     parts = [p for p in (part.strip() for part in _PARTS.split(text)) if normalize_brand(p)]
@@ -54,11 +68,51 @@ def brand_names(text: str | None, normalize: Normalizer | None = None) -> tuple[
 
 
 def names_agree(left: tuple[str, ...], right: tuple[str, ...]) -> float:
-    """1 where two brands' names meet (equal, or one the other's prefix: "hp" / "hpinc"), 0 where they do not,
-    NaN where either has none."""
+    """1 where two brands' names meet (equal, or one the other's prefix: "hp" / "hpinc"), 0 where they do not
+    and two of them share a script, NaN where either has none or no two share a script."""
     if not left or not right:
         return float("nan")
-    return float(any(_agree(a, b) for a in left for b in right))
+    if any(_agree(a, b) for a in left for b in right):
+        return 1.0
+    return 0.0 if any(_comparable(a, b) for a in left for b in right) else float("nan")
+
+
+def offer_names(
+    brand: str | None, aliases: Sequence[str] | None = None, normalize: Normalizer | None = None
+) -> tuple[str, ...]:
+    """An offer's brand names (`brand_names`) and their aliases in other scripts (`brand_aliases`)."""
+    names = brand_names(brand, normalize)
+    return tuple(dict.fromkeys((*names, *aliases))) if names and aliases else names
+
+
+def brand_aliases(
+    fields: Iterable[tuple[str | None, int]], normalize: Normalizer | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Each brand name's names in other scripts, from (brand field, offers writing it) of the catalogues being
+    matched: a field that writes two scripts at once ("Nike/耐克") makes its names aliases of one another.
+    Within each other script a name keeps the aliases written beside it at least ALIAS_SHARE as often as
+    its most frequent one there."""
+    together: dict[str, dict[str, int]] = {}
+    for field, offers in fields:
+        names = brand_names(field, normalize)
+        for a in names:
+            for b in names:
+                if not _comparable(a, b):
+                    partners = together.setdefault(a, {})
+                    partners[b] = partners.get(b, 0) + int(offers)
+    out = {}
+    for name, partners in together.items():
+        top: dict[frozenset[str], int] = {}
+        for partner, n in partners.items():
+            top[_scripts(partner)] = max(top.get(_scripts(partner), 0), n)
+        out[name] = tuple(sorted(p for p, n in partners.items() if n >= ALIAS_SHARE * top[_scripts(p)]))
+    return out
+
+
+def aliases_of(names: tuple[str, ...], aliases: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The aliases (`brand_aliases`) of an offer's names that are not among them."""
+    found = [a for name in names for a in aliases.get(name, ())]
+    return tuple(a for a in dict.fromkeys(found) if a not in names)
 
 
 def _agree(a: str, b: str) -> bool:
@@ -66,9 +120,22 @@ def _agree(a: str, b: str) -> bool:
     return a == b or (min(len(a), len(b)) >= 2 and (a.startswith(b) or b.startswith(a)))
 
 
+@lru_cache(maxsize=200_000)
 def _scripts(text: str) -> frozenset[str]:
     """The scripts of a text's letters (the first word of their Unicode names: LATIN, CJK, KATAKANA, ...)."""
-    return frozenset(unicodedata.name(ch, "?").split(" ", 1)[0] for ch in text if ch.isalpha())
+    return frozenset(
+        _SCRIPT_OF.get(w, w)
+        for w in (unicodedata.name(ch, "?").split(" ", 1)[0] for ch in text if ch.isalpha())
+    )
+
+
+_SCRIPT_OF = {"KATAKANA-HIRAGANA": "KATAKANA"}  # ー in "ソニー" is Japanese kana
+
+
+def _comparable(a: str, b: str) -> bool:
+    """Whether two names can be compared by spelling: they share a script, or one has no letters ("361")."""
+    left, right = _scripts(a), _scripts(b)
+    return not left or not right or bool(left & right)
 
 
 def brand_equal(
@@ -76,13 +143,25 @@ def brand_equal(
     right_brands: Sequence[str | None],
     *,
     normalize: Normalizer | None = None,
+    left_aliases: Sequence[Sequence[str] | None] | None = None,
+    right_aliases: Sequence[Sequence[str] | None] | None = None,
 ) -> np.ndarray:
     """1 where both brands are given and a name of one is a name of the other, 0 where they differ, NaN where
-    one is missing (or a placeholder)."""
+    one is missing (or a placeholder) or their names share no script. `left_aliases` / `right_aliases`: each
+    offer's brand aliases (`offer_names`)."""
+    left = _with_aliases(left_brands, left_aliases, normalize)
+    right = _with_aliases(right_brands, right_aliases, normalize)
     out = np.full(len(left_brands), np.nan, dtype=np.float32)
-    for i, (a, b) in enumerate(zip(left_brands, right_brands, strict=True)):
-        out[i] = names_agree(brand_names(a, normalize), brand_names(b, normalize))
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
+        out[i] = names_agree(a, b)
     return out
+
+
+def _with_aliases(
+    brands: Sequence[str | None], aliases: Sequence[Sequence[str] | None] | None, normalize: Normalizer | None
+) -> list[tuple[str, ...]]:
+    extra = aliases if aliases is not None else [None] * len(brands)
+    return [offer_names(b, a, normalize) for b, a in zip(brands, extra, strict=True)]
 
 
 def brand_in_other_title(
@@ -92,19 +171,21 @@ def brand_in_other_title(
     right_titles: Sequence[str | None],
     *,
     normalize: Normalizer | None = None,
+    left_aliases: Sequence[Sequence[str] | None] | None = None,
+    right_aliases: Sequence[Sequence[str] | None] | None = None,
 ) -> np.ndarray:
-    """Whether a name of one offer's brand appears in the other offer's title (1/0); NaN where no brand is known.
+    """Whether a name of one offer's brand, or an alias of it, appears in the other offer's title (1/0); NaN
+    where no brand is known.
 
     Catches the common case of a shop that leaves the brand column empty but writes the brand in its title.
     """
     norm = normalize or normalize_brand
     out = np.full(len(left_brands), np.nan, dtype=np.float32)
-    for i, (lb, lt, rb, rt) in enumerate(
-        zip(left_brands, left_titles, right_brands, right_titles, strict=True)
-    ):
+    left = _with_aliases(left_brands, left_aliases, normalize)
+    right = _with_aliases(right_brands, right_aliases, normalize)
+    for i, (ln, lt, rn, rt) in enumerate(zip(left, left_titles, right, right_titles, strict=True)):
         found = []
-        for brand, other_title in ((lb, rt), (rb, lt)):
-            names = brand_names(brand, normalize)
+        for names, other_title in ((ln, rt), (rn, lt)):
             if names:
                 title = norm(other_title or "")
                 found.append(any(name in title for name in names))

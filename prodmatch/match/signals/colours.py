@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from prodmatch.markup import plain
 from prodmatch.roles import BUILTIN, normalize_key
 
 __all__ = ["COLOUR_KEYS", "colour_agreement", "colours", "compare_colours"]
@@ -177,7 +178,7 @@ def text_colours(text: str, in_attribute: bool = False) -> frozenset[str]:
     """The canonical colours named in `text`. A colour that is a word only where a colour is expected, a single
     Chinese or Japanese character (`黑`, `赤`) or a Thai one without its `สี` (`ดำ`), counts only in a colour
     attribute's value (`in_attribute`)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = unicodedata.normalize("NFKC", plain(text)).casefold()
     found = {_LATIN[w] for w in _LATIN_RE.findall(text) if w in _LATIN}
     found |= {_RUSSIAN[m.group(1)] for m in _RUSSIAN_RE.finditer(text)}
     found |= {_RUSSIAN_ABBREVIATIONS[m.group(1)] for m in _RUSSIAN_ABBREVIATION_RE.finditer(text)}

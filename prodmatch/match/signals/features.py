@@ -2,7 +2,7 @@
 
 This is where the per-signal modules (price, brand, text, codes, ranks) meet. Inputs are the two products of
 each pair as mappings (keys title, brand, category, description, price, currency, attributes, codes, and
-price_scale where the reader knows it: `price.price_scales`) plus the columns computed elsewhere:
+price_scale and brand_aliases where the reader knows them: `price.price_scales`, `brand.brand_aliases`) plus the columns computed elsewhere:
 `similarities` (cosine of each vector space, lexical similarity; NaN where a pair has no value) and `ranks`
 (RankColumns per candidate source). Column names are stable public names, because a stored matcher refers to
 its features by name: `sim:<space>`, `rank:<source>`, `margin:<source>`, `reverse_rank:<source>`,
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prodmatch.markup import plain
 from prodmatch.match.signals import attributes, batch, brand, codes, colours, price, text
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
 from prodmatch.roles import ROLES_FIELD
@@ -172,6 +173,7 @@ def per_pair_product_signals(
 
     lt, rt = get(left, "title"), get(right, "title")
     lb, rb = get(left, "brand"), get(right, "brand")
+    la, ra = get(left, "brand_aliases"), get(right, "brand_aliases")
     numbers_agree, numbers_conflict = text.numbers_agreement(lt, rt)
     codes_agree, codes_conflict = codes.code_signals(
         get(left, "codes"), get(right, "codes"), compare=compare_codes
@@ -186,8 +188,12 @@ def per_pair_product_signals(
             get(left, "price_scale"),
             get(right, "price_scale"),
         ),
-        "brand_equal": brand.brand_equal(lb, rb, normalize=normalize_brand),
-        "brand_in_other_title": brand.brand_in_other_title(lb, lt, rb, rt, normalize=normalize_brand),
+        "brand_equal": brand.brand_equal(
+            lb, rb, normalize=normalize_brand, left_aliases=la, right_aliases=ra
+        ),
+        "brand_in_other_title": brand.brand_in_other_title(
+            lb, lt, rb, rt, normalize=normalize_brand, left_aliases=la, right_aliases=ra
+        ),
         "title_jaccard": text.token_jaccard(lt, rt),
         "title_containment": text.token_containment(lt, rt),
         "model_token_jaccard": text.model_token_jaccard(lt, rt),
@@ -217,7 +223,7 @@ def per_pair_product_signals(
 
 def _titles_and_descriptions(products: Sequence[Product]) -> list[str]:
     # the start of a description is where shops put the model number; the rest is prose
-    return [f"{p.get('title') or ''} {str(p.get('description') or '')[:300]}" for p in products]
+    return [f"{p.get('title') or ''} {plain(str(p.get('description') or ''))[:300]}" for p in products]
 
 
 def _checked(values: np.ndarray, n: int, what: str) -> np.ndarray:

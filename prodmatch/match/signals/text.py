@@ -36,6 +36,7 @@ from prodmatch.embed.lexical import (
     split_glued,
     unspaced_terms,
 )
+from prodmatch.markup import plain
 
 _UNSPACED = UNSPACED_CHARACTERS
 _TERM = re.compile(f"[{_UNSPACED}]+|[^\\W{_UNSPACED}]+")
@@ -78,7 +79,7 @@ Column = np.ndarray
 @lru_cache(maxsize=200_000)  # each title signal starts from it
 def normalize_title(text: str | None) -> str:
     """NFKC, glued words split (`split_glued`) and case folding: the form every title signal starts from."""
-    return split_glued(unicodedata.normalize("NFKC", text or "")).casefold()
+    return split_glued(unicodedata.normalize("NFKC", plain(text or ""))).casefold()
 
 
 def token_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
