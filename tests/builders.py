@@ -210,21 +210,28 @@ def shoes_in_two_currencies(folder: Path, shop_rate: float = 150.0, sign: str = 
     return paths
 
 
-# (Latin name, Chinese name) of the brands a Chinese shop writes in Chinese only
-SHOE_BRANDS_TWO_SCRIPTS = [("Nike", "耐克"), ("Adidas", "阿迪达斯"), ("Anta", "安踏"), ("Warrior", "回力")]
+# (Latin name, Chinese name) of the brands a Chinese shop writes in Chinese only: two whose names prodmatch
+# ships (brand_names.json), two it does not know
+SHOE_BRANDS_TWO_SCRIPTS = [
+    ("Nike", "耐克"),
+    ("Adidas", "阿迪达斯"),
+    ("Doublestar", "双星"),
+    ("Warrior", "回力"),
+]
 
 
 def shoes_in_two_scripts(folder: Path, teach: bool = True) -> tuple[Path, Path]:
     """(shop CSV, marketplace CSV): the shop writes brands in Chinese only, the marketplace in Latin letters.
     The shop sells 24 shoes (s0..s23: brand, kind, colour, size); the marketplace s0..s19 (m0..m19) and, for
     s12..s19, the same shoe of the next brand (x0..x7). With `teach`, some marketplace offers write their brand
-    in both scripts ("Nike/耐克", as marketplaces do), Anta's never, and offers n0..n5 only teach the names."""
+    in both scripts ("Nike/耐克", as marketplaces do), Doublestar's never, and offers n0..n5 only teach the
+    names."""
     shop, market = [], []
     for i in range(24):
         latin, chinese = SHOE_BRANDS_TWO_SCRIPTS[i % 4]
         kind, colour, size = SHOE_KINDS[i % 6], SHOE_COLOURS[(i // 6) % 4], 38 + i % 7
         shop.append(f"s{i},{chinese} {kind} {colour} {size}码,{chinese}")
-        written = f"{latin}/{chinese}" if teach and i % 3 == 0 and latin != "Anta" else latin
+        written = f"{latin}/{chinese}" if teach and i % 3 == 0 and latin != "Doublestar" else latin
         if i < 20:
             market.append(f"m{i},{latin.upper()} {kind.title()} {colour.title()} - Size {size},{written}")
         if 12 <= i < 20:

@@ -344,6 +344,36 @@ UNSPACED_UNITS = {
     "วัตต์": "w",
     "โวลต์": "v",
 }
+# A size written before its number, as shops write it in most languages ("Size 42", "Größe 42", "Taille 42",
+# "Размер 42", "尺码42", "サイズ 42"): the same size as the Chinese "42码", and rewritten so (`sizes_as_units`), so
+# both readers of units (this encoder and `prodmatch.match.signals.text`) read it as one. Only a number of
+# MIN_PREFIXED_SIZE or more: European and Chinese shoe and clothing sizes (34-60), which "42码" is; US and UK
+# shoe sizes (4-15) and Japanese ones in centimetres (22-30) are other systems, and stay plain numbers.
+SIZE_WORDS = (
+    "size sz größe groesse gr. taille pointure talla tamanho taglia misura maat rozmiar размер разм. розмір"
+    " 尺码 尺碼 码数 碼數 鞋码 サイズ 사이즈 ไซส์"
+).split()
+MIN_PREFIXED_SIZE = 30
+_SIZE_FIRST_RE = re.compile(
+    r"(?<![^\W\d_])(?:" + "|".join(re.escape(w) for w in sorted(SIZE_WORDS, key=len, reverse=True)) + r")"
+    r"\s*[:：]?\s*(\d{2}(?:[.,]5)?)(?![.,]?\d)(?![^\W_])",
+    re.IGNORECASE,
+)
+
+
+def sizes_as_units(text: str) -> str:
+    """`text` with each size written before its number ("Size 42", "Размер: 44") written as a Chinese title
+    writes it ("42码"), which both readers of units read as a size; sizes under MIN_PREFIXED_SIZE stay."""
+    if not _SIZE_FIRST_RE.search(text):
+        return text
+    return _SIZE_FIRST_RE.sub(
+        lambda m: (
+            f" {m.group(1)}码 " if float(m.group(1).replace(",", ".")) >= MIN_PREFIXED_SIZE else m.group(0)
+        ),
+        text,
+    )
+
+
 _UNSPACED_UNIT_EXCLUDED = {"升": "级", "克": "拉", "米": "白色黄灰咖杏"}
 UNSPACED_UNIT_PATTERN = "|".join(
     re.escape(unit) + (f"(?![{_UNSPACED_UNIT_EXCLUDED[unit]}])" if unit in _UNSPACED_UNIT_EXCLUDED else "")
@@ -373,7 +403,7 @@ def normalize(text: str) -> str:
     "2.0"). A run of a script written without spaces (Han, Kana, Hangul, Thai...) is one token, set apart from
     the words around it ("耐克AirMax270男鞋" -> "耐克 airmax270 男鞋"); `LexicalEncoder` cuts it into characters.
     """
-    text = unicodedata.normalize("NFKC", plain(text))
+    text = sizes_as_units(unicodedata.normalize("NFKC", plain(text)))
     if text.isascii():
         text = _UNIT_RE.sub(_unit_replacement, text.casefold())
         return " ".join(_TOKEN_RE.findall(text))

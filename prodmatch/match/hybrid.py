@@ -32,7 +32,14 @@ from prodmatch.embed.lexical import normalize
 from prodmatch.hardware import usable_cores
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
-from prodmatch.match.signals.brand import TWO_SCRIPT_FIELD, aliases_of, brand_aliases, brand_names
+from prodmatch.match.signals.brand import (
+    TWO_SCRIPT_FIELD,
+    aliases_of,
+    brand_aliases,
+    brand_names,
+    known_aliases,
+    merged_aliases,
+)
 from prodmatch.match.signals.features import FeatureMatrix, indexed_pair_features, with_context
 from prodmatch.match.signals.price import SCALE_BINS, price_scales
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
@@ -545,15 +552,16 @@ def read_price_scales(conn: psycopg.Connection, catalog_ids: set[int]) -> dict[t
 
 def read_brand_aliases(conn: psycopg.Connection, catalog_ids: set[int]) -> dict[str, tuple[str, ...]]:
     """Brand names' aliases in other scripts (`brand.brand_aliases`) from the catalogues' brand fields that
-    write two scripts at once ("Nike/耐克"): one aggregate over the fields with a separator in them."""
+    write two scripts at once ("Nike/耐克"): one aggregate over the fields with a separator in them; with the
+    common brands' names prodmatch ships (`brand.known_aliases`)."""
     if not catalog_ids:
-        return {}
+        return known_aliases(_normalize_brand)
     fields = conn.execute(
         "SELECT brand, count(*) FROM prodmatch.products"
         " WHERE catalog_id = ANY(%s) AND brand ~ %s GROUP BY brand",
         (sorted(catalog_ids), TWO_SCRIPT_FIELD),
     ).fetchall()
-    return brand_aliases(fields, _normalize_brand)
+    return merged_aliases(brand_aliases(fields, _normalize_brand), known_aliases(_normalize_brand))
 
 
 @lru_cache(maxsize=1 << 18)

@@ -9,6 +9,7 @@ Chinese title's true twin in another catalogue ranks above its look-alikes.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -82,6 +83,8 @@ def test_text_in_any_script_normalises_to_its_tokens(written, normalised):
         ("Средство 1 литр", "Средство 1 л"),
         ("USB hub 4-port", "USB hub 4 ports"),
         ("Dumbbell 5 lbs", "Dumbbell 5 lb"),
+        ("Кроссовки 42码", "Кроссовки размер 42"),
+        ("Schuh 43码", "Schuh Größe: 43"),
     ],
 )
 def test_one_quantity_written_in_two_scripts_gives_the_same_terms(a, b):
@@ -169,11 +172,16 @@ def test_other_alphabets_are_not_dropped():
         ("Dumbbell 5 kgs", "Гантель 5000 г", 1.0, 0.0),
         ("Charger 65 watts 2 amps", "Зарядка 65 Вт 2 а", 1.0, 0.0),
         ("Charger 2 amps", "Charger 3 amps", 0.0, 1.0),
+        # a size written before its number, in any language, is the size "42码" is
+        ("Nike Air Max Size 42", "耐克 男鞋 42码", 1.0, 0.0),
+        ("Кроссовки размер 44", "Sneaker Größe: 43", 0.0, 1.0),
+        ("chaussure taille 42,5", "尺码：42.5", 1.0, 0.0),
+        ("Nike size 8.5", "耐克 42码", math.nan, math.nan),  # a US size: another system, not compared
     ],
 )
 def test_numbers_in_different_units_compare_in_a_base_unit(a, b, agree, conflict):
     got = text.numbers_agreement([a], [b])
-    assert (float(got[0][0]), float(got[1][0])) == (agree, conflict)
+    assert np.allclose([got[0][0], got[1][0]], [agree, conflict], equal_nan=True)
 
 
 def test_years_and_upgrades_are_not_measures():

@@ -320,6 +320,36 @@ def test_migration_0017_re_encodes_the_rows_with_web_markup(empty_settings):
         assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
 
 
+def test_migration_0018_re_encodes_the_rows_with_a_size_before_its_number(empty_settings):
+    """From 0018 "Size 42" reads as "42码" does (a size): such rows are stale after the upgrade and
+    re-encode to the terms of "42码"."""
+    assert store.upgrade(empty_settings, "0017") == "0017"
+    titles = {
+        "en": "Sneaker Size 42",
+        "ru": "Кроссовки размер 44",
+        "cn": "运动鞋 尺码：40",
+        "us": "Sneaker size 9",
+    }
+    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        _shop_titled(conn, titles)
+        assert refresh_lexical(conn).encoded == len(titles)
+    assert store.upgrade(empty_settings, "0018") == "0018"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _stale_ids(conn) == {"en", "ru", "cn"}  # a one-digit size is no European size: unchanged
+        assert refresh_lexical(conn).encoded == 3
+        stored = dict(
+            conn.execute(
+                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
+                " JOIN prodmatch.products p ON p.id = l.product_id"
+            ).fetchall()
+        )
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    for external_id, same_as in (("en", "Sneaker 42码"), ("ru", "Кроссовки 44码"), ("cn", "运动鞋 40码")):
+        assert stored[external_id].count(":") == len(encoder.terms({"title": same_as}))
+        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
+
+
 def _shop_titled(conn, titles: dict[str, str]) -> int:
     """A catalogue 'shop' with one product per (external id, title); its id."""
     catalog = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id").fetchone()[0]

@@ -410,9 +410,9 @@ def test_watched_run_keeps_the_brand_aliases_of_its_catalogues(settings, conn, t
     watching = Watching(settings, run.run_id)
     try:
         watching.caught_up(conn)
-        conn.execute(  # s20's twin (耐克 canvas sneaker red 44码), written by an application
+        conn.execute(  # s23's twin (回力 court sneaker red 40码), written by an application
             "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand)"
-            " SELECT catalog_id, 'm20', 'NIKE Canvas Sneaker Red - Size 44', 'Nike'"
+            " SELECT catalog_id, 'm23', 'WARRIOR Court Sneaker Red - Size 40', 'Warrior'"
             " FROM prodmatch.products WHERE external_id = 'm0'"
         )
         done = watching.caught_up(conn)
@@ -422,10 +422,10 @@ def test_watched_run_keeps_the_brand_aliases_of_its_catalogues(settings, conn, t
             "SELECT (m.signals ->> 'brand_equal')::float8 FROM prodmatch.matches m"
             " JOIN prodmatch.products s ON s.id = m.source_product_id"
             " JOIN prodmatch.products t ON t.id = m.target_product_id"
-            " WHERE m.run_id = %s AND s.external_id = 's20' AND t.external_id = 'm20'",
+            " WHERE m.run_id = %s AND s.external_id = 's23' AND t.external_id = 'm23'",
             (done.run_id,),
         ).fetchone()
-        assert brand_equal == (1.0,)  # 耐克 = Nike, through the marketplace's "Nike/耐克"
+        assert brand_equal == (1.0,)  # 回力 = Warrior, through the marketplace's "Warrior/回力"
         fresh = match.link(conn, "chinese-shop", "market")
         assert watched == _stored(conn, fresh.run_id)
     finally:

@@ -51,6 +51,9 @@ MEASURES_ANY_SCRIPT += [
     "27 Zoll",
     "10 pcs",
     "3克拉",
+    "Size 42",
+    "размер 43",
+    "尺码：42",
 ]
 KNOWN_CODES = ["code:pslx350h", "mpn:pslx300h", "gtin:04718755065736", "gtin:00012345678905", "wh1000xm4"]
 

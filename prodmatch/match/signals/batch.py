@@ -264,6 +264,8 @@ def _brand_in_other_title(
     first = [b[0] if b else "" for b in brands]  # most brands have one name: one substring test per pair
     several = np.array([len(b) > 1 for b in brands], dtype=bool)
     normalised_titles = [norm(t) for t in titles]
+    ascii_titles = [t.isascii() for t in normalised_titles]
+    latin_others = [tuple(n for n in b[1:] if n.isascii()) for b in brands]
     has = np.array([bool(b) for b in brands])
     out = np.full(len(left), np.nan, dtype=np.float32)
     found = np.zeros(len(left), dtype=bool)
@@ -272,7 +274,10 @@ def _brand_in_other_title(
         mine, theirs = own[asks].tolist(), other[asks].tolist()
         hits = np.array([first[i] in normalised_titles[j] for i, j in zip(mine, theirs, strict=True)], bool)
         for k in np.flatnonzero(~hits & several[own[asks]]).tolist():  # the other names of "Nike/耐克"
-            hits[k] = any(name in normalised_titles[theirs[k]] for name in brands[mine[k]][1:])
+            title = normalised_titles[theirs[k]]
+            # a name in another script cannot be in an ASCII title (most titles; a brand's aliases are mostly so)
+            others = latin_others[mine[k]] if ascii_titles[theirs[k]] else brands[mine[k]][1:]
+            hits[k] = any(name in title for name in others)
         found[asks[hits]] = True
     known = has[left] | has[right]
     out[known] = found[known]

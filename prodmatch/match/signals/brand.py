@@ -16,15 +16,18 @@ Names in scripts that share no letters ("ナイキ" and "Nike", "耐克" and "Ad
 spelling: such a pair gets NaN, no evidence, rather than a brand clash that a Japanese shop would meet on
 every true pair against an English one. What tells two scripts' names apart or together is a name's *aliases*
 (`brand_aliases`): its names in other scripts, learned from the brand fields of the catalogues being matched
-that write two scripts at once. Where a marketplace writes "Nike/耐克" in its offers, a shop's "耐克" agrees
-with another's "Nike", and disagrees with "Adidas". An offer carries its brand's aliases as "brand_aliases"
-(`offer_names`), as the reader of the catalogues attaches them.
+that write two scripts at once, and those of common brands prodmatch ships (`known_aliases`: Nike, 耐克, ナイキ,
+나이키, Найк). Where a marketplace writes "Nike/耐克" in its offers, a shop's "耐克" agrees with another's "Nike",
+and disagrees with "Adidas". An offer carries its brand's aliases as "brand_aliases" (`offer_names`), as the
+reader of the catalogues attaches them.
 """
 
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
+from importlib import resources
 
 import numpy as np
 
@@ -106,6 +109,31 @@ def brand_aliases(
         for partner, n in partners.items():
             top[_scripts(partner)] = max(top.get(_scripts(partner), 0), n)
         out[name] = tuple(sorted(p for p, n in partners.items() if n >= ALIAS_SHARE * top[_scripts(p)]))
+    return out
+
+
+@lru_cache(maxsize=8)
+def known_aliases(normalize: Normalizer | None = None) -> dict[str, tuple[str, ...]]:
+    """Each name of the common brands prodmatch ships in several scripts (``prodmatch/data/brand_names.json``:
+    Nike, 耐克, ナイキ, 나이키, Найк) -> the brand's other names, each as `brand_names` gives it: what tells a
+    shop's ナイキ from Adidas, and joins it to Nike, before any catalogue writes the two together."""
+    document = json.loads(
+        resources.files("prodmatch").joinpath("data", "brand_names.json").read_text("utf-8")
+    )
+    out: dict[str, tuple[str, ...]] = {}
+    for group in document["brands"]:
+        names = list(dict.fromkeys(n for written in group for n in brand_names(written, normalize)))
+        for name in names:
+            out[name] = tuple(dict.fromkeys((*out.get(name, ()), *(n for n in names if n != name))))
+    return out
+
+
+def merged_aliases(*tables: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Several alias tables as one: each name's aliases from all of them."""
+    out: dict[str, tuple[str, ...]] = {}
+    for table in tables:
+        for name, aliases in table.items():
+            out[name] = tuple(dict.fromkeys((*out.get(name, ()), *aliases)))
     return out
 
 

@@ -33,6 +33,7 @@ from prodmatch.embed.lexical import (
     UNSPACED_CHARACTERS,
     UNSPACED_UNIT_PATTERN,
     UNSPACED_UNITS,
+    sizes_as_units,
     split_glued,
     unspaced_terms,
 )
@@ -79,7 +80,7 @@ Column = np.ndarray
 @lru_cache(maxsize=200_000)  # each title signal starts from it
 def normalize_title(text: str | None) -> str:
     """NFKC, glued words split (`split_glued`) and case folding: the form every title signal starts from."""
-    return split_glued(unicodedata.normalize("NFKC", plain(text or ""))).casefold()
+    return split_glued(sizes_as_units(unicodedata.normalize("NFKC", plain(text or "")))).casefold()
 
 
 def token_jaccard(left: Sequence[str | None], right: Sequence[str | None]) -> Column:
