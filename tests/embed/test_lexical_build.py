@@ -254,90 +254,62 @@ def test_migration_0015_re_encodes_the_rows_whose_units_it_reads_anew(empty_sett
     assert terms["kr"].count(":") == len(encoder.terms(korean)) > len(encoder.terms({"title": "운동화"}))
 
 
-def test_migration_0016_re_encodes_the_rows_with_unit_words_the_lexical_space_gained(empty_settings):
-    """From 0016 the lexical space reads the title signals' unit words too ("10 Stück" -> "10pcs"): rows with
-    a number before one of them are stale after the upgrade and re-encode to the same terms as "10 pcs"."""
-    assert store.upgrade(empty_settings, "0015") == "0015"
-    titles = {
-        "de": "Schrauben 10 Stück",
-        "ru": "Винты 10 шт",
-        "hub": "USB hub 4-port",
-        "lb": "Dumbbell 5 lbs",
-    }
-    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}  # read as before: kept
+@pytest.mark.parametrize(
+    ("before", "after", "titles", "same_as"),
+    [
+        # 0016: the title signals' unit words in the lexical space too ("10 Stück" -> "10pcs")
+        (
+            "0015",
+            "0016",
+            {
+                "de": "Schrauben 10 Stück",
+                "ru": "Винты 10 шт",
+                "hub": "USB hub 4-port",
+                "lb": "Dumbbell 5 lbs",
+            },
+            {"de": "Schrauben 10 pcs", "ru": "Винты 10 pcs", "hub": "USB hub 4 ports", "lb": "Dumbbell 5 lb"},
+        ),
+        # 0017: text without web markup ("Black &amp; Decker" = "Black & Decker"); "<->" is no tag, "&T" no entity
+        (
+            "0016",
+            "0017",
+            {
+                "amp": "Black &amp; Decker drill 18&nbsp;V",
+                "quote": "Monitor 27&#8221; IPS",
+                "tag": "<b>Kettle</b> 1.7 l",
+                "arrow": "USB <-> HDMI cable",
+                "and": "AT&T phone",
+            },
+            {"amp": "Black & Decker drill 18 V", "quote": 'Monitor 27" IPS', "tag": "Kettle 1.7 l"},
+        ),
+        # 0018: a size before its number reads as "42码" does; a one-digit size is no European size
+        (
+            "0017",
+            "0018",
+            {
+                "en": "Sneaker Size 42",
+                "ru": "Кроссовки размер 44",
+                "cn": "运动鞋 尺码：40",
+                "us": "Sneaker size 9",
+            },
+            {"en": "Sneaker 42码", "ru": "Кроссовки 44码", "cn": "运动鞋 40码"},
+        ),
+    ],
+)
+def test_a_migration_re_encodes_only_the_rows_the_lexical_space_now_reads_otherwise(
+    empty_settings, before, after, titles, same_as
+):
+    """Rows whose text the encoder reads otherwise from `after` on are stale after the upgrade, and re-encode
+    to the terms of the text they now stand for (`same_as`); the other rows are kept."""
+    assert store.upgrade(empty_settings, before) == before
+    titles = titles | {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}  # read as before: kept
     with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
         _shop_titled(conn, titles)
         assert refresh_lexical(conn).encoded == len(titles)
-    assert store.upgrade(empty_settings, "0016") == "0016"
+    assert store.upgrade(empty_settings, after) == after
     with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        stale = _stale_ids(conn)
-        assert stale == {"de", "ru", "hub", "lb"}
-        assert refresh_lexical(conn).encoded == 4
-        stored = dict(
-            conn.execute(
-                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
-                " JOIN prodmatch.products p ON p.id = l.product_id WHERE p.external_id IN ('de', 'ru')"
-            ).fetchall()
-        )
-    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
-    for external_id, same_as in (("de", "Schrauben 10 pcs"), ("ru", "Винты 10 pcs")):
-        assert stored[external_id].count(":") == len(encoder.terms({"title": same_as}))
-        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
-
-
-def test_migration_0017_re_encodes_the_rows_with_web_markup(empty_settings):
-    """From 0017 product text is read without HTML entities and tags ("Black &amp; Decker" = "Black &
-    Decker"): rows with markup are stale after the upgrade and re-encode to the terms of their plain text."""
-    assert store.upgrade(empty_settings, "0016") == "0016"
-    titles = {
-        "amp": "Black &amp; Decker drill 18&nbsp;V",
-        "quote": "Monitor 27&#8221; IPS",
-        "tag": "<b>Kettle</b> 1.7 l",
-        "arrow": "USB <-> HDMI cable",  # no markup: "<->" is no tag
-        "and": "AT&T phone",  # nor is "&T"
-    }
-    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        _shop_titled(conn, titles)
-        assert refresh_lexical(conn).encoded == len(titles)
-    assert store.upgrade(empty_settings, "0017") == "0017"
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        assert _stale_ids(conn) == {"amp", "quote", "tag"}
-        assert refresh_lexical(conn).encoded == 3
-        stored = dict(
-            conn.execute(
-                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
-                " JOIN prodmatch.products p ON p.id = l.product_id"
-            ).fetchall()
-        )
-    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
-    for external_id, same_as in (
-        ("amp", "Black & Decker drill 18 V"),
-        ("quote", 'Monitor 27" IPS'),
-        ("tag", "Kettle 1.7 l"),
-    ):
-        assert stored[external_id].count(":") == len(encoder.terms({"title": same_as}))
-        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
-
-
-def test_migration_0018_re_encodes_the_rows_with_a_size_before_its_number(empty_settings):
-    """From 0018 "Size 42" reads as "42码" does (a size): such rows are stale after the upgrade and
-    re-encode to the terms of "42码"."""
-    assert store.upgrade(empty_settings, "0017") == "0017"
-    titles = {
-        "en": "Sneaker Size 42",
-        "ru": "Кроссовки размер 44",
-        "cn": "运动鞋 尺码：40",
-        "us": "Sneaker size 9",
-    }
-    titles |= {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        _shop_titled(conn, titles)
-        assert refresh_lexical(conn).encoded == len(titles)
-    assert store.upgrade(empty_settings, "0018") == "0018"
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        assert _stale_ids(conn) == {"en", "ru", "cn"}  # a one-digit size is no European size: unchanged
-        assert refresh_lexical(conn).encoded == 3
+        assert _stale_ids(conn) == set(same_as)
+        assert refresh_lexical(conn).encoded == len(same_as)
         stored = dict(
             conn.execute(
                 "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
@@ -345,9 +317,9 @@ def test_migration_0018_re_encodes_the_rows_with_a_size_before_its_number(empty_
             ).fetchall()
         )
     encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
-    for external_id, same_as in (("en", "Sneaker 42码"), ("ru", "Кроссовки 44码"), ("cn", "运动鞋 40码")):
-        assert stored[external_id].count(":") == len(encoder.terms({"title": same_as}))
-        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": same_as})
+    for external_id, text in same_as.items():
+        assert stored[external_id].count(":") == len(encoder.terms({"title": text}))
+        assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": text})
 
 
 def _shop_titled(conn, titles: dict[str, str]) -> int:
