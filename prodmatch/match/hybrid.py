@@ -103,9 +103,8 @@ class CatalogueStats:
     """What pair signals read from the whole of the catalogues being matched, not from the pair alone."""
 
     price_scales: dict[tuple[int, str], float]  # (catalogue, currency) -> price scale (`read_price_scales`)
-    brand_aliases: dict[
-        str, tuple[str, ...]
-    ]  # brand name -> its names in other scripts (`read_brand_aliases`)
+    # brand name -> the brand's other names, in other scripts mostly (`read_brand_aliases`)
+    brand_aliases: dict[str, tuple[str, ...]]
 
 
 def read_catalogue_stats(conn: psycopg.Connection, catalog_ids: set[int]) -> CatalogueStats:
