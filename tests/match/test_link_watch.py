@@ -369,67 +369,68 @@ def test_watched_matcher_run_with_a_model_keeps_the_target_side_in_memory(settin
         watching.close()
 
 
+def _watched_insert_scores_like_a_fresh_link(settings, conn, catalogs, files, insert, pair, signal) -> tuple:
+    """Ingest two catalogue `files` as `catalogs`, link them with the built-in matcher and watch the run; then
+    an application `insert`s an offer (SQL). The watcher's pass must not recompute the whole run, and must store
+    what a fresh link stores. Returns (accepted, `signal` as stored or None) of the watched run's `pair`."""
+    for path, name in zip(files, catalogs, strict=True):
+        ingest_file(conn, path, name)
+    run = match.link(conn, *catalogs)
+    watching = Watching(settings, run.run_id)
+    try:
+        watching.caught_up(conn)
+        conn.execute(insert)
+        done = watching.caught_up(conn)
+        assert not any(p.full for p in watching.window), watching.window
+        watched = _stored(conn, done.run_id)
+        stored = conn.execute(
+            "SELECT m.accepted, (m.signals ->> %s)::float8 FROM prodmatch.matches m"
+            " JOIN prodmatch.products s ON s.id = m.source_product_id"
+            " JOIN prodmatch.products t ON t.id = m.target_product_id"
+            " WHERE m.run_id = %s AND s.external_id = %s AND t.external_id = %s",
+            (signal, done.run_id, *pair),
+        ).fetchone()
+        assert watched == _stored(conn, match.link(conn, *catalogs).run_id)
+        return tuple(stored)
+    finally:
+        watching.close()
+
+
 def test_watched_run_keeps_catalogues_in_two_currencies_apart(settings, conn, tmp_path):
     """A yen shop linked to a dollar marketplace (no currency column) by the built-in matcher: an offer the
     application inserts later is scored with the price scales the watcher read, as a fresh link scores it."""
-    for path, name in zip(shoes_in_two_currencies(tmp_path), ("yen-shop", "dollar-market"), strict=True):
-        ingest_file(conn, path, name)
-    run = match.link(conn, "yen-shop", "dollar-market")
-    watching = Watching(settings, run.run_id)
-    try:
-        watching.caught_up(conn)
-        conn.execute(  # s16's twin, at a dollar price, written by an application
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, price)"
-            " SELECT catalog_id, 'm16', 'ASICS Navy Slip-On Loafer - Size 40', 'Asics', 90.0"
-            " FROM prodmatch.products WHERE external_id = 'm0'"
-        )
-        done = watching.caught_up(conn)
-        assert not any(p.full for p in watching.window), watching.window
-        watched = _stored(conn, done.run_id)
-        twin = conn.execute(
-            "SELECT m.accepted, m.signals ? 'price_log_ratio' FROM prodmatch.matches m"
-            " JOIN prodmatch.products s ON s.id = m.source_product_id"
-            " JOIN prodmatch.products t ON t.id = m.target_product_id"
-            " WHERE m.run_id = %s AND s.external_id = 's16' AND t.external_id = 'm16'",
-            (done.run_id,),
-        ).fetchone()
-        assert twin == (True, False)  # accepted, and no 150x price clash stored with it
-        fresh = match.link(conn, "yen-shop", "dollar-market")
-        assert watched == _stored(conn, fresh.run_id)
-    finally:
-        watching.close()
+    twin = _watched_insert_scores_like_a_fresh_link(
+        settings,
+        conn,
+        ("yen-shop", "dollar-market"),
+        shoes_in_two_currencies(tmp_path),
+        # s16's twin, at a dollar price, written by an application
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand, price)"
+        " SELECT catalog_id, 'm16', 'ASICS Navy Slip-On Loafer - Size 40', 'Asics', 90.0"
+        " FROM prodmatch.products WHERE external_id = 'm0'",
+        ("s16", "m16"),
+        "price_log_ratio",
+    )
+    assert twin == (True, None)  # accepted, and no 150x price clash stored with it
 
 
 def test_watched_run_keeps_the_brand_aliases_of_its_catalogues(settings, conn, tmp_path):
-    """A shop writing brands in Chinese linked to a marketplace that writes some in both scripts ("Nike/耐克"):
-    an offer the application inserts later, in Latin letters only, is scored with the aliases the watcher
-    read, as a fresh link scores it."""
-    for path, name in zip(shoes_in_two_scripts(tmp_path), ("chinese-shop", "market"), strict=True):
-        ingest_file(conn, path, name)
-    run = match.link(conn, "chinese-shop", "market")
-    watching = Watching(settings, run.run_id)
-    try:
-        watching.caught_up(conn)
-        conn.execute(  # s23's twin (回力 court sneaker red 40码), written by an application
-            "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand)"
-            " SELECT catalog_id, 'm23', 'WARRIOR Court Sneaker Red - Size 40', 'Warrior'"
-            " FROM prodmatch.products WHERE external_id = 'm0'"
-        )
-        done = watching.caught_up(conn)
-        assert not any(p.full for p in watching.window), watching.window
-        watched = _stored(conn, done.run_id)
-        brand_equal = conn.execute(
-            "SELECT (m.signals ->> 'brand_equal')::float8 FROM prodmatch.matches m"
-            " JOIN prodmatch.products s ON s.id = m.source_product_id"
-            " JOIN prodmatch.products t ON t.id = m.target_product_id"
-            " WHERE m.run_id = %s AND s.external_id = 's23' AND t.external_id = 'm23'",
-            (done.run_id,),
-        ).fetchone()
-        assert brand_equal == (1.0,)  # 回力 = Warrior, through the marketplace's "Warrior/回力"
-        fresh = match.link(conn, "chinese-shop", "market")
-        assert watched == _stored(conn, fresh.run_id)
-    finally:
-        watching.close()
+    """A shop writing brands in Chinese linked to a marketplace that writes some in both scripts
+    ("Warrior/回力"): an offer the application inserts later, in Latin letters only, is scored with the aliases
+    the watcher read, as a fresh link scores it."""
+    twin = _watched_insert_scores_like_a_fresh_link(
+        settings,
+        conn,
+        ("chinese-shop", "market"),
+        shoes_in_two_scripts(tmp_path),
+        # s23's twin (回力 court sneaker red 40码), written by an application
+        "INSERT INTO prodmatch.products (catalog_id, external_id, title, brand)"
+        " SELECT catalog_id, 'm23', 'WARRIOR Court Sneaker Red - Size 40', 'Warrior'"
+        " FROM prodmatch.products WHERE external_id = 'm0'",
+        ("s23", "m23"),
+        "brand_equal",
+    )
+    assert twin[1] == 1.0  # 回力 = Warrior, through the marketplace's "Warrior/回力"
 
 
 def test_code_counts_follow_changed_and_deleted_targets_and_say_which_codes_flipped(conn):
