@@ -70,6 +70,7 @@ _CODE_ALIASES = {"RMB": "CNY", "RUR": "RUB", "NTD": "TWD", "YEN": "JPY", "EURO":
 _NO_CURRENCY = frozenset({"null", "none", "nan", "n/a", "na", "-", "—", "?"})
 _CODE = re.compile(r"(?<![A-Za-z])([A-Za-z]{3,4})(?![A-Za-z])")
 _SIGN = re.compile("|".join(re.escape(s) for s in sorted(_SIGNS, key=len, reverse=True)), re.IGNORECASE)
+_SIGN_CODES = {sign.lower(): code for sign, code in _SIGNS.items()}  # what _SIGN found, lower-cased -> code
 
 
 def iso_currency(text: str | None, *, any_case: bool = False) -> str | None:
@@ -91,7 +92,7 @@ def _iso_currency(text: str, any_case: bool) -> str | None:
         if len(word) == 3 and (word.isupper() or any_case):
             return upper
     sign = _SIGN.search(text)
-    return _SIGNS[_sign_key(sign.group(0))] if sign else None
+    return _SIGN_CODES[sign.group(0).lower()] if sign else None
 
 
 def currency_key(currency: str | None) -> str:
@@ -109,9 +110,3 @@ def _currency_key(text: str) -> str:
     if _SIGN.search(text) or text.casefold() in _NO_CURRENCY:
         return ""
     return text.upper()
-
-
-@lru_cache(maxsize=64)
-def _sign_key(found: str) -> str:
-    lowered = found.lower()
-    return next(sign for sign in _SIGNS if sign.lower() == lowered)

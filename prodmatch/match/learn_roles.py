@@ -16,8 +16,6 @@ key lacks it (`prodmatch.store.catalogs.set_attribute_roles`). Neighbours: `prod
 from __future__ import annotations
 
 import random
-import re
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
@@ -27,7 +25,6 @@ import psycopg
 from prodmatch import roles
 from prodmatch.embed.codes import normalize_gtin
 from prodmatch.embed.lexical_refresh import refresh_lexical
-from prodmatch.markup import plain
 from prodmatch.match.hybrid import lexical_candidates
 from prodmatch.store.catalogs import attribute_roles, catalog_id, set_attribute_roles
 
@@ -39,8 +36,6 @@ MIN_LIFT = 5.0  # agreement on likely matches / agreement on random pairs
 MIN_DISTINCT = 10  # distinct values of the key in each catalogue
 CODE_DISTINCT_SHARE = 0.3  # distinct values / products that fill the key, from which a key is a code
 BRAND_SHARE = 0.5  # share of likely matches where the value equals the other side's brand field
-
-_NOT_WORD = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
@@ -185,7 +180,7 @@ def _values(attributes: dict) -> dict[str, str]:
 
 
 def _value(text: str) -> str:
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", plain(text)).casefold())
+    return roles.normalize_value(text)
 
 
 def _evidence(

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from prodmatch.markup import plain
 from prodmatch.match.signals import attributes, brand, codes, colours, price, text
 from prodmatch.roles import product_roles
 
@@ -304,10 +303,7 @@ def _codes(
 def _code_in_other_text(
     products: Sequence[Product], product_codes: Sequence[Sequence[str]], left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
-    squashed = [
-        codes._squash(f"{p.get('title') or ''} {plain(str(p.get('description') or ''))[:300]}")
-        for p in products
-    ]
+    squashed = [codes._squash(codes.searched_text(p)) for p in products]
     forms = [codes.written_forms(c) for c in product_codes]
     has_code = np.array([bool(c) for c in product_codes])
     has_form = np.array([bool(f) for f in forms])

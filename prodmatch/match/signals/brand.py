@@ -32,11 +32,10 @@ from importlib import resources
 import numpy as np
 
 from prodmatch.markup import plain
-from prodmatch.roles import is_no_brand
+from prodmatch.roles import is_no_brand, normalize_value
 
 Normalizer = Callable[[str], str]
 
-_NOT_WORD = re.compile(r"[\W_]+")
 _PARTS = re.compile(r"[/|()\[\]]+")  # after NFKC: the full-width ／ （ ） are these
 _MIN_PART = 2  # a part of a brand in two scripts shorter than this (a bracketed 鞋, "shoe") is not a name
 # A name's alias in another script counts where fields write the two together at least this share as often as
@@ -46,10 +45,11 @@ ALIAS_SHARE = 0.2
 TWO_SCRIPT_FIELD = r"[/|()\[\]／｜（）［］]"
 
 
-@lru_cache(maxsize=200_000)  # one brand recurs in many candidate pairs
+@lru_cache(maxsize=200_000)  # one brand (or title) recurs in many candidate pairs
 def normalize_brand(text: str) -> str:
-    """A brand as one comparable token: NFKC, case-folded, without spaces or punctuation."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", plain(text)).casefold())
+    """A brand as one comparable token: NFKC, case-folded, without spaces or punctuation (as an attribute
+    value is compared: `prodmatch.roles.normalize_value`)."""
+    return normalize_value(text)
 
 
 @lru_cache(maxsize=200_000)

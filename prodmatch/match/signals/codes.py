@@ -8,10 +8,12 @@ A coordinator may pass the embed package's own `compare(a, b) -> (agree, conflic
 """
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
+
+from prodmatch.markup import plain
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
@@ -32,6 +34,12 @@ def code_signals(
         if a and b:
             agree[i], conflict[i] = compare(a, b)
     return agree, conflict
+
+
+def searched_text(product: Mapping[str, object]) -> str:
+    """The text an offer's codes are looked for in (`code_in_other_text`): its title and the start of its
+    description (read without markup), where shops put the model number; the rest is prose."""
+    return f"{product.get('title') or ''} {plain(str(product.get('description') or ''))[:300]}"
 
 
 def code_in_other_text(

@@ -2,8 +2,8 @@
 
 This is where the per-signal modules (price, brand, text, codes, ranks) meet. Inputs are the two products of
 each pair as mappings (keys title, brand, category, description, price, currency, attributes, codes, and
-price_scale and brand_aliases where the reader knows them: `price.price_scales`, `brand.brand_aliases`) plus the columns computed elsewhere:
-`similarities` (cosine of each vector space, lexical similarity; NaN where a pair has no value) and `ranks`
+price_scale and brand_aliases where the reader knows them: `price.price_scales`, `brand.brand_aliases`) plus
+the columns computed elsewhere: `similarities` (cosine of each vector space, lexical similarity; NaN where a pair has no value) and `ranks`
 (RankColumns per candidate source). Column names are stable public names, because a stored matcher refers to
 its features by name: `sim:<space>`, `rank:<source>`, `margin:<source>`, `reverse_rank:<source>`,
 `reverse_margin:<source>`, and the fixed names in PRODUCT_FEATURES.
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodmatch.markup import plain
 from prodmatch.match.signals import attributes, batch, brand, codes, colours, price, text
 from prodmatch.match.signals.ranks import RankColumns, rank_signals
 from prodmatch.roles import ROLES_FIELD
@@ -207,9 +206,9 @@ def per_pair_product_signals(
         "codes_conflict": codes_conflict,
         "code_in_other_text": codes.code_in_other_text(
             get(left, "codes"),
-            _titles_and_descriptions(left),
+            [codes.searched_text(p) for p in left],
             get(right, "codes"),
-            _titles_and_descriptions(right),
+            [codes.searched_text(p) for p in right],
         ),
         "attribute_agreement": attributes.attribute_agreement(
             get(left, "attributes"), get(right, "attributes"), get(left, ROLES_FIELD), get(right, ROLES_FIELD)
@@ -219,11 +218,6 @@ def per_pair_product_signals(
     }
     assert tuple(out) == PRODUCT_FEATURES
     return out
-
-
-def _titles_and_descriptions(products: Sequence[Product]) -> list[str]:
-    # the start of a description is where shops put the model number; the rest is prose
-    return [f"{p.get('title') or ''} {plain(str(p.get('description') or ''))[:300]}" for p in products]
 
 
 def _checked(values: np.ndarray, n: int, what: str) -> np.ndarray:

@@ -4,9 +4,8 @@ A pair whose prices cannot be compared gets NaN (missing), which the matcher tre
 than as a mismatch: a price is absent, not positive, or both offers name currencies that differ (we do not
 convert: exchange rates drift and a stored matcher must not depend on them); currencies compare by their ISO
 code (`prodmatch.currencies`: "руб." = "RUB"; "$" and "¥" name none, as dollars and pesos, yen and yuan share
-them). An offer without a currency is
-assumed to be in the other offer's currency, because most exports leave the column empty, unless the typical
-prices of the two sides say otherwise: a yen shop and a dollar shop that both leave the column empty have
+them). An offer without a currency is assumed to be in the other offer's currency, because most exports leave
+the column empty, unless the typical prices of the two sides say otherwise: a yen shop and a dollar shop that both leave the column empty have
 prices about 150x apart on every pair, which would read as a price clash on every true match.
 
 The typical price of a side is its *price scale*: the median log price of its catalogue's offers in the same

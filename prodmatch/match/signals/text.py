@@ -57,10 +57,8 @@ _UNITS["g"] = ("bytes", 1.0)
 # A unit written in a script without spaces (`prodmatch.embed.lexical.UNSPACED_UNITS`: "毫升", "センチ", "리터",
 # "มล.") -> the dimension and factor of its canonical unit; 克 is grams, 码 a shoe or clothing size.
 _CANONICAL_DIMENSIONS = {canonical: (dimension, factor) for canonical, dimension, factor, _ in UNIT_WORDS}
-_UNSPACED_UNITS = {
-    unit: {**_CANONICAL_DIMENSIONS, "size": ("size", 1.0)}[canonical]
-    for unit, canonical in UNSPACED_UNITS.items()
-}
+_CANONICAL_DIMENSIONS["size"] = ("size", 1.0)
+_UNSPACED_UNITS = {unit: _CANONICAL_DIMENSIONS[canonical] for unit, canonical in UNSPACED_UNITS.items()}
 _UNIT_ALTERNATION = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
 # A number starts after a non-word character or a character of an unspaced script ("男鞋42码"); a unit ends
 # before one. Chinese units need no end (the next character is glued on), except words that start like one:
