@@ -245,13 +245,30 @@ def test_worker_killed_mid_run_then_restarted_embeds_every_product_exactly_once(
     assert sorted(set(_attempts(settings, clip_model.id))) == [1]  # nobody wrote a product twice
 
 
+def _waiting_workers(settings) -> int:
+    with db.connection(settings) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'prodmatch-worker'"
+            " AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+
+
 def test_two_concurrent_workers_share_the_work_without_duplicates(
     settings, clip_model, tmp_path, slow_image_server
 ):
     n = 120
     _slow_catalog(settings, tmp_path, slow_image_server, n)
-    workers = [_worker_process(settings, "--batch-size", "6", "--image-threads", "2") for _ in range(2)]
+    # Both workers wait at the queue until both are there: a worker slow to start (a busy machine) must not find
+    # the work already gone, which would test the machine's load and not the claims.
+    with db.connection(settings) as gate:
+        gate.execute("LOCK TABLE prodmatch.embeddings IN EXCLUSIVE MODE")
+        workers = [_worker_process(settings, "--batch-size", "6", "--image-threads", "2") for _ in range(2)]
+        deadline = time.monotonic() + 90
+        while _waiting_workers(settings) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = _waiting_workers(settings)
     results = [w.communicate(timeout=120) for w in workers]
+    assert waiting == 2
     assert all(w.returncode == 0 for w in workers), [r[1] for r in results]
     embedded = [json.loads(out)["embedded"] for out, _ in results]
     assert sum(embedded) == n and all(e > 0 for e in embedded), embedded
