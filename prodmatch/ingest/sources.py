@@ -31,9 +31,18 @@ SAMPLE_BYTES = 256 * 1024
 LINE_LIMIT = 1024 * 1024  # characters per physical line; a longer line is a reject, never read whole
 SCAN_CHUNK = 1024 * 1024
 # Legacy encodings tried for a file that is not UTF-8, most common first. Each is checked against every byte
-# the file holds; charset_normalizer picks among those that fit.
+# the file holds; `_oddity` picks among those that fit.
 # koi8_r and cp866 define every byte, so they would "fit" any file: pass them with --encoding.
 LEGACY_ENCODINGS = ("cp1252", "cp1251", "cp1250", "latin_1")
+# The code pages of Chinese, Japanese and Korean exports (Excel's "CSV" on a Windows set up for those languages):
+# GB18030 (a superset of GBK and GB2312), Big5, Shift-JIS as Windows writes it, EUC-JP, and Korean (a superset
+# of EUC-KR). Each byte pair must decode, so one is a candidate only if (nearly) the whole file decodes in it;
+# charset_normalizer then tells a Chinese file from Cyrillic or Latin mojibake of the same bytes.
+MULTIBYTE_ENCODINGS = ("gb18030", "big5", "cp932", "euc_jp", "cp949")
+# At most one undecodable sequence per this many characters (a damaged row, not another page).
+MULTIBYTE_ERRORS = 1000
+# Bytes of a line kept as a sample; a longer line is left out (cut, it could split a character).
+MAX_SAMPLE_LINE = 4096
 # Bytes each legacy code page leaves undefined; latin_1 "fits" only files without C1 control bytes.
 _UNDEFINED = {
     "cp1252": (0x81, 0x8D, 0x8F, 0x90, 0x9D),
@@ -192,14 +201,16 @@ def scan_encoding(path: Path) -> EncodingVerdict:
     """The encoding of the whole file: UTF-8 if (nearly) all of it is, else the legacy code page that fits.
 
     Streams the file once in 1 MiB chunks: counts UTF-8 errors and valid multi-byte characters, keeps a
-    histogram of high bytes (to rule out code pages that leave some of them undefined) and a sample of text
-    around them (for charset_normalizer to choose among the code pages that fit).
+    histogram of high bytes (to rule out single-byte code pages that leave some of them undefined), decodes it in
+    each multi-byte code page (`MULTIBYTE_ENCODINGS`) while that still fits, and keeps a sample of text around
+    the high bytes (to choose among what fits) and of whole lines with high bytes (for a multi-byte page).
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     counts = np.zeros(256, dtype=np.int64)
     bad = multibyte = 0
     context: list[bytes] = []
     context_size = 0
+    pages = _MultibytePages()
     try:
         with _open_binary(path) as f:
             while chunk := f.read(SCAN_CHUNK):
@@ -209,6 +220,7 @@ def scan_encoding(path: Path) -> EncodingVerdict:
                 multibyte += len(text) - len(text.encode("ascii", "ignore")) - replaced
                 array = np.frombuffer(chunk, dtype=np.uint8)
                 counts += np.bincount(array, minlength=256)
+                pages.feed(chunk)
                 if context_size < SAMPLE_BYTES:
                     for at in np.flatnonzero(array >= 0x80)[:200:4]:
                         piece = chunk[max(0, at - 40) : at + 40]
@@ -221,8 +233,72 @@ def scan_encoding(path: Path) -> EncodingVerdict:
         # A few bad bytes in a mostly UTF-8 file are row errors, not a different encoding.
         return EncodingVerdict("utf-8", bad == 0)
     fitting = [e for e in LEGACY_ENCODINGS if not any(counts[b] for b in _UNDEFINED[e])]
+    page = pages.verdict(fitting)
+    if page is not None:
+        return page
     best = _guess_legacy(b"\n".join(context), fitting or list(LEGACY_ENCODINGS[:-1]))
     return EncodingVerdict(best, bool(fitting))
+
+
+class _MultibytePages:
+    """Decodes a file's chunks in every multi-byte code page that still fits it, and keeps whole lines with
+    high bytes (a multi-byte character never holds a newline byte in these pages) as a sample to judge by."""
+
+    def __init__(self) -> None:
+        self.decoders = {e: codecs.getincrementaldecoder(e)(errors="replace") for e in MULTIBYTE_ENCODINGS}
+        self.errors = dict.fromkeys(MULTIBYTE_ENCODINGS, 0)
+        self.characters = dict.fromkeys(MULTIBYTE_ENCODINGS, 0)
+        self.lines: list[bytes] = []
+        self.size = 0
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        for encoding, decoder in list(self.decoders.items()):
+            text = decoder.decode(chunk)
+            self.errors[encoding] += text.count("\ufffd")
+            self.characters[encoding] += len(text)
+            if self.errors[encoding] * MULTIBYTE_ERRORS > max(self.characters[encoding], SCAN_CHUNK):
+                del self.decoders[encoding]  # not this page: stop paying for it
+        if self.decoders and self.size < SAMPLE_BYTES:
+            lines = (self.tail + chunk).split(b"\n")
+            self.tail = lines.pop()[-MAX_SAMPLE_LINE:]  # the chunk's end may cut a line: finished by the next
+            self._keep(lines)
+
+    def _keep(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if len(line) <= MAX_SAMPLE_LINE and max(line, default=0) >= 0x80 and self.size < SAMPLE_BYTES:
+                self.lines.append(line)
+                self.size += len(line)
+
+    def verdict(self, single_byte: list[str]) -> EncodingVerdict | None:
+        """The multi-byte page the file is in, if one fits and its text reads better than any single-byte page."""
+        for encoding, decoder in self.decoders.items():
+            self.errors[encoding] += decoder.decode(b"", final=True).count("\ufffd")
+        self._keep([self.tail])
+        fitting = [
+            e
+            for e in self.decoders
+            if self.errors[e] * MULTIBYTE_ERRORS <= max(self.characters[e], 1) and self.characters[e]
+        ]
+        if not fitting or not self.lines:
+            return None
+        import charset_normalizer
+
+        sample = b"\n".join(self.lines)
+        best = charset_normalizer.from_bytes(sample, cp_isolation=fitting + single_byte).best()
+        chosen = [
+            e
+            for e in fitting
+            if best is not None and codecs.lookup(e).name == codecs.lookup(best.encoding).name
+        ]
+        if not chosen:
+            return None
+        # A few accented words can read as Chinese too ("été" is "閠?"): the page must also read more like words
+        # than every single-byte page that fits (its letters glued to Latin ones, theirs in odd runs and cases).
+        oddity = _oddity(sample.decode(chosen[0], errors="replace"))
+        if any(_oddity(sample.decode(e, errors="replace")) <= oddity for e in single_byte):
+            return None
+        return EncodingVerdict(chosen[0], self.errors[chosen[0]] == 0)
 
 
 def _guess_legacy(sample: bytes, candidates: list[str]) -> str:

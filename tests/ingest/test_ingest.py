@@ -127,6 +127,42 @@ def test_jsonl_loads_nested_attributes_and_numeric_prices(conn, tmp_path, name):
     assert got["J2"]["attributes"] == {"wood": "oak"}
 
 
+TITLES_BY_PAGE = {
+    "gbk": [
+        "Nike 耐克 Air Max 270 男鞋 运动鞋 42码",
+        "阿迪达斯 三叶草 板鞋 白色 女款",
+        "回力 帆布鞋 经典款 黑色 透气",
+    ],
+    "big5": ["耐吉 運動鞋 男款 黑色 42碼", "愛迪達 板鞋 白色 女款", "回力 帆布鞋 經典款 透氣"],
+    "cp932": [
+        "ナイキ エアマックス 270 メンズ スニーカー 黒",
+        "アディダス スタンスミス 白 27cm",
+        "無印良品 ノート 5冊",
+    ],
+    "euc_jp": [
+        "ナイキ エアマックス 270 メンズ スニーカー 黒",
+        "アディダス スタンスミス 白 27cm",
+        "無印良品 ノート 5冊",
+    ],
+    "cp949": ["나이키 에어맥스 270 남성 운동화 검정색", "아디다스 슈퍼스타 흰색 270mm", "농심 신라면 5개입"],
+    "cp1252": ["Café moulu 250 g, été", "Crème brûlée à la française"],  # accents that also pair up as GBK
+}
+
+
+@pytest.mark.parametrize("written_in", sorted(TITLES_BY_PAGE))
+def test_exports_in_east_asian_code_pages_read_as_written(conn, tmp_path, written_in):
+    # Excel's "CSV" on a Windows set up for Chinese, Japanese or Korean writes its code page, not UTF-8; read as
+    # a Cyrillic or Latin page they became mojibake without an error.
+    titles = TITLES_BY_PAGE[written_in]
+    rows = [{"external_id": f"E{i}", "title": t, "price": "599.00"} for i, t in enumerate(titles)]
+    path = write_csv(tmp_path / "export.csv", rows, encoding=written_in)
+    result = ingest_file(conn, path, "shop")
+    assert (result.inserted, result.rejected) == (len(titles), 0)
+    assert result.encoding == {"gbk": "gb18030"}.get(written_in, written_in)
+    got = products(conn)
+    assert [got[f"E{i}"]["title"] for i in range(len(titles))] == titles
+
+
 def test_map_reads_columns_named_in_another_language(conn, tmp_path):
     path = tmp_path / "ru.csv"
     path.write_text(

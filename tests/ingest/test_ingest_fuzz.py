@@ -45,7 +45,7 @@ product = st.fixed_dictionaries(
     {"id": st.one_of(nasty_text, st.integers(), st.none())},
     optional={"title": json_value, "price": json_value, "brand": nasty_text, "extra": json_value},
 )
-ENCODINGS = ["utf-8", "cp1252", "cp1251", "latin-1", "utf-16"]
+ENCODINGS = ["utf-8", "cp1252", "cp1251", "latin-1", "utf-16", "gb18030", "cp932"]
 
 
 def _reset(conn) -> None:
