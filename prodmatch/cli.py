@@ -242,7 +242,7 @@ def db_grant_reader(role: str) -> None:
 @main.command("ingest")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--catalog", required=True, help="Catalogue to load into (created if new).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the file.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]), help="Default: from the file.")
 @click.option(
     "--map",
     "mappings",
@@ -304,7 +304,7 @@ def ingest_command(
     attribute_roles: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Load a catalogue FILE (CSV or JSONL, optionally gzipped) into a catalogue.
+    """Load a catalogue FILE (CSV or JSONL, optionally gzipped, or an .xlsx workbook) into a catalogue.
 
     Columns beyond the canonical fields become attributes. A row without a brand (no brand column, or an
     empty one) takes its brand from an attribute whose role is brand (品牌, Marke, Marque, производитель...),

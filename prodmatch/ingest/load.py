@@ -15,7 +15,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -73,6 +73,8 @@ class IngestResult:
     rejects: list[Reject]
     deleted: int = 0  # with prune: products no longer in the file, removed with their vectors and matches
     prune_skipped: str | None = None  # with prune: why nothing was deleted, when it was not safe to
+    # field -> the column it was read from, where that column is named otherwise (`商品名称` as title)
+    columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def loaded(self) -> int:
@@ -89,6 +91,9 @@ class IngestResult:
             + (f", deleted {self.deleted:,}" if self.deleted else "")
             + f" ({self.seconds:.1f} s)"
         ]
+        if self.columns:
+            read = ", ".join(f"{column!r} as {name}" for name, column in self.columns.items())
+            lines.append(f"  read {read} (--map to choose otherwise)")
         if self.prune_skipped:
             lines.append(f"  not pruned: {self.prune_skipped}")
         lines += ["  rejected " + describe_reject(reject) for reject in self.rejects[:listed]]
@@ -156,6 +161,7 @@ def ingest_file(
         rejects=rejects,
         deleted=deleted,
         prune_skipped=prune_skipped,
+        columns=dict(source.aliased),
     )
 
 
@@ -310,10 +316,10 @@ def _copy_direct_rows(
 
 @contextlib.contextmanager
 def _progress(source: _Source, options: IngestOptions) -> Iterator[Callable[[int], None]]:
-    """A progress bar over the file's bytes; yields `tick(rows so far)`."""
+    """A progress bar over the file's bytes (a workbook's rows); yields `tick(rows so far)`."""
     bar = tqdm(
         total=source.size,
-        unit="B",
+        unit="row" if source.format == "xlsx" else "B",
         unit_scale=True,
         desc=f"ingest {source.path.name}",
         disable=not options.progress,
@@ -322,6 +328,7 @@ def _progress(source: _Source, options: IngestOptions) -> Iterator[Callable[[int
     started = time.perf_counter()
 
     def tick(rows: int) -> None:
+        bar.total = source.size  # a workbook's row count is known once its sheet is open
         bar.update(source.position() - bar.n)
         bar.set_postfix(rows=rows, rows_s=int(rows / max(time.perf_counter() - started, 1e-9)))
 

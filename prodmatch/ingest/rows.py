@@ -23,6 +23,8 @@ from typing import NamedTuple
 from prodmatch.currencies import iso_currency
 from prodmatch.embed.images import LocalReferences
 from prodmatch.errors import ImageError, IngestError
+from prodmatch.ingest.columns import field_of
+from prodmatch.ingest.sheets import sheet_records
 from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
 from prodmatch.roles import brand_from_attributes, normalize_roles
 
@@ -149,10 +151,10 @@ def read_rows(source: _Source, options: IngestOptions, base_dir: str) -> Iterato
     builder = _RowBuilder(
         base_dir,
         options.decimal_comma,
-        all_text=source.format == "csv",
+        all_text=source.format != "jsonl",
         attribute_roles=normalize_roles(options.attribute_roles),
     )
-    read = _csv_rows if source.format == "csv" else _jsonl_rows
+    read = {"csv": _csv_rows, "jsonl": _jsonl_rows, "xlsx": _xlsx_rows}[source.format]
     return read(source, options, builder)
 
 
@@ -341,8 +343,11 @@ def _reject_row(line: int, external_id: object, error: _RowError, raw: str) -> S
     )
 
 
-def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> dict[str, int]:
-    """Canonical field -> column index, from --map first, then names and aliases."""
+def _resolve_columns(
+    header: list[str], mapping: dict[str, str], path: Path, aliased: dict[str, str]
+) -> dict[str, int]:
+    """Canonical field -> column index, from --map first, then names, then names that mean a field (each of
+    those put in `aliased` as field -> column)."""
     normalised = [h.strip().lstrip("\ufeff").lower() for h in header]
     columns: dict[str, int] = {}
     for field_name, column in mapping.items():
@@ -357,6 +362,11 @@ def _resolve_columns(header: list[str], mapping: dict[str, str], path: Path) -> 
         canonical = ALIASES.get(name, name)
         if canonical in FIELDS and canonical not in columns and index not in columns.values():
             columns[canonical] = index
+    for index, name in enumerate(header):  # then the names that mean a field (`Наименование`, `商品名称`)
+        canonical = field_of(name.lstrip("\ufeff"))
+        if canonical is not None and canonical not in columns and index not in columns.values():
+            columns[canonical] = index
+            aliased[canonical] = name.strip().lstrip("\ufeff")
     missing = [f for f in REQUIRED_FIELDS if f not in columns]
     if missing:
         raise IngestError(
@@ -386,13 +396,8 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
         raise IngestError(
             f"{source.path}: the header holds a NUL character or is too long; is this a CSV file?"
         )
-    columns = _resolve_columns(header, options.mapping, source.path)
-    mapped = set(columns.values())
-    extra = [(i, h.strip()) for i, h in enumerate(header) if i not in mapped and h.strip()]
-    attributes_column = next((i for i, h in extra if h.lower() == "attributes"), None)
-    width = len(header)
-    indexes = [columns.get(name, width) for name in FIELDS]  # `width` points at the padding ""
-    id_index = columns["external_id"]
+    layout = _Layout.of(header, options, source)
+    width, id_index = layout.width, layout.id_index
     line = reader.line_num + 1
     while True:
         source.record_chars = 0
@@ -427,14 +432,74 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
                 )
             if "\x00" in raw:
                 raise _RowError(_field_with(record, header, lambda v: "\x00" in v), "a NUL character")
-            record.append("")
-            values = [record[i] for i in indexes]
-            attributes = {h: record[i] for i, h in extra if record[i] != ""}
-            if attributes_column is not None and "attributes" in attributes:
-                attributes.update(_json_object(attributes.pop("attributes")))
-            yield builder.build(start, values, attributes)
+            yield layout.build(builder, start, record)
         except _RowError as error:
             yield _reject_row(start, external_id, error, raw)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a table's header puts each field, and which columns are attributes."""
+
+    extra: list[tuple[int, str]]  # (column, attribute key) of the columns that are no field
+    attributes_column: int | None  # a column named `attributes` holding a JSON object
+    width: int
+    indexes: list[int]  # per FIELDS, its column (`width` for none: a record is padded with one "")
+    id_index: int
+
+    @classmethod
+    def of(cls, header: list[str], options: IngestOptions, source: _Source) -> _Layout:
+        columns = _resolve_columns(header, options.mapping, source.path, source.aliased)
+        mapped = set(columns.values())
+        extra = [(i, h.strip()) for i, h in enumerate(header) if i not in mapped and h.strip()]
+        width = len(header)
+        return cls(
+            extra,
+            next((i for i, h in extra if h.lower() == "attributes"), None),
+            width,
+            [columns.get(name, width) for name in FIELDS],
+            columns["external_id"],
+        )
+
+    def build(self, builder: _RowBuilder, line: int, record: list[str]) -> StagedRow:
+        """The row of a record of `width` cells (raises _RowError for a bad value)."""
+        record = [*record, ""]
+        values = [record[i] for i in self.indexes]
+        attributes = {h: record[i] for i, h in self.extra if record[i] != ""}
+        if self.attributes_column is not None and "attributes" in attributes:
+            attributes.update(_json_object(attributes.pop("attributes")))
+        return builder.build(line, values, attributes)
+
+
+def _xlsx_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
+    """The rows of a workbook's active sheet (`sheets.sheet_records`): the first row with a value is the header;
+    a reject names the sheet's row number."""
+    records = sheet_records(source.path, sized=lambda rows: setattr(source, "size", rows))
+    header = next((r for _, r in records if any(c.strip() for c in r)), None)
+    if header is None:
+        raise IngestError(f"{source.path}: the sheet is empty (no header row)")
+    while header and not header[-1].strip():
+        header.pop()  # a sheet's rows run as wide as its widest one
+    if any("\x00" in h or len(h) > options.line_limit for h in header):
+        raise IngestError(f"{source.path}: the header row holds a NUL character or is too long")
+    layout = _Layout.of(header, options, source)
+    for line, record in records:
+        if not any(record):
+            continue
+        source.rows_read = line
+        raw = "\t".join(record)
+        external_id = record[layout.id_index] if layout.id_index < len(record) else None
+        try:
+            if len(record) > layout.width and any(record[layout.width :]):
+                raise _RowError(None, f"a value right of the header's {layout.width} columns")
+            record = (record + [""] * layout.width)[: layout.width]
+            if len(raw) > options.line_limit:
+                raise _RowError(None, f"a row longer than {options.line_limit:,} characters (line_limit)")
+            if "\x00" in raw:
+                raise _RowError(_field_with(record, header, lambda v: "\x00" in v), "a NUL character")
+            yield layout.build(builder, line, record)
+        except _RowError as error:
+            yield _reject_row(line, external_id, error, raw)
 
 
 def _next_record(reader, source: _Source) -> list[str] | _RowError | None:
@@ -486,12 +551,20 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                 raise _RowError(None, f"expected a JSON object, got {type(obj).__name__}")
             values: dict[str, object] = {}
             attributes: dict = {}
+            others = []
             for key, value in obj.items():
                 name = rename.get(key) or ALIASES.get(key.lower(), key.lower())
                 if name in FIELDS and name not in values:
                     values[name] = value
                 elif name == "attributes" and isinstance(value, dict):
                     attributes.update(value)
+                else:
+                    others.append((key, value))
+            for key, value in others:  # a key that means a field, if no key named it (`商品名称`)
+                name = field_of(key)
+                if name is not None and name not in values:
+                    values[name] = value
+                    source.aliased.setdefault(name, key)
                 else:
                     attributes[key] = value
             external_id = values.get("external_id")

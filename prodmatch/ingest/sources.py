@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from prodmatch.errors import IngestError
+from prodmatch.ingest.sheets import OLE2_MAGIC, ZIP_MAGIC
 
-FORMATS = ("csv", "jsonl")
+FORMATS = ("csv", "jsonl", "xlsx")
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 256 * 1024
 LINE_LIMIT = 1024 * 1024  # characters per physical line; a longer line is a reject, never read whole
@@ -90,7 +91,7 @@ class EncodingVerdict:
 class _Source:
     path: Path
     format: str
-    encoding: str
+    encoding: str | None  # None for a workbook
     delimiter: str | None
     binary: io.BufferedIOBase
     raw: io.BufferedIOBase
@@ -100,6 +101,9 @@ class _Source:
     last_line_complete: bool = True  # did the last line read end with a newline?
     record_chars: int = 0  # characters read since the row reader last reset it (a CSV record's size)
     record_limit: int | None = None  # more characters than this in one record: the file is suspect
+    rows_read: int = 0  # a workbook's rows read so far
+    # field -> the column it was read from, where that column is named otherwise (`columns.field_of`)
+    aliased: dict[str, str] = field(default_factory=dict)
 
     def text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes visible (as lone surrogates) so the row can be rejected.
@@ -134,7 +138,8 @@ class _Source:
             yield line
 
     def position(self) -> int:
-        return self.raw.tell()
+        """How far reading is: bytes of the file, or rows of a workbook's sheet (`size` is the same unit)."""
+        return self.rows_read if self.format == "xlsx" else self.raw.tell()
 
     def close(self) -> None:
         if getattr(self, "_text", None) is not None:
@@ -163,7 +168,10 @@ def _open_source(path: Path, options: IngestOptions, encoding: str | None = None
     fmt = options.format or _detect_format(path, sample)
     if fmt not in FORMATS:
         raw.close()
-        raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv or --format jsonl")
+        raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv, jsonl or xlsx")
+    if fmt == "xlsx":  # a workbook's text is UTF-8 inside its zip: no encoding or delimiter to find
+        # its size is counted in rows, known once the sheet is open (`sheets.sheet_records`)
+        return _Source(path, fmt, None, None, binary, raw, 0, line_limit=options.line_limit)
     settled = True
     if options.encoding or encoding:
         encoding = options.encoding or encoding
@@ -349,6 +357,12 @@ def _gzip_sample(path: Path) -> bytes:
 
 
 def _detect_format(path: Path, sample: bytes) -> str:
+    if sample.startswith(OLE2_MAGIC):
+        raise IngestError(
+            f"{path}: an Excel 97-2003 workbook (.xls), which prodmatch does not read; save it as .xlsx or CSV"
+        )
+    if sample.startswith(ZIP_MAGIC):
+        return "xlsx"  # a workbook is a zip archive (whatever its name says)
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] in (".jsonl", ".ndjson", ".json"):
         return "jsonl"

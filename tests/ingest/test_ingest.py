@@ -13,9 +13,12 @@ from click.testing import CliRunner
 
 from prodmatch.cli import main
 from prodmatch.errors import IngestError
+from prodmatch.ingest.columns import NAMES as COLUMN_NAMES
+from prodmatch.ingest.columns import field_of
 from prodmatch.ingest.load import ingest_file
 from prodmatch.ingest.rows import parse_price
 from prodmatch.ingest.sources import IngestOptions
+from prodmatch.roles import role_of
 
 ROWS = [
     {
@@ -163,6 +166,70 @@ def test_exports_in_east_asian_code_pages_read_as_written(conn, tmp_path, writte
     assert [got[f"E{i}"]["title"] for i in range(len(titles))] == titles
 
 
+def test_columns_named_in_the_shops_language_load_without_map(conn, tmp_path):
+    path = tmp_path / "taobao.csv"
+    path.write_text(
+        "商品ID,商品名称,品牌,价格,颜色\nT1,耐克 Air Max 270 男鞋,耐克,599元,黑色\n", encoding="utf-8"
+    )
+    result = ingest_file(conn, path, "cn")
+    assert (result.inserted, result.rejected) == (1, 0)
+    assert result.columns == {"external_id": "商品ID", "title": "商品名称", "price": "价格"}
+    assert "'商品名称' as title" in result.to_text()
+    row = products(conn, "cn")["T1"]
+    assert (row["title"], row["price"], row["currency"]) == (
+        "耐克 Air Max 270 男鞋",
+        Decimal("599.00"),
+        "CNY",
+    )
+    # 品牌 stays an attribute whose role fills the brand; an unknown column stays an attribute
+    assert row["brand"] == "耐克" and row["attributes"] == {"品牌": "耐克", "颜色": "黑色"}
+
+    german = tmp_path / "shop.csv"
+    german.write_text(
+        "ID;Produkt-Name;Preis;Bild\nD1;Wanderschuh Lowa Renegade;189,95 €;\n", encoding="utf-8"
+    )
+    result = ingest_file(conn, german, "de")
+    assert result.columns == {"title": "Produkt-Name", "price": "Preis", "image": "Bild"}
+    assert products(conn, "de")["D1"]["price"] == Decimal("189.95")
+
+
+def test_no_column_name_read_as_a_field_is_an_attribute_key_with_a_role():
+    # `sku`, `код товара` and `商品编号` carry codes: read as the id, they would leave the code signals
+    taken = {name: field_of(name) for names in COLUMN_NAMES.values() for name in names}
+    assert taken and all(field_of(name) is not None for name in taken)
+    assert [name for name in taken if role_of(name)] == []
+    assert field_of("sku") is None and field_of("Артикул") is None and role_of("sku") == "code"
+
+
+def test_a_column_named_as_the_field_wins_over_one_that_means_it(conn, tmp_path):
+    path = tmp_path / "both.csv"
+    path.write_text("name,id,title\nBosch,B1,Kettle TWK 3A011\n", encoding="utf-8")
+    result = ingest_file(conn, path, "shop")
+    assert result.columns == {}
+    row = products(conn)["B1"]
+    assert (row["title"], row["attributes"]) == ("Kettle TWK 3A011", {"name": "Bosch"})
+
+    rows = tmp_path / "ru.jsonl"
+    write_jsonl(
+        rows,
+        [
+            {
+                "Наименование": "Чайник Bosch TWK 3A011",
+                "id": "R1",
+                "Артикул": "TWK3A011",
+                "Цена": "2 490 руб.",
+            },
+            {"id": "R2", "title": "Утюг Philips", "Наименование": "другое имя"},
+        ],
+    )
+    result = ingest_file(conn, rows, "ru")
+    assert result.columns == {"title": "Наименование", "price": "Цена"}
+    got = products(conn, "ru")
+    assert (got["R1"]["title"], got["R1"]["price"]) == ("Чайник Bosch TWK 3A011", Decimal("2490.00"))
+    assert got["R1"]["attributes"] == {"Артикул": "TWK3A011"}
+    assert got["R2"]["title"] == "Утюг Philips" and got["R2"]["attributes"] == {"Наименование": "другое имя"}
+
+
 def test_map_reads_columns_named_in_another_language(conn, tmp_path):
     path = tmp_path / "ru.csv"
     path.write_text(
@@ -296,7 +363,7 @@ def test_undecodable_bytes_reject_only_their_row(conn, tmp_path):
 
 def test_missing_required_column_fails_before_writing(conn, tmp_path):
     path = tmp_path / "nocol.csv"
-    path.write_text("sku,name\n1,x\n")
+    path.write_text("ean,label\n1,x\n")  # (`name` would be read as the title)
     with pytest.raises(IngestError, match=r"missing required column\(s\) external_id, title.*--map"):
         ingest_file(conn, path, "shop")
     assert conn.execute("SELECT count(*) FROM prodmatch.catalogs").fetchone()[0] == 0
