@@ -33,10 +33,12 @@ from prodmatch.hardware import usable_cores
 from prodmatch.match.exact import top_k_cosine
 from prodmatch.match.pairs import CandidatePairs
 from prodmatch.match.signals.brand import (
+    RARE_CODE,
     TWO_SCRIPT_FIELD,
     aliases_of,
     brand_aliases,
     brand_names,
+    coded_aliases,
     known_aliases,
     merged_aliases,
 )
@@ -560,7 +562,42 @@ def read_brand_aliases(conn: psycopg.Connection, catalog_ids: set[int]) -> dict[
         " WHERE catalog_id = ANY(%s) AND brand ~ %s GROUP BY brand",
         (sorted(catalog_ids), TWO_SCRIPT_FIELD),
     ).fetchall()
-    return merged_aliases(brand_aliases(fields, _normalize_brand), known_aliases(_normalize_brand))
+    return merged_aliases(
+        brand_aliases(fields, _normalize_brand),
+        coded_aliases(_brands_joined_by_codes(conn, catalog_ids), _normalize_brand),
+        known_aliases(_normalize_brand),
+    )
+
+
+def _brands_joined_by_codes(conn: psycopg.Connection, catalog_ids: set[int]) -> list[tuple[str, str, int]]:
+    """(brand, brand, rare codes) of the offers in two of `catalog_ids` that carry one rare product code
+    (`brand.coded_aliases`); nothing to read, and no query over the codes, where every brand is in ASCII."""
+    if (
+        len(catalog_ids) < 2
+        or not conn.execute(
+            "SELECT EXISTS (SELECT FROM prodmatch.products WHERE catalog_id = ANY(%s) AND brand ~ '[^[:ascii:]]')",
+            (sorted(catalog_ids),),
+        ).fetchone()[0]
+    ):
+        return []
+    # One aggregate over the codes (co-located with the products, as on Citus): each rare code shared across
+    # catalogues, with its offers' catalogues and brands.
+    rows = conn.execute(
+        "SELECT c.code, array_agg(p.catalog_id), array_agg(p.brand)"
+        " FROM prodmatch.products p JOIN prodmatch.lexical l ON l.product_id = p.id,"
+        " unnest(l.codes) AS c(code)"
+        " WHERE p.catalog_id = ANY(%s) AND p.brand IS NOT NULL AND p.brand <> ''"
+        " GROUP BY c.code HAVING count(*) <= %s AND min(p.catalog_id) <> max(p.catalog_id)",
+        (sorted(catalog_ids), RARE_CODE),
+    ).fetchall()
+    joined: dict[tuple[str, str], set[str]] = {}
+    for code, catalogs, brands in rows:
+        offers = sorted(zip(catalogs, brands, strict=True))  # each pair of brands in one order
+        for i, (left_catalog, left) in enumerate(offers):
+            for right_catalog, right in offers[i + 1 :]:
+                if left_catalog != right_catalog:  # every pair: a brand's own name is a partner too
+                    joined.setdefault((left, right), set()).add(code)
+    return [(left, right, len(codes)) for (left, right), codes in joined.items()]
 
 
 @lru_cache(maxsize=1 << 18)

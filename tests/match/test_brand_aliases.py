@@ -14,6 +14,7 @@ import pytest
 from builders import shoes_in_two_scripts
 
 from prodmatch.embed.lexical import normalize
+from prodmatch.embed.lexical_refresh import refresh_lexical
 from prodmatch.ingest.load import ingest_file
 from prodmatch.match.hybrid import read_brand_aliases
 from prodmatch.match.link import link
@@ -123,3 +124,68 @@ def test_a_shop_writing_brands_in_chinese_links_to_a_marketplace_writing_them_in
     for i in range(12, 20):  # where the brand is known, each shoe's twin above the other brand's same shoe
         if i % 4 != 2:  # (双星 is not: its twin and look-alike differ by a brand word only, no evidence)
             assert taught[(f"s{i}", f"m{i}")][0] >= taught[(f"s{i}", f"x{i - 12}")][0]
+
+
+def _write(path, rows: list[str]):
+    path.write_text("\n".join(["id,title,brand", *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_brands_whose_offers_share_model_codes_are_aliases(conn, tmp_path):
+    # Neither catalogue writes a brand in both scripts and prodmatch ships neither brand's names: the makers'
+    # model numbers the two shops' offers share say that 双星 is Doublestar and 回力 Warrior.
+    shop = [f"s{i},双星 跑步鞋 DS-77{i}1 黑色 42码,双星" for i in range(3)]
+    shop += [f"w{i},回力 帆布鞋 WR55{i}8 白色 40码,回力" for i in range(2)]
+    shop += ["c0,双星 拖鞋 AB1234 灰色,双星"]  # one code shared by chance with another brand's offer
+    market = [f"m{i},DOUBLESTAR Running Shoe DS77{i}1 Black - Size 42,Doublestar" for i in range(3)]
+    market += [f"v{i},WARRIOR Canvas Shoe WR55{i}8 White - Size 40,Warrior" for i in range(2)]
+    market += ["k0,Warrior Canvas Bag AB1234 Grey,Warrior"]
+    ingest_file(conn, _write(tmp_path / "shop.csv", shop), "chinese-shop")
+    ingest_file(conn, _write(tmp_path / "market.csv", market), "market")
+    refresh_lexical(conn)
+    ids = {r[0] for r in conn.execute("SELECT id FROM prodmatch.catalogs").fetchall()}
+    aliases = read_brand_aliases(conn, ids)
+    assert aliases["双星"] == ("doublestar",) and aliases["doublestar"] == ("双星",)
+    assert aliases["回力"] == ("warrior",)  # two codes are enough; one (AB1234) names nothing
+    for one in ids:  # a catalogue alone: no pair of offers to learn from
+        assert "双星" not in read_brand_aliases(conn, {one})
+
+    run = link(conn, "chinese-shop", "market")
+    equal = dict(
+        conn.execute(
+            "SELECT s.external_id || '-' || t.external_id, (m.signals ->> 'brand_equal')::float8"
+            " FROM prodmatch.matches m JOIN prodmatch.products s ON s.id = m.source_product_id"
+            " JOIN prodmatch.products t ON t.id = m.target_product_id WHERE m.run_id = %s",
+            (run.run_id,),
+        ).fetchall()
+    )
+    assert equal["s0-m0"] == 1.0 and equal["w1-v1"] == 1.0  # each was no evidence (NaN) without the codes
+    assert equal["c0-k0"] == 0.0  # 双星's slipper and Warrior's bag: two brands now, no evidence before
+
+
+def test_a_russian_shops_brands_agree_with_their_latin_spelling():
+    # Transliterated, `Бош` is bosh and `Филипс` filips: they were a brand clash with Bosch and Philips on every
+    # true pair. Compared as they sound they agree, and different brands still clash.
+    def equal(a: str, b: str) -> float:
+        return brand.brand_equal([a], [b], normalize=normalize)[0]
+
+    for russian, latin in [
+        ("Бош", "Bosch"),
+        ("Филипс", "Philips"),
+        ("Сименс", "Siemens"),
+        ("Хуавей", "Huawei"),
+        ("Мулинекс", "Moulinex"),
+        ("Электролюкс", "Electrolux"),
+        ("Ксерокс", "Xerox"),
+        ("Делонги", "De'Longhi"),
+        ("Самсунг", "Samsung"),  # (agreed before too)
+    ]:
+        assert equal(russian, latin) == 1.0, (russian, latin)
+    for a, b in [
+        ("Бош", "Bose"),
+        ("Филипс", "Panasonic"),
+        ("Bosch", "Bose"),
+        ("Asus", "Acer"),
+        ("Braun", "Brown"),
+    ]:
+        assert equal(a, b) == 0.0, (a, b)

@@ -41,6 +41,10 @@ _MIN_PART = 2  # a part of a brand in two scripts shorter than this (a bracketed
 # A name's alias in another script counts where fields write the two together at least this share as often as
 # the name's most frequent alias in that script: one offer's "Nike/阿迪达斯" does not make Nike and Adidas one
 ALIAS_SHARE = 0.2
+# Brands in two scripts are aliases where at least this many rare codes (`coded_aliases`) join their offers, a
+# code being rare where at most RARE_CODE offers of the catalogues carry it (a model number, not a "USB3")
+MIN_CODED_ALIAS = 2
+RARE_CODE = 6
 # What a brand field that writes two scripts at once looks like, for a reader that selects such fields (SQL)
 TWO_SCRIPT_FIELD = r"[/|()\[\]／｜（）［］]"
 
@@ -77,7 +81,7 @@ def names_agree(left: tuple[str, ...], right: tuple[str, ...]) -> float:
         return float("nan")
     if any(_agree(a, b) for a in left for b in right):
         return 1.0
-    return 0.0 if any(_comparable(a, b) for a in left for b in right) else float("nan")
+    return 0.0 if any(comparable(a, b) for a in left for b in right) else float("nan")
 
 
 def offer_names(
@@ -95,12 +99,46 @@ def brand_aliases(
     matched: a field that writes two scripts at once ("Nike/耐克") makes its names aliases of one another.
     Within each other script a name keeps the aliases written beside it at least ALIAS_SHARE as often as
     its most frequent one there."""
+    return _aliases_of_groups((brand_names(field, normalize), offers) for field, offers in fields)
+
+
+def coded_aliases(
+    pairs: Iterable[tuple[str | None, str | None, int]], normalize: Normalizer | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Brand aliases from (brand, brand, rare codes) of two catalogues' offers that carry one rare product code
+    (a maker's model or article number: `TWK3A011` in both), every such pair of brands counted, the same name
+    on both sides too. Two names that do not already agree are aliases where MIN_CODED_ALIAS codes or more join
+    them and each is, for the other, at least ALIAS_SHARE as frequent a partner as its most frequent one:
+    `双星` is `Doublestar` where their offers share model numbers; a brand whose offers mostly meet their own
+    name takes no name that two codes join to it by chance, and a maker of compatible parts that writes a big
+    brand's codes (`NV Print` and `HP`'s `CE285A`) is not that brand, whose offers meet `HP` far more often."""
+    partners: dict[str, dict[str, int]] = {}
+    for left, right, codes in pairs:
+        for a in brand_names(left, normalize):
+            for b in brand_names(right, normalize):
+                for one, other in ((a, b), (b, a)):
+                    counts = partners.setdefault(one, {})
+                    counts[other] = counts.get(other, 0) + int(codes)
+    top = {name: max(counts.values()) for name, counts in partners.items()}
+    out: dict[str, list[str]] = {}
+    for name, counts in partners.items():
+        for other, n in counts.items():
+            if (
+                n >= MIN_CODED_ALIAS
+                and n >= ALIAS_SHARE * top[name]
+                and n >= ALIAS_SHARE * top[other]
+                and not _agree(name, other)
+            ):
+                out.setdefault(name, []).append(other)
+    return {name: tuple(sorted(others)) for name, others in out.items()}
+
+
+def _aliases_of_groups(groups: Iterable[tuple[tuple[str, ...], int]]) -> dict[str, tuple[str, ...]]:
     together: dict[str, dict[str, int]] = {}
-    for field, offers in fields:
-        names = brand_names(field, normalize)
+    for names, offers in groups:
         for a in names:
             for b in names:
-                if not _comparable(a, b):
+                if not comparable(a, b):
                     partners = together.setdefault(a, {})
                     partners[b] = partners.get(b, 0) + int(offers)
     out = {}
@@ -144,8 +182,33 @@ def aliases_of(names: tuple[str, ...], aliases: Mapping[str, tuple[str, ...]]) -
 
 
 def _agree(a: str, b: str) -> bool:
-    # Containment counts as equal: "hp" vs "hpinc", "elitescreens" vs "elite"
-    return a == b or (min(len(a), len(b)) >= 2 and (a.startswith(b) or b.startswith(a)))
+    # Containment counts as equal: "hp" vs "hpinc", "elitescreens" vs "elite"; and a Russian shop's
+    # transliterated name as its Latin spelling sounds ("Бош" bosh = Bosch, "Филипс" filips = Philips)
+    if a == b or (min(len(a), len(b)) >= 2 and (a.startswith(b) or b.startswith(a))):
+        return True
+    if not (a.isascii() and b.isascii()):
+        return False
+    return _sound(a) == _sound(b)  # whole names only: "sima" is a prefix of Symantec's "simantek"
+
+
+# Latin spellings that a transliteration from Cyrillic writes otherwise, in order: "sch" before "ch", "yu" (ю)
+# before "y", "c" before a front vowel (Сименс / Siemens) before the other "c" (Электролюкс / Electrolux)
+_SOUNDS = (
+    ("sch", "sh"), ("tch", "ch"), ("ph", "f"), ("th", "t"), ("gh", "g"), ("ck", "k"), ("x", "ks"),
+    ("w", "v"), ("ce", "se"), ("ci", "si"), ("cy", "si"), ("c", "k"), ("yu", "u"), ("ee", "i"),
+    ("ie", "i"), ("ou", "u"), ("y", "i"), ("j", "i"),
+)  # fmt: skip
+_DOUBLED = re.compile(r"(.)\1+")
+
+
+@lru_cache(maxsize=100_000)
+def _sound(name: str) -> str:
+    """A Latin brand name as it sounds, for names transliterated from Cyrillic: `philips` and `filips` are
+    `filips`, `bosch` and `bosh` are `bosh`, `huawei` and `huavej` are `huavei`."""
+    folded = name.replace(" ", "").replace("-", "")
+    for written, sound in _SOUNDS:
+        folded = folded.replace(written, sound)
+    return _DOUBLED.sub(r"\1", folded)
 
 
 @lru_cache(maxsize=200_000)
@@ -160,7 +223,7 @@ def _scripts(text: str) -> frozenset[str]:
 _SCRIPT_OF = {"KATAKANA-HIRAGANA": "KATAKANA"}  # ー in "ソニー" is Japanese kana
 
 
-def _comparable(a: str, b: str) -> bool:
+def comparable(a: str, b: str) -> bool:
     """Whether two names can be compared by spelling: they share a script, or one has no letters ("361")."""
     left, right = _scripts(a), _scripts(b)
     return not left or not right or bool(left & right)
