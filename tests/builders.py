@@ -245,3 +245,20 @@ def shoes_in_two_scripts(folder: Path, teach: bool = True) -> tuple[Path, Path]:
     for path, rows in zip(paths, (shop, market), strict=True):
         path.write_text("\n".join(["id,title,brand", *rows]) + "\n", encoding="utf-8")
     return paths
+
+
+def shoes_sharing_model_codes(folder: Path) -> tuple[Path, Path]:
+    """(shop CSV, marketplace CSV) that never write a brand in both scripts: the shop's 双星 and 回力 offers and the
+    marketplace's Doublestar and Warrior ones share makers' model numbers (DS7701.., WR5508..), and one code
+    (AB1234) is shared by chance between a 双星 slipper (c0) and a Warrior bag (k0)."""
+    shop = [f"s{i},双星 跑步鞋 DS-77{i}1 黑色 42码,双星" for i in range(3)]
+    shop += [f"w{i},回力 帆布鞋 WR55{i}8 白色 40码,回力" for i in range(2)]
+    shop += ["c0,双星 拖鞋 AB1234 灰色,双星"]
+    market = [f"m{i},DOUBLESTAR Running Shoe DS77{i}1 Black - Size 42,Doublestar" for i in range(3)]
+    market += [f"v{i},WARRIOR Canvas Shoe WR55{i}8 White - Size 40,Warrior" for i in range(2)]
+    market += ["k0,Warrior Canvas Bag AB1234 Grey,Warrior"]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "shop.csv", folder / "market.csv"
+    for path, rows in zip(paths, (shop, market), strict=True):
+        path.write_text("\n".join(["id,title,brand", *rows]) + "\n", encoding="utf-8")
+    return paths

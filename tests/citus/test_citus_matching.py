@@ -9,12 +9,17 @@ import json
 
 import psycopg
 import pytest
+from builders import shoes_sharing_model_codes
 from click.testing import CliRunner
 from psycopg import sql
 
 from prodmatch import store as db
 from prodmatch.cli import main
 from prodmatch.demo.catalogues import generate
+from prodmatch.embed.lexical_refresh import refresh_lexical
+from prodmatch.ingest.load import ingest_file
+from prodmatch.match.hybrid import read_brand_aliases
+from prodmatch.match.link import link
 
 
 def _cli(settings, *args) -> dict:
@@ -120,3 +125,29 @@ def test_matchers_clusters_labels_and_the_reader_role_give_the_same_answers(
     assert cluster.keys() == single.keys()
     for key in single:
         assert (key, cluster[key]) == (key, single[key])
+
+
+def _aliases_and_link(settings, shop, market) -> tuple[dict, list]:
+    with db.connection(settings) as conn:
+        ingest_file(conn, shop, "chinese-shop")
+        ingest_file(conn, market, "market")
+        refresh_lexical(conn)
+        conn.commit()
+        ids = {r[0] for r in conn.execute("SELECT id FROM prodmatch.catalogs").fetchall()}
+        aliases = {
+            k: v for k, v in read_brand_aliases(conn, ids).items() if k in ("双星", "doublestar", "回力")
+        }
+        run = link(conn, "chinese-shop", "market")
+        return aliases, _pairs(conn, run.run_id)
+
+
+def test_brand_aliases_learned_from_shared_codes_are_the_same_on_the_cluster(
+    citus_settings, settings, tmp_path
+):
+    # one aggregate over the codes of products sharded by id: the cluster learns what one node learns
+    shop, market = shoes_sharing_model_codes(tmp_path)
+    db.upgrade(citus_settings)
+    single = _aliases_and_link(settings, shop, market)
+    cluster = _aliases_and_link(citus_settings, shop, market)
+    assert single[0] == {"双星": ("doublestar",), "doublestar": ("双星",), "回力": ("warrior",)}
+    assert cluster == single

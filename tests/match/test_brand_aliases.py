@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from builders import shoes_in_two_scripts
+from builders import shoes_in_two_scripts, shoes_sharing_model_codes
 
 from prodmatch.embed.lexical import normalize
 from prodmatch.embed.lexical_refresh import refresh_lexical
@@ -126,22 +126,12 @@ def test_a_shop_writing_brands_in_chinese_links_to_a_marketplace_writing_them_in
             assert taught[(f"s{i}", f"m{i}")][0] >= taught[(f"s{i}", f"x{i - 12}")][0]
 
 
-def _write(path, rows: list[str]):
-    path.write_text("\n".join(["id,title,brand", *rows]) + "\n", encoding="utf-8")
-    return path
-
-
 def test_brands_whose_offers_share_model_codes_are_aliases(conn, tmp_path):
     # Neither catalogue writes a brand in both scripts and prodmatch ships neither brand's names: the makers'
     # model numbers the two shops' offers share say that 双星 is Doublestar and 回力 Warrior.
-    shop = [f"s{i},双星 跑步鞋 DS-77{i}1 黑色 42码,双星" for i in range(3)]
-    shop += [f"w{i},回力 帆布鞋 WR55{i}8 白色 40码,回力" for i in range(2)]
-    shop += ["c0,双星 拖鞋 AB1234 灰色,双星"]  # one code shared by chance with another brand's offer
-    market = [f"m{i},DOUBLESTAR Running Shoe DS77{i}1 Black - Size 42,Doublestar" for i in range(3)]
-    market += [f"v{i},WARRIOR Canvas Shoe WR55{i}8 White - Size 40,Warrior" for i in range(2)]
-    market += ["k0,Warrior Canvas Bag AB1234 Grey,Warrior"]
-    ingest_file(conn, _write(tmp_path / "shop.csv", shop), "chinese-shop")
-    ingest_file(conn, _write(tmp_path / "market.csv", market), "market")
+    shop, market = shoes_sharing_model_codes(tmp_path)
+    ingest_file(conn, shop, "chinese-shop")
+    ingest_file(conn, market, "market")
     refresh_lexical(conn)
     ids = {r[0] for r in conn.execute("SELECT id FROM prodmatch.catalogs").fetchall()}
     aliases = read_brand_aliases(conn, ids)

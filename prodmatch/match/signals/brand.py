@@ -41,7 +41,7 @@ _MIN_PART = 2  # a part of a brand in two scripts shorter than this (a bracketed
 # A name's alias in another script counts where fields write the two together at least this share as often as
 # the name's most frequent alias in that script: one offer's "Nike/阿迪达斯" does not make Nike and Adidas one
 ALIAS_SHARE = 0.2
-# Brands in two scripts are aliases where at least this many rare codes (`coded_aliases`) join their offers, a
+# Two brand names are aliases where at least this many rare codes (`coded_aliases`) join their offers, a
 # code being rare where at most RARE_CODE offers of the catalogues carry it (a model number, not a "USB3")
 MIN_CODED_ALIAS = 2
 RARE_CODE = 6
