@@ -306,7 +306,9 @@ def ingest_command(
 ) -> None:
     """Load a catalogue FILE (CSV or JSONL, optionally gzipped, or an .xlsx workbook) into a catalogue.
 
-    Columns beyond the canonical fields become attributes. A row without a brand (no brand column, or an
+    Columns named as a field in other words or languages are read as it (Наименование, 商品名称, Produktname,
+    name -> title; Цена, 价格, Preis -> price; the summary says which; --map wins). Columns beyond the fields
+    become attributes. A row without a brand (no brand column, or an
     empty one) takes its brand from an attribute whose role is brand (品牌, Marke, Marque, производитель...),
     as written; values that mean "no brand" (other/其他, 无品牌, n/a, без бренда, Generic) leave it empty.
 
