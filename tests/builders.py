@@ -262,3 +262,14 @@ def shoes_sharing_model_codes(folder: Path) -> tuple[Path, Path]:
     for path, rows in zip(paths, (shop, market), strict=True):
         path.write_text("\n".join(["id,title,brand", *rows]) + "\n", encoding="utf-8")
     return paths
+
+
+def catalog_products(conn, catalog: str = "shop") -> dict[str, dict]:
+    """A catalogue's products as ingest stored them: external_id -> its columns."""
+    cur = conn.execute(
+        "SELECT p.external_id, p.title, p.brand, p.price, p.currency, p.image, p.attributes, p.updated_at"
+        " FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s",
+        (catalog,),
+    )
+    names = [d.name for d in cur.description]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cur}

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from builders import catalog_products as products
 from click.testing import CliRunner
 
 from prodmatch.cli import main
@@ -68,16 +69,6 @@ def write_jsonl(path: Path, objects: list, *, raw_lines: list[str] = ()) -> Path
         data = gzip.compress(data)
     path.write_bytes(data)
     return path
-
-
-def products(conn, catalog="shop") -> dict[str, dict]:
-    cur = conn.execute(
-        "SELECT p.external_id, p.title, p.brand, p.price, p.currency, p.image, p.attributes, p.updated_at"
-        " FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s",
-        (catalog,),
-    )
-    names = [d.name for d in cur.description]
-    return {row[0]: dict(zip(names, row, strict=True)) for row in cur}
 
 
 @pytest.mark.parametrize(

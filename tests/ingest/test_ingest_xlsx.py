@@ -7,6 +7,7 @@ import zipfile
 from decimal import Decimal
 
 import pytest
+from builders import catalog_products
 from click.testing import CliRunner
 from openpyxl import Workbook
 
@@ -26,16 +27,6 @@ def _workbook(path, rows: list[list], title: str = "Товары"):
     return path
 
 
-def _products(conn, catalog: str) -> dict[str, dict]:
-    cur = conn.execute(
-        "SELECT p.external_id, p.title, p.brand, p.price, p.currency, p.attributes"
-        " FROM prodmatch.products p JOIN prodmatch.catalogs c ON c.id = p.catalog_id WHERE c.name = %s",
-        (catalog,),
-    )
-    names = [d.name for d in cur.description]
-    return {row[0]: dict(zip(names, row, strict=True)) for row in cur}
-
-
 def test_a_workbook_loads_as_its_csv_would(conn, tmp_path):
     path = _workbook(
         tmp_path / "export.xlsx",
@@ -53,7 +44,7 @@ def test_a_workbook_loads_as_its_csv_would(conn, tmp_path):
     assert (result.inserted, result.rejected) == (2, 1)
     assert result.rejects[0].line == 6 and result.rejects[0].field == "external_id"
     assert result.columns == {"title": "Наименование", "price": "Цена"}
-    got = _products(conn, "ru")
+    got = catalog_products(conn, "ru")
     first = got["1001"]  # a number as id: written as a CSV export writes it, not 1001.0
     assert (first["title"], first["price"]) == ("Чайник электрический TWK 3A011", Decimal("2490.00"))
     assert first["brand"] == "Бош"  # from the brand attribute (Бренд), as for a CSV file
@@ -73,7 +64,7 @@ def test_a_workbook_is_found_by_its_bytes_and_an_old_xls_is_refused(conn, tmp_pa
     path = _workbook(tmp_path / "feed.csv", [["id", "title", "price"], ["A1", "Kettle", 19.99]])
     result = ingest_file(conn, path, "shop")
     assert result.format == "xlsx" and result.inserted == 1
-    assert _products(conn, "shop")["A1"]["price"] == Decimal("19.99")
+    assert catalog_products(conn, "shop")["A1"]["price"] == Decimal("19.99")
     old = tmp_path / "old.xls"
     old.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
     with pytest.raises(IngestError, match=r"Excel 97-2003 workbook \(\.xls\).*\.xlsx or CSV"):
