@@ -183,6 +183,23 @@ NAMES = {
         "immagine",
     ),
 }
+# A shop's own article number, which an export without an id column identifies its rows by (an Ozon seller's
+# `Артикул`, a Taobao shop's `商品编号`): the id when no column is the id, and still an attribute, whose role
+# (code) keeps feeding the code signals. Not `model` or `货号`: many offers of one export can share those.
+OWN_ARTICLE_NAMES = (
+    "sku",
+    "артикул",
+    "артикул продавца",
+    "код товара",
+    "商品编号",
+    "商家编码",
+    "artikelnummer",
+    "art.-nr.",
+    "référence",
+    "referencia",
+    "品番",
+    "상품코드",
+)
 _SEPARATORS = re.compile(r"[\s_\-.:]+")
 
 
@@ -192,6 +209,12 @@ def _key(name: str) -> str:
 
 
 ALIASES = {_key(alias): field for field, names in NAMES.items() for alias in names}
+_OWN_ARTICLES = frozenset(_key(name) for name in OWN_ARTICLE_NAMES)
+
+
+def is_own_article(name: str) -> bool:
+    """Whether a column named `name` holds a shop's own article number (`OWN_ARTICLE_NAMES`)."""
+    return _key(name) in _OWN_ARTICLES
 
 
 @lru_cache(maxsize=4096)  # a JSONL file asks for the same few keys on every row

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from prodmatch.currencies import iso_currency
 from prodmatch.embed.images import LocalReferences
 from prodmatch.errors import ImageError, IngestError
-from prodmatch.ingest.columns import field_of
+from prodmatch.ingest.columns import field_of, is_own_article
 from prodmatch.ingest.sheets import sheet_records
 from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
 from prodmatch.roles import brand_from_attributes, normalize_roles
@@ -367,6 +367,13 @@ def _resolve_columns(
         if canonical is not None and canonical not in columns and index not in columns.values():
             columns[canonical] = index
             aliased[canonical] = name.strip().lstrip("\ufeff")
+    if "external_id" not in columns:  # no id column: a shop's own article number identifies its rows
+        article = next(
+            (i for i, h in enumerate(header) if i not in columns.values() and is_own_article(h)), None
+        )
+        if article is not None:
+            columns["external_id"] = article
+            aliased["external_id"] = header[article].strip().lstrip("\ufeff")
     missing = [f for f in REQUIRED_FIELDS if f not in columns]
     if missing:
         raise IngestError(
@@ -451,6 +458,8 @@ class _Layout:
     def of(cls, header: list[str], options: IngestOptions, source: _Source) -> _Layout:
         columns = _resolve_columns(header, options.mapping, source.path, source.aliased)
         mapped = set(columns.values())
+        if "external_id" in source.aliased and is_own_article(source.aliased["external_id"]):
+            mapped.discard(columns["external_id"])  # the article is the id and stays an attribute (a code)
         extra = [(i, h.strip()) for i, h in enumerate(header) if i not in mapped and h.strip()]
         width = len(header)
         return cls(
@@ -567,6 +576,13 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                     source.aliased.setdefault(name, key)
                 else:
                     attributes[key] = value
+            if (
+                "external_id" not in values
+            ):  # no id key: a shop's own article number, kept as an attribute too
+                article = next((k for k in attributes if is_own_article(k)), None)
+                if article is not None:
+                    values["external_id"] = attributes[article]
+                    source.aliased.setdefault("external_id", article)
             external_id = values.get("external_id")
             yield builder.build(line, [values.get(name) for name in FIELDS], attributes)
         except _RowError as error:

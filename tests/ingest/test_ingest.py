@@ -192,6 +192,34 @@ def test_no_column_name_read_as_a_field_is_an_attribute_key_with_a_role():
     assert field_of("sku") is None and field_of("Артикул") is None and role_of("sku") == "code"
 
 
+def test_a_shops_own_article_number_is_the_id_where_no_column_is(conn, tmp_path):
+    # An Ozon seller's export names its rows by `Артикул` only: it is the id, and stays an attribute (a code)
+    path = tmp_path / "ozon.csv"
+    path.write_text(
+        "Артикул;Наименование;Цена;Бренд\nTWK-1;Чайник Bosch TWK3A011;2 490 ₽;Bosch\n"
+        "GC-7;Утюг Philips GC1742;1 990 ₽;Philips\nTWK-1;Чайник Bosch (копия);2 490 ₽;Bosch\n",
+        encoding="utf-8",
+    )
+    result = ingest_file(conn, path, "ozon")
+    assert result.columns == {"external_id": "Артикул", "title": "Наименование", "price": "Цена"}
+    assert (result.inserted, result.rejected) == (2, 1)  # a repeated article is a reject, not an overwrite
+    assert {r.field for r in result.rejects} == {"external_id"}
+    row = products(conn, "ozon")["GC-7"]
+    assert (row["title"], row["attributes"]) == (
+        "Утюг Philips GC1742",
+        {"Артикул": "GC-7", "Бренд": "Philips"},
+    )
+
+    rows = tmp_path / "feed.jsonl"
+    write_jsonl(rows, [{"SKU": "S-1", "name": "Kettle", "model": "TWK3A011"}, {"name": "no article at all"}])
+    result = ingest_file(conn, rows, "feed")
+    assert result.columns == {"title": "name", "external_id": "SKU"} and (
+        result.inserted,
+        result.rejected,
+    ) == (1, 1)
+    assert products(conn, "feed")["S-1"]["attributes"] == {"SKU": "S-1", "model": "TWK3A011"}
+
+
 def test_a_column_named_as_the_field_wins_over_one_that_means_it(conn, tmp_path):
     path = tmp_path / "both.csv"
     path.write_text("name,id,title\nBosch,B1,Kettle TWK 3A011\n", encoding="utf-8")
