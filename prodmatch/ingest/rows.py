@@ -576,9 +576,8 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                     source.aliased.setdefault(name, key)
                 else:
                     attributes[key] = value
-            if (
-                "external_id" not in values
-            ):  # no id key: a shop's own article number, kept as an attribute too
+            # no id key: a shop's own article number is the id, kept as an attribute too
+            if "external_id" not in values:
                 article = next((k for k in attributes if is_own_article(k)), None)
                 if article is not None:
                     values["external_id"] = attributes[article]
