@@ -48,9 +48,7 @@ def sheet_records(path: Path, sized: Callable[[int], None] | None = None) -> Ite
                     return
                 except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, ParseError) as exc:
                     # broken XML, and what defusedxml refuses (entities, external references: ValueErrors)
-                    raise IngestError(
-                        f"{path}: the sheet cannot be read ({type(exc).__name__}: {exc})"
-                    ) from exc
+                    raise IngestError(f"{path}: the sheet cannot be read ({_innermost(exc)})") from exc
                 yield number, [cell_text(value) for value in row]
         finally:
             workbook.close()
