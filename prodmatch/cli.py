@@ -242,7 +242,13 @@ def db_grant_reader(role: str) -> None:
 @main.command("ingest")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--catalog", required=True, help="Catalogue to load into (created if new).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]), help="Default: from the file.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl", "json", "xlsx"]), help="Default: from the file."
+)
+@click.option(
+    "--sheet",
+    help="A workbook's sheet to read (default: the active sheet, or else the first sheet with a title column).",
+)
 @click.option(
     "--map",
     "mappings",
@@ -292,6 +298,7 @@ def ingest_command(
     file: Path,
     catalog: str,
     fmt: str | None,
+    sheet: str | None,
     mappings: tuple[str, ...],
     images_root: Path | None,
     encoding: str | None,
@@ -304,7 +311,10 @@ def ingest_command(
     attribute_roles: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Load a catalogue FILE (CSV or JSONL, optionally gzipped, or an .xlsx workbook) into a catalogue.
+    """Load a catalogue FILE (CSV, JSON lines or a JSON document, optionally gzipped, or an .xlsx workbook).
+
+    A table's header may sit below a price list's title block (it is the first row naming a title column),
+    and a workbook's products on any sheet; a table without an id column names its rows by their line (row-7).
 
     Columns named as a field in other words or languages are read as it (Наименование, 商品名称, Produktname,
     name -> title; Цена, 价格, Preis -> price; the summary says which; --map wins). Columns beyond the fields
@@ -324,6 +334,7 @@ def ingest_command(
         delimiter = "\t"
     options = IngestOptions(
         format=fmt,
+        sheet=sheet,
         mapping=_parse_mappings(mappings),
         images_root=images_root,
         encoding=encoding,

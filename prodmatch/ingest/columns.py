@@ -47,6 +47,9 @@ NAMES = {
         "наименование товара",
         "название товара",
         "товар",
+        "номенклатура",  # 1C exports
+        "наименование номенклатуры",
+        "полное наименование",
         "заголовок",
         "商品名称",
         "商品标题",
@@ -193,6 +196,11 @@ OWN_ARTICLE_NAMES = (
     "код товара",
     "商品编号",
     "商家编码",
+    "код",  # 1C's item code
+    "код номенклатуры",
+    "item code",
+    "item number",
+    "article number",
     "artikelnummer",
     "art.-nr.",
     "référence",
@@ -201,6 +209,9 @@ OWN_ARTICLE_NAMES = (
     "상품코드",
 )
 _SEPARATORS = re.compile(r"[\s_\-.:]+")
+# What a header adds after the name, from its first comma or bracket: `Цена, руб.`, `Price (EUR)`, `价格(元)`,
+# `Наименование [полное]`
+_QUALIFIER = re.compile(r"\s*[,(（\[].*$", re.DOTALL)
 
 
 def _key(name: str) -> str:
@@ -219,5 +230,17 @@ def is_own_article(name: str) -> bool:
 
 @lru_cache(maxsize=4096)  # a JSONL file asks for the same few keys on every row
 def field_of(name: str) -> str | None:
-    """The field a column named `name` holds (`Наименование` -> title), or None for an attribute."""
-    return ALIASES.get(_key(name))
+    """The field a column named `name` holds (`Наименование` -> title; `Цена, руб.` -> price: a name with a
+    qualifier after a comma or in brackets), or None for an attribute."""
+    found = ALIASES.get(_key(name))
+    if found is None:
+        bare = _QUALIFIER.sub("", name)
+        if bare and bare != name:
+            found = ALIASES.get(_key(bare))
+    return found
+
+
+def qualifier(name: str) -> str:
+    """What a column's name says after the name itself (`Цена, руб.` -> `руб.`; `Price (EUR)` -> `EUR`)."""
+    match = _QUALIFIER.search(name)
+    return match.group(0).strip(" ,()（）[]") if match else ""

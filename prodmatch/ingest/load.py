@@ -75,6 +75,9 @@ class IngestResult:
     prune_skipped: str | None = None  # with prune: why nothing was deleted, when it was not safe to
     # field -> the column it was read from, where that column is named otherwise (`商品名称` as title)
     columns: dict[str, str] = field(default_factory=dict)
+    # what the reader noticed about the file's layout (a header below a title block, the sheet it read, no id)
+    notes: list[str] = field(default_factory=list)
+    sections: int = 0  # a price list's section rows (not products, not in `rows`): their products' category
 
     @property
     def loaded(self) -> int:
@@ -94,6 +97,7 @@ class IngestResult:
         if self.columns:
             read = ", ".join(f"{column!r} as {name}" for name, column in self.columns.items())
             lines.append(f"  read {read} (--map to choose otherwise)")
+        lines += [f"  {note}" for note in self.notes]
         if self.prune_skipped:
             lines.append(f"  not pruned: {self.prune_skipped}")
         lines += ["  rejected " + describe_reject(reject) for reject in self.rejects[:listed]]
@@ -134,6 +138,14 @@ def ingest_file(
                 updated = 0
             unchanged = rows - rejected - inserted - updated
             deleted, prune_skipped = _prune(conn, catalog_id, rows, options) if options.prune else (0, None)
+            if options.prune and source.row_ids:
+                deleted, prune_skipped = (
+                    0,
+                    (
+                        "the file has no id column: rows named by their position cannot tell a removed product "
+                        "from a moved one"
+                    ),
+                )
             _finish_run(conn, run_id, inserted, updated, unchanged, rejected)
             rejects = list_rejects(conn, run_id)
             if options.strict and rejected:
@@ -162,6 +174,8 @@ def ingest_file(
         deleted=deleted,
         prune_skipped=prune_skipped,
         columns=dict(source.aliased),
+        notes=list(source.notes),
+        sections=source.sections,
     )
 
 

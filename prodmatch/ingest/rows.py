@@ -5,6 +5,9 @@ surrogates, NaN/Infinity, numbers Python will not parse, JSON nested deeper than
 `MAX_ID_BYTES` (the unique index's limit is ~2.7 KB), fields over `MAX_FIELD_CHARS`, lines over the line limit,
 and CSV rows with fewer or more fields than the header all become rejects. A short CSV row on a last line
 without a newline means the file was cut off: that is an IngestError, raised before anything is committed.
+Files come as shops send them: a table's header may sit below a price list's title block, the products on a
+workbook's other sheet, the products as a JSON document (an array, or a list inside an object), and a table
+without an id column names its rows by their position (`row-5`).
 Neighbours: `sources` opens the file and yields bounded lines; `load` copies these rows into the database.
 """
 
@@ -23,14 +26,23 @@ from typing import NamedTuple
 from prodmatch.currencies import iso_currency
 from prodmatch.embed.images import LocalReferences
 from prodmatch.errors import ImageError, IngestError
-from prodmatch.ingest.columns import field_of, is_own_article
-from prodmatch.ingest.sheets import sheet_records
-from prodmatch.ingest.sources import _BAD_BYTES, OVERLONG, EncodingChanged, IngestOptions, _Source
+from prodmatch.ingest.columns import field_of, is_own_article, qualifier
+from prodmatch.ingest.sheets import open_workbook
+from prodmatch.ingest.sources import (
+    _BAD_BYTES,
+    OVERLONG,
+    EncodingChanged,
+    IngestOptions,
+    _open_binary,
+    _Source,
+)
 from prodmatch.roles import brand_from_attributes, normalize_roles
 
 FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "image")
 TEXT_FIELDS = ("title", "description", "brand", "category", "currency", "image")
-REQUIRED_FIELDS = ("external_id", "title")
+REQUIRED_FIELDS = ("title",)  # a table without an id column names its rows by their position
+_CATEGORY = FIELDS.index("category")
+HEADER_SEARCH_ROWS = 30  # the header may sit below a title block of up to this many non-blank rows
 ALIASES = {"id": "external_id"}
 MAX_RAW = 2000
 MAX_ID_BYTES = 1024
@@ -151,10 +163,14 @@ def read_rows(source: _Source, options: IngestOptions, base_dir: str) -> Iterato
     builder = _RowBuilder(
         base_dir,
         options.decimal_comma,
-        all_text=source.format != "jsonl",
+        all_text=source.format in ("csv", "xlsx"),
         attribute_roles=normalize_roles(options.attribute_roles),
     )
-    read = {"csv": _csv_rows, "jsonl": _jsonl_rows, "xlsx": _xlsx_rows}[source.format]
+    if options.sheet and source.format != "xlsx":
+        raise IngestError(
+            f"{source.path}: --sheet {options.sheet!r} names a workbook's sheet, and this is {source.format}"
+        )
+    read = {"csv": _csv_rows, "jsonl": _jsonl_rows, "json": _json_rows, "xlsx": _xlsx_rows}[source.format]
     return read(source, options, builder)
 
 
@@ -179,8 +195,11 @@ class _RowBuilder:
     def __post_init__(self) -> None:
         self._local_image = LocalReferences([self.base_dir])
 
-    def build(self, line: int, values: list, attributes: dict) -> StagedRow:
-        """`values` are in FIELDS order; `attributes` are the row's other columns."""
+    def build(
+        self, line: int, values: list, attributes: dict, currency_named: str | None = None
+    ) -> StagedRow:
+        """`values` are in FIELDS order; `attributes` are the row's other columns; `currency_named` is the
+        currency of a price that names none, as its column's name says (`Цена, руб.`)."""
         if self.all_text:
             texts = [v.strip() for v in values]
         else:
@@ -213,7 +232,7 @@ class _RowBuilder:
             brand or None,
             category or None,
             price,
-            currency or price_currency,
+            currency or price_currency or (currency_named if price is not None else None),
             image or None,
             _attributes_json(attributes),
         )
@@ -353,7 +372,7 @@ def _resolve_columns(
     for field_name, column in mapping.items():
         wanted = column.strip().lower()
         if wanted not in normalised:
-            raise IngestError(
+            raise _NoHeader(
                 f"{path}: --map {field_name}={column}: no column named {column!r}; "
                 f"the header has: {', '.join(header)}"
             )
@@ -376,7 +395,7 @@ def _resolve_columns(
             aliased["external_id"] = header[article].strip().lstrip("\ufeff")
     missing = [f for f in REQUIRED_FIELDS if f not in columns]
     if missing:
-        raise IngestError(
+        raise _NoHeader(
             f"{path}: missing required column(s) {', '.join(missing)}; the header has: "
             f"{', '.join(header)}. Name the columns with --map, e.g. --map {missing[0]}=COLUMN"
         )
@@ -388,37 +407,45 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
     csv.field_size_limit(max(options.line_limit, 1024))
     source.record_limit = ROW_LIMIT_LINES * options.line_limit  # memory per record stays bounded
     reader = csv.reader(source.lines(), delimiter=source.delimiter)
-    header = _next_record(reader, source)
-    if header is None:
-        raise IngestError(f"{source.path}: the file is empty (no header row)")
-    if isinstance(header, _RowError):
-        raise IngestError(f"{source.path}: cannot read the header row: {header.reason}")
-    if _BAD_BYTES.search("".join(header)):
-        if not source.settled:
-            raise EncodingChanged
-        raise IngestError(
-            f"{source.path}: the header is not valid {source.encoding}; pass --encoding (e.g. cp1251)"
-        )
-    if any("\x00" in h or OVERLONG in h for h in header):
-        raise IngestError(
-            f"{source.path}: the header holds a NUL character or is too long; is this a CSV file?"
-        )
-    layout = _Layout.of(header, options, source)
+
+    def candidates() -> Iterator[tuple[int, list[str]]]:  # the records that may be the header
+        while True:
+            start = reader.line_num + 1
+            header = _next_record(reader, source)
+            if header is None:
+                return
+            if isinstance(header, _RowError):
+                raise IngestError(f"{source.path}: cannot read the header row: {header.reason}")
+            if _BAD_BYTES.search("".join(header)):
+                if not source.settled:
+                    raise EncodingChanged
+                raise IngestError(
+                    f"{source.path}: the header is not valid {source.encoding}; pass --encoding (e.g. cp1251)"
+                )
+            if any("\x00" in h or OVERLONG in h for h in header):
+                raise IngestError(
+                    f"{source.path}: the header holds a NUL character or is too long; is this a CSV file?"
+                )
+            yield start, header
+
+    header, layout = _header_and_layout(candidates(), options, source, "the file is empty (no header row)")
     width, id_index = layout.width, layout.id_index
+    sections = _Sections(layout, source, "line")
     line = reader.line_num + 1
     while True:
         source.record_chars = 0
         record = _next_record(reader, source)
         if record is None:
+            sections.tell()
             return
         start, line = line, reader.line_num + 1
         if isinstance(record, _RowError):
             yield _reject_row(start, None, record, "")
             continue
-        if not record or record == [""]:
+        if not record or record == [""] or sections.take(start, record):
             continue
         raw = source.delimiter.join(record)
-        external_id = record[id_index] if id_index < len(record) else None
+        external_id = record[id_index] if id_index is not None and id_index < len(record) else None
         try:
             if OVERLONG in raw:
                 raise _RowError(None, f"a line longer than {options.line_limit:,} characters (line_limit)")
@@ -439,7 +466,7 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
                 )
             if "\x00" in raw:
                 raise _RowError(_field_with(record, header, lambda v: "\x00" in v), "a NUL character")
-            yield layout.build(builder, start, record)
+            yield layout.build(builder, start, record, sections.current)
         except _RowError as error:
             yield _reject_row(start, external_id, error, raw)
 
@@ -452,10 +479,12 @@ class _Layout:
     attributes_column: int | None  # a column named `attributes` holding a JSON object
     width: int
     indexes: list[int]  # per FIELDS, its column (`width` for none: a record is padded with one "")
-    id_index: int
+    id_index: int | None  # None: no id column, a row is named by its position (`row-5`)
+    currency_named: str | None = None  # the currency the price column's name gives (`Цена, руб.`)
 
     @classmethod
     def of(cls, header: list[str], options: IngestOptions, source: _Source) -> _Layout:
+        """The layout of `header`; _NoHeader where it names no title column (it may be a title block's row)."""
         columns = _resolve_columns(header, options.mapping, source.path, source.aliased)
         mapped = set(columns.values())
         if "external_id" in source.aliased and is_own_article(source.aliased["external_id"]):
@@ -467,37 +496,78 @@ class _Layout:
             next((i for i, h in extra if h.lower() == "attributes"), None),
             width,
             [columns.get(name, width) for name in FIELDS],
-            columns["external_id"],
+            columns.get("external_id"),
+            iso_currency(qualifier(header[columns["price"]])) if "price" in columns else None,
         )
 
-    def build(self, builder: _RowBuilder, line: int, record: list[str]) -> StagedRow:
-        """The row of a record of `width` cells (raises _RowError for a bad value)."""
+    def build(
+        self, builder: _RowBuilder, line: int, record: list[str], section: str | None = None
+    ) -> StagedRow:
+        """The row of a record of `width` cells (raises _RowError for a bad value); `section` is its category
+        where it has none (`_Sections`)."""
         record = [*record, ""]
         values = [record[i] for i in self.indexes]
+        if section and not values[_CATEGORY].strip():
+            values[_CATEGORY] = section
+        if self.id_index is None:
+            values[0] = row_id(line)
         attributes = {h: record[i] for i, h in self.extra if record[i] != ""}
         if self.attributes_column is not None and "attributes" in attributes:
             attributes.update(_json_object(attributes.pop("attributes")))
-        return builder.build(line, values, attributes)
+        return builder.build(line, values, attributes, self.currency_named)
 
 
 def _xlsx_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
-    """The rows of a workbook's active sheet (`sheets.sheet_records`): the first row with a value is the header;
-    a reject names the sheet's row number."""
-    records = sheet_records(source.path, sized=lambda rows: setattr(source, "size", rows))
-    header = next((r for _, r in records if any(c.strip() for c in r)), None)
-    if header is None:
-        raise IngestError(f"{source.path}: the sheet is empty (no header row)")
-    while header and not header[-1].strip():
-        header.pop()  # a sheet's rows run as wide as its widest one
-    if any("\x00" in h or len(h) > options.line_limit for h in header):
-        raise IngestError(f"{source.path}: the header row holds a NUL character or is too long")
-    layout = _Layout.of(header, options, source)
+    """The rows of the workbook's sheet of products: --sheet's, else the active sheet, else the first other sheet
+    whose header names a title column (`_header_and_layout`); a reject names the sheet's row number."""
+    with open_workbook(source.path) as book:
+        names = [book.sheet_named(options.sheet)] if options.sheet else book.names
+        refused: _NoHeader | None = None
+        for name in names:
+            records = book.records(name, sized=lambda rows: setattr(source, "size", rows))
+            try:
+                header, layout = _header_and_layout(
+                    _sheet_candidates(records, options, source),
+                    options,
+                    source,
+                    f"sheet {name!r} is empty",
+                    "row",
+                )
+            except _NoHeader as exc:
+                refused = refused or exc
+                continue
+            if name != names[0]:
+                source.notes.append(
+                    f"read sheet {name!r}: the active sheet {names[0]!r} has no column of titles"
+                )
+            break
+        else:
+            others = (
+                f" (nor has any other sheet: {', '.join(map(repr, names[1:]))})" if len(names) > 1 else ""
+            )
+            raise IngestError(f"{refused}{others}") from None
+        yield from _sheet_rows(records, header, layout, options, source, builder)
+
+
+def _sheet_candidates(records, options: IngestOptions, source: _Source) -> Iterator[tuple[int, list[str]]]:
+    for line, header in records:
+        while header and not header[-1].strip():
+            header.pop()  # a sheet's rows run as wide as its widest one
+        if any("\x00" in h or len(h) > options.line_limit for h in header):
+            raise IngestError(f"{source.path}: the header row holds a NUL character or is too long")
+        yield line, header
+
+
+def _sheet_rows(records, header, layout: _Layout, options, source: _Source, builder) -> Iterator[StagedRow]:
+    sections = _Sections(layout, source, "row")
     for line, record in records:
-        if not any(record):
+        if not any(record) or sections.take(line, record):
             continue
         source.rows_read = line
         raw = "\t".join(record)
-        external_id = record[layout.id_index] if layout.id_index < len(record) else None
+        external_id = (
+            record[layout.id_index] if layout.id_index is not None and layout.id_index < len(record) else None
+        )
         try:
             if len(record) > layout.width and any(record[layout.width :]):
                 raise _RowError(None, f"a value right of the header's {layout.width} columns")
@@ -506,9 +576,104 @@ def _xlsx_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) ->
                 raise _RowError(None, f"a row longer than {options.line_limit:,} characters (line_limit)")
             if "\x00" in raw:
                 raise _RowError(_field_with(record, header, lambda v: "\x00" in v), "a NUL character")
-            yield layout.build(builder, line, record)
+            yield layout.build(builder, line, record, sections.current)
         except _RowError as error:
             yield _reject_row(line, external_id, error, raw)
+    sections.tell()
+
+
+class _Sections:
+    """A price list's section rows: a group's name alone on its row ("Электроинструмент") above the products
+    of that group, as 1C and many dealers' exports write them. Such a row is not a product: it becomes the
+    category of the rows below it that have none (consecutive ones nest: "Инструмент / Дрели"). Only in a table
+    with an id column and three or more columns, where a row of one value has no id or no title; a value
+    outside the title column must hold no digit (a lone "009-1" is still a product). `tell` notes them."""
+
+    def __init__(self, layout: _Layout, source: _Source, unit: str) -> None:
+        self.on = layout.id_index is not None and layout.width >= 3
+        self.title = layout.indexes[FIELDS.index("title")]
+        self.source, self.unit = source, unit
+        self.current: str | None = None
+        self.last_line: int | None = None
+        self.seen: list[tuple[int, str]] = []
+
+    def take(self, line: int, record: list[str]) -> bool:
+        """Whether `record` is a section row (then it is the current section)."""
+        if not self.on:
+            return False
+        filled = [(index, cell.strip()) for index, cell in enumerate(record) if cell.strip()]
+        if len(filled) != 1:
+            return False
+        index, name = filled[0]
+        if not any(ch.isalpha() for ch in name) or (index != self.title and any(ch.isdigit() for ch in name)):
+            return False
+        name = name[:200]
+        nested = self.current is not None and self.last_line is not None and self.last_line == line - 1
+        self.current = f"{self.current} / {name}" if nested else name
+        self.last_line = line
+        self.seen.append((line, name))
+        self.source.sections += 1
+        return True
+
+    def tell(self) -> None:
+        if self.seen:
+            named = ", ".join(repr(name) for _, name in self.seen[:3]) + (
+                ", ..." if len(self.seen) > 3 else ""
+            )
+            self.source.notes.append(
+                f"{len(self.seen)} section {self.unit}(s) with a single value ({named}; first on {self.unit} "
+                f"{self.seen[0][0]}) were read as the category of the rows below them, not as products"
+            )
+
+
+class _NoHeader(IngestError):
+    """A row that names no title column: not the header (or, searched to the end, a table without titles)."""
+
+
+def _header_and_layout(
+    candidates: Iterator[tuple[int, list[str]]],
+    options: IngestOptions,
+    source: _Source,
+    empty: str,
+    unit: str = "line",
+) -> tuple[list[str], _Layout]:
+    """The header and its layout: the first of the first HEADER_SEARCH_ROWS non-blank rows that names a title
+    column. A price list puts its title, date and terms above the table; the rows above the header are
+    told in `source.notes`, not read as products. Where no row names a title, the first row's _NoHeader."""
+    refused: _NoHeader | None = None
+    above: list[list[str]] = []
+    for line, record in candidates:
+        if not any(cell.strip() for cell in record):
+            continue
+        try:
+            layout = _Layout.of(record, options, source)
+        except _NoHeader as exc:
+            source.aliased.clear()
+            refused = refused or exc
+            above.append(record)
+            if len(above) >= HEADER_SEARCH_ROWS:
+                break
+            continue
+        if above:
+            first = " ".join(cell.strip() for cell in above[0] if cell.strip())[:80]
+            were = f"{len(above)} {unit}s above it were" if len(above) > 1 else f"the {unit} above it was"
+            source.notes.append(
+                f"the header is on {unit} {line}; {were} not read as products ({first!r}"
+                + (", ...)" if len(above) > 1 else ")")
+            )
+        if layout.id_index is None:
+            source.row_ids = True
+            source.notes.append(
+                f"no id column: each row is named by its {unit} (row-{line + 1} for {unit} {line + 1}), which a "
+                "later file keeps only if no row moves; name one with --map external_id=COLUMN"
+            )
+        return record, layout
+    raise refused or _NoHeader(f"{source.path}: {empty}")
+
+
+def row_id(line: int) -> str:
+    """The external id of a row in a file without an id column: its line (a sheet's row, a document's item)."""
+    return f"row-{line}"
 
 
 def _next_record(reader, source: _Source) -> list[str] | _RowError | None:
@@ -543,11 +708,10 @@ def _json_object(text: str) -> dict:
 
 
 def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
-    rename = {column: field_name for field_name, column in options.mapping.items()}
+    read = _ObjectReader(options, source, builder)
     for line, text in enumerate(source.lines(), start=1):
         if not text.strip():
             continue
-        external_id = None
         try:
             if text.startswith(OVERLONG):
                 raise _RowError(None, f"a line longer than {options.line_limit:,} characters (line_limit)")
@@ -556,13 +720,95 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                     raise EncodingChanged
                 raise _RowError(None, _undecodable(source))
             obj = _loads(text, None)
+        except _RowError as error:
+            yield _reject_row(line, None, error, text.rstrip("\r\n"))
+            continue
+        yield read(line, obj, text.rstrip("\r\n"))
+
+
+def _json_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
+    """The items of a JSON document: a top-level array, or the first array of objects inside an object
+    (`{"products": [...]}`, as APIs export), streamed (ijson: memory stays flat whatever the file's size). A
+    reject's line is the item's number in the array."""
+    import ijson
+
+    prefix = _items_prefix(source)
+    read = _ObjectReader(options, source, builder)
+    binary = source.binary
+    if binary.peek(3)[:3] == b"\xef\xbb\xbf":
+        binary.read(3)
+    items = ijson.items(binary, prefix, use_float=True)
+    number = 0
+    while True:
+        try:
+            obj = next(items)
+        except StopIteration:
+            return
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
+            raise IngestError(
+                f"{source.path}: broken JSON after item {number:,} ({_first_line(exc)}); nothing was loaded"
+            ) from None
+        number += 1
+        try:
+            raw = json.dumps(obj, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            raw = repr(obj)
+        yield read(number, obj, raw)
+
+
+def _items_prefix(source: _Source) -> str:
+    """ijson's prefix of the document's products: `item` for a top-level array, else the first array reached
+    through object keys alone whose first element is an object (else the first such array)."""
+    import ijson
+
+    first_array, opened = None, None
+    with _open_binary(source.path) as binary:
+        if binary.peek(3)[:3] == b"\xef\xbb\xbf":
+            binary.read(3)
+        try:
+            for prefix, event, _ in ijson.parse(binary):
+                if opened is not None:
+                    if event == "start_map":
+                        return f"{opened}.item"
+                    opened = None
+                if event != "start_array" or "item" in prefix.split("."):
+                    continue
+                if prefix == "":
+                    return "item"
+                first_array, opened = first_array or prefix, prefix
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
+            raise IngestError(
+                f"{source.path}: broken JSON ({_first_line(exc)}); nothing was loaded"
+            ) from None
+    if first_array is None:
+        raise IngestError(f"{source.path}: no list of products in this JSON document (an array of objects)")
+    return f"{first_array}.item"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+
+
+class _ObjectReader:
+    """A JSON object's row: keys named as a field (or meaning one, `商品名称`) are the fields, `attributes` and
+    every other key the attributes. Where the first object has no id (nor a shop's own article number), the
+    file has none: each object is named by its position (`row-3`), and one without an id elsewhere is a reject."""
+
+    def __init__(self, options: IngestOptions, source: _Source, builder: _RowBuilder) -> None:
+        self.rename = {column: field_name for field_name, column in options.mapping.items()}
+        self.source, self.builder = source, builder
+        self.first = True
+
+    def __call__(self, line: int, obj: object, raw: str) -> StagedRow:
+        external_id = None
+        try:
             if not isinstance(obj, dict):
                 raise _RowError(None, f"expected a JSON object, got {type(obj).__name__}")
             values: dict[str, object] = {}
             attributes: dict = {}
             others = []
             for key, value in obj.items():
-                name = rename.get(key) or ALIASES.get(key.lower(), key.lower())
+                name = self.rename.get(key) or ALIASES.get(key.lower(), key.lower())
                 if name in FIELDS and name not in values:
                     values[name] = value
                 elif name == "attributes" and isinstance(value, dict):
@@ -573,7 +819,7 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                 name = field_of(key)
                 if name is not None and name not in values:
                     values[name] = value
-                    source.aliased.setdefault(name, key)
+                    self.source.aliased.setdefault(name, key)
                 else:
                     attributes[key] = value
             # no id key: a shop's own article number is the id, kept as an attribute too
@@ -581,11 +827,20 @@ def _jsonl_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -
                 article = next((k for k in attributes if is_own_article(k)), None)
                 if article is not None:
                     values["external_id"] = attributes[article]
-                    source.aliased.setdefault("external_id", article)
+                    self.source.aliased.setdefault("external_id", article)
+            if self.first and "external_id" not in values:
+                self.source.row_ids = True
+                self.source.notes.append(
+                    "no id key: each object is named by its place in the file (row-7 for the 7th line or "
+                    "item), which a later file keeps only if none moves; name one with --map external_id=KEY"
+                )
+            self.first = False
+            if self.source.row_ids and "external_id" not in values:
+                values["external_id"] = row_id(line)
             external_id = values.get("external_id")
-            yield builder.build(line, [values.get(name) for name in FIELDS], attributes)
+            return self.builder.build(line, [values.get(name) for name in FIELDS], attributes)
         except _RowError as error:
-            yield _reject_row(line, external_id, error, text.rstrip("\r\n"))
+            return _reject_row(line, external_id, error, raw)
 
 
 # --- database --------------------------------------------------------------------------------------------

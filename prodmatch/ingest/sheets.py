@@ -1,10 +1,11 @@
-"""Excel workbooks (.xlsx, .xlsm): the first worksheet's rows, read as a CSV file's records would be.
+"""Excel workbooks (.xlsx, .xlsm): a worksheet's rows, read as a CSV file's records would be.
 
-Shops and marketplaces export their catalogues as workbooks as often as CSV. `sheet_records` streams the active
-worksheet (openpyxl in read-only mode: constant memory whatever the sheet's size) and gives each row's cells as
-text, the way a CSV export would have written them: `4999.0` as `4999`, a date as `2026-12-07`, an empty cell as
-"". Cached values are read, never formulas (nothing in a workbook runs), and with defusedxml installed openpyxl
-parses the workbook's XML without entity expansion or external references.
+Shops and marketplaces export their catalogues as workbooks as often as CSV. `open_workbook` opens one once
+(openpyxl in read-only mode: constant memory whatever the sheets' size) and `Book.records` streams a sheet's rows
+with each cell as text, the way a CSV export would have written it: `4999.0` as `4999`, a date as
+`2026-12-07`, an empty cell as "". Cached values are read, never formulas (nothing in a workbook runs), and
+with defusedxml installed openpyxl parses the workbook's XML without entity expansion or external references.
+Which sheet holds the products is the ingest's choice (`rows._xlsx_rows`): the active one first, then the others.
 """
 
 from __future__ import annotations
@@ -21,37 +22,80 @@ from prodmatch.errors import IngestError
 # The first bytes of an Excel 97-2003 workbook (an OLE2 compound file), which openpyxl cannot read
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
+# what a broken or hostile sheet raises while its rows are read (defusedxml's refusals are ValueErrors)
+_SHEET_ERRORS = (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, ParseError)
 
 
-def sheet_records(path: Path, sized: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[str]]]:
-    """(row number in the sheet, cells as text) of every row of the workbook's active worksheet; `sized` is
-    told the sheet's row count (as its dimension says) before the first row."""
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
+class Book:
+    """An open workbook: its sheets' names (the active one first) and their rows."""
 
-    with open(path, "rb") as file:  # a file, not a name: a workbook named .csv by its user is still read
+    def __init__(self, path: Path) -> None:
+        from openpyxl import load_workbook
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        self.path = path
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close(); a workbook named .csv still reads
         try:
-            workbook = load_workbook(file, read_only=True, data_only=True)
+            self._workbook = load_workbook(self._file, read_only=True, data_only=True)
         except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
+            self._file.close()
             raise IngestError(
                 f"{path}: not a readable .xlsx workbook ({_innermost(exc)}); save it again as .xlsx or CSV"
             ) from exc
+        active = self._workbook.active or self._workbook.worksheets[0]
+        others = [sheet.title for sheet in self._workbook.worksheets if sheet.title != active.title]
+        self.names: list[str] = [active.title, *others]
+
+    def sheet_named(self, name: str) -> str:
+        """The sheet called `name` (in any case), or an IngestError naming the sheets there are."""
+        found = [n for n in self.names if n == name] or [
+            n for n in self.names if n.casefold() == name.casefold()
+        ]
+        if not found:
+            raise IngestError(
+                f"{self.path}: no sheet named {name!r}; the workbook has: {', '.join(map(repr, self.names))}"
+            )
+        return found[0]
+
+    def records(
+        self, name: str, sized: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[int, list[str]]]:
+        """(row number in the sheet, cells as text) of every row of sheet `name`; `sized` is told the sheet's row
+        count (as its dimension says) before the first row."""
+        sheet = self._workbook[name]
+        if sized is not None and sheet.max_row:
+            sized(sheet.max_row)
+        rows = enumerate(sheet.iter_rows(values_only=True), start=1)
+        while True:
+            try:
+                number, row = next(rows)
+            except StopIteration:
+                return
+            except _SHEET_ERRORS as exc:
+                raise IngestError(f"{self.path}: sheet {name!r} cannot be read ({_innermost(exc)})") from exc
+            yield number, [cell_text(value) for value in row]
+
+    def close(self) -> None:
         try:
-            sheet = workbook.active or workbook.worksheets[0]
-            if sized is not None and sheet.max_row:
-                sized(sheet.max_row)
-            rows = enumerate(sheet.iter_rows(values_only=True), start=1)
-            while True:
-                try:
-                    number, row = next(rows)
-                except StopIteration:
-                    return
-                except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, ParseError) as exc:
-                    # broken XML, and what defusedxml refuses (entities, external references: ValueErrors)
-                    raise IngestError(f"{path}: the sheet cannot be read ({_innermost(exc)})") from exc
-                yield number, [cell_text(value) for value in row]
+            self._workbook.close()
         finally:
-            workbook.close()
+            self._file.close()
+
+    def __enter__(self) -> Book:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_workbook(path: Path) -> Book:
+    return Book(path)
+
+
+def sheet_records(path: Path, sized: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(row number in the sheet, cells as text) of every row of the workbook's active worksheet."""
+    with open_workbook(path) as book:
+        yield from book.records(book.names[0], sized)
 
 
 def _innermost(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import codecs
 import csv
 import gzip
 import io
+import json
 import re
 import unicodedata
 import zlib
@@ -26,7 +27,7 @@ import numpy as np
 from prodmatch.errors import IngestError
 from prodmatch.ingest.sheets import OLE2_MAGIC, ZIP_MAGIC
 
-FORMATS = ("csv", "jsonl", "xlsx")
+FORMATS = ("csv", "jsonl", "json", "xlsx")
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 256 * 1024
 LINE_LIMIT = 1024 * 1024  # characters per physical line; a longer line is a reject, never read whole
@@ -73,6 +74,7 @@ class IngestOptions:
     # without a brand takes it from an attribute whose role is brand
     attribute_roles: dict[str, str] = field(default_factory=dict)
     progress: bool = False
+    sheet: str | None = None  # a workbook's sheet to read (default: the active one, else one with products)
 
 
 class EncodingChanged(Exception):
@@ -104,6 +106,9 @@ class _Source:
     rows_read: int = 0  # a workbook's rows read so far
     # field -> the column it was read from, where that column is named otherwise (`columns.field_of`)
     aliased: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the reader noticed about the file's layout
+    row_ids: bool = False  # no id column: rows are named by their position (`rows.row_id`)
+    sections: int = 0  # a price list's section rows, read as the category of the rows below them
 
     def text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes visible (as lone surrogates) so the row can be rejected.
@@ -168,7 +173,7 @@ def _open_source(path: Path, options: IngestOptions, encoding: str | None = None
     fmt = options.format or _detect_format(path, sample)
     if fmt not in FORMATS:
         raw.close()
-        raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv, jsonl or xlsx")
+        raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv, jsonl, json or xlsx")
     if fmt == "xlsx":  # a workbook's text is UTF-8 inside its zip: no encoding or delimiter to find
         # its size is counted in rows, known once the sheet is open (`sheets.sheet_records`)
         return _Source(path, fmt, None, None, binary, raw, 0, line_limit=options.line_limit)
@@ -364,11 +369,33 @@ def _detect_format(path: Path, sample: bytes) -> str:
     if sample.startswith(ZIP_MAGIC):
         return "xlsx"  # a workbook is a zip archive (whatever its name says)
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    if suffixes and suffixes[-1] in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
     if suffixes and suffixes[-1] in (".csv", ".tsv", ".txt"):
         return "csv"
-    return "jsonl" if sample.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" else "csv"
+    if suffixes and suffixes[-1] in (".jsonl", ".ndjson"):
+        return "jsonl"
+    start = sample.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start[:1] == b"[":
+        return "json"  # a JSON document: an array of products
+    if start[:1] == b"{":  # JSON lines, or one document (pretty-printed, or `{"products": [...]}`)
+        return "jsonl" if _one_object_a_line(start) else "json"
+    return "jsonl" if suffixes and suffixes[-1] == ".json" else "csv"
+
+
+def _one_object_a_line(sample: bytes) -> bool:
+    """Whether the sample's first line is a whole JSON object (JSON lines), not the start of a document.
+
+    A file of one line is a document where its object holds a list (`{"products": [...]}` written without
+    newlines); JSON lines' products may hold lists too (variants, offers), but such a file has more lines."""
+    first, _, rest = sample.partition(b"\n")
+    if not rest.strip() and len(sample) >= SAMPLE_BYTES:
+        return True  # a first line longer than the sample: JSON lines' long record, read line by line
+    try:
+        obj = json.loads(first.decode("utf-8", errors="replace"))
+    except ValueError:
+        return False
+    if not isinstance(obj, dict):
+        return False
+    return bool(rest.strip()) or not any(isinstance(v, list) and v for v in obj.values())
 
 
 def _detect_encoding(sample: bytes) -> str | None:

@@ -383,7 +383,7 @@ def test_undecodable_bytes_reject_only_their_row(conn, tmp_path):
 def test_missing_required_column_fails_before_writing(conn, tmp_path):
     path = tmp_path / "nocol.csv"
     path.write_text("ean,label\n1,x\n")  # (`name` would be read as the title)
-    with pytest.raises(IngestError, match=r"missing required column\(s\) external_id, title.*--map"):
+    with pytest.raises(IngestError, match=r"missing required column\(s\) title; .*--map title=COLUMN"):
         ingest_file(conn, path, "shop")
     assert conn.execute("SELECT count(*) FROM prodmatch.catalogs").fetchone()[0] == 0
 
