@@ -5,12 +5,14 @@
 Uses PRODMATCH_DATABASE_URL if set, else a throw-away embedded server. Prints rows/s for: raw binary COPY into a
 bare table, raw binary COPY into `prodmatch.products` (the ceiling of any ingest into the real table), ingest of
 a new catalogue (parse + validate + COPY straight into products + triggers), and a re-ingest of the same file
-(staging + upsert, everything unchanged), with their ratios to both COPYs.
+(staging + upsert, everything unchanged), with their ratios to both COPYs; then the same rows as JSON lines and
+as one JSON document (`{"products": [...]}`, streamed), each against the CSV file's ingest.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -67,6 +69,18 @@ def write_csv(rows: list[tuple], path: Path) -> None:
         f.write("external_id,title,description,brand,category,price,currency,image,colour\n")
         for r in rows:
             f.write(",".join(str(v) for v in r) + "\n")
+
+
+FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "image", "colour")
+
+
+def write_json(rows: list[tuple], path: Path, *, lines: bool) -> None:
+    objects = (dict(zip(FIELDS, (*r[:5], float(r[5]), *r[6:]), strict=True)) for r in rows)
+    with open(path, "w", encoding="utf-8") as f:
+        if lines:
+            f.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
+        else:
+            json.dump({"count": len(rows), "products": list(objects)}, f, ensure_ascii=False, indent=1)
 
 
 def raw_copy(url: str, rows: list[tuple]) -> float:
@@ -155,6 +169,15 @@ def main() -> None:
                 pairs.append((table_seconds, first.seconds))
             again = ingest_file(conn, path, "bench", IngestOptions())
             conn.execute("DELETE FROM prodmatch.catalogs WHERE name = 'bench'")
+            conn.commit()
+            formats = []
+            for name, lines in (("catalogue.jsonl", True), ("catalogue.json", False)):
+                json_path = Path(tmp) / name
+                write_json(rows, json_path, lines=lines)
+                done = ingest_file(conn, json_path, "bench", IngestOptions())
+                formats.append((name, done, json_path.stat().st_size))
+                conn.execute("DELETE FROM prodmatch.catalogs WHERE name = 'bench'")
+                conn.commit()
 
     n = args.rows
     raw_rate = n / raw_seconds
@@ -176,6 +199,12 @@ def main() -> None:
             f"{label:<28}: {rate:12,.0f} rows/s  ({seconds:.2f} s)  = {rate / raw_rate:.2f} of raw COPY,"
             f" {rate / table_rate:.2f} of COPY into products"
             f"  [inserted {result.inserted:,}, unchanged {result.unchanged:,}, rejected {result.rejected}]"
+        )
+    for name, done, size in formats:
+        rate = n / done.seconds
+        print(
+            f"ingest of {name:<17}: {rate:12,.0f} rows/s  ({done.seconds:.2f} s, {size / 1e6:.0f} MB)  ="
+            f" {first_seconds / done.seconds:.2f} of the CSV file's ingest  [{done.format}, inserted {done.inserted:,}]"
         )
     shares = ", ".join(f"{table / ingest:.2f}" for table, ingest in pairs)
     print(

@@ -387,7 +387,18 @@ _UNIT_TOKEN_RE = re.compile(
 )
 
 # Phonetic folding for the n-gram namespace only: spellings that differ across languages and transliterations.
-_FOLDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("y", "i"), ("j", "i"), ("w", "v"))
+# German "sch" is the "ш" a Russian shop writes (Bosch / Бош -> bosh, Fischer / Фишер -> fisher; migration 0019).
+_FOLDS = (
+    ("sch", "sh"),
+    ("ph", "f"),
+    ("kh", "h"),
+    ("ck", "k"),
+    ("c", "k"),
+    ("q", "k"),
+    ("y", "i"),
+    ("j", "i"),
+    ("w", "v"),
+)
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
 
 

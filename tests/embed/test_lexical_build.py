@@ -322,6 +322,32 @@ def test_a_migration_re_encodes_only_the_rows_the_lexical_space_now_reads_otherw
         assert encoder.terms({"title": titles[external_id]}) == encoder.terms({"title": text})
 
 
+def test_migration_0019_re_encodes_the_rows_with_a_german_sch(empty_settings):
+    """Rows with "sch" are stale after 0019 and re-encode with "sh" n-grams: a Russian shop's `Бош` meets the
+    stored `Bosch` once they are; the other rows (Cyrillic `ш` was "sh" already) are kept."""
+    assert store.upgrade(empty_settings, "0018") == "0018"
+    titles = {"de": "Bosch GSB 13 RE", "ru": "Бош GSB 13 RE"} | {
+        f"plain{i}": f"Makita DF{i}" for i in range(20)
+    }
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        _shop_titled(conn, titles)
+        assert refresh_lexical(conn).encoded == len(titles)
+    assert store.upgrade(empty_settings, "0019") == "0019"
+    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+        assert _stale_ids(conn) == {"de"}
+        assert refresh_lexical(conn).encoded == 1
+        stored = dict(
+            conn.execute(
+                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
+                " JOIN prodmatch.products p ON p.id = l.product_id"
+            ).fetchall()
+        )
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    assert stored["de"].count(":") == len(encoder.terms({"title": titles["de"]}))
+    shared = set(encoder.terms({"title": "Bosch"})) & set(encoder.terms({"title": "Бош"}))
+    assert len(shared) >= 3  # "<bo", "bos", "osh", "sh>" ...
+
+
 def _shop_titled(conn, titles: dict[str, str]) -> int:
     """A catalogue 'shop' with one product per (external id, title); its id."""
     catalog = conn.execute("INSERT INTO prodmatch.catalogs (name) VALUES ('shop') RETURNING id").fetchone()[0]

@@ -104,6 +104,21 @@ def test_cyrillic_and_latin_spellings_share_most_terms():
     assert set(encoder.terms({"title": "Самсунг"})) == set(encoder.terms({"title": "samsung"}))
 
 
+def test_a_russian_shops_german_brands_meet_their_spelling():
+    # "ш" transliterates to "sh", and German writes it "sch": Бош is Bosch, Фишер Fischer
+    for russian, german, other in [("Бош", "Bosch", "Bose"), ("Фишер", "Fischer", "Fisher-Price")]:
+        a, b, c = weighted([{"title": russian}, {"title": german}, {"title": other}])
+        assert similarity(a, b) > 0.5 and similarity(a, b) > similarity(a, c), (russian, similarity(a, b))
+    bosch, russian, makita = weighted(
+        [
+            {"title": "Bosch GSB 13 RE drill"},
+            {"title": "Дрель Бош GSB 13 RE"},
+            {"title": "Дрель Макита GSB 13 RE"},
+        ]
+    )
+    assert similarity(bosch, russian) > similarity(bosch, makita) + 0.1
+
+
 def test_word_order_is_irrelevant():
     encoder = LexicalEncoder()
     assert encoder.terms({"title": "Sony turntable black PS-LX350H"}) == encoder.terms(
