@@ -301,21 +301,9 @@ def test_a_migration_re_encodes_only_the_rows_the_lexical_space_now_reads_otherw
 ):
     """Rows whose text the encoder reads otherwise from `after` on are stale after the upgrade, and re-encode
     to the terms of the text they now stand for (`same_as`); the other rows are kept."""
-    assert store.upgrade(empty_settings, before) == before
     titles = titles | {f"plain{i}": f"shoe {i} 500 ml" for i in range(20)}  # read as before: kept
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        _shop_titled(conn, titles)
-        assert refresh_lexical(conn).encoded == len(titles)
-    assert store.upgrade(empty_settings, after) == after
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        assert _stale_ids(conn) == set(same_as)
-        assert refresh_lexical(conn).encoded == len(same_as)
-        stored = dict(
-            conn.execute(
-                "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
-                " JOIN prodmatch.products p ON p.id = l.product_id"
-            ).fetchall()
-        )
+    stale, encoded, stored = _upgraded(empty_settings, before, after, titles)
+    assert stale == set(same_as) and encoded == len(same_as)
     encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
     for external_id, text in same_as.items():
         assert stored[external_id].count(":") == len(encoder.terms({"title": text}))
@@ -325,27 +313,37 @@ def test_a_migration_re_encodes_only_the_rows_the_lexical_space_now_reads_otherw
 def test_migration_0019_re_encodes_the_rows_with_a_german_sch(empty_settings):
     """Rows with "sch" are stale after 0019 and re-encode with "sh" n-grams: a Russian shop's `Бош` meets the
     stored `Bosch` once they are; the other rows (Cyrillic `ш` was "sh" already) are kept."""
-    assert store.upgrade(empty_settings, "0018") == "0018"
     titles = {"de": "Bosch GSB 13 RE", "ru": "Бош GSB 13 RE"} | {
         f"plain{i}": f"Makita DF{i}" for i in range(20)
     }
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
+    stale, encoded, stored = _upgraded(empty_settings, "0018", "0019", titles)
+    assert stale == {"de"} and encoded == 1
+    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
+    assert stored["de"].count(":") == len(encoder.terms({"title": titles["de"]}))
+    shared = set(encoder.terms({"title": "Bosch"})) & set(encoder.terms({"title": "Бош"}))
+    assert len(shared) >= 3  # "<bo", "bos", "osh", "sh>" ...
+
+
+def _upgraded(
+    settings, before: str, after: str, titles: dict[str, str]
+) -> tuple[set[str], int, dict[str, str]]:
+    """A shop of `titles` encoded at revision `before`, then upgraded to `after` and refreshed: (the external ids
+    the upgrade made stale, how many rows the refresh encoded, each product's stored terms)."""
+    assert store.upgrade(settings, before) == before
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         _shop_titled(conn, titles)
         assert refresh_lexical(conn).encoded == len(titles)
-    assert store.upgrade(empty_settings, "0019") == "0019"
-    with psycopg.connect(empty_settings.database_url, autocommit=True) as conn:
-        assert _stale_ids(conn) == {"de"}
-        assert refresh_lexical(conn).encoded == 1
+    assert store.upgrade(settings, after) == after
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        stale = _stale_ids(conn)
+        encoded = refresh_lexical(conn).encoded
         stored = dict(
             conn.execute(
                 "SELECT p.external_id, l.terms::text FROM prodmatch.lexical l"
                 " JOIN prodmatch.products p ON p.id = l.product_id"
             ).fetchall()
         )
-    encoder = LexicalEncoder(dimensions=LEXICAL_DIMENSIONS)
-    assert stored["de"].count(":") == len(encoder.terms({"title": titles["de"]}))
-    shared = set(encoder.terms({"title": "Bosch"})) & set(encoder.terms({"title": "Бош"}))
-    assert len(shared) >= 3  # "<bo", "bos", "osh", "sh>" ...
+    return stale, encoded, stored
 
 
 def _shop_titled(conn, titles: dict[str, str]) -> int:
