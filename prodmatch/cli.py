@@ -243,7 +243,10 @@ def db_grant_reader(role: str) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--catalog", required=True, help="Catalogue to load into (created if new).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "jsonl", "json", "xlsx"]), help="Default: from the file."
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "json", "xlsx", "xls"]),
+    help="Default: from the file.",
 )
 @click.option(
     "--sheet",
@@ -311,7 +314,7 @@ def ingest_command(
     attribute_roles: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Load a catalogue FILE (CSV, JSON lines or a JSON document, optionally gzipped, or an .xlsx workbook).
+    """Load a catalogue FILE (CSV, JSON lines or a JSON document, optionally gzipped, or an .xlsx / .xls workbook).
 
     A table's header may sit below a price list's title block (it is the first row naming a title column),
     and a workbook's products on any sheet; a table without an id column names its rows by their line (row-7).

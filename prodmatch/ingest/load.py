@@ -24,6 +24,7 @@ from tqdm import tqdm
 from prodmatch.errors import IngestError
 from prodmatch.ingest.rows import STAGING_COLUMNS, StagedRow, read_rows
 from prodmatch.ingest.sources import (
+    WORKBOOKS,
     EncodingChanged,
     IngestOptions,
     _open_source,
@@ -333,7 +334,7 @@ def _progress(source: _Source, options: IngestOptions) -> Iterator[Callable[[int
     """A progress bar over the file's bytes (a workbook's rows); yields `tick(rows so far)`."""
     bar = tqdm(
         total=source.size,
-        unit="row" if source.format == "xlsx" else "B",
+        unit="row" if source.format in WORKBOOKS else "B",
         unit_scale=True,
         desc=f"ingest {source.path.name}",
         disable=not options.progress,

@@ -31,6 +31,7 @@ from prodmatch.ingest.sheets import open_workbook
 from prodmatch.ingest.sources import (
     _BAD_BYTES,
     OVERLONG,
+    WORKBOOKS,
     EncodingChanged,
     IngestOptions,
     _open_binary,
@@ -163,14 +164,20 @@ def read_rows(source: _Source, options: IngestOptions, base_dir: str) -> Iterato
     builder = _RowBuilder(
         base_dir,
         options.decimal_comma,
-        all_text=source.format in ("csv", "xlsx"),
+        all_text=source.format in ("csv", *WORKBOOKS),
         attribute_roles=normalize_roles(options.attribute_roles),
     )
-    if options.sheet and source.format != "xlsx":
+    if options.sheet and source.format not in WORKBOOKS:
         raise IngestError(
             f"{source.path}: --sheet {options.sheet!r} names a workbook's sheet, and this is {source.format}"
         )
-    read = {"csv": _csv_rows, "jsonl": _jsonl_rows, "json": _json_rows, "xlsx": _xlsx_rows}[source.format]
+    read = {
+        "csv": _csv_rows,
+        "jsonl": _jsonl_rows,
+        "json": _json_rows,
+        "xlsx": _xlsx_rows,
+        "xls": _xlsx_rows,
+    }[source.format]
     return read(source, options, builder)
 
 
@@ -520,7 +527,7 @@ class _Layout:
 def _xlsx_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
     """The rows of the workbook's sheet of products: --sheet's, else the active sheet, else the first other sheet
     whose header names a title column (`_header_and_layout`); a reject names the sheet's row number."""
-    with open_workbook(source.path) as book:
+    with open_workbook(source.path, source.format) as book:
         names = [book.sheet_named(options.sheet)] if options.sheet else book.names
         refused: _NoHeader | None = None
         for name in names:

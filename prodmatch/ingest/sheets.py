@@ -1,4 +1,4 @@
-"""Excel workbooks (.xlsx, .xlsm): a worksheet's rows, read as a CSV file's records would be.
+"""Excel workbooks (.xlsx, .xlsm, and Excel 97-2003 .xls): a worksheet's rows, read as a CSV file's would be.
 
 Shops and marketplaces export their catalogues as workbooks as often as CSV. `open_workbook` opens one once
 (openpyxl in read-only mode: constant memory whatever the sheets' size) and `Book.records` streams a sheet's rows
@@ -6,6 +6,8 @@ with each cell as text, the way a CSV export would have written it: `4999.0` as 
 `2026-12-07`, an empty cell as "". Cached values are read, never formulas (nothing in a workbook runs), and
 with defusedxml installed openpyxl parses the workbook's XML without entity expansion or external references.
 Which sheet holds the products is the ingest's choice (`rows._xlsx_rows`): the active one first, then the others.
+An old `.xls` (an OLE2 compound file, as 1C and WPS still save price lists) is read with xlrd, which holds no
+formula engine either: its cells give the values the file stores.
 """
 
 from __future__ import annotations
@@ -19,15 +21,42 @@ from xml.etree.ElementTree import ParseError
 
 from prodmatch.errors import IngestError
 
-# The first bytes of an Excel 97-2003 workbook (an OLE2 compound file), which openpyxl cannot read
+# The first bytes of an Excel 97-2003 workbook (an OLE2 compound file), which openpyxl cannot read (xlrd does)
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
 # what a broken or hostile sheet raises while its rows are read (defusedxml's refusals are ValueErrors)
 _SHEET_ERRORS = (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, ParseError)
 
 
-class Book:
-    """An open workbook: its sheets' names (the active one first) and their rows."""
+class _Sheets:
+    """What both kinds of workbook give: the sheets' names (the active one first), found by name."""
+
+    path: Path
+    names: list[str]
+
+    def sheet_named(self, name: str) -> str:
+        """The sheet called `name` (in any case), or an IngestError naming the sheets there are."""
+        found = [n for n in self.names if n == name] or [
+            n for n in self.names if n.casefold() == name.casefold()
+        ]
+        if not found:
+            raise IngestError(
+                f"{self.path}: no sheet named {name!r}; the workbook has: {', '.join(map(repr, self.names))}"
+            )
+        return found[0]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Book(_Sheets):
+    """An open .xlsx workbook: its sheets' names (the active one first) and their rows."""
 
     def __init__(self, path: Path) -> None:
         from openpyxl import load_workbook
@@ -45,17 +74,6 @@ class Book:
         active = self._workbook.active or self._workbook.worksheets[0]
         others = [sheet.title for sheet in self._workbook.worksheets if sheet.title != active.title]
         self.names: list[str] = [active.title, *others]
-
-    def sheet_named(self, name: str) -> str:
-        """The sheet called `name` (in any case), or an IngestError naming the sheets there are."""
-        found = [n for n in self.names if n == name] or [
-            n for n in self.names if n.casefold() == name.casefold()
-        ]
-        if not found:
-            raise IngestError(
-                f"{self.path}: no sheet named {name!r}; the workbook has: {', '.join(map(repr, self.names))}"
-            )
-        return found[0]
 
     def records(
         self, name: str, sized: Callable[[int], None] | None = None
@@ -81,15 +99,57 @@ class Book:
         finally:
             self._file.close()
 
-    def __enter__(self) -> Book:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class XlsBook(_Sheets):
+    """An open Excel 97-2003 workbook (.xls, read whole by xlrd: such a sheet holds at most 65,536 rows)."""
+
+    def __init__(self, path: Path) -> None:
+        import xlrd
+
+        self.path = path
+        try:
+            self._book = xlrd.open_workbook(str(path))
+            sheets = self._book.sheets()
+        except Exception as exc:  # noqa: BLE001 - xlrd fails on a broken file in many ways; each is this error
+            raise IngestError(
+                f"{path}: not a readable .xls workbook ({_innermost(exc)}); save it again as .xlsx or CSV"
+            ) from exc
+        if not sheets:
+            raise IngestError(f"{path}: the workbook has no sheet")
+        active = next((sheet for sheet in sheets if sheet.sheet_selected), sheets[0])
+        self.names = [active.name, *(sheet.name for sheet in sheets if sheet.name != active.name)]
+
+    def records(
+        self, name: str, sized: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[int, list[str]]]:
+        """(row number in the sheet, cells as text) of every row of sheet `name`."""
+        sheet = self._book.sheet_by_name(name)
+        if sized is not None:
+            sized(sheet.nrows)
+        for index in range(sheet.nrows):
+            yield index + 1, [self._text(cell) for cell in sheet.row(index)]
+
+    def _text(self, cell) -> str:
+        import xlrd
+
+        if cell.ctype == xlrd.XL_CELL_DATE:
+            try:
+                return cell_text(xlrd.xldate_as_datetime(cell.value, self._book.datemode))
+            except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+                return cell_text(cell.value)
+        if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+            return cell_text(bool(cell.value))
+        if cell.ctype == xlrd.XL_CELL_ERROR:
+            return xlrd.error_text_from_code.get(cell.value, "#ERROR")
+        return cell_text(cell.value if cell.ctype != xlrd.XL_CELL_BLANK else None)
+
+    def close(self) -> None:
+        self._book.release_resources()
 
 
-def open_workbook(path: Path) -> Book:
-    return Book(path)
+def open_workbook(path: Path, fmt: str = "xlsx") -> _Sheets:
+    """The workbook at `path`: an .xlsx (`Book`) or, for format "xls", an Excel 97-2003 one (`XlsBook`)."""
+    return XlsBook(path) if fmt == "xls" else Book(path)
 
 
 def sheet_records(path: Path, sized: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[str]]]:

@@ -27,7 +27,8 @@ import numpy as np
 from prodmatch.errors import IngestError
 from prodmatch.ingest.sheets import OLE2_MAGIC, ZIP_MAGIC
 
-FORMATS = ("csv", "jsonl", "json", "xlsx")
+FORMATS = ("csv", "jsonl", "json", "xlsx", "xls")
+WORKBOOKS = ("xlsx", "xls")
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 256 * 1024
 LINE_LIMIT = 1024 * 1024  # characters per physical line; a longer line is a reject, never read whole
@@ -144,7 +145,7 @@ class _Source:
 
     def position(self) -> int:
         """How far reading is: bytes of the file, or rows of a workbook's sheet (`size` is the same unit)."""
-        return self.rows_read if self.format == "xlsx" else self.raw.tell()
+        return self.rows_read if self.format in WORKBOOKS else self.raw.tell()
 
     def close(self) -> None:
         if getattr(self, "_text", None) is not None:
@@ -173,8 +174,8 @@ def _open_source(path: Path, options: IngestOptions, encoding: str | None = None
     fmt = options.format or _detect_format(path, sample)
     if fmt not in FORMATS:
         raw.close()
-        raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv, jsonl, json or xlsx")
-    if fmt == "xlsx":  # a workbook's text is UTF-8 inside its zip: no encoding or delimiter to find
+        raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv, jsonl, json, xlsx or xls")
+    if fmt in WORKBOOKS:  # a workbook's text is UTF-8 inside its zip: no encoding or delimiter to find
         # its size is counted in rows, known once the sheet is open (`sheets.sheet_records`)
         return _Source(path, fmt, None, None, binary, raw, 0, line_limit=options.line_limit)
     settled = True
@@ -363,9 +364,7 @@ def _gzip_sample(path: Path) -> bytes:
 
 def _detect_format(path: Path, sample: bytes) -> str:
     if sample.startswith(OLE2_MAGIC):
-        raise IngestError(
-            f"{path}: an Excel 97-2003 workbook (.xls), which prodmatch does not read; save it as .xlsx or CSV"
-        )
+        return "xls"  # an Excel 97-2003 workbook (an OLE2 compound file)
     if sample.startswith(ZIP_MAGIC):
         return "xlsx"  # a workbook is a zip archive (whatever its name says)
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]

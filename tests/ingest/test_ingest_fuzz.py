@@ -244,3 +244,55 @@ def test_fuzz_xlsx_every_row_is_loaded_or_rejected(conn, tmp_path):
     run()
     print(f"\nxlsx: {dict(stats)}")
     assert stats["loaded"] > 0 and stats["rejected"] > 0
+
+
+def test_fuzz_xls_every_row_is_loaded_or_rejected_and_random_bytes_are_refused(conn, tmp_path):
+    import datetime as dt
+
+    import xlwt
+
+    stats = Counter()
+    text = nasty_text.map(lambda t: t.encode("utf-8", "replace").decode().replace("\x00", "")[:200])
+    cell = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**15), max_value=10**15),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.dates(min_value=dt.date(1900, 3, 1)),
+        text,
+    )
+    dates = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        rows=st.lists(st.lists(cell, min_size=0, max_size=5), min_size=1, max_size=10),
+        garbage=st.binary(min_size=0, max_size=2000),
+    )
+    def run(rows: list[list], garbage: bytes) -> None:
+        book = xlwt.Workbook(encoding="utf-8")
+        sheet = book.add_sheet("Sheet1")
+        for c, name in enumerate(["id", "title", "price", "extra"]):
+            sheet.write(0, c, name)
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row):
+                if value is not None:
+                    sheet.write(
+                        r, c, value, dates if isinstance(value, dt.date) else xlwt.Style.default_style
+                    )
+        path = tmp_path / "fuzz.xls"
+        book.save(str(path))
+        result = _ingest(conn, path)
+        stats["files"] += 1
+        assert result is not None  # a workbook xlwt wrote is always readable
+        written = [r for r in rows if any(v is not None and v != "" for v in r)]
+        stats["loaded"] += result.loaded
+        stats["rejected"] += result.rejected
+        assert _accounted(result, len(written))
+        # an OLE2 header over random bytes: refused as a whole file, never a traceback
+        broken = tmp_path / "broken.xls"
+        broken.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + garbage)
+        assert _ingest(conn, broken) is None
+
+    run()
+    print(f"\nxls: {dict(stats)}")
+    assert stats["loaded"] > 0 and stats["rejected"] > 0

@@ -3,11 +3,13 @@ workbook's second sheet, a JSON document instead of JSON lines, no id column at 
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 from decimal import Decimal
 
 import pytest
+import xlwt
 from builders import catalog_products
 from click.testing import CliRunner
 from openpyxl import Workbook
@@ -285,3 +287,33 @@ def test_a_sheet_asked_of_a_csv_file_is_a_clear_error(conn, tmp_path):
         IngestError, match=r"shop.csv: --sheet 'Товары' names a workbook's sheet, and this is csv"
     ):
         ingest_file(conn, path, "shop", IngestOptions(sheet="Товары"))
+
+
+def test_an_excel_97_2003_price_list_loads_as_its_xlsx_would(conn, tmp_path):
+    # 1C and WPS still save .xls: a cover sheet, a title block, sections, a date, a price named with its currency
+    book = xlwt.Workbook(encoding="utf-8")
+    book.add_sheet("Инфо").write(0, 0, "Прайс-лист")
+    sheet = book.add_sheet("Товары")
+    rows = [
+        ["ООО Ромашка"],
+        [],
+        ["Код", "Номенклатура", "Цена, руб.", "Поступление", "Хит"],
+        [None, "Дрели", None, None, None],
+        [1001, "Дрель GSB 13 RE", 3499.5, dt.date(2026, 12, 1), True],
+        ["R-2", "Дрель SBE 650", 4290, None, False],
+    ]
+    dates = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if value is not None:
+                sheet.write(r, c, value, dates if isinstance(value, dt.date) else xlwt.Style.default_style)
+    path = tmp_path / "price.xls"
+    book.save(str(path))
+    result = ingest_file(conn, path, "ru")
+    assert (result.format, result.inserted, result.rejected, result.sections) == ("xls", 2, 0, 1)
+    assert any("'Товары'" in note for note in result.notes), result.notes
+    got = catalog_products(conn, "ru")
+    first = got["1001"]  # a number as id, as a CSV export writes it
+    assert (first["price"], first["currency"]) == (Decimal("3499.50"), "RUB")
+    assert first["attributes"] == {"Код": "1001", "Поступление": "2026-12-01", "Хит": "true"}
+    assert _categories(conn, "ru") == {"1001": "Дрели", "R-2": "Дрели"}
