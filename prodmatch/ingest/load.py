@@ -138,15 +138,14 @@ def ingest_file(
             else:
                 updated = 0
             unchanged = rows - rejected - inserted - updated
-            deleted, prune_skipped = _prune(conn, catalog_id, rows, options) if options.prune else (0, None)
+            deleted, prune_skipped = 0, None
             if options.prune and source.row_ids:
-                deleted, prune_skipped = (
-                    0,
-                    (
-                        "the file has no id column: rows named by their position cannot tell a removed product "
-                        "from a moved one"
-                    ),
+                prune_skipped = (
+                    "the file has no id column: rows named by their position cannot tell a removed product "
+                    "from a moved one"
                 )
+            elif options.prune:
+                deleted, prune_skipped = _prune(conn, catalog_id, rows, options)
             _finish_run(conn, run_id, inserted, updated, unchanged, rejected)
             rejects = list_rejects(conn, run_id)
             if options.strict and rejected:

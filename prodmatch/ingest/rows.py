@@ -175,8 +175,8 @@ def read_rows(source: _Source, options: IngestOptions, base_dir: str) -> Iterato
         "csv": _csv_rows,
         "jsonl": _jsonl_rows,
         "json": _json_rows,
-        "xlsx": _xlsx_rows,
-        "xls": _xlsx_rows,
+        "xlsx": _workbook_rows,
+        "xls": _workbook_rows,
     }[source.format]
     return read(source, options, builder)
 
@@ -524,7 +524,7 @@ class _Layout:
         return builder.build(line, values, attributes, self.currency_named)
 
 
-def _xlsx_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
+def _workbook_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> Iterator[StagedRow]:
     """The rows of the workbook's sheet of products: --sheet's, else the active sheet, else the first other sheet
     whose header names a title column (`_header_and_layout`); a reject names the sheet's row number."""
     with open_workbook(source.path, source.format) as book:

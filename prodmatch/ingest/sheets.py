@@ -5,7 +5,7 @@ Shops and marketplaces export their catalogues as workbooks as often as CSV. `op
 with each cell as text, the way a CSV export would have written it: `4999.0` as `4999`, a date as
 `2026-12-07`, an empty cell as "". Cached values are read, never formulas (nothing in a workbook runs), and
 with defusedxml installed openpyxl parses the workbook's XML without entity expansion or external references.
-Which sheet holds the products is the ingest's choice (`rows._xlsx_rows`): the active one first, then the others.
+Which sheet holds the products is the ingest's choice (`rows._workbook_rows`): the active one first, then the others.
 An old `.xls` (an OLE2 compound file, as 1C and WPS still save price lists) is read with xlrd, which holds no
 formula engine either: its cells give the values the file stores.
 """
@@ -150,12 +150,6 @@ class XlsBook(_Sheets):
 def open_workbook(path: Path, fmt: str = "xlsx") -> _Sheets:
     """The workbook at `path`: an .xlsx (`Book`) or, for format "xls", an Excel 97-2003 one (`XlsBook`)."""
     return XlsBook(path) if fmt == "xls" else Book(path)
-
-
-def sheet_records(path: Path, sized: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[str]]]:
-    """(row number in the sheet, cells as text) of every row of the workbook's active worksheet."""
-    with open_workbook(path) as book:
-        yield from book.records(book.names[0], sized)
 
 
 def _innermost(exc: BaseException) -> str:

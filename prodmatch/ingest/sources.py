@@ -175,8 +175,8 @@ def _open_source(path: Path, options: IngestOptions, encoding: str | None = None
     if fmt not in FORMATS:
         raw.close()
         raise IngestError(f"{path}: unknown format {fmt!r}; use --format csv, jsonl, json, xlsx or xls")
-    if fmt in WORKBOOKS:  # a workbook's text is UTF-8 inside its zip: no encoding or delimiter to find
-        # its size is counted in rows, known once the sheet is open (`sheets.sheet_records`)
+    if fmt in WORKBOOKS:  # a workbook's cells carry their text as such: no encoding or delimiter to find
+        # its size is counted in rows, known once the sheet is open (`sheets.open_workbook`)
         return _Source(path, fmt, None, None, binary, raw, 0, line_limit=options.line_limit)
     settled = True
     if options.encoding or encoding:
