@@ -796,6 +796,47 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
+# How an API or schema.org nests a field's value: the keys that give it, in order of preference
+_NESTED_TEXT = ("name", "title", "value", "text", "url", "@id", "id")
+_NESTED_PRICE = ("price", "value", "amount", "lowPrice", "lowprice")
+_NESTED_CURRENCY = ("priceCurrency", "currency", "currencyCode", "pricecurrency")
+
+
+def _plain_fields(values: dict[str, object]) -> None:
+    """A JSON object's nested field values made plain, as APIs and schema.org write them: `{"name": "Bosch"}`
+    is Bosch, a list of image URLs its first, a list of categories a path (`Tools / Drills`), an offer
+    `{"price": 3499, "priceCurrency": "RUB"}` (or a list of them: the first) its price and currency. A value
+    that gives none stays as it is and is rejected naming its field."""
+    price = values.get("price")
+    if isinstance(price, list) and price:
+        price = price[0]
+    if isinstance(price, dict):
+        currency = _first(price, _NESTED_CURRENCY)
+        if currency is not None and not values.get("currency"):
+            values["currency"] = currency
+        price = _first(price, _NESTED_PRICE, price)
+    if "price" in values:
+        values["price"] = price
+    for name in TEXT_FIELDS + ("external_id",):
+        value = values.get(name)
+        if isinstance(value, list) and value:
+            items = [_first(item, _NESTED_TEXT, item) if isinstance(item, dict) else item for item in value]
+            texts = [str(item) for item in items if isinstance(item, str | int) and str(item).strip()]
+            if texts:
+                values[name] = " / ".join(texts) if name == "category" else texts[0]
+        elif isinstance(value, dict):
+            values[name] = _first(value, _NESTED_TEXT, value)
+
+
+def _first(mapping: dict, keys: tuple[str, ...], default: object = None) -> object:
+    """The value of the first of `keys` that `mapping` holds as text or a number."""
+    for key in keys:
+        value = mapping.get(key)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return value
+    return default
+
+
 class _ObjectReader:
     """A JSON object's row: keys named as a field (or meaning one, `商品名称`) are the fields, `attributes` and
     every other key the attributes. Where the first object has no id (nor a shop's own article number), the
@@ -829,6 +870,11 @@ class _ObjectReader:
                     self.source.aliased.setdefault(name, key)
                 else:
                     attributes[key] = value
+            if "price" not in values:  # a schema.org product's price is in its offer
+                offers = next((k for k in attributes if k.lower() == "offers"), None)
+                if offers is not None:
+                    values["price"] = attributes[offers]
+            _plain_fields(values)
             # no id key: a shop's own article number is the id, kept as an attribute too
             if "external_id" not in values:
                 article = next((k for k in attributes if is_own_article(k)), None)

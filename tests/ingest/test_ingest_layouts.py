@@ -317,3 +317,38 @@ def test_an_excel_97_2003_price_list_loads_as_its_xlsx_would(conn, tmp_path):
     assert (first["price"], first["currency"]) == (Decimal("3499.50"), "RUB")
     assert first["attributes"] == {"Код": "1001", "Поступление": "2026-12-01", "Хит": "true"}
     assert _categories(conn, "ru") == {"1001": "Дрели", "R-2": "Дрели"}
+
+
+def test_nested_values_as_apis_and_schema_org_write_them(conn, tmp_path):
+    items = [
+        {
+            "@type": "Product",
+            "sku": "GSB13RE",
+            "name": "Дрель Bosch GSB 13 RE",
+            "brand": {"@type": "Brand", "name": "Bosch"},
+            "image": ["https://cdn.example.com/gsb13re.jpg", "https://cdn.example.com/side.jpg"],
+            "category": ["Инструмент", "Дрели"],
+            "offers": {"@type": "Offer", "price": "3499.00", "priceCurrency": "RUB"},
+        },
+        {"id": "DF333", "title": "Шуруповёрт Makita DF333", "price": [{"amount": 7990, "currency": "KZT"}]},
+        {
+            "id": "X",
+            "title": "no price in its offer",
+            "offers": {"@type": "Offer", "availability": "InStock"},
+        },
+    ]
+    path = tmp_path / "products.json"
+    path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    result = ingest_file(conn, path, "shop")
+    assert (result.inserted, result.rejected) == (2, 1)
+    assert (result.rejects[0].line, result.rejects[0].field) == (3, "price")  # named, not lost
+    got = catalog_products(conn, "shop")
+    drill = got["GSB13RE"]  # the sku is the id where no key is
+    assert (drill["title"], drill["brand"], drill["image"]) == (
+        "Дрель Bosch GSB 13 RE",
+        "Bosch",
+        "https://cdn.example.com/gsb13re.jpg",
+    )
+    assert (drill["price"], drill["currency"]) == (Decimal("3499.00"), "RUB")
+    assert _categories(conn, "shop")["GSB13RE"] == "Инструмент / Дрели"
+    assert (got["DF333"]["price"], got["DF333"]["currency"]) == (Decimal("7990"), "KZT")
