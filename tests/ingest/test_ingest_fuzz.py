@@ -207,20 +207,28 @@ def test_attributes_are_written_as_json_dumps_writes_them(attributes):
     )
 
 
-def test_fuzz_xlsx_every_row_is_loaded_or_rejected(conn, tmp_path):
+def _workbook_cell(text):
+    """A cell's value as a workbook library writes it: empty, a boolean, a number, a date or `text`."""
     import datetime as dt
 
-    from openpyxl import Workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-    stats = Counter()
-    cell = st.one_of(
+    return st.one_of(
         st.none(),
         st.booleans(),
         st.integers(min_value=-(10**15), max_value=10**15),
         st.floats(allow_nan=False, allow_infinity=False),
         st.dates(min_value=dt.date(1900, 3, 1)),
-        nasty_text.map(lambda t: ILLEGAL_CHARACTERS_RE.sub("", t.encode("utf-8", "replace").decode())),
+        text,
+    )
+
+
+def test_fuzz_xlsx_every_row_is_loaded_or_rejected(conn, tmp_path):
+
+    from openpyxl import Workbook
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    stats = Counter()
+    cell = _workbook_cell(
+        nasty_text.map(lambda t: ILLEGAL_CHARACTERS_RE.sub("", t.encode("utf-8", "replace").decode()))
     )
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -252,14 +260,8 @@ def test_fuzz_xls_every_row_is_loaded_or_rejected_and_random_bytes_are_refused(c
     import xlwt
 
     stats = Counter()
-    text = nasty_text.map(lambda t: t.encode("utf-8", "replace").decode().replace("\x00", "")[:200])
-    cell = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(10**15), max_value=10**15),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.dates(min_value=dt.date(1900, 3, 1)),
-        text,
+    cell = _workbook_cell(
+        nasty_text.map(lambda t: t.encode("utf-8", "replace").decode().replace("\x00", "")[:200])
     )
     dates = xlwt.easyxf(num_format_str="YYYY-MM-DD")
 
