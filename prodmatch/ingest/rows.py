@@ -421,6 +421,8 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
             header = _next_record(reader, source)
             if header is None:
                 return
+            if start == 1 and source.sep_line:
+                continue  # Excel's "sep=;": the delimiter's name, not a row
             if isinstance(header, _RowError):
                 raise IngestError(f"{source.path}: cannot read the header row: {header.reason}")
             if _BAD_BYTES.search("".join(header)):

@@ -30,6 +30,7 @@ from prodmatch.ingest.sheets import OLE2_MAGIC, ZIP_MAGIC
 FORMATS = ("csv", "jsonl", "json", "xlsx", "xls")
 WORKBOOKS = ("xlsx", "xls")
 DELIMITERS = ",;\t|"
+_SEP_LINE = re.compile("\ufeff?sep=(.)[ \t]*\r?\n")
 SAMPLE_BYTES = 256 * 1024
 LINE_LIMIT = 1024 * 1024  # characters per physical line; a longer line is a reject, never read whole
 SCAN_CHUNK = 1024 * 1024
@@ -110,6 +111,7 @@ class _Source:
     notes: list[str] = field(default_factory=list)  # what the reader noticed about the file's layout
     row_ids: bool = False  # no id column: rows are named by their position (`rows.row_id`)
     sections: int = 0  # a price list's section rows, read as the category of the rows below them
+    sep_line: bool = False  # the file begins with Excel's "sep=;" line, which names the delimiter
 
     def text(self) -> io.TextIOWrapper:
         # surrogateescape keeps undecodable bytes visible (as lone surrogates) so the row can be rejected.
@@ -191,12 +193,24 @@ def _open_source(path: Path, options: IngestOptions, encoding: str | None = None
     except LookupError:
         raw.close()
         raise IngestError(f"unknown encoding {encoding!r}") from None
-    delimiter = None
+    delimiter, sep_line = None, False
     if fmt == "csv":
-        delimiter = options.delimiter or _detect_delimiter(sample.decode(encoding, errors="replace"))
+        text = sample.decode(encoding, errors="replace")
+        # Excel's CSV can begin with a line naming its delimiter ("sep=;"): it is the delimiter, and no row
+        sep_line = (named := _SEP_LINE.match(text)) is not None
+        delimiter = options.delimiter or (named.group(1) if named else _detect_delimiter(text))
     size = path.stat().st_size
     return _Source(
-        path, fmt, encoding, delimiter, binary, raw, size, settled=settled, line_limit=options.line_limit
+        path,
+        fmt,
+        encoding,
+        delimiter,
+        binary,
+        raw,
+        size,
+        settled=settled,
+        line_limit=options.line_limit,
+        sep_line=sep_line,
     )
 
 

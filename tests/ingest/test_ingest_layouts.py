@@ -352,3 +352,14 @@ def test_nested_values_as_apis_and_schema_org_write_them(conn, tmp_path):
     assert (drill["price"], drill["currency"]) == (Decimal("3499.00"), "RUB")
     assert _categories(conn, "shop")["GSB13RE"] == "Инструмент / Дрели"
     assert (got["DF333"]["price"], got["DF333"]["currency"]) == (Decimal("7990"), "KZT")
+
+
+def test_excels_sep_line_names_the_delimiter_and_is_no_row(conn, tmp_path):
+    path = tmp_path / "excel.csv"
+    # without the line, commas in the titles and decimal commas would make the delimiter a guess
+    path.write_bytes(
+        "sep=;\r\nid;title;price\r\n1;Kettle, steel, 1,7 l;19,90\r\n2;Iron, 2400 W;9,90\r\n".encode("cp1252")
+    )
+    result = ingest_file(conn, path, "shop")
+    assert (result.delimiter, result.inserted, result.rejected, result.notes) == (";", 2, 0, [])
+    assert catalog_products(conn, "shop")["1"]["title"] == "Kettle, steel, 1,7 l"
