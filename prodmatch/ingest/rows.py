@@ -42,7 +42,7 @@ from prodmatch.roles import brand_from_attributes, normalize_roles
 FIELDS = ("external_id", "title", "description", "brand", "category", "price", "currency", "image")
 TEXT_FIELDS = ("title", "description", "brand", "category", "currency", "image")
 REQUIRED_FIELDS = ("title",)  # a table without an id column names its rows by their position
-_CATEGORY = FIELDS.index("category")
+_EXTERNAL_ID, _CATEGORY = FIELDS.index("external_id"), FIELDS.index("category")
 HEADER_SEARCH_ROWS = 30  # the header may sit below a title block of up to this many non-blank rows
 ALIASES = {"id": "external_id"}
 MAX_RAW = 2000
@@ -438,7 +438,7 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
             yield start, header
 
     header, layout = _header_and_layout(candidates(), options, source, "the file is empty (no header row)")
-    width, id_index = layout.width, layout.id_index
+    width = layout.width
     sections = _Sections(layout, source, "line")
     line = reader.line_num + 1
     while True:
@@ -454,7 +454,7 @@ def _csv_rows(source: _Source, options: IngestOptions, builder: _RowBuilder) -> 
         if not record or record == [""] or sections.take(start, record):
             continue
         raw = source.delimiter.join(record)
-        external_id = record[id_index] if id_index is not None and id_index < len(record) else None
+        external_id = layout.id_of(record)
         try:
             if OVERLONG in raw:
                 raise _RowError(None, f"a line longer than {options.line_limit:,} characters (line_limit)")
@@ -509,6 +509,10 @@ class _Layout:
             iso_currency(qualifier(header[columns["price"]])) if "price" in columns else None,
         )
 
+    def id_of(self, record: list[str]) -> str | None:
+        """The id a record's cells give, for its reject (None without an id column or cell)."""
+        return record[self.id_index] if self.id_index is not None and self.id_index < len(record) else None
+
     def build(
         self, builder: _RowBuilder, line: int, record: list[str], section: str | None = None
     ) -> StagedRow:
@@ -519,7 +523,7 @@ class _Layout:
         if section and not values[_CATEGORY].strip():
             values[_CATEGORY] = section
         if self.id_index is None:
-            values[0] = row_id(line)
+            values[_EXTERNAL_ID] = row_id(line)
         attributes = {h: record[i] for i, h in self.extra if record[i] != ""}
         if self.attributes_column is not None and "attributes" in attributes:
             attributes.update(_json_object(attributes.pop("attributes")))
@@ -574,9 +578,7 @@ def _sheet_rows(records, header, layout: _Layout, options, source: _Source, buil
             continue
         source.rows_read = line
         raw = "\t".join(record)
-        external_id = (
-            record[layout.id_index] if layout.id_index is not None and layout.id_index < len(record) else None
-        )
+        external_id = layout.id_of(record)
         try:
             if len(record) > layout.width and any(record[layout.width :]):
                 raise _RowError(None, f"a value right of the header's {layout.width} columns")

@@ -106,7 +106,7 @@ class XlsBook(_Sheets):
     def __init__(self, path: Path) -> None:
         import xlrd
 
-        self.path = path
+        self.path, self._xlrd = path, xlrd
         try:
             self._book = xlrd.open_workbook(str(path))
             sheets = self._book.sheets()
@@ -130,8 +130,7 @@ class XlsBook(_Sheets):
             yield index + 1, [self._text(cell) for cell in sheet.row(index)]
 
     def _text(self, cell) -> str:
-        import xlrd
-
+        xlrd = self._xlrd
         if cell.ctype == xlrd.XL_CELL_DATE:
             try:
                 return cell_text(xlrd.xldate_as_datetime(cell.value, self._book.datemode))
